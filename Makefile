@@ -1,0 +1,55 @@
+# Hearth's build. `make demo` and `make test` work on a fresh Debian machine:
+# they install what they need first (scripts/install-deps.sh, as root).
+GO        ?= go
+BIN       := bin
+VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOFLAGS_STATIC := CGO_ENABLED=0
+LDFLAGS   := -s -w -X github.com/hearthdev/hearth/internal/agent.Version=$(VERSION)
+EXAMPLES  := examples/hello/hello.zip examples/counter/counter.zip
+
+.PHONY: all build deps kernel examples test test-unit demo bench clean
+
+all: build
+
+build: $(BIN)/hearth $(BIN)/hearth-agent examples
+
+$(BIN)/hearth: FORCE
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -o $@ ./cmd/hearth
+
+# The guest agent must be static: the initramfs has no dynamic loader.
+$(BIN)/hearth-agent: FORCE
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/hearth-agent
+
+examples: $(EXAMPLES)
+
+examples/%.zip: FORCE
+	@mkdir -p $(BIN)/fn/$(*F)
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/fn/$(*F)/bootstrap ./examples/$(*D)
+	$(GO) run ./scripts/mkzip $@ $(BIN)/fn/$(*F)/bootstrap
+
+# Installs the system packages Hearth and its tests need (skips what is there).
+deps:
+	./scripts/install-deps.sh
+
+# The minimal guest kernel, cached outside the repo by config hash.
+kernel:
+	./scripts/build-kernel.sh
+
+test: deps kernel build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 40m ./...
+
+# Logic only: no VM is booted by these.
+test-unit:
+	$(GO) test -count=1 ./internal/guestproto/... ./internal/guestimage/... ./internal/agent/...
+
+demo: deps kernel build
+	./scripts/demo.sh
+
+bench: build
+	$(BIN)/hearth bench cold -n 5
+
+clean:
+	rm -rf $(BIN) $(EXAMPLES)
+
+FORCE:

@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hearthdev/hearth/internal/agent/runtimeapi"
+	"github.com/hearthdev/hearth/internal/guestproto"
+)
+
+// Version is set at link time to the agent's build id.
+var Version = "dev"
+
+// Config says how the agent runs. The zero value is not useful; the
+// hearth-agent command fills it for PID 1, tests fill it for a host process.
+type Config struct {
+	// Channel is the byte stream to the host. When nil the agent finds the
+	// virtio-serial port named guestproto.PortName.
+	Channel io.ReadWriter
+	// System, when true, makes the agent prepare the machine: mounts, kernel
+	// modules, loopback, and the reaping of orphans. Only for PID 1.
+	System bool
+	// TaskRoot holds the function's code; its bootstrap is started on Init.
+	TaskRoot string
+	// RuntimeAPIAddr is where the Runtime API listens.
+	RuntimeAPIAddr string
+	// Start is when the process started, for the Hello timings.
+	Start time.Time
+	Log   *slog.Logger
+}
+
+// Agent is one running guest agent.
+type Agent struct {
+	cfg   Config
+	out   *guestproto.Writer
+	inv   *invocations
+	log   *slog.Logger
+	procs *supervisor
+
+	mu      sync.Mutex
+	initCfg *guestproto.Init
+}
+
+// Run prepares the guest, greets the host and serves until ctx ends or the
+// channel fails.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.TaskRoot == "" {
+		cfg.TaskRoot = "/var/task"
+	}
+	if cfg.RuntimeAPIAddr == "" {
+		cfg.RuntimeAPIAddr = guestproto.RuntimeAPIAddr
+	}
+	if cfg.Start.IsZero() {
+		cfg.Start = time.Now()
+	}
+	a := &Agent{cfg: cfg, log: cfg.Log}
+	if cfg.System {
+		if err := prepareSystem(cfg.Log); err != nil {
+			return fmt.Errorf("prepare system: %w", err)
+		}
+	}
+	ch := cfg.Channel
+	if ch == nil {
+		port, err := openPort(ctx, guestproto.PortName)
+		if err != nil {
+			return fmt.Errorf("open host channel: %w", err)
+		}
+		defer port.Close()
+		ch = port
+	}
+	a.out = guestproto.NewWriter(ch)
+	a.inv = newInvocations(a.out)
+	a.procs = newSupervisor(cfg.System, a.out, a.log)
+	a.inv.stats = a.procs
+
+	api := runtimeapi.New(a.inv, a.log)
+	srvErr := make(chan error, 1)
+	ln, err := api.Listen(cfg.RuntimeAPIAddr)
+	if err != nil {
+		return fmt.Errorf("runtime api: %w", err)
+	}
+	go func() { srvErr <- api.Serve(ln) }()
+	defer api.Close()
+
+	hello := guestproto.Hello{
+		AgentVersion: Version,
+		UptimeMs:     bootUptimeMs(),
+		AgentMs:      float64(time.Since(cfg.Start).Microseconds()) / 1000,
+	}
+	if err := a.out.Write(guestproto.TypeHello, hello, nil); err != nil {
+		return err
+	}
+	frames := make(chan guestproto.Frame)
+	readErr := make(chan error, 1)
+	go func() {
+		r := guestproto.NewReader(ch)
+		for {
+			f, err := r.Read()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			frames <- f
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			a.procs.stop()
+			return ctx.Err()
+		case err := <-srvErr:
+			return fmt.Errorf("runtime api stopped: %w", err)
+		case err := <-readErr:
+			a.procs.stop()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("host channel: %w", err)
+		case f := <-frames:
+			if err := a.handle(f); err != nil {
+				a.log.Error("frame", "type", f.Type, "err", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) handle(f guestproto.Frame) error {
+	switch f.Type {
+	case guestproto.TypeInit:
+		var in guestproto.Init
+		if err := f.Decode(&in); err != nil {
+			return err
+		}
+		return a.init(in, f.Body)
+	case guestproto.TypeInvoke:
+		var iv guestproto.Invoke
+		if err := f.Decode(&iv); err != nil {
+			return err
+		}
+		a.procs.logs.newPhase()
+		return a.inv.push(iv, f.Body)
+	case guestproto.TypePing:
+		var p guestproto.Ping
+		if err := f.Decode(&p); err != nil {
+			return err
+		}
+		return a.out.Write(guestproto.TypePong, p, nil)
+	default:
+		return fmt.Errorf("unexpected frame %s", f.Type)
+	}
+}
+
+// init applies the host's clock and entropy, then starts the runtime.
+func (a *Agent) init(in guestproto.Init, entropy []byte) error {
+	a.mu.Lock()
+	if a.initCfg != nil {
+		a.mu.Unlock()
+		return errors.New("init received twice")
+	}
+	a.initCfg = &in
+	a.mu.Unlock()
+	if a.cfg.System {
+		if err := setClock(in.UnixNano); err != nil {
+			a.log.Warn("set clock", "err", err)
+		}
+		if err := addEntropy(entropy); err != nil {
+			a.log.Warn("add entropy", "err", err)
+		}
+	}
+	a.inv.setARN(in.FunctionARN)
+	a.procs.logs.setLimit(in.LogLimit)
+	a.inv.initStarted(time.Now())
+	err := a.procs.start(a.cfg.TaskRoot, runtimeEnv(in, a.cfg), a.inv.runtimeExited)
+	if err != nil {
+		return a.inv.initFailed("Runtime.InvalidEntrypoint", err.Error())
+	}
+	return nil
+}

@@ -1,0 +1,16 @@
+package runtimeapi
+
+import "net/http"
+
+// initError takes POST /init/error: the runtime could not initialise.
+func (s *Server) initError(w http.ResponseWriter, r *http.Request) {
+	errType, body, ok := readErrorPost(w, r)
+	if !ok {
+		return
+	}
+	if err := s.inv.InitFail(errType, body); err != nil {
+		s.writeStateError(w, err)
+		return
+	}
+	writeAccepted(w)
+}

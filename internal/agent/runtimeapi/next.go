@@ -1,0 +1,44 @@
+package runtimeapi
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// Headers of /invocation/next.
+const (
+	HeaderRequestID       = "Lambda-Runtime-Aws-Request-Id"
+	HeaderDeadlineMs      = "Lambda-Runtime-Deadline-Ms"
+	HeaderFunctionARN     = "Lambda-Runtime-Invoked-Function-Arn"
+	HeaderTraceID         = "Lambda-Runtime-Trace-Id"
+	HeaderClientContext   = "Lambda-Runtime-Client-Context"
+	HeaderCognitoIdentity = "Lambda-Runtime-Cognito-Identity"
+)
+
+// next answers GET /invocation/next with the next event; it blocks until
+// there is one.
+func (s *Server) next(w http.ResponseWriter, r *http.Request) {
+	ev, err := s.inv.Next(r.Context())
+	if err != nil {
+		// The runtime went away (its connection closed) or the agent is
+		// stopping; nobody is there to read an answer.
+		s.log.Debug("next ended", "err", err)
+		return
+	}
+	h := w.Header()
+	h.Set(HeaderRequestID, ev.RequestID)
+	h.Set(HeaderDeadlineMs, strconv.FormatInt(ev.DeadlineMs, 10))
+	h.Set(HeaderFunctionARN, ev.FunctionARN)
+	if ev.TraceID != "" {
+		h.Set(HeaderTraceID, ev.TraceID)
+	}
+	if ev.ClientContext != "" {
+		h.Set(HeaderClientContext, ev.ClientContext)
+	}
+	if ev.CognitoIdentity != "" {
+		h.Set(HeaderCognitoIdentity, ev.CognitoIdentity)
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(ev.Payload)
+}

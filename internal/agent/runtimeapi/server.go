@@ -1,0 +1,80 @@
+// Package runtimeapi serves the AWS Lambda Runtime API inside the guest, so
+// that unmodified Lambda runtimes (aws-lambda-go's lambda.Start, the
+// provided.al2023 custom runtimes) can run a function. One file per endpoint;
+// the routes are listed in router.go.
+package runtimeapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+)
+
+// MaxResponseBytes is Lambda's limit on a synchronous response.
+const MaxResponseBytes = 6291556
+
+// Event is one invocation as the runtime receives it.
+type Event struct {
+	RequestID       string
+	DeadlineMs      int64
+	FunctionARN     string
+	TraceID         string
+	ClientContext   string
+	CognitoIdentity string
+	Payload         []byte
+}
+
+// Invocations is the state behind the API, owned by the agent.
+type Invocations interface {
+	// Next blocks until an invocation is ready for the runtime; its first
+	// call marks the end of init.
+	Next(ctx context.Context) (Event, error)
+	Respond(requestID string, body []byte) error
+	Fail(requestID, errorType string, body []byte) error
+	InitFail(errorType string, body []byte) error
+}
+
+var (
+	// ErrUnknownRequest is returned for a request id that is not in flight.
+	ErrUnknownRequest = errors.New("unknown request id")
+	// ErrInvalidState is returned for a call the current phase forbids.
+	ErrInvalidState = errors.New("invalid state transition")
+)
+
+// Server is the Runtime API's HTTP server.
+type Server struct {
+	inv Invocations
+	log *slog.Logger
+	srv *http.Server
+}
+
+// New returns a Server backed by inv.
+func New(inv Invocations, log *slog.Logger) *Server {
+	s := &Server{inv: inv, log: log}
+	// No read or write timeouts: /next must block for as long as the
+	// environment waits for work, across freezes and suspends.
+	s.srv = &http.Server{Handler: s.routes()}
+	return s
+}
+
+// Listen opens the API's listener.
+func (s *Server) Listen(addr string) (net.Listener, error) {
+	return net.Listen("tcp", addr)
+}
+
+// Serve serves on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops the server.
+func (s *Server) Close() error { return s.srv.Close() }
+
+// Handler returns the API's handler, for tests.
+func (s *Server) Handler() http.Handler { return s.srv.Handler }

@@ -1,0 +1,184 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hearthdev/hearth/internal/guestproto"
+)
+
+// supervisor runs the function's runtime process and watches it end.
+type supervisor struct {
+	reap bool // PID 1: reap every child, including orphans
+	log  *slog.Logger
+	logs *logPump
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	pid    int
+	onExit func(status string, code int)
+	exited chan struct{}
+}
+
+func newSupervisor(reap bool, out *guestproto.Writer, log *slog.Logger) *supervisor {
+	s := &supervisor{reap: reap, log: log, logs: newLogPump(out)}
+	if reap {
+		go s.reaper()
+	}
+	return s
+}
+
+// start runs root/bootstrap with env; onExit is called once it has ended and
+// its output has been forwarded.
+func (s *supervisor) start(root string, env []string, onExit func(status string, code int)) error {
+	bootstrap := filepath.Join(root, "bootstrap")
+	fi, err := os.Stat(bootstrap)
+	switch {
+	case err != nil:
+		return fmt.Errorf("Couldn't find valid bootstrap(s): [%s]: %w", bootstrap, err)
+	case fi.Mode()&0o111 == 0:
+		return fmt.Errorf("fork/exec %s: permission denied (bootstrap is not executable)", bootstrap)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	cmd := exec.Command(bootstrap)
+	cmd.Dir = root
+	cmd.Env = env
+	cmd.Stdout = outW
+	cmd.Stderr = errW
+	// Its own process group, so that stop ends its children too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+
+	s.mu.Lock()
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		s.mu.Unlock()
+		outR.Close()
+		errR.Close()
+		return err
+	}
+	s.cmd, s.pid, s.onExit = cmd, cmd.Process.Pid, onExit
+	s.exited = make(chan struct{})
+	s.logs.attach(outR, errR)
+	s.mu.Unlock()
+	if !s.reap {
+		go func() {
+			_ = cmd.Wait()
+			s.ended(cmd.ProcessState.Sys().(syscall.WaitStatus))
+		}()
+	}
+	return nil
+}
+
+// reaper collects every child that ends, as PID 1 must, and passes the
+// runtime's own status on.
+func (s *supervisor) reaper() {
+	sig := make(chan os.Signal, 16)
+	signal.Notify(sig, unix.SIGCHLD)
+	for range sig {
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+			s.mu.Lock()
+			mine := pid == s.pid
+			s.mu.Unlock()
+			if mine {
+				s.ended(syscall.WaitStatus(ws))
+			}
+		}
+	}
+}
+
+func (s *supervisor) ended(ws syscall.WaitStatus) {
+	s.mu.Lock()
+	onExit, exited := s.onExit, s.exited
+	s.pid, s.onExit = 0, nil
+	s.mu.Unlock()
+	if onExit == nil {
+		return
+	}
+	// Forward what it wrote before it died, but don't wait on grandchildren
+	// that still hold the pipes open.
+	s.logs.waitEOF(200 * time.Millisecond)
+	close(exited)
+	status, code := describe(ws)
+	onExit(status, code)
+}
+
+// describe words an exit status as Go's os.ProcessState does, which is also
+// what Lambda prints after "Runtime exited with error: ".
+func describe(ws syscall.WaitStatus) (string, int) {
+	switch {
+	case ws.Exited():
+		return "exit status " + strconv.Itoa(ws.ExitStatus()), ws.ExitStatus()
+	case ws.Signaled():
+		return "signal: " + ws.Signal().String(), 128 + int(ws.Signal())
+	default:
+		return fmt.Sprintf("wait status %#x", uint32(ws)), -1
+	}
+}
+
+// stop kills the runtime and its process group.
+func (s *supervisor) stop() {
+	s.mu.Lock()
+	pid, exited := s.pid, s.exited
+	s.mu.Unlock()
+	if pid == 0 {
+		return
+	}
+	_ = unix.Kill(-pid, unix.SIGKILL)
+	select {
+	case <-exited:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// maxRSSKiB reads the runtime's peak resident set (VmHWM).
+func (s *supervisor) maxRSSKiB() int64 {
+	s.mu.Lock()
+	pid := s.pid
+	s.mu.Unlock()
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func (s *supervisor) flush() int64 { return s.logs.flush() }

@@ -1,0 +1,221 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/sandbox"
+)
+
+type runFlags struct {
+	host      hostFlags
+	zip       string
+	event     string
+	eventFile string
+	name      string
+	handler   string
+	memory    int
+	timeout   int
+	env       []string
+	output    string
+}
+
+func (c *CLI) runCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run --zip FILE [--event JSON]",
+		Short: "Run a function once, cold, in a fresh microVM",
+		Long: `Boots a microVM with the function's code, invokes it once with the event and
+prints the response on stdout. On stderr: the function's logs and a Lambda-style
+REPORT line with the cold start's phases. Exit status 0 on success, 1 on a
+function error (its error object is printed), 2 on bad input, 3 on a host error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return c.run(cmd, f) },
+	}
+	f.host.register(cmd)
+	cmd.Flags().StringVar(&f.zip, "zip", "", "the function's code: a zip with an executable bootstrap at its root")
+	cmd.Flags().StringVar(&f.event, "event", "{}", "the event, as JSON")
+	cmd.Flags().StringVar(&f.eventFile, "event-file", "", "read the event from this file (- for stdin)")
+	cmd.Flags().StringVar(&f.name, "name", "", "function name (default: the zip's base name)")
+	cmd.Flags().StringVar(&f.handler, "handler", "bootstrap", "handler, passed as _HANDLER")
+	cmd.Flags().IntVar(&f.memory, "memory", 128, "memory in MB (128–10240); sets the vCPUs as Lambda does")
+	cmd.Flags().IntVar(&f.timeout, "timeout", 3, "timeout in seconds (1–900)")
+	cmd.Flags().StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "text or json")
+	_ = cmd.MarkFlagRequired("zip")
+	return cmd
+}
+
+// validateFunction checks a function's settings against Lambda's limits.
+func validateFunction(memory, timeout int, env []string) (map[string]string, error) {
+	if memory < 128 || memory > 10240 {
+		return nil, lambdaerr.InvalidParameter("MemorySize must be between 128 and 10240 MB (got %d)", memory)
+	}
+	if timeout < 1 || timeout > 900 {
+		return nil, lambdaerr.InvalidParameter("Timeout must be between 1 and 900 seconds (got %d)", timeout)
+	}
+	vars := map[string]string{}
+	size := 0
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, lambdaerr.InvalidParameter("environment variable %q is not KEY=VALUE", kv)
+		}
+		vars[k] = v
+		size += len(k) + len(v)
+	}
+	if size > 4096 {
+		return nil, lambdaerr.InvalidParameter("environment variables exceed Lambda's 4 KB limit (%d bytes)", size)
+	}
+	return vars, nil
+}
+
+func (c *CLI) readEvent(f runFlags) ([]byte, error) {
+	var ev []byte
+	switch {
+	case f.eventFile == "-":
+		b, err := io.ReadAll(io.LimitReader(c.Stdin, sandbox.MaxPayloadBytes+1))
+		if err != nil {
+			return nil, err
+		}
+		ev = b
+	case f.eventFile != "":
+		fi, err := os.Stat(f.eventFile)
+		if err != nil {
+			return nil, lambdaerr.InvalidParameter("event file: %v", err)
+		}
+		if fi.Size() > sandbox.MaxPayloadBytes {
+			return nil, tooLarge(int(fi.Size()))
+		}
+		if ev, err = os.ReadFile(f.eventFile); err != nil {
+			return nil, err
+		}
+	default:
+		ev = []byte(f.event)
+	}
+	if len(ev) > sandbox.MaxPayloadBytes {
+		return nil, tooLarge(len(ev))
+	}
+	if !json.Valid(ev) {
+		return nil, lambdaerr.InvalidParameter("the event is not valid JSON")
+	}
+	return ev, nil
+}
+
+func tooLarge(n int) error {
+	return lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation (got %d bytes)", sandbox.MaxPayloadBytes, n)
+}
+
+func (c *CLI) run(cmd *cobra.Command, f runFlags) error {
+	ctx := cmd.Context()
+	log := c.logger(cmd)
+	// Everything that can be refused is refused before a VM starts.
+	envVars, err := validateFunction(f.memory, f.timeout, f.env)
+	if err != nil {
+		return err
+	}
+	event, err := c.readEvent(f)
+	if err != nil {
+		return err
+	}
+	code, err := guestimage.ReadZipFile(f.zip)
+	if err != nil {
+		return err
+	}
+	h, err := c.openHost(f.host, log)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "hearth-run-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	img, err := h.image(work, code)
+	if err != nil {
+		return err
+	}
+	if err := h.resolveAccel(ctx, img); err != nil {
+		return err
+	}
+	name := f.name
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(f.zip), filepath.Ext(f.zip))
+	}
+	fn := sandbox.Function{
+		Name: name, MemoryMB: f.memory, Timeout: time.Duration(f.timeout) * time.Second,
+		Handler: f.handler, Env: envVars,
+	}
+	env, err := sandbox.Boot(ctx, h.sandboxConfig(work, c.Stderr), fn, img)
+	var initErr *sandbox.InitError
+	if errors.As(err, &initErr) {
+		c.printError(f.output, initErr.Object)
+		return &exitError{code: ExitFunctionError, err: err}
+	}
+	if err != nil {
+		return err
+	}
+	defer env.Close(ctx)
+	res, err := env.Invoke(ctx, sandbox.Request{Payload: event})
+	if err != nil {
+		return err
+	}
+	t := env.Timings()
+	report := reportLine(res, fn, t)
+	if f.output == "json" {
+		out := map[string]any{"requestId": res.RequestID, "payload": json.RawMessage(res.Payload), "report": reportJSON(res, fn, t)}
+		if res.Error != nil {
+			out["functionError"] = "Unhandled"
+		}
+		b, _ := json.Marshal(out)
+		fmt.Fprintln(c.Stdout, string(b))
+	} else {
+		fmt.Fprintln(c.Stdout, string(res.Payload))
+	}
+	fmt.Fprintln(c.Stderr, report)
+	if res.Error != nil {
+		return &exitError{code: ExitFunctionError, err: errors.New(res.Error.ErrorType)}
+	}
+	return nil
+}
+
+func (c *CLI) printError(output string, obj any) {
+	b, _ := json.Marshal(obj)
+	if output == "json" {
+		b, _ = json.Marshal(map[string]any{"payload": json.RawMessage(b), "functionError": "Unhandled"})
+	}
+	fmt.Fprintln(c.Stdout, string(b))
+}
+
+// reportLine is Lambda's REPORT line, with the cold start's phases after
+// Lambda's own fields.
+func reportLine(res *sandbox.Result, fn sandbox.Function, t sandbox.BootTimings) string {
+	return fmt.Sprintf("REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB\tInit Duration: %.2f ms\tVMM Start: %.2f ms\tKernel Boot: %.2f ms\tRuntime Init: %.2f ms",
+		res.RequestID, msf(res.Duration), billedMs(res.Duration), fn.MemoryMB, (res.MaxRSSKiB+1023)/1024,
+		msf(t.Total()), msf(t.VMMStart), msf(t.KernelBoot), msf(t.RuntimeInit))
+}
+
+func reportJSON(res *sandbox.Result, fn sandbox.Function, t sandbox.BootTimings) map[string]any {
+	return map[string]any{
+		"durationMs": msf(res.Duration), "billedDurationMs": billedMs(res.Duration),
+		"memorySizeMB": fn.MemoryMB, "maxMemoryUsedMB": (res.MaxRSSKiB + 1023) / 1024,
+		"initDurationMs": msf(t.Total()), "vmmStartMs": msf(t.VMMStart), "kernelBootMs": msf(t.KernelBoot),
+		"guestKernelMs": msf(t.GuestKernel), "guestAgentMs": msf(t.GuestAgent), "runtimeInitMs": msf(t.RuntimeInit),
+	}
+}
+
+// billedMs rounds a duration up to the millisecond, as Lambda bills.
+func billedMs(d time.Duration) int64 {
+	return int64(math.Ceil(float64(d) / float64(time.Millisecond)))
+}

@@ -1,0 +1,170 @@
+package guestimage
+
+import (
+	"archive/zip"
+	"bufio"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/cavaliergopher/cpio"
+)
+
+// InitramfsSpec says what goes into an initramfs.
+type InitramfsSpec struct {
+	// Agent is the path of the hearth-agent binary, installed as /init.
+	Agent string
+	// Modules are kernel modules (host paths) in load order.
+	Modules []string
+	// Code is unpacked at /var/task; nil for an agent-only image.
+	Code *Code
+}
+
+// Guest paths.
+const (
+	TaskRoot   = "/var/task"
+	modulesDir = "lib/modules/hearth"
+)
+
+// WriteInitramfs writes a newc cpio archive, uncompressed: the kernel then
+// spends no time decompressing it, which matters most under emulation.
+func WriteInitramfs(w io.Writer, spec InitramfsSpec) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	cw := cpio.NewWriter(bw)
+	iw := &imageWriter{cw: cw, dirs: map[string]bool{}}
+	for _, d := range []string{"dev", "proc", "sys", "tmp", "run", "etc", "opt", "var/task", "var/runtime", modulesDir} {
+		if err := iw.dir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := iw.hostFile("init", spec.Agent, 0o755); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	etc := map[string]string{
+		"etc/hosts":  "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nsbx_user1051:x:993:990::/home/sbx_user1051:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n",
+		"etc/group":  "root:x:0:\nnobody:x:65534:\n",
+	}
+	for name, body := range etc {
+		if err := iw.bytes(name, []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	var order strings.Builder
+	for _, m := range spec.Modules {
+		base := filepath.Base(m)
+		if err := iw.hostFile(modulesDir+"/"+base, m, 0o644); err != nil {
+			return fmt.Errorf("module: %w", err)
+		}
+		order.WriteString(base + "\n")
+	}
+	if len(spec.Modules) > 0 {
+		if err := iw.bytes(modulesDir+"/order", []byte(order.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	if spec.Code != nil {
+		err := spec.Code.walk(func(name string, mode fs.FileMode, f *zip.File) error {
+			return iw.zipEntry(path.Join("var/task", name), mode, f)
+		})
+		if err != nil {
+			return fmt.Errorf("code: %w", err)
+		}
+	}
+	if err := cw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// imageWriter adds entries, creating parent directories once each.
+type imageWriter struct {
+	cw   *cpio.Writer
+	dirs map[string]bool
+}
+
+func (iw *imageWriter) dir(name string, perm fs.FileMode) error {
+	if name == "." || name == "" || iw.dirs[name] {
+		return nil
+	}
+	if err := iw.dir(path.Dir(name), 0o755); err != nil {
+		return err
+	}
+	iw.dirs[name] = true
+	return iw.cw.WriteHeader(&cpio.Header{Name: name, Mode: cpio.TypeDir | cpio.FileMode(perm.Perm()), Links: 2})
+}
+
+func (iw *imageWriter) header(name string, mode cpio.FileMode, size int64) error {
+	if err := iw.dir(path.Dir(name), 0o755); err != nil {
+		return err
+	}
+	return iw.cw.WriteHeader(&cpio.Header{Name: name, Mode: mode, Size: size, Links: 1})
+}
+
+func (iw *imageWriter) bytes(name string, b []byte, perm fs.FileMode) error {
+	if err := iw.header(name, cpio.TypeReg|cpio.FileMode(perm), int64(len(b))); err != nil {
+		return err
+	}
+	_, err := iw.cw.Write(b)
+	return err
+}
+
+func (iw *imageWriter) hostFile(name, src string, perm fs.FileMode) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := iw.header(name, cpio.TypeReg|cpio.FileMode(perm), fi.Size()); err != nil {
+		return err
+	}
+	_, err = io.Copy(iw.cw, f)
+	return err
+}
+
+func (iw *imageWriter) zipEntry(name string, mode fs.FileMode, f *zip.File) error {
+	switch {
+	case mode.IsDir():
+		return iw.dir(name, mode.Perm()|0o700)
+	case mode&fs.ModeSymlink != 0:
+		rc, err := f.Open()
+		if err != nil {
+			return err
+		}
+		target, err := io.ReadAll(io.LimitReader(rc, 4096))
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		if err := iw.dir(path.Dir(name), 0o755); err != nil {
+			return err
+		}
+		// In newc a symlink's target is its body.
+		if err := iw.cw.WriteHeader(&cpio.Header{Name: name, Mode: cpio.TypeSymlink | 0o777, Size: int64(len(target)), Links: 1}); err != nil {
+			return err
+		}
+		_, err = iw.cw.Write(target)
+		return err
+	default:
+		rc, err := f.Open()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		if err := iw.header(name, cpio.TypeReg|cpio.FileMode(mode.Perm()), int64(f.UncompressedSize64)); err != nil {
+			return err
+		}
+		if _, err := io.Copy(iw.cw, rc); err != nil {
+			return fmt.Errorf("%s: %w", f.Name, err)
+		}
+		return nil
+	}
+}

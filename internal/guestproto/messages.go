@@ -1,0 +1,122 @@
+package guestproto
+
+import "fmt"
+
+// Type says what a frame carries.
+type Type uint8
+
+// Frame types. Host → agent: Init, Invoke. Agent → host: the rest.
+const (
+	TypeHello         Type = 1  // agent: up and listening; header Hello
+	TypeInit          Type = 2  // host: start the runtime; header Init, body entropy
+	TypeReady         Type = 3  // agent: the runtime asked for its first event; header Ready
+	TypeInitError     Type = 4  // agent: init failed; header ErrorInfo, body error object
+	TypeInvoke        Type = 5  // host: one invocation; header Invoke, body event
+	TypeResponse      Type = 6  // agent: the result; header Result, body response
+	TypeFunctionError Type = 7  // agent: the invocation failed; header Result, body error object
+	TypeLog           Type = 8  // agent: output of the function; header Log, body bytes
+	TypeExit          Type = 9  // agent: the runtime process ended; header Exit
+	TypePing          Type = 10 // either side: liveness; header Ping
+	TypePong          Type = 11 // the answer to a Ping; header Ping
+)
+
+var typeNames = map[Type]string{
+	TypeHello: "hello", TypeInit: "init", TypeReady: "ready", TypeInitError: "init-error",
+	TypeInvoke: "invoke", TypeResponse: "response", TypeFunctionError: "function-error",
+	TypeLog: "log", TypeExit: "exit", TypePing: "ping", TypePong: "pong",
+}
+
+func (t Type) String() string {
+	if n, ok := typeNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// PortName is the name of the virtio-serial port the agent looks for.
+const PortName = "hearth.agent"
+
+// RuntimeAPIAddr is where the agent serves the Lambda Runtime API.
+const RuntimeAPIAddr = "127.0.0.1:9001"
+
+// Hello is the agent's first frame: nothing is sent to it before.
+type Hello struct {
+	AgentVersion string `json:"agentVersion"`
+	// UptimeMs is the guest's CLOCK_BOOTTIME when the agent started, which
+	// splits the host-measured boot into kernel time and agent time.
+	UptimeMs float64 `json:"uptimeMs"`
+	// AgentMs is the time the agent took from its start to this frame
+	// (mounts, modules, channel).
+	AgentMs float64 `json:"agentMs"`
+}
+
+// Init configures the function and starts its runtime.
+type Init struct {
+	FunctionName    string            `json:"functionName"`
+	FunctionVersion string            `json:"functionVersion"`
+	FunctionARN     string            `json:"functionArn"`
+	MemoryMB        int               `json:"memoryMB"`
+	Handler         string            `json:"handler"`
+	Region          string            `json:"region"`
+	LogGroup        string            `json:"logGroup"`
+	LogStream       string            `json:"logStream"`
+	Env             map[string]string `json:"env,omitempty"`
+	// LogLimit caps the function's output per phase (init, each invocation);
+	// the rest is counted and dropped so a flood cannot stall the channel.
+	LogLimit int64 `json:"logLimit"`
+	// UnixNano is the host's wall clock: the guest sets its clock from it.
+	UnixNano int64 `json:"unixNano"`
+}
+
+// Ready says the runtime finished its init: it called /invocation/next.
+type Ready struct {
+	InitMs float64 `json:"initMs"`
+}
+
+// ErrorInfo describes an init error; the body is the error object.
+type ErrorInfo struct {
+	ErrorType string `json:"errorType"`
+}
+
+// Invoke is one invocation; the body is the event.
+type Invoke struct {
+	RequestID       string `json:"requestId"`
+	DeadlineMs      int64  `json:"deadlineMs"`
+	FunctionARN     string `json:"functionArn"`
+	TraceID         string `json:"traceId,omitempty"`
+	ClientContext   string `json:"clientContext,omitempty"`
+	CognitoIdentity string `json:"cognitoIdentity,omitempty"`
+}
+
+// Result ends an invocation; the body is the response or the error object.
+type Result struct {
+	RequestID string `json:"requestId"`
+	ErrorType string `json:"errorType,omitempty"`
+	// MaxRSSKiB is the runtime process's peak resident memory so far.
+	MaxRSSKiB int64 `json:"maxRssKiB"`
+	// LogDropped counts output bytes dropped over the log limit.
+	LogDropped int64 `json:"logDropped,omitempty"`
+}
+
+// Log is a chunk of the function's output; the body is the bytes.
+type Log struct {
+	Stream string `json:"stream"` // "stdout" or "stderr", or "agent" for notices
+}
+
+// Exit says the runtime process ended.
+type Exit struct {
+	Status string `json:"status"` // as os.ProcessState.String: "exit status 2", "signal: killed"
+	Code   int    `json:"code"`
+}
+
+// Ping checks that the other side is alive.
+type Ping struct {
+	Seq uint64 `json:"seq"`
+}
+
+// ErrorObject is the Lambda error shape a runtime posts and a caller gets.
+type ErrorObject struct {
+	ErrorMessage string   `json:"errorMessage"`
+	ErrorType    string   `json:"errorType"`
+	StackTrace   []string `json:"stackTrace,omitempty"`
+}

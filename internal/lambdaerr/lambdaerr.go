@@ -1,0 +1,59 @@
+// Package lambdaerr holds the errors Hearth returns to its callers, in the
+// shape of the AWS Lambda API: an exception name, a message and an HTTP
+// status. Lower layers return them for bad input so that the CLI and the API
+// can answer exactly as Lambda would.
+package lambdaerr
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error is a Lambda API error.
+type Error struct {
+	// Type is the exception name, e.g. "InvalidParameterValueException".
+	Type    string
+	Message string
+	// Status is the HTTP status the API answers with.
+	Status int
+}
+
+func (e *Error) Error() string { return e.Type + ": " + e.Message }
+
+// As returns the *Error in err's chain, if any.
+func As(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+func newf(typ string, status int, format string, args ...any) *Error {
+	return &Error{Type: typ, Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// InvalidParameter is Lambda's InvalidParameterValueException (400).
+func InvalidParameter(format string, args ...any) *Error {
+	return newf("InvalidParameterValueException", http.StatusBadRequest, format, args...)
+}
+
+// InvalidZipFile is Lambda's InvalidZipFileException (400).
+func InvalidZipFile(format string, args ...any) *Error {
+	return newf("InvalidZipFileException", http.StatusBadRequest, format, args...)
+}
+
+// RequestTooLarge is Lambda's RequestTooLargeException (413).
+func RequestTooLarge(format string, args ...any) *Error {
+	return newf("RequestTooLargeException", http.StatusRequestEntityTooLarge, format, args...)
+}
+
+// ResourceNotFound is Lambda's ResourceNotFoundException (404).
+func ResourceNotFound(format string, args ...any) *Error {
+	return newf("ResourceNotFoundException", http.StatusNotFound, format, args...)
+}
+
+// Service is Lambda's ServiceException (500): Hearth itself, or the host,
+// could not do what was asked.
+func Service(format string, args ...any) *Error {
+	return newf("ServiceException", http.StatusInternalServerError, format, args...)
+}

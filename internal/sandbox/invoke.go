@@ -1,0 +1,193 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hearthdev/hearth/internal/guestproto"
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+)
+
+// MaxPayloadBytes is Lambda's limit on a synchronous invocation's event.
+const MaxPayloadBytes = 6 << 20
+
+// Request is one invocation.
+type Request struct {
+	// RequestID is generated when empty.
+	RequestID     string
+	Payload       []byte
+	TraceID       string
+	ClientContext string
+}
+
+// Result is what an invocation returned. A function error is a result, not
+// a Go error: Lambda answers it with 200 and X-Amz-Function-Error.
+type Result struct {
+	RequestID string
+	// Payload is the response, or the error object when Error is set.
+	Payload []byte
+	Error   *guestproto.ErrorObject
+	// Duration is from sending the event to receiving the result.
+	Duration   time.Duration
+	MaxRSSKiB  int64
+	LogDropped int64
+	// LogTail is the last 4 KB of the invocation's output.
+	LogTail []byte
+}
+
+// ErrBusy is returned when an environment is asked for a second invocation
+// while one runs.
+var ErrBusy = errors.New("sandbox: environment is busy")
+
+// ErrDead is returned for an environment that has stopped.
+var ErrDead = errors.New("sandbox: environment has stopped")
+
+// Invoke runs one invocation. It enforces the function's timeout: past it
+// the environment is killed and the result is Lambda's timeout error. A
+// runtime that exits fails the invocation and leaves the environment dead.
+func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
+	if len(req.Payload) > MaxPayloadBytes {
+		return nil, lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation", MaxPayloadBytes)
+	}
+	e.mu.Lock()
+	switch e.state {
+	case StateBusy:
+		e.mu.Unlock()
+		return nil, ErrBusy
+	case StateDead:
+		e.mu.Unlock()
+		return nil, ErrDead
+	}
+	e.state = StateBusy
+	e.mu.Unlock()
+	select {
+	case <-e.exited:
+		// The runtime ended after the last result (as aws-lambda-go does
+		// after a panic): this environment is done.
+		_ = e.Close(context.Background())
+		return nil, ErrDead
+	default:
+	}
+
+	if req.RequestID == "" {
+		req.RequestID = uuid.NewString()
+	}
+	if len(req.Payload) == 0 {
+		req.Payload = []byte("{}")
+	}
+	e.logMu.Lock()
+	e.tail.Reset()
+	e.logMu.Unlock()
+
+	start := time.Now()
+	deadline := start.Add(e.fn.Timeout)
+	msg := guestproto.Invoke{
+		RequestID: req.RequestID, DeadlineMs: deadline.UnixMilli(), FunctionARN: e.fn.ARN(),
+		TraceID: req.TraceID, ClientContext: req.ClientContext,
+	}
+	if err := e.out.Write(guestproto.TypeInvoke, msg, req.Payload); err != nil {
+		_ = e.Close(context.Background())
+		return nil, fmt.Errorf("%s: send invocation: %w", e.id, err)
+	}
+	res := &Result{RequestID: req.RequestID}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case f := <-e.results:
+		res.Duration = time.Since(start)
+		var r guestproto.Result
+		_ = f.Decode(&r)
+		res.MaxRSSKiB, res.LogDropped = r.MaxRSSKiB, r.LogDropped
+		res.Payload = f.Body
+		if f.Type == guestproto.TypeFunctionError {
+			res.Error = errorObject(r.ErrorType, f.Body)
+			res.Payload = mustJSON(res.Error)
+		}
+		// A runtime that reported an error and then exits (aws-lambda-go
+		// does after a panic) leaves this environment unusable.
+		select {
+		case <-e.exited:
+			_ = e.Close(context.Background())
+		case <-time.After(exitGrace(res.Error)):
+			e.setState(StateReady)
+		}
+	case <-e.exited:
+		res.Duration = time.Since(start)
+		// The agent reports the exit after the error it caused; take it.
+		select {
+		case f := <-e.results:
+			var r guestproto.Result
+			_ = f.Decode(&r)
+			res.Error = errorObject(r.ErrorType, f.Body)
+		case <-time.After(100 * time.Millisecond):
+			res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
+				ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s", req.RequestID, e.exitStatus())}
+		}
+		res.Payload = mustJSON(res.Error)
+		_ = e.Close(context.Background())
+	case <-e.gone:
+		res.Duration = time.Since(start)
+		res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
+			ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: the microVM stopped%s", req.RequestID, e.consoleTail())}
+		res.Payload = mustJSON(res.Error)
+		_ = e.Close(context.Background())
+	case <-timer.C:
+		res.Duration = time.Since(start)
+		res.Error = &guestproto.ErrorObject{ErrorType: "Sandbox.Timedout",
+			ErrorMessage: fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", req.RequestID, e.fn.Timeout.Seconds())}
+		res.Payload = mustJSON(res.Error)
+		_ = e.Close(context.Background())
+	case <-ctx.Done():
+		// The caller went away: the invocation's state is unknown, so the
+		// environment cannot be reused.
+		_ = e.Close(context.Background())
+		return nil, ctx.Err()
+	}
+	e.logMu.Lock()
+	res.LogTail = e.tail.Bytes()
+	e.logMu.Unlock()
+	return res, nil
+}
+
+// exitGrace is how long to watch for the runtime exiting after a result: a
+// runtime exits right after reporting a panic, never after a success.
+func exitGrace(errObj *guestproto.ErrorObject) time.Duration {
+	if errObj == nil {
+		return 0
+	}
+	return 50 * time.Millisecond
+}
+
+func (e *Env) exitStatus() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.exitState == "" {
+		return "unknown"
+	}
+	return e.exitState
+}
+
+// errorObject reads an error body, keeping Lambda's shape even when a
+// runtime posted something else.
+func errorObject(errType string, body []byte) *guestproto.ErrorObject {
+	var o guestproto.ErrorObject
+	if jsonUnmarshal(body, &o) != nil || (o.ErrorMessage == "" && o.ErrorType == "") {
+		o = guestproto.ErrorObject{ErrorMessage: string(body)}
+	}
+	if o.ErrorType == "" {
+		o.ErrorType = errType
+	}
+	return &o
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

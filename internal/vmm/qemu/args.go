@@ -1,0 +1,61 @@
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/hearthdev/hearth/internal/vmm"
+)
+
+// Files in a machine's folder.
+const (
+	memoryFile  = "memory"
+	qmpSocket   = "qmp.sock"
+	agentSocket = "agent.sock"
+	consoleFile = "console.log"
+	vmmLogFile  = "qemu.log"
+)
+
+// args is QEMU's command line for spec. The machine starts paused (-S) and
+// exits instead of rebooting, so a guest that reboots or panics ends it.
+func (d *Driver) args(spec vmm.MachineSpec) []string {
+	acpi := "off"
+	if spec.ACPI {
+		acpi = "on"
+	}
+	cpu := "max"
+	if spec.Accel == vmm.AccelKVM {
+		cpu = "host"
+	}
+	// rtc=on: without a CMOS clock the kernel spends 1–2 s polling for one.
+	machine := fmt.Sprintf("microvm,isa-serial=on,rtc=on,acpi=%s,memory-backend=mem", acpi)
+	cmdline := []string{"console=ttyS0", "quiet", "reboot=t", "panic=-1"}
+	if d.tscKHz > 0 {
+		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", d.tscKHz))
+	}
+	if spec.Cmdline != "" {
+		cmdline = append(cmdline, spec.Cmdline)
+	}
+	dir := spec.Dir
+	return []string{
+		"-name", "hearth-" + spec.ID,
+		"-M", machine,
+		"-accel", string(spec.Accel),
+		"-cpu", cpu,
+		"-smp", fmt.Sprint(max(spec.VCPUs, 1)),
+		"-m", fmt.Sprintf("%dM", spec.MemoryMiB),
+		// The guest's RAM is this file, mapped shared: a suspend then writes
+		// only the device state, and a resume maps the file back.
+		"-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=on", spec.MemoryMiB, filepath.Join(dir, memoryFile)),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-S",
+		"-kernel", spec.Kernel,
+		"-initrd", spec.Initrd,
+		"-append", strings.Join(cmdline, " "),
+		"-serial", "file:" + filepath.Join(dir, consoleFile),
+		"-qmp", "unix:" + filepath.Join(dir, qmpSocket) + ",server=on,wait=off",
+		"-device", "virtio-serial-device",
+		"-chardev", "socket,id=agent,path=" + filepath.Join(dir, agentSocket) + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name=hearth.agent",
+	}
+}

@@ -1,0 +1,80 @@
+// Package vmm is the seam between Hearth and a virtual machine monitor. A
+// Driver boots Machines from a MachineSpec; the sandbox above uses only these
+// types, so QEMU and Firecracker are interchangeable behind them.
+package vmm
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Accel is how the VMM runs guest code.
+type Accel string
+
+// Accelerations.
+const (
+	AccelAuto Accel = "auto" // probe once whether KVM runs a standard guest
+	AccelKVM  Accel = "kvm"  // hardware virtualisation
+	AccelTCG  Accel = "tcg"  // QEMU's software emulation: slower, but runs anywhere
+)
+
+// ParseAccel checks a --accel value.
+func ParseAccel(s string) (Accel, error) {
+	switch a := Accel(s); a {
+	case AccelAuto, AccelKVM, AccelTCG:
+		return a, nil
+	case "":
+		return AccelAuto, nil
+	}
+	return "", errors.New(`accel must be "auto", "kvm" or "tcg"`)
+}
+
+// MachineSpec says what to boot.
+type MachineSpec struct {
+	// ID names the machine in logs and process listings.
+	ID string
+	// Dir is the machine's state folder: its memory file, its sockets, its
+	// console log. The caller owns it and removes it.
+	Dir string
+	// Kernel is an ELF vmlinux; Initrd an uncompressed newc cpio.
+	Kernel string
+	Initrd string
+	// Cmdline is appended to the driver's own kernel arguments.
+	Cmdline string
+	// ACPI is on for kernels that find their devices through ACPI.
+	ACPI bool
+	// MemoryMiB is the guest's memory; it lives in Dir as a file, so that a
+	// snapshot writes only the device state.
+	MemoryMiB int
+	VCPUs     int
+	// Accel must be kvm or tcg here: a Driver does not probe.
+	Accel Accel
+	// Detached, when true, lets the VMM outlive the process that started it
+	// (a long-lived environment); otherwise it dies with its parent.
+	Detached bool
+}
+
+// Machine is one running VMM process.
+type Machine interface {
+	ID() string
+	// PID is the VMM's process id.
+	PID() int
+	// Start runs the guest's vCPUs: Boot leaves a machine paused so that the
+	// VMM's own start-up and the guest's boot can be told apart.
+	Start(ctx context.Context) error
+	// Agent is the host end of the byte stream to the guest agent.
+	Agent() io.ReadWriter
+	// Stop ends the VMM, gently if it can, by force if it must. It is safe to
+	// call more than once and after the VMM exited on its own.
+	Stop(ctx context.Context) error
+	// Done is closed when the VMM process has exited.
+	Done() <-chan struct{}
+	// ConsolePath is the file that receives the guest's serial console.
+	ConsolePath() string
+}
+
+// Driver boots machines.
+type Driver interface {
+	Boot(ctx context.Context, spec MachineSpec) (Machine, error)
+}

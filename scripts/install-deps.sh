@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Hearth needs to build its guest kernel, boot
+# microVMs and run its tests. Idempotent: installs only what is missing.
+set -euo pipefail
+
+pkgs=(qemu-system-x86 linux-image-amd64 linux-source-6.1 bc flex bison libelf-dev libssl-dev
+      make gcc xz-utils cpio e2fsprogs)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ! command -v go >/dev/null 2>&1; then
+  echo "install-deps: Go is not on PATH: install Go 1.26 or newer (https://go.dev/doc/install)" >&2
+  exit 1
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
