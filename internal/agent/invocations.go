@@ -40,6 +40,7 @@ type invocations struct {
 	initFail  bool
 	exited    bool
 	current   *pending
+	lastID    string // the last invocation answered
 }
 
 func newInvocations(out *guestproto.Writer) *invocations {
@@ -80,6 +81,13 @@ func (s *invocations) Next(ctx context.Context) (runtimeapi.Event, error) {
 		if err := s.out.Write(guestproto.TypeReady, guestproto.Ready{InitMs: initMs}, nil); err != nil {
 			return runtimeapi.Event{}, err
 		}
+		s.mu.Lock()
+	} else {
+		// Tell the host the runtime survived its last invocation: after an
+		// error it waits for this, or for the exit, before reusing the env.
+		last := s.lastID
+		s.mu.Unlock()
+		_ = s.out.Write(guestproto.TypeIdle, guestproto.Idle{After: last}, nil)
 		s.mu.Lock()
 	}
 	if cur := s.current; cur != nil {
@@ -122,6 +130,7 @@ func (s *invocations) take(id string) error {
 		return fmt.Errorf("%w: %s", runtimeapi.ErrUnknownRequest, id)
 	}
 	s.current = nil
+	s.lastID = id
 	return nil
 }
 

@@ -18,12 +18,13 @@ const (
 	TypeExit          Type = 9  // agent: the runtime process ended; header Exit
 	TypePing          Type = 10 // either side: liveness; header Ping
 	TypePong          Type = 11 // the answer to a Ping; header Ping
+	TypeIdle          Type = 12 // agent: the runtime asked for its next event; header Idle
 )
 
 var typeNames = map[Type]string{
 	TypeHello: "hello", TypeInit: "init", TypeReady: "ready", TypeInitError: "init-error",
 	TypeInvoke: "invoke", TypeResponse: "response", TypeFunctionError: "function-error",
-	TypeLog: "log", TypeExit: "exit", TypePing: "ping", TypePong: "pong",
+	TypeLog: "log", TypeExit: "exit", TypePing: "ping", TypePong: "pong", TypeIdle: "idle",
 }
 
 func (t Type) String() string {
@@ -107,6 +108,11 @@ type Log struct {
 type Exit struct {
 	Status string `json:"status"` // as os.ProcessState.String: "exit status 2", "signal: killed"
 	Code   int    `json:"code"`
+}
+
+// Idle says the runtime asked for more work after the invocation After.
+type Idle struct {
+	After string `json:"after"`
 }
 
 // Ping checks that the other side is alive.

@@ -41,9 +41,19 @@ type Function struct {
 	LogLimit int64
 }
 
+// DefaultRegion is the region a function is in when none is set.
+const DefaultRegion = "local"
+
 // ARN is the function's ARN in Hearth's account and region.
 func (f Function) ARN() string {
-	return fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", f.Region, f.Name)
+	return fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", f.region(), f.Name)
+}
+
+func (f Function) region() string {
+	if f.Region == "" {
+		return DefaultRegion
+	}
+	return f.Region
 }
 
 // Image is what the machine boots.
@@ -123,6 +133,7 @@ type Env struct {
 	hello   chan guestproto.Hello
 	initEnd chan guestproto.Frame
 	results chan guestproto.Frame
+	idle    chan string // the runtime asked for its next event after this request
 	gone    chan struct{} // the channel or the VMM ended
 	exited  chan struct{} // the runtime process ended
 
@@ -159,9 +170,7 @@ func Boot(ctx context.Context, cfg Config, fn Function, img Image) (*Env, error)
 	if fn.Version == "" {
 		fn.Version = "$LATEST"
 	}
-	if fn.Region == "" {
-		fn.Region = "local"
-	}
+	fn.Region = fn.region()
 	id := newID()
 	e := &Env{
 		id: id, dir: filepath.Join(cfg.Dir, id), fn: fn, cfg: cfg,
@@ -169,6 +178,7 @@ func Boot(ctx context.Context, cfg Config, fn Function, img Image) (*Env, error)
 		hello:   make(chan guestproto.Hello, 1),
 		initEnd: make(chan guestproto.Frame, 1),
 		results: make(chan guestproto.Frame, 1),
+		idle:    make(chan string, 1),
 		gone:    make(chan struct{}),
 		exited:  make(chan struct{}),
 		state:   StateBooting,
@@ -302,6 +312,13 @@ func (e *Env) read() {
 			e.exitState = x.Status
 			e.mu.Unlock()
 			close(e.exited)
+		case guestproto.TypeIdle:
+			var idle guestproto.Idle
+			_ = f.Decode(&idle)
+			select {
+			case e.idle <- idle.After:
+			default:
+			}
 		case guestproto.TypePong:
 		default:
 			e.log.Warn("unexpected frame from agent", "type", f.Type)

@@ -108,14 +108,13 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 			res.Error = errorObject(r.ErrorType, f.Body)
 			res.Payload = mustJSON(res.Error)
 		}
-		// A runtime that reported an error and then exits (aws-lambda-go
-		// does after a panic) leaves this environment unusable.
-		select {
-		case <-e.exited:
-			_ = e.Close(context.Background())
-		case <-time.After(exitGrace(res.Error)):
-			e.setState(StateReady)
+		if res.Error != nil {
+			// A runtime may exit right after reporting an error
+			// (aws-lambda-go does after a panic, or when its response was
+			// refused): wait until it either asks for more work or ends.
+			e.awaitIdle(req.RequestID)
 		}
+		e.setState(StateReady)
 	case <-e.exited:
 		res.Duration = time.Since(start)
 		// The agent reports the exit after the error it caused; take it.
@@ -154,13 +153,26 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
-// exitGrace is how long to watch for the runtime exiting after a result: a
-// runtime exits right after reporting a panic, never after a success.
-func exitGrace(errObj *guestproto.ErrorObject) time.Duration {
-	if errObj == nil {
-		return 0
+// awaitIdle waits until the runtime asks for work after request id, or
+// exits (the environment is then closed), for a few seconds at most.
+func (e *Env) awaitIdle(id string) {
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case after := <-e.idle:
+			if after == id {
+				return
+			}
+		case <-e.exited:
+			_ = e.Close(context.Background())
+			return
+		case <-e.gone:
+			_ = e.Close(context.Background())
+			return
+		case <-timeout:
+			return
+		}
 	}
-	return 50 * time.Millisecond
 }
 
 func (e *Env) exitStatus() string {
