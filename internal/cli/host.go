@@ -61,16 +61,16 @@ func (c *CLI) openHost(hf hostFlags, log *slog.Logger) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
-	drv, err := qemu.New(qemu.Options{Log: log})
-	if err != nil {
-		return nil, err
-	}
 	cache := c.cacheDir()
 	k, err := guestimage.FindKernel(guestimage.KernelOptions{Path: hf.kernel, CacheDir: cache})
 	if err != nil {
 		return nil, err
 	}
 	agent, err := guestimage.FindAgent(hf.agent)
+	if err != nil {
+		return nil, err
+	}
+	drv, err := qemu.New(qemu.Options{Binary: c.Getenv("HEARTH_QEMU"), Log: log})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hearthdev/hearth/internal/vmtest"
+)
+
+// run runs the CLI in-process and returns its exit code and output.
+func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	c := &CLI{Stdout: &stdout, Stderr: &stderr, Stdin: strings.NewReader(""), Getenv: func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	code := c.Run(ctx, args)
+	return code, stdout.String(), stderr.String()
+}
+
+// Bad input is refused before any VM starts, with Lambda's error names.
+func TestRunRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	notZip := filepath.Join(dir, "not.zip")
+	bigEvent := filepath.Join(dir, "big.json")
+	fakeKernel := filepath.Join(dir, "vmlinux")
+	for p, body := range map[string]string{
+		notZip:     "definitely not a zip",
+		bigEvent:   `"` + strings.Repeat("a", 7<<20) + `"`,
+		fakeKernel: "\x7fELF fake kernel",
+	} {
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hello := vmtest.FunctionZip(t, "./examples/hello")
+	agent := vmtest.Agent(t)
+	tests := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"not a zip", nil, []string{"run", "--zip", notZip}, ExitBadInput, "InvalidZipFileException: Could not unzip"},
+		{"missing zip", nil, []string{"run", "--zip", filepath.Join(dir, "nope.zip")}, ExitBadInput, "cannot read code package"},
+		{"event over 6 MB", nil, []string{"run", "--zip", hello, "--event-file", bigEvent}, ExitBadInput, "RequestTooLargeException"},
+		{"event not JSON", nil, []string{"run", "--zip", hello, "--event", "{nope"}, ExitBadInput, "not valid JSON"},
+		{"memory out of range", nil, []string{"run", "--zip", hello, "--memory", "64"}, ExitBadInput, "MemorySize must be between 128 and 10240"},
+		{"timeout out of range", nil, []string{"run", "--zip", hello, "--timeout", "901"}, ExitBadInput, "Timeout must be between 1 and 900"},
+		{"missing kernel", nil, []string{"run", "--zip", hello, "--kernel", filepath.Join(dir, "no-kernel")}, ExitHostError, "no guest kernel found"},
+		{"missing QEMU", map[string]string{"HEARTH_QEMU": filepath.Join(dir, "no-qemu")},
+			[]string{"run", "--zip", hello, "--kernel", fakeKernel, "--agent", agent}, ExitHostError, "apt-get install qemu-system-x86"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, tt.env, tt.args...)
+			if code != tt.wantCode || !strings.Contains(stderr, tt.wantErr) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, stderr, tt.wantCode, tt.wantErr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+		})
+	}
+}
+
+func TestRunHello(t *testing.T) {
+	vmtest.Driver(t)
+	code, stdout, stderr := run(t, nil, "run", "--zip", vmtest.FunctionZip(t, "./examples/hello"),
+		"--agent", vmtest.Agent(t), "--accel", "tcg", "--event", `{"name":"Ada"}`)
+	if code != ExitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	if strings.TrimSpace(stdout) != `{"message":"Hello, Ada!","function":"hello"}` {
+		t.Errorf("stdout %q", stdout)
+	}
+	for _, field := range []string{"REPORT RequestId: ", "\tDuration: ", "\tBilled Duration: ", "\tMemory Size: 128 MB",
+		"\tInit Duration: ", "\tVMM Start: ", "\tKernel Boot: ", "\tRuntime Init: "} {
+		if !strings.Contains(stderr, field) {
+			t.Errorf("REPORT line lacks %q; stderr:\n%s", field, stderr)
+		}
+	}
+}
+
+func TestRunFunctionError(t *testing.T) {
+	vmtest.Driver(t)
+	code, stdout, stderr := run(t, nil, "run", "--zip", vmtest.FunctionZip(t, "./internal/testfn"),
+		"--agent", vmtest.Agent(t), "--accel", "tcg", "--event", `{"action":"error"}`)
+	if code != ExitFunctionError {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitFunctionError, stderr)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(stdout), &obj); err != nil {
+		t.Fatalf("stdout %q is not an error object: %v", stdout, err)
+	}
+	if obj["errorMessage"] != "testfn was asked to fail" || obj["errorType"] != "errorString" {
+		t.Errorf("error object %v", obj)
+	}
+	if !strings.Contains(stderr, "REPORT RequestId: ") {
+		t.Errorf("no REPORT line on stderr:\n%s", stderr)
+	}
+}
+
+func TestBenchColdJSON(t *testing.T) {
+	vmtest.Driver(t)
+	code, stdout, stderr := run(t, nil, "bench", "cold", "-n", "1", "--json", "--zip", vmtest.FunctionZip(t, "./examples/hello"),
+		"--agent", vmtest.Agent(t), "--accel", "tcg")
+	if code != ExitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	var out map[string]any
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatalf("stdout %q: %v", stdout, err)
+	}
+	for _, k := range []string{"vmm_start_p50_ms", "kernel_boot_p50_ms", "runtime_init_p50_ms", "first_invoke_p50_ms", "cold_total_p90_ms"} {
+		if v, ok := out[k].(float64); !ok || v <= 0 {
+			t.Errorf("%s = %v, want a positive number", k, out[k])
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package guestimage
+
+import (
+	"archive/zip"
+	"bytes"
+	"io"
+	"io/fs"
+	"strings"
+	"testing"
+
+	"github.com/cavaliergopher/cpio"
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+)
+
+type entry struct {
+	name string
+	mode fs.FileMode
+	body string
+	unix bool
+}
+
+func makeZip(t *testing.T, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, e := range entries {
+		h := &zip.FileHeader{Name: e.name, Method: zip.Deflate}
+		if e.unix {
+			h.SetMode(e.mode)
+		}
+		w, err := zw.CreateHeader(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(w, e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestReadZip(t *testing.T) {
+	tests := []struct {
+		name     string
+		data     []byte
+		wantType string // "" for success
+		wantMsg  string
+	}{
+		{"valid", makeZip(t, entry{"bootstrap", 0o755, "#!/bin/sh", true}, entry{"lib/data.txt", 0o644, "x", true}), "", ""},
+		{"made without unix modes", makeZip(t, entry{"bootstrap", 0, "bin", false}), "", ""},
+		{"not a zip", []byte("this is not a zip file"), "InvalidZipFileException", "Could not unzip"},
+		{"empty file", nil, "InvalidZipFileException", "Could not unzip"},
+		{"no bootstrap", makeZip(t, entry{"main", 0o755, "bin", true}, entry{"README.md", 0o644, "", true}), "InvalidParameterValueException", "(the root holds: README.md, main)"},
+		{"bootstrap in a folder only", makeZip(t, entry{"app/bootstrap", 0o755, "bin", true}), "InvalidParameterValueException", "no bootstrap at its root"},
+		{"bootstrap not executable", makeZip(t, entry{"bootstrap", 0o644, "bin", true}), "InvalidParameterValueException", "not executable (mode 0644)"},
+		{"path escapes", makeZip(t, entry{"bootstrap", 0o755, "bin", true}, entry{"../../etc/passwd", 0o644, "x", true}), "InvalidZipFileException", "outside the task root"},
+		{"absolute path", makeZip(t, entry{"bootstrap", 0o755, "bin", true}, entry{"/etc/passwd", 0o644, "x", true}), "InvalidZipFileException", "outside the task root"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ReadZip(tt.data)
+			if tt.wantType == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if len(c.Digest()) != 64 {
+					t.Errorf("digest %q", c.Digest())
+				}
+				return
+			}
+			le, ok := lambdaerr.As(err)
+			if !ok {
+				t.Fatalf("got %v, want a %s", err, tt.wantType)
+			}
+			if le.Type != tt.wantType || !strings.Contains(le.Message, tt.wantMsg) || le.Status != 400 {
+				t.Errorf("got %s %d %q, want %s 400 containing %q", le.Type, le.Status, le.Message, tt.wantType, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestWriteInitramfs(t *testing.T) {
+	code, err := ReadZip(makeZip(t,
+		entry{"bootstrap", 0o755, "#!/bin/sh\necho hi\n", true},
+		entry{"conf/app.json", 0o644, `{"a":1}`, true},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := t.TempDir() + "/agent"
+	mod := t.TempDir() + "/virtio_console.ko"
+	for p, body := range map[string]string{agent: "AGENT", mod: "MODULE"} {
+		if err := writeFile(p, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := WriteInitramfs(&buf, InitramfsSpec{Agent: agent, Modules: []string{mod}, Code: code}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]struct {
+		mode cpio.FileMode
+		body string
+	}{}
+	r := cpio.NewReader(&buf)
+	for {
+		h, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r)
+		got[h.Name] = struct {
+			mode cpio.FileMode
+			body string
+		}{h.Mode, string(b)}
+	}
+	want := []struct {
+		name string
+		perm cpio.FileMode
+		body string
+	}{
+		{"init", 0o755, "AGENT"},
+		{"var/task/bootstrap", 0o755, "#!/bin/sh\necho hi\n"},
+		{"var/task/conf/app.json", 0o644, `{"a":1}`},
+		{"lib/modules/hearth/virtio_console.ko", 0o644, "MODULE"},
+		{"lib/modules/hearth/order", 0o644, "virtio_console.ko\n"},
+		{"etc/hosts", 0o644, "127.0.0.1\tlocalhost\n::1\tlocalhost\n"},
+	}
+	for _, w := range want {
+		g, ok := got[w.name]
+		if !ok {
+			t.Errorf("%s missing from the initramfs", w.name)
+			continue
+		}
+		if g.mode.Perm() != w.perm || g.body != w.body {
+			t.Errorf("%s: mode %o body %q, want %o %q", w.name, g.mode.Perm(), g.body, w.perm, w.body)
+		}
+	}
+	for _, d := range []string{"dev", "proc", "sys", "tmp", "var/task/conf"} {
+		if g, ok := got[d]; !ok || !g.mode.IsDir() {
+			t.Errorf("directory %s missing", d)
+		}
+	}
+}
