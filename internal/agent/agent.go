@@ -43,8 +43,10 @@ type Agent struct {
 	log   *slog.Logger
 	procs *supervisor
 
-	mu      sync.Mutex
-	initCfg *guestproto.Init
+	mu       sync.Mutex
+	initCfg  *guestproto.Init
+	envID    string
+	restores int
 }
 
 // Run prepares the guest, greets the host and serves until ctx ends or the
@@ -148,6 +150,12 @@ func (a *Agent) handle(f guestproto.Frame) error {
 		}
 		a.procs.logs.newPhase()
 		return a.inv.push(iv, f.Body)
+	case guestproto.TypeResume:
+		var r guestproto.Resume
+		if err := f.Decode(&r); err != nil {
+			return err
+		}
+		return a.resume(r, f.Body)
 	case guestproto.TypePing:
 		var p guestproto.Ping
 		if err := f.Decode(&p); err != nil {
@@ -159,6 +167,36 @@ func (a *Agent) handle(f guestproto.Frame) error {
 	}
 }
 
+// freshen sets the clock from the host's and mixes the host's entropy into
+// the kernel's RNG, reseeding it at once: after a restore, the wall clock is
+// behind by the time spent suspended, and every clone of one snapshot starts
+// with the same RNG state.
+func (a *Agent) freshen(unixNano int64, entropy []byte) {
+	if !a.cfg.System {
+		return
+	}
+	if err := setClock(unixNano); err != nil {
+		a.log.Warn("set clock", "err", err)
+	}
+	if err := addEntropy(entropy); err != nil {
+		a.log.Warn("add entropy", "err", err)
+	}
+}
+
+// resume runs after every restore from a snapshot, before anything else.
+func (a *Agent) resume(r guestproto.Resume, entropy []byte) error {
+	a.freshen(r.UnixNano, entropy)
+	a.mu.Lock()
+	a.restores++
+	if r.EnvID != "" {
+		a.envID = r.EnvID
+	}
+	ack := guestproto.Resumed{EnvID: a.envID, Restores: a.restores}
+	a.mu.Unlock()
+	a.inv.restored()
+	return a.out.Write(guestproto.TypeResumed, ack, nil)
+}
+
 // init applies the host's clock and entropy, then starts the runtime.
 func (a *Agent) init(in guestproto.Init, entropy []byte) error {
 	a.mu.Lock()
@@ -168,14 +206,10 @@ func (a *Agent) init(in guestproto.Init, entropy []byte) error {
 	}
 	a.initCfg = &in
 	a.mu.Unlock()
-	if a.cfg.System {
-		if err := setClock(in.UnixNano); err != nil {
-			a.log.Warn("set clock", "err", err)
-		}
-		if err := addEntropy(entropy); err != nil {
-			a.log.Warn("add entropy", "err", err)
-		}
-	}
+	a.freshen(in.UnixNano, entropy)
+	a.mu.Lock()
+	a.envID = in.EnvID
+	a.mu.Unlock()
 	a.inv.setARN(in.FunctionARN)
 	a.procs.logs.setLimit(in.LogLimit)
 	a.inv.initStarted(time.Now())

@@ -26,7 +26,7 @@ func runtimeEnv(in guestproto.Init, cfg Config) []string {
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": strconv.Itoa(in.MemoryMB),
 		"AWS_LAMBDA_LOG_GROUP_NAME":       in.LogGroup,
 		"AWS_LAMBDA_LOG_STREAM_NAME":      in.LogStream,
-		"AWS_LAMBDA_INITIALIZATION_TYPE":  "on-demand",
+		"AWS_LAMBDA_INITIALIZATION_TYPE":  initType(in.InitType),
 		"AWS_REGION":                      in.Region,
 		"AWS_DEFAULT_REGION":              in.Region,
 		"AWS_EXECUTION_ENV":               "AWS_Lambda_provided.al2023",
@@ -40,4 +40,11 @@ func runtimeEnv(in guestproto.Init, cfg Config) []string {
 		out = append(out, k+"="+env[k])
 	}
 	return out
+}
+
+func initType(t string) string {
+	if t == "" {
+		return "on-demand"
+	}
+	return t
 }

@@ -40,11 +40,12 @@ type invocations struct {
 	initFail  bool
 	exited    bool
 	current   *pending
-	lastID    string // the last invocation answered
+	lastID    string        // the last invocation answered
+	restore   chan struct{} // signalled at each restore, for /restore/next
 }
 
 func newInvocations(out *guestproto.Writer) *invocations {
-	return &invocations{out: out, queue: make(chan *pending, 1)}
+	return &invocations{out: out, queue: make(chan *pending, 1), restore: make(chan struct{}, 1)}
 }
 
 func (s *invocations) setARN(arn string) {
@@ -70,19 +71,57 @@ func (s *invocations) push(iv guestproto.Invoke, event []byte) error {
 	}
 }
 
+// endInit marks the init phase done and tells the host; it reports whether
+// this call was the one that ended it.
+func (s *invocations) endInit() (bool, error) {
+	s.mu.Lock()
+	if s.initDone || s.initFail {
+		s.mu.Unlock()
+		return false, nil
+	}
+	s.initDone = true
+	initMs := float64(time.Since(s.initStart).Microseconds()) / 1000
+	s.mu.Unlock()
+	return true, s.out.Write(guestproto.TypeReady, guestproto.Ready{InitMs: initMs}, nil)
+}
+
+// RestoreNext ends init, for a runtime that takes part in snapshots, and
+// blocks until the environment has been restored from one: the runtime then
+// runs its after-restore hooks.
+func (s *invocations) RestoreNext(ctx context.Context) error {
+	if _, err := s.endInit(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.restore:
+		return nil
+	}
+}
+
+// RestoreFail reports that the runtime's after-restore hooks failed.
+func (s *invocations) RestoreFail(errorType string, body []byte) error {
+	return s.out.Write(guestproto.TypeInitError, guestproto.ErrorInfo{ErrorType: errorType}, body)
+}
+
+// restored wakes a runtime waiting in /restore/next.
+func (s *invocations) restored() {
+	select {
+	case s.restore <- struct{}{}:
+	default:
+	}
+}
+
 // Next blocks until there is an invocation for the runtime. Its first call
 // ends the init phase.
 func (s *invocations) Next(ctx context.Context) (runtimeapi.Event, error) {
+	ended, err := s.endInit()
+	if err != nil {
+		return runtimeapi.Event{}, err
+	}
 	s.mu.Lock()
-	if !s.initDone && !s.initFail {
-		s.initDone = true
-		initMs := float64(time.Since(s.initStart).Microseconds()) / 1000
-		s.mu.Unlock()
-		if err := s.out.Write(guestproto.TypeReady, guestproto.Ready{InitMs: initMs}, nil); err != nil {
-			return runtimeapi.Event{}, err
-		}
-		s.mu.Lock()
-	} else {
+	if !ended {
 		// Tell the host the runtime survived its last invocation: after an
 		// error it waits for this, or for the exit, before reusing the env.
 		last := s.lastID

@@ -158,6 +158,12 @@ func addEntropy(b []byte) error {
 		_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, unix.RNDADDENTROPY, uintptr(unsafe.Pointer(&info[0])))
 		if errno != 0 {
 			ioErr = errno
+			return
+		}
+		// Credited entropy alone does not reseed a ready CRNG until its
+		// next scheduled reseed; force it, or clones stay alike.
+		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, unix.RNDRESEEDCRNG, 0); errno != 0 {
+			ioErr = errno
 		}
 	}); err != nil {
 		return err

@@ -19,12 +19,14 @@ const (
 	TypePing          Type = 10 // either side: liveness; header Ping
 	TypePong          Type = 11 // the answer to a Ping; header Ping
 	TypeIdle          Type = 12 // agent: the runtime asked for its next event; header Idle
+	TypeResume        Type = 13 // host: the VM was just restored; header Resume, body entropy
+	TypeResumed       Type = 14 // agent: clock and RNG are fresh; header Resumed
 )
 
 var typeNames = map[Type]string{
 	TypeHello: "hello", TypeInit: "init", TypeReady: "ready", TypeInitError: "init-error",
 	TypeInvoke: "invoke", TypeResponse: "response", TypeFunctionError: "function-error",
-	TypeLog: "log", TypeExit: "exit", TypePing: "ping", TypePong: "pong", TypeIdle: "idle",
+	TypeLog: "log", TypeExit: "exit", TypePing: "ping", TypePong: "pong", TypeIdle: "idle", TypeResume: "resume", TypeResumed: "resumed",
 }
 
 func (t Type) String() string {
@@ -67,6 +69,10 @@ type Init struct {
 	LogLimit int64 `json:"logLimit"`
 	// UnixNano is the host's wall clock: the guest sets its clock from it.
 	UnixNano int64 `json:"unixNano"`
+	// InitType is AWS_LAMBDA_INITIALIZATION_TYPE: "on-demand", or
+	// "snap-start" for an environment that becomes a template.
+	InitType string `json:"initType,omitempty"`
+	EnvID    string `json:"envId"`
 }
 
 // Ready says the runtime finished its init: it called /invocation/next.
@@ -113,6 +119,23 @@ type Exit struct {
 // Idle says the runtime asked for more work after the invocation After.
 type Idle struct {
 	After string `json:"after"`
+}
+
+// Resume tells the agent its VM was restored from a snapshot: its wall
+// clock is behind and its RNG state is shared with every other restore of
+// the same snapshot.
+type Resume struct {
+	UnixNano int64 `json:"unixNano"`
+	// EnvID is the environment's id, new for a clone.
+	EnvID string `json:"envId"`
+	Clone bool   `json:"clone"`
+}
+
+// Resumed acknowledges a Resume once the guest is fresh again.
+type Resumed struct {
+	EnvID string `json:"envId"`
+	// Restores counts the restores this guest has been through.
+	Restores int `json:"restores"`
 }
 
 // Ping checks that the other side is alive.

@@ -32,6 +32,14 @@ type Result struct {
 	// Payload is the response, or the error object when Error is set.
 	Payload []byte
 	Error   *guestproto.ErrorObject
+	// StartType says how the environment got ready for this invocation;
+	// Init is the cold boot's phases (cold), Restore the time to resume or
+	// clone (resume, clone).
+	StartType StartType
+	Init      BootTimings
+	Restore   time.Duration
+	// Fallback says why a resume became a cold start, if it did.
+	Fallback string
 	// Duration is from sending the event to receiving the result.
 	Duration   time.Duration
 	MaxRSSKiB  int64
@@ -41,32 +49,47 @@ type Result struct {
 }
 
 // ErrBusy is returned when an environment is asked for a second invocation
-// while one runs.
+// while one runs, or to suspend during one.
 var ErrBusy = errors.New("sandbox: environment is busy")
 
 // ErrDead is returned for an environment that has stopped.
 var ErrDead = errors.New("sandbox: environment has stopped")
 
-// Invoke runs one invocation. It enforces the function's timeout: past it
-// the environment is killed and the result is Lambda's timeout error. A
-// runtime that exits fails the invocation and leaves the environment dead.
+// Invoke runs one invocation; a suspended environment is resumed first. It
+// enforces the function's timeout: past it the environment is killed and the
+// result is Lambda's timeout error. A runtime that exits fails the
+// invocation and leaves the environment dead.
 func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	if len(req.Payload) > MaxPayloadBytes {
 		return nil, lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation", MaxPayloadBytes)
 	}
+	if e.State() == StateSuspended {
+		if err := e.resumeOrBoot(ctx); err != nil {
+			return nil, err
+		}
+	}
 	e.mu.Lock()
 	switch e.state {
-	case StateBusy:
+	case StateBusy, StateBooting:
 		e.mu.Unlock()
 		return nil, ErrBusy
-	case StateDead:
+	case StateDead, StateSuspended:
 		e.mu.Unlock()
 		return nil, ErrDead
 	}
 	e.state = StateBusy
+	l, exited := e.link, e.exited
+	res := &Result{StartType: e.nextStart, Fallback: e.fallback}
+	switch res.StartType {
+	case StartCold:
+		res.Init = e.timings
+	case StartResume, StartClone:
+		res.Restore = e.restoreDur
+	}
+	e.nextStart, e.fallback = StartWarm, ""
 	e.mu.Unlock()
 	select {
-	case <-e.exited:
+	case <-exited:
 		// The runtime ended after the last result (as aws-lambda-go does
 		// after a panic): this environment is done.
 		_ = e.Close(context.Background())
@@ -80,6 +103,7 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	if len(req.Payload) == 0 {
 		req.Payload = []byte("{}")
 	}
+	res.RequestID = req.RequestID
 	e.logMu.Lock()
 	e.tail.Reset()
 	e.logMu.Unlock()
@@ -90,62 +114,70 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 		RequestID: req.RequestID, DeadlineMs: deadline.UnixMilli(), FunctionARN: e.fn.ARN(),
 		TraceID: req.TraceID, ClientContext: req.ClientContext,
 	}
-	if err := e.out.Write(guestproto.TypeInvoke, msg, req.Payload); err != nil {
+	if err := l.out.Write(guestproto.TypeInvoke, msg, req.Payload); err != nil {
 		_ = e.Close(context.Background())
 		return nil, fmt.Errorf("%s: send invocation: %w", e.id, err)
 	}
-	res := &Result{RequestID: req.RequestID}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
-	select {
-	case f := <-e.results:
-		res.Duration = time.Since(start)
-		var r guestproto.Result
-		_ = f.Decode(&r)
-		res.MaxRSSKiB, res.LogDropped = r.MaxRSSKiB, r.LogDropped
-		res.Payload = f.Body
-		if f.Type == guestproto.TypeFunctionError {
-			res.Error = errorObject(r.ErrorType, f.Body)
-			res.Payload = mustJSON(res.Error)
-		}
-		if res.Error != nil {
-			// A runtime may exit right after reporting an error
-			// (aws-lambda-go does after a panic, or when its response was
-			// refused): wait until it either asks for more work or ends.
-			e.awaitIdle(req.RequestID)
-		}
-		e.setState(StateReady)
-	case <-e.exited:
-		res.Duration = time.Since(start)
-		// The agent reports the exit after the error it caused; take it.
+	for done := false; !done; {
 		select {
 		case f := <-e.results:
 			var r guestproto.Result
 			_ = f.Decode(&r)
-			res.Error = errorObject(r.ErrorType, f.Body)
-		case <-time.After(100 * time.Millisecond):
+			if r.RequestID != req.RequestID {
+				continue // a stale answer, from before a reconnection
+			}
+			done = true
+			res.Duration = time.Since(start)
+			res.MaxRSSKiB, res.LogDropped = r.MaxRSSKiB, r.LogDropped
+			res.Payload = f.Body
+			if f.Type == guestproto.TypeFunctionError {
+				res.Error = errorObject(r.ErrorType, f.Body)
+				res.Payload = mustJSON(res.Error)
+				// A runtime may exit right after reporting an error
+				// (aws-lambda-go does after a panic, or when its response
+				// was refused): wait until it asks for more work or ends.
+				e.awaitIdle(req.RequestID, l, exited)
+			}
+			e.setState(StateReady)
+		case <-exited:
+			done = true
+			res.Duration = time.Since(start)
+			// The agent reports the exit after the error it caused; take it.
 			res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
 				ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s", req.RequestID, e.exitStatus())}
+			select {
+			case f := <-e.results:
+				var r guestproto.Result
+				_ = f.Decode(&r)
+				if r.RequestID == req.RequestID {
+					res.Error = errorObject(r.ErrorType, f.Body)
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+			res.Payload = mustJSON(res.Error)
+			_ = e.Close(context.Background())
+		case <-l.gone:
+			done = true
+			res.Duration = time.Since(start)
+			res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
+				ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: the microVM stopped%s", req.RequestID, e.consoleTail())}
+			res.Payload = mustJSON(res.Error)
+			_ = e.Close(context.Background())
+		case <-timer.C:
+			done = true
+			res.Duration = time.Since(start)
+			res.Error = &guestproto.ErrorObject{ErrorType: "Sandbox.Timedout",
+				ErrorMessage: fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", req.RequestID, e.fn.Timeout.Seconds())}
+			res.Payload = mustJSON(res.Error)
+			_ = e.Close(context.Background())
+		case <-ctx.Done():
+			// The caller went away: the invocation's state is unknown, so
+			// the environment cannot be reused.
+			_ = e.Close(context.Background())
+			return nil, ctx.Err()
 		}
-		res.Payload = mustJSON(res.Error)
-		_ = e.Close(context.Background())
-	case <-e.gone:
-		res.Duration = time.Since(start)
-		res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
-			ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: the microVM stopped%s", req.RequestID, e.consoleTail())}
-		res.Payload = mustJSON(res.Error)
-		_ = e.Close(context.Background())
-	case <-timer.C:
-		res.Duration = time.Since(start)
-		res.Error = &guestproto.ErrorObject{ErrorType: "Sandbox.Timedout",
-			ErrorMessage: fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", req.RequestID, e.fn.Timeout.Seconds())}
-		res.Payload = mustJSON(res.Error)
-		_ = e.Close(context.Background())
-	case <-ctx.Done():
-		// The caller went away: the invocation's state is unknown, so the
-		// environment cannot be reused.
-		_ = e.Close(context.Background())
-		return nil, ctx.Err()
 	}
 	e.logMu.Lock()
 	res.LogTail = e.tail.Bytes()
@@ -155,7 +187,7 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 
 // awaitIdle waits until the runtime asks for work after request id, or
 // exits (the environment is then closed), for a few seconds at most.
-func (e *Env) awaitIdle(id string) {
+func (e *Env) awaitIdle(id string, l *link, exited chan struct{}) {
 	timeout := time.After(5 * time.Second)
 	for {
 		select {
@@ -163,10 +195,10 @@ func (e *Env) awaitIdle(id string) {
 			if after == id {
 				return
 			}
-		case <-e.exited:
+		case <-exited:
 			_ = e.Close(context.Background())
 			return
-		case <-e.gone:
+		case <-l.gone:
 			_ = e.Close(context.Background())
 			return
 		case <-timeout:

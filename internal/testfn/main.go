@@ -10,20 +10,26 @@
 //	{"action":"big","bytes":N}      returns a string of N bytes
 //	{"action":"random"}             returns 16 bytes from crypto/rand
 //
+//	{"action":"verify"}             checks the data loaded at init (TESTFN_INIT_MB)
+//
 // With TESTFN_INIT=exit the process exits during init; with
 // TESTFN_INIT=initerror it reports an init error through the Runtime API.
+// With TESTFN_INIT_MB=N it fills N MB of memory at init and keeps a checksum.
 package main
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,10 +44,25 @@ type event struct {
 	Code   int    `json:"code"`
 }
 
-var inits int
+var (
+	inits    int
+	loaded   []byte
+	loadedAt time.Time
+	loadSum  [32]byte
+)
 
 func init() {
 	inits++
+	if mb, _ := strconv.Atoi(os.Getenv("TESTFN_INIT_MB")); mb > 0 {
+		// Distinct bytes on every page, so that a page lost or zeroed by a
+		// suspend shows up in the checksum.
+		loaded = make([]byte, mb<<20)
+		for i := 0; i < len(loaded); i += 8 {
+			binary.LittleEndian.PutUint64(loaded[i:], uint64(i)*0x9e3779b97f4a7c15)
+		}
+		loadSum = sha256.Sum256(loaded)
+		loadedAt = time.Now()
+	}
 	switch os.Getenv("TESTFN_INIT") {
 	case "exit":
 		fmt.Fprintln(os.Stderr, "testfn: exiting during init")
@@ -83,6 +104,9 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 		os.Exit(ev.Code)
 	case "big":
 		return strings.Repeat("b", ev.Bytes), nil
+	case "verify":
+		return map[string]any{"inits": inits, "loadedMB": len(loaded) >> 20, "intact": sha256.Sum256(loaded) == loadSum,
+			"loadedAt": loadedAt.UnixMilli()}, nil
 	case "random":
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)

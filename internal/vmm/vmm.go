@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"path/filepath"
 )
 
 // Accel is how the VMM runs guest code.
@@ -44,10 +45,16 @@ type MachineSpec struct {
 	Cmdline string
 	// ACPI is on for kernels that find their devices through ACPI.
 	ACPI bool
-	// MemoryMiB is the guest's memory; it lives in Dir as a file, so that a
-	// snapshot writes only the device state.
+	// MemoryMiB is the guest's memory; it lives in a file (MemoryPath, by
+	// default Dir/memory) so that a snapshot writes only the device state.
 	MemoryMiB int
-	VCPUs     int
+	// MemoryPath overrides where the memory file is.
+	MemoryPath string
+	// MemoryPrivate maps the memory file copy-on-write: the file is never
+	// written (a clone of a template). A snapshot of such a machine carries
+	// its memory in the state file.
+	MemoryPrivate bool
+	VCPUs         int
 	// Accel must be kvm or tcg here: a Driver does not probe.
 	Accel Accel
 	// Detached, when true, lets the VMM outlive the process that started it
@@ -72,9 +79,33 @@ type Machine interface {
 	Done() <-chan struct{}
 	// ConsolePath is the file that receives the guest's serial console.
 	ConsolePath() string
+	// Snapshot pauses the guest, writes its device state to statePath and
+	// ends the VMM. The guest's memory stays in its memory file (whose page
+	// cache is released); for a machine with private memory, the memory goes
+	// into the state file too.
+	Snapshot(ctx context.Context, statePath string) (Snapshot, error)
+	// Disconnect drops this process's connections to the VMM and leaves it
+	// running, for a detached machine another process will attach to.
+	Disconnect()
+}
+
+// Snapshot describes a snapshot just written.
+type Snapshot struct {
+	StatePath  string
+	StateBytes int64
+	// MemoryInState is true when the state file carries the guest's memory.
+	MemoryInState bool
 }
 
 // Driver boots machines.
 type Driver interface {
 	Boot(ctx context.Context, spec MachineSpec) (Machine, error)
+}
+
+// MemoryFile is where spec's memory file is.
+func (s MachineSpec) MemoryFile() string {
+	if s.MemoryPath != "" {
+		return s.MemoryPath
+	}
+	return filepath.Join(s.Dir, "memory")
 }

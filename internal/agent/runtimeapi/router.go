@@ -11,5 +11,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+prefix+"/invocation/{id}/response", s.response)
 	mux.HandleFunc("POST "+prefix+"/invocation/{id}/error", s.invocationError)
 	mux.HandleFunc("POST "+prefix+"/init/error", s.initError)
+	mux.HandleFunc("GET "+prefix+"/restore/next", s.restoreNext)
+	mux.HandleFunc("POST "+prefix+"/restore/error", s.restoreError)
 	return mux
 }

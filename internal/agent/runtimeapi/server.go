@@ -34,6 +34,11 @@ type Invocations interface {
 	Respond(requestID string, body []byte) error
 	Fail(requestID, errorType string, body []byte) error
 	InitFail(errorType string, body []byte) error
+	// RestoreNext ends init for a runtime with snapshot hooks and blocks
+	// until the environment is restored from a snapshot.
+	RestoreNext(ctx context.Context) error
+	// RestoreFail reports a failed after-restore hook.
+	RestoreFail(errorType string, body []byte) error
 }
 
 var (

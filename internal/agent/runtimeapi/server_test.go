@@ -53,6 +53,13 @@ func (f *fakeInvocations) InitFail(errType string, body []byte) error {
 	return nil
 }
 
+func (f *fakeInvocations) RestoreNext(ctx context.Context) error { return nil }
+
+func (f *fakeInvocations) RestoreFail(errType string, body []byte) error {
+	f.initType, f.initBody = "restore:"+errType, string(body)
+	return nil
+}
+
 func newTestServer(t *testing.T) (*fakeInvocations, *httptest.Server) {
 	inv := &fakeInvocations{
 		event: Event{RequestID: "req-1", DeadlineMs: 1700000000123, FunctionARN: "arn:aws:lambda:local:000000000000:function:f",

@@ -10,7 +10,6 @@ import (
 
 // Files in a machine's folder.
 const (
-	memoryFile  = "memory"
 	qmpSocket   = "qmp.sock"
 	agentSocket = "agent.sock"
 	consoleFile = "console.log"
@@ -37,6 +36,12 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 	if spec.Cmdline != "" {
 		cmdline = append(cmdline, spec.Cmdline)
 	}
+	// share=off maps the memory file privately: a clone's writes stay in
+	// its own process and the template's file is never changed.
+	share := "on"
+	if spec.MemoryPrivate {
+		share = "off"
+	}
 	dir := spec.Dir
 	return []string{
 		"-name", "hearth-" + spec.ID,
@@ -47,7 +52,7 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 		"-m", fmt.Sprintf("%dM", spec.MemoryMiB),
 		// The guest's RAM is this file, mapped shared: a suspend then writes
 		// only the device state, and a resume maps the file back.
-		"-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=on", spec.MemoryMiB, filepath.Join(dir, memoryFile)),
+		"-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s", spec.MemoryMiB, spec.MemoryFile(), share),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-S",
 		"-kernel", spec.Kernel,
 		"-initrd", spec.Initrd,

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // qmp is a small client of the QEMU Machine Protocol: one command at a time,
@@ -103,6 +106,36 @@ func (q *qmp) execute(ctx context.Context, command string, args any) (json.RawMe
 			return nil, fmt.Errorf("qmp %s: %w", command, m.Error)
 		}
 		return m.Return, nil
+	}
+}
+
+// sendFD passes f to QEMU under name (QMP's getfd, the descriptor riding
+// along as SCM_RIGHTS), so a migration can use it as "fd:name" with no
+// shell and no path quoting.
+func (q *qmp) sendFD(ctx context.Context, name string, f *os.File) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	uc, ok := q.conn.(*net.UnixConn)
+	if !ok {
+		return errors.New("qmp: fd passing needs a unix socket")
+	}
+	b, _ := json.Marshal(map[string]any{"execute": "getfd", "arguments": map[string]string{"fdname": name}})
+	b = append(b, '\n')
+	if _, _, err := uc.WriteMsgUnix(b, unix.UnixRights(int(f.Fd())), nil); err != nil {
+		return fmt.Errorf("qmp getfd: %w", err)
+	}
+	for {
+		m, err := q.read(ctx)
+		if err != nil {
+			return fmt.Errorf("qmp getfd: %w", err)
+		}
+		if m.Event != "" {
+			continue
+		}
+		if m.Error != nil {
+			return fmt.Errorf("qmp getfd: %w", m.Error)
+		}
+		return nil
 	}
 }
 

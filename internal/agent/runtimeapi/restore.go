@@ -1,0 +1,28 @@
+package runtimeapi
+
+import "net/http"
+
+// restoreNext answers GET /restore/next once the environment has been
+// restored from a snapshot. A runtime calls it after its before-snapshot
+// hooks, as the last step of init, and runs its after-restore hooks when it
+// returns.
+func (s *Server) restoreNext(w http.ResponseWriter, r *http.Request) {
+	if err := s.inv.RestoreNext(r.Context()); err != nil {
+		s.log.Debug("restore/next ended", "err", err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// restoreError takes POST /restore/error: an after-restore hook failed.
+func (s *Server) restoreError(w http.ResponseWriter, r *http.Request) {
+	errType, body, ok := readErrorPost(w, r)
+	if !ok {
+		return
+	}
+	if err := s.inv.RestoreFail(errType, body); err != nil {
+		s.writeStateError(w, err)
+		return
+	}
+	writeAccepted(w)
+}
