@@ -21,7 +21,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -48,8 +47,19 @@ var (
 	inits    int
 	loaded   []byte
 	loadedAt time.Time
-	loadSum  [32]byte
 )
+
+func pattern(i int) uint64 { return uint64(i)*0x9e3779b97f4a7c15 + 1 }
+
+// intact checks every word of the loaded data.
+func intact() bool {
+	for i := 0; i < len(loaded); i += 8 {
+		if binary.LittleEndian.Uint64(loaded[i:]) != pattern(i) {
+			return false
+		}
+	}
+	return true
+}
 
 func init() {
 	inits++
@@ -58,9 +68,8 @@ func init() {
 		// suspend shows up in the checksum.
 		loaded = make([]byte, mb<<20)
 		for i := 0; i < len(loaded); i += 8 {
-			binary.LittleEndian.PutUint64(loaded[i:], uint64(i)*0x9e3779b97f4a7c15)
+			binary.LittleEndian.PutUint64(loaded[i:], pattern(i))
 		}
-		loadSum = sha256.Sum256(loaded)
 		loadedAt = time.Now()
 	}
 	switch os.Getenv("TESTFN_INIT") {
@@ -105,7 +114,7 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	case "big":
 		return strings.Repeat("b", ev.Bytes), nil
 	case "verify":
-		return map[string]any{"inits": inits, "loadedMB": len(loaded) >> 20, "intact": sha256.Sum256(loaded) == loadSum,
+		return map[string]any{"inits": inits, "loadedMB": len(loaded) >> 20, "intact": intact(),
 			"loadedAt": loadedAt.UnixMilli()}, nil
 	case "random":
 		b := make([]byte, 16)

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -58,9 +59,20 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 		"-initrd", spec.Initrd,
 		"-append", strings.Join(cmdline, " "),
 		"-serial", "file:" + filepath.Join(dir, consoleFile),
-		"-qmp", "unix:" + filepath.Join(dir, qmpSocket) + ",server=on,wait=off",
+		"-qmp", "unix:" + filepath.Join(sockDir(spec), qmpSocket) + ",server=on,wait=off",
 		"-device", "virtio-serial-device",
-		"-chardev", "socket,id=agent,path=" + filepath.Join(dir, agentSocket) + ",server=on,wait=off",
+		"-chardev", "socket,id=agent,path=" + filepath.Join(sockDir(spec), agentSocket) + ",server=on,wait=off",
 		"-device", "virtserialport,chardev=agent,name=hearth.agent",
 	}
+}
+
+// sockDir is where a machine's sockets are: its own folder, unless that
+// path is too long for a unix socket (108 bytes), then a private folder
+// under the system's temporary one, named by the machine's id so that
+// another process attaching to it finds the same place.
+func sockDir(spec vmm.MachineSpec) string {
+	if len(filepath.Join(spec.Dir, agentSocket)) < 100 {
+		return spec.Dir
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("hearth-%d", os.Getuid()), spec.ID)
 }

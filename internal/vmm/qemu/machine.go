@@ -53,9 +53,12 @@ func (d *Driver) start(ctx context.Context, spec vmm.MachineSpec, extra ...strin
 	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(sockDir(spec), 0o700); err != nil {
+		return nil, err
+	}
 	// Sockets of an earlier QEMU in this folder would make the new one fail.
 	for _, s := range []string{qmpSocket, agentSocket} {
-		_ = os.Remove(filepath.Join(spec.Dir, s))
+		_ = os.Remove(filepath.Join(sockDir(spec), s))
 	}
 	logf, err := os.OpenFile(filepath.Join(spec.Dir, vmmLogFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -119,7 +122,7 @@ func (m *machine) connect(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	q, err := waitFor(ctx, m.done, func(ctx context.Context) (*qmp, error) {
-		return dialQMP(ctx, filepath.Join(m.spec.Dir, qmpSocket))
+		return dialQMP(ctx, filepath.Join(sockDir(m.spec), qmpSocket))
 	})
 	if err != nil {
 		return fmt.Errorf("qmp: %w", err)
@@ -127,7 +130,7 @@ func (m *machine) connect(ctx context.Context) error {
 	m.qmp = q
 	var d net.Dialer
 	conn, err := waitFor(ctx, m.done, func(ctx context.Context) (net.Conn, error) {
-		return d.DialContext(ctx, "unix", filepath.Join(m.spec.Dir, agentSocket))
+		return d.DialContext(ctx, "unix", filepath.Join(sockDir(m.spec), agentSocket))
 	})
 	if err != nil {
 		return fmt.Errorf("agent channel: %w", err)
@@ -187,7 +190,10 @@ func (m *machine) Stop(ctx context.Context) error {
 		}
 		m.Disconnect()
 		for _, s := range []string{qmpSocket, agentSocket} {
-			_ = os.Remove(filepath.Join(m.spec.Dir, s))
+			_ = os.Remove(filepath.Join(sockDir(m.spec), s))
+		}
+		if d := sockDir(m.spec); d != m.spec.Dir {
+			_ = os.Remove(d)
 		}
 	})
 	return nil
