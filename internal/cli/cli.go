@@ -87,7 +87,8 @@ func (c *CLI) root() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().Bool("debug", false, "log Hearth's own steps to stderr")
-	root.AddCommand(c.runCmd(), c.benchCmd())
+	root.PersistentFlags().String("data-dir", "", "where environments, templates and images are kept (default $HEARTH_DATA_DIR or ~/.local/share/hearth)")
+	root.AddCommand(c.runCmd(), c.benchCmd(), c.envCmd())
 	return root
 }
 

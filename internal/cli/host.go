@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,12 +36,32 @@ func (h *hostFlags) register(cmd *cobra.Command) {
 // host is what running VMs on this machine takes: a VMM driver, a kernel,
 // the agent and the acceleration.
 type host struct {
-	driver *qemu.Driver
-	kernel *guestimage.Kernel
-	agent  string
-	accel  vmm.Accel
-	cache  string
-	log    *slog.Logger
+	driver      *qemu.Driver
+	kernel      *guestimage.Kernel
+	agent       string
+	agentDigest string
+	accel       vmm.Accel
+	cache       string
+	log         *slog.Logger
+}
+
+// dataDir is where Hearth keeps environments, templates and images:
+// --data-dir, else $HEARTH_DATA_DIR, else the user's data folder.
+func (c *CLI) dataDir(cmd *cobra.Command) string {
+	if d, _ := cmd.Flags().GetString("data-dir"); d != "" {
+		return d
+	}
+	if d := c.Getenv("HEARTH_DATA_DIR"); d != "" {
+		return d
+	}
+	if d := c.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "hearth")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "hearth-data")
+	}
+	return filepath.Join(home, ".local", "share", "hearth")
 }
 
 // cacheDir is Hearth's cache, shared with scripts/build-kernel.sh.
@@ -74,8 +97,12 @@ func (c *CLI) openHost(hf hostFlags, log *slog.Logger) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
+	digest, err := fileDigest(agent)
+	if err != nil {
+		return nil, err
+	}
 	log.Debug("host", "kernel", k.Path, "kernel_source", k.Source, "modules", len(k.Modules), "agent", agent)
-	return &host{driver: drv, kernel: k, agent: agent, accel: accel, cache: cache, log: log}, nil
+	return &host{driver: drv, kernel: k, agent: agent, agentDigest: digest, accel: accel, cache: cache, log: log}, nil
 }
 
 // image writes the initramfs for code into dir.
@@ -85,7 +112,37 @@ func (h *host) image(dir string, code *guestimage.Code) (sandbox.Image, error) {
 	if err != nil {
 		return sandbox.Image{}, fmt.Errorf("initramfs: %w", err)
 	}
-	return sandbox.Image{Kernel: h.kernel, Initrd: p}, nil
+	return sandbox.Image{Kernel: h.kernel, Initrd: p, AgentDigest: h.agentDigest}, nil
+}
+
+// storedImage returns the image of code kept under imagesDir, building it
+// once: a suspended environment needs its initramfs again to resume, so it
+// outlives the command that made it. The key covers all that goes into it.
+func (h *host) storedImage(imagesDir string, code *guestimage.Code) (sandbox.Image, error) {
+	sum := sha256.New()
+	fmt.Fprintln(sum, code.Digest(), h.agentDigest, h.kernel.Path, strings.Join(h.kernel.Modules, ","))
+	dir := filepath.Join(imagesDir, hex.EncodeToString(sum.Sum(nil))[:16])
+	p := filepath.Join(dir, "initramfs.cpio")
+	if _, err := os.Stat(p); err == nil {
+		return sandbox.Image{Kernel: h.kernel, Initrd: p, AgentDigest: h.agentDigest}, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return sandbox.Image{}, err
+	}
+	return h.image(dir, code)
+}
+
+func fileDigest(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // resolveAccel settles auto, probing with img once per host.
@@ -103,7 +160,7 @@ func (h *host) resolveAccel(ctx context.Context, img sandbox.Image) error {
 }
 
 func (h *host) sandboxConfig(dir string, logs io.Writer) sandbox.Config {
-	return sandbox.Config{VMM: h.driver, Dir: dir, Accel: h.accel, Logs: logs, Log: h.log}
+	return sandbox.Config{VMM: h.driver, Dir: dir, Accel: h.accel, Logs: logs, Log: h.log, AgentDigest: h.agentDigest}
 }
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

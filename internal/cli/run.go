@@ -171,10 +171,15 @@ func (c *CLI) run(cmd *cobra.Command, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	t := env.Timings()
-	report := reportLine(res, fn, t)
-	if f.output == "json" {
-		out := map[string]any{"requestId": res.RequestID, "payload": json.RawMessage(res.Payload), "report": reportJSON(res, fn, t)}
+	return c.printResult(f.output, res, fn)
+}
+
+// printResult prints a result as `hearth run` and `hearth env invoke` do:
+// the payload on stdout, the REPORT line on stderr, exit 1 on a function
+// error.
+func (c *CLI) printResult(output string, res *sandbox.Result, fn sandbox.Function) error {
+	if output == "json" {
+		out := map[string]any{"requestId": res.RequestID, "payload": json.RawMessage(res.Payload), "report": reportJSON(res, fn)}
 		if res.Error != nil {
 			out["functionError"] = "Unhandled"
 		}
@@ -183,7 +188,10 @@ func (c *CLI) run(cmd *cobra.Command, f runFlags) error {
 	} else {
 		fmt.Fprintln(c.Stdout, string(res.Payload))
 	}
-	fmt.Fprintln(c.Stderr, report)
+	if res.Fallback != "" {
+		fmt.Fprintf(c.Stderr, "hearth: the snapshot was refused, so this was a cold start: %s\n", res.Fallback)
+	}
+	fmt.Fprintln(c.Stderr, reportLine(res, fn))
 	if res.Error != nil {
 		return &exitError{code: ExitFunctionError, err: errors.New(res.Error.ErrorType)}
 	}
@@ -198,21 +206,40 @@ func (c *CLI) printError(output string, obj any) {
 	fmt.Fprintln(c.Stdout, string(b))
 }
 
-// reportLine is Lambda's REPORT line, with the cold start's phases after
-// Lambda's own fields.
-func reportLine(res *sandbox.Result, fn sandbox.Function, t sandbox.BootTimings) string {
-	return fmt.Sprintf("REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB\tInit Duration: %.2f ms\tVMM Start: %.2f ms\tKernel Boot: %.2f ms\tRuntime Init: %.2f ms",
-		res.RequestID, msf(res.Duration), billedMs(res.Duration), fn.MemoryMB, (res.MaxRSSKiB+1023)/1024,
-		msf(t.Total()), msf(t.VMMStart), msf(t.KernelBoot), msf(t.RuntimeInit))
+// reportLine is Lambda's REPORT line. A cold start adds its phases after
+// Lambda's own fields; a resume or a clone prints Restore Duration, as
+// SnapStart does.
+func reportLine(res *sandbox.Result, fn sandbox.Function) string {
+	line := fmt.Sprintf("REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB",
+		res.RequestID, msf(res.Duration), billedMs(res.Duration), fn.MemoryMB, (res.MaxRSSKiB+1023)/1024)
+	switch res.StartType {
+	case sandbox.StartCold:
+		t := res.Init
+		line += fmt.Sprintf("\tInit Duration: %.2f ms\tVMM Start: %.2f ms\tKernel Boot: %.2f ms\tRuntime Init: %.2f ms",
+			msf(t.Total()), msf(t.VMMStart), msf(t.KernelBoot), msf(t.RuntimeInit))
+	case sandbox.StartResume, sandbox.StartClone:
+		line += fmt.Sprintf("\tRestore Duration: %.2f ms\tBilled Restore Duration: %d ms", msf(res.Restore), billedMs(res.Restore))
+	}
+	return line + "\tStart Type: " + string(res.StartType)
 }
 
-func reportJSON(res *sandbox.Result, fn sandbox.Function, t sandbox.BootTimings) map[string]any {
-	return map[string]any{
-		"durationMs": msf(res.Duration), "billedDurationMs": billedMs(res.Duration),
+func reportJSON(res *sandbox.Result, fn sandbox.Function) map[string]any {
+	out := map[string]any{
+		"startType": res.StartType, "durationMs": msf(res.Duration), "billedDurationMs": billedMs(res.Duration),
 		"memorySizeMB": fn.MemoryMB, "maxMemoryUsedMB": (res.MaxRSSKiB + 1023) / 1024,
-		"initDurationMs": msf(t.Total()), "vmmStartMs": msf(t.VMMStart), "kernelBootMs": msf(t.KernelBoot),
-		"guestKernelMs": msf(t.GuestKernel), "guestAgentMs": msf(t.GuestAgent), "runtimeInitMs": msf(t.RuntimeInit),
 	}
+	switch res.StartType {
+	case sandbox.StartCold:
+		t := res.Init
+		out["initDurationMs"], out["vmmStartMs"], out["kernelBootMs"] = msf(t.Total()), msf(t.VMMStart), msf(t.KernelBoot)
+		out["guestKernelMs"], out["guestAgentMs"], out["runtimeInitMs"] = msf(t.GuestKernel), msf(t.GuestAgent), msf(t.RuntimeInit)
+	case sandbox.StartResume, sandbox.StartClone:
+		out["restoreDurationMs"] = msf(res.Restore)
+	}
+	if res.Fallback != "" {
+		out["fallback"] = res.Fallback
+	}
+	return out
 }
 
 // billedMs rounds a duration up to the millisecond, as Lambda bills.
