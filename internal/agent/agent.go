@@ -185,13 +185,15 @@ func (a *Agent) freshen(unixNano int64, entropy []byte) {
 
 // resume runs after every restore from a snapshot, before anything else.
 func (a *Agent) resume(r guestproto.Resume, entropy []byte) error {
+	t0 := time.Now()
 	a.freshen(r.UnixNano, entropy)
+	freshenMs := float64(time.Since(t0).Microseconds()) / 1000
 	a.mu.Lock()
 	a.restores++
 	if r.EnvID != "" {
 		a.envID = r.EnvID
 	}
-	ack := guestproto.Resumed{EnvID: a.envID, Restores: a.restores}
+	ack := guestproto.Resumed{EnvID: a.envID, Restores: a.restores, FreshenMs: freshenMs}
 	a.mu.Unlock()
 	a.inv.restored()
 	return a.out.Write(guestproto.TypeResumed, ack, nil)

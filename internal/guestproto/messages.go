@@ -136,6 +136,8 @@ type Resumed struct {
 	EnvID string `json:"envId"`
 	// Restores counts the restores this guest has been through.
 	Restores int `json:"restores"`
+	// FreshenMs is the time the agent took to set the clock and the RNG.
+	FreshenMs float64 `json:"freshenMs"`
 }
 
 // Ping checks that the other side is alive.

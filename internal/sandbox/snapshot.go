@@ -251,6 +251,8 @@ func (e *Env) snapshot(ctx context.Context, l *link, next State) (SuspendInfo, e
 	return SuspendInfo{Duration: time.Since(t0), StateBytes: snap.StateBytes, MemoryDiskBytes: vmm.DiskBytes(memPath)}, nil
 }
 
+func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -313,6 +315,7 @@ func (e *Env) restore(ctx context.Context, spec vmm.MachineSpec, snap vmm.Snapsh
 		return fmt.Errorf("%s: restore: %w", e.id, err)
 	}
 	l := e.connect(mach)
+	t1 := time.Now()
 	if err := mach.Start(ctx); err != nil {
 		_ = mach.Stop(context.Background())
 		return fmt.Errorf("%s: restore: %w", e.id, err)
@@ -324,6 +327,7 @@ func (e *Env) restore(ctx context.Context, spec vmm.MachineSpec, snap vmm.Snapsh
 	}
 	select {
 	case r := <-e.resumed:
+		e.log.Debug("resumed", "vmm_ms", msf(t1.Sub(t0)), "guest_ms", msf(time.Since(t1)), "agent_freshen_ms", r.FreshenMs)
 		e.mu.Lock()
 		e.restores = r.Restores
 		e.mu.Unlock()
