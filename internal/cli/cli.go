@@ -86,6 +86,9 @@ func (c *CLI) root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: ExitBadInput, err: err}
+	})
 	root.PersistentFlags().Bool("debug", false, "log Hearth's own steps to stderr")
 	root.PersistentFlags().String("data-dir", "", "where environments, templates and images are kept (default $HEARTH_DATA_DIR or ~/.local/share/hearth)")
 	root.AddCommand(c.runCmd(), c.benchCmd(), c.envCmd())

@@ -196,6 +196,7 @@ func (c *CLI) envInvokeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Detach saves the manifest: the next start is warm now.
 			if env.State() != sandbox.StateDead {
 				if err := env.Detach(); err != nil {
 					return err

@@ -54,7 +54,11 @@ type manifest struct {
 	Snapshot    *snapshotRef    `json:"snapshot,omitempty"`
 	Timings     BootTimings     `json:"timings"`
 	Restores    int             `json:"restores"`
-	Updated     time.Time       `json:"updated"`
+	// NextStart and Restore carry how the environment got ready to the
+	// process that invokes it next, for its report.
+	NextStart StartType     `json:"nextStart,omitempty"`
+	Restore   time.Duration `json:"restore,omitempty"`
+	Updated   time.Time     `json:"updated"`
 }
 
 // fileRef pins a file the machine needs by its size and time.
@@ -99,7 +103,7 @@ func (e *Env) manifest() manifest {
 		Format: manifestFormat, Kind: e.kind, ID: e.id, State: e.state,
 		Function: e.fn, Kernel: refOf(e.spec.Kernel), Initrd: refOf(e.spec.Initrd), ACPI: e.spec.ACPI,
 		AgentDigest: e.img.AgentDigest, Spec: e.spec, Snapshot: e.snap, Timings: e.timings,
-		Restores: e.restores, Updated: time.Now().UTC(),
+		Restores: e.restores, NextStart: e.nextStart, Restore: e.restoreDur, Updated: time.Now().UTC(),
 	}
 	m.Spec.Dir = "" // the folder is wherever the manifest is
 	if e.link != nil && e.state != StateSuspended {
@@ -421,7 +425,10 @@ func Open(ctx context.Context, cfg Config, dir string) (*Env, error) {
 		return nil, fmt.Errorf("%s: the agent did not answer", m.ID)
 	}
 	e.mu.Lock()
-	e.state, e.nextStart = StateReady, StartWarm
+	e.state, e.nextStart, e.restoreDur = StateReady, m.NextStart, m.Restore
+	if e.nextStart == "" {
+		e.nextStart = StartWarm
+	}
 	e.mu.Unlock()
 	return e, nil
 }

@@ -65,6 +65,13 @@ func Agent(t testing.TB) string {
 	return build(t, "./cmd/hearth-agent", filepath.Join(workDir(t), "hearth-agent"), "-s -w")
 }
 
+// Hearth returns a freshly built hearth CLI, next to the agent so that it
+// finds it as an installed one would.
+func Hearth(t testing.TB) string {
+	Agent(t)
+	return build(t, "./cmd/hearth", filepath.Join(workDir(t), "hearth"), "")
+}
+
 // FunctionZip builds the Go function at pkg (e.g. "./examples/hello") as
 // bootstrap and returns the path of its zip.
 func FunctionZip(t testing.TB, pkg string) string {
