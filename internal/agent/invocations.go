@@ -42,6 +42,10 @@ type invocations struct {
 	current   *pending
 	lastID    string        // the last invocation answered
 	restore   chan struct{} // signalled at each restore, for /restore/next
+	// restoreErr is the error a failed after-restore hook posted: every
+	// invocation after it fails with it, as the environment is not sound.
+	restoreErr     []byte
+	restoreErrType string
 }
 
 func newInvocations(out *guestproto.Writer) *invocations {
@@ -102,6 +106,9 @@ func (s *invocations) RestoreNext(ctx context.Context) error {
 
 // RestoreFail reports that the runtime's after-restore hooks failed.
 func (s *invocations) RestoreFail(errorType string, body []byte) error {
+	s.mu.Lock()
+	s.restoreErr, s.restoreErrType = body, errorType
+	s.mu.Unlock()
 	return s.out.Write(guestproto.TypeInitError, guestproto.ErrorInfo{ErrorType: errorType}, body)
 }
 
@@ -138,11 +145,20 @@ func (s *invocations) Next(ctx context.Context) (runtimeapi.Event, error) {
 		s.mu.Lock()
 	}
 	s.mu.Unlock()
-	select {
-	case <-ctx.Done():
-		return runtimeapi.Event{}, ctx.Err()
-	case p := <-s.queue:
+	for {
+		var p *pending
+		select {
+		case <-ctx.Done():
+			return runtimeapi.Event{}, ctx.Err()
+		case p = <-s.queue:
+		}
 		s.mu.Lock()
+		if s.restoreErr != nil {
+			body, typ := s.restoreErr, s.restoreErrType
+			s.mu.Unlock()
+			_ = s.out.Write(guestproto.TypeFunctionError, guestproto.Result{RequestID: p.RequestID, ErrorType: typ}, body)
+			continue
+		}
 		s.current = p
 		arn := s.arn
 		s.mu.Unlock()

@@ -196,6 +196,7 @@ type Env struct {
 	restores   int
 	snap       *snapshotRef
 	fallback   string // why the last resume fell back to a cold start
+	restoreErr *guestproto.ErrorObject
 	closeOnce  sync.Once
 }
 
@@ -370,6 +371,14 @@ func (e *Env) read(l *link) {
 			_ = f.Decode(&h)
 			offer(e.hello, h)
 		case guestproto.TypeReady, guestproto.TypeInitError:
+			if f.Type == guestproto.TypeInitError && e.State() != StateBooting {
+				// After init, only an after-restore hook can fail: the
+				// environment is unusable, and its next caller is told why.
+				e.mu.Lock()
+				e.restoreErr = errorObject("Runtime.RestoreError", f.Body)
+				e.mu.Unlock()
+				continue
+			}
 			offer(e.initEnd, f)
 		case guestproto.TypeResponse, guestproto.TypeFunctionError:
 			offer(e.results, f)

@@ -87,7 +87,16 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 		res.Restore = e.restoreDur
 	}
 	e.nextStart, e.fallback = StartWarm, ""
+	restoreErr := e.restoreErr
 	e.mu.Unlock()
+	if restoreErr != nil {
+		// Lambda fails such an invocation with a SnapStart error; the
+		// environment cannot be trusted after a failed after-restore hook.
+		_ = e.Close(context.Background())
+		res.Error = restoreErr
+		res.Payload = mustJSON(restoreErr)
+		return res, nil
+	}
 	select {
 	case <-exited:
 		// The runtime ended after the last result (as aws-lambda-go does

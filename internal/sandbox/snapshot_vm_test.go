@@ -332,3 +332,38 @@ func TestCloneSuspendResume(t *testing.T) {
 		t.Fatalf("got %d %s, want 2 resume", c.Count, res.StartType)
 	}
 }
+
+// A runtime with SnapStart hooks waits in /restore/next while its template
+// is taken and runs its after-restore hook in each clone; a failing hook
+// fails the clone's invocation with the hook's error.
+func TestTemplateRuntimeHooks(t *testing.T) {
+	f := newFixture(t, nil, "./internal/testfn", nil)
+	for _, mode := range []string{"1", "fail"} {
+		t.Run("hooks="+mode, func(t *testing.T) {
+			fn := sandbox.Function{Name: "testfn", MemoryMB: 128, Timeout: 10 * time.Second,
+				Env: map[string]string{"TESTFN_HOOKS": mode}}
+			cfg := f.cfg
+			cfg.Dir = t.TempDir()
+			tpl, err := sandbox.NewTemplate(context.Background(), cfg, fn, f.img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := sandbox.Clone(context.Background(), cfg, tpl.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			closeOnCleanup(t, env)
+			res := invoke(t, env, `{}`)
+			if mode == "fail" {
+				if res.Error == nil || res.Error.ErrorType != "HookError" {
+					t.Fatalf("got %s, want the hook's error", res.Payload)
+				}
+				return
+			}
+			echo := decode[map[string]any](t, res)
+			if echo["afterRestore"] != float64(1) || echo["inits"] != float64(1) {
+				t.Errorf("afterRestore %v inits %v, want 1 and 1", echo["afterRestore"], echo["inits"])
+			}
+		})
+	}
+}

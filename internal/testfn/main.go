@@ -15,6 +15,9 @@
 // With TESTFN_INIT=exit the process exits during init; with
 // TESTFN_INIT=initerror it reports an init error through the Runtime API.
 // With TESTFN_INIT_MB=N it fills N MB of memory at init and keeps a checksum.
+// With TESTFN_HOOKS=1, initialised for a snapshot (snap-start), it waits in
+// the Runtime API's /restore/next and records that its after-restore hook
+// ran; with TESTFN_HOOKS=fail the hook reports an error.
 package main
 
 import (
@@ -44,9 +47,10 @@ type event struct {
 }
 
 var (
-	inits    int
-	loaded   []byte
-	loadedAt time.Time
+	afterRestore int // after-restore hooks run
+	inits        int
+	loaded       []byte
+	loadedAt     time.Time
 )
 
 func pattern(i int) uint64 { return uint64(i)*0x9e3779b97f4a7c15 + 1 }
@@ -63,6 +67,9 @@ func intact() bool {
 
 func init() {
 	inits++
+	if hooks := os.Getenv("TESTFN_HOOKS"); hooks != "" && os.Getenv("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start" {
+		defer restoreHooks(hooks)
+	}
 	if mb, _ := strconv.Atoi(os.Getenv("TESTFN_INIT_MB")); mb > 0 {
 		// Distinct bytes on every page, so that a page lost or zeroed by a
 		// suspend shows up in the checksum.
@@ -131,6 +138,7 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 		"memoryMB":     lambdacontext.MemoryLimitInMB,
 		"deadlineMs":   deadline.UnixMilli(),
 		"inits":        inits,
+		"afterRestore": afterRestore,
 		"env": map[string]string{
 			"AWS_LAMBDA_RUNTIME_API":          os.Getenv("AWS_LAMBDA_RUNTIME_API"),
 			"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
@@ -144,5 +152,25 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 }
 
 func must(s string, _ error) string { return s }
+
+// restoreHooks is what a runtime with SnapStart hooks does at the end of
+// init: wait in /restore/next until restored, then run after-restore hooks.
+func restoreHooks(mode string) {
+	api := "http://" + os.Getenv("AWS_LAMBDA_RUNTIME_API") + "/2018-06-01/runtime/restore/"
+	resp, err := http.Get(api + "next")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testfn: restore/next:", err)
+		return
+	}
+	resp.Body.Close()
+	if mode == "fail" {
+		body := `{"errorMessage":"after-restore hook failed","errorType":"HookError"}`
+		if resp, err := http.Post(api+"error", "application/json", strings.NewReader(body)); err == nil {
+			resp.Body.Close()
+		}
+		return
+	}
+	afterRestore++
+}
 
 func main() { lambda.Start(handle) }

@@ -53,15 +53,19 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 		"-m", fmt.Sprintf("%dM", spec.MemoryMiB),
 		// The guest's RAM is this file, mapped shared: a suspend then writes
 		// only the device state, and a resume maps the file back.
-		"-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s", spec.MemoryMiB, spec.MemoryFile(), share),
+		"-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s", spec.MemoryMiB, optValue(spec.MemoryFile()), share),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-S",
 		"-kernel", spec.Kernel,
 		"-initrd", spec.Initrd,
 		"-append", strings.Join(cmdline, " "),
-		"-serial", "file:" + filepath.Join(dir, consoleFile),
-		"-qmp", "unix:" + filepath.Join(sockDir(spec), qmpSocket) + ",server=on,wait=off",
+		// Paths go in key=value options only (never QEMU's "unix:PATH" or
+		// "file:PATH" shorthands, which break on '='), commas doubled.
+		"-chardev", "file,id=console,path=" + optValue(filepath.Join(dir, consoleFile)),
+		"-serial", "chardev:console",
+		"-chardev", "socket,id=qmp,path=" + optValue(filepath.Join(sockDir(spec), qmpSocket)) + ",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
 		"-device", "virtio-serial-device",
-		"-chardev", "socket,id=agent,path=" + filepath.Join(sockDir(spec), agentSocket) + ",server=on,wait=off",
+		"-chardev", "socket,id=agent,path=" + optValue(filepath.Join(sockDir(spec), agentSocket)) + ",server=on,wait=off",
 		"-device", "virtserialport,chardev=agent,name=hearth.agent",
 	}
 }
@@ -76,3 +80,7 @@ func sockDir(spec vmm.MachineSpec) string {
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("hearth-%d", os.Getuid()), spec.ID)
 }
+
+// optValue escapes a value for QEMU's key=value options: a comma is
+// written twice.
+func optValue(v string) string { return strings.ReplaceAll(v, ",", ",,") }
