@@ -97,7 +97,7 @@ func (c *CLI) openHost(hf hostFlags, log *slog.Logger) (*host, error) {
 	if err != nil {
 		return nil, err
 	}
-	digest, err := fileDigest(agent)
+	digest, err := guestimage.FileDigest(agent)
 	if err != nil {
 		return nil, err
 	}
@@ -132,18 +132,6 @@ func (h *host) storedImage(imagesDir string, code *guestimage.Code) (sandbox.Ima
 	return h.image(dir, code)
 }
 
-func fileDigest(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
 
 // resolveAccel settles auto, probing with img once per host.
 func (h *host) resolveAccel(ctx context.Context, img sandbox.Image) error {

@@ -1,9 +1,12 @@
 package guestimage
 
 import (
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +53,21 @@ func checkStatic(p string) error {
 		}
 	}
 	return nil
+}
+
+// FileDigest is the SHA-256 of a file, in hex: it names an agent build, and
+// checks a snapshot's device state.
+func FileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // BuildInitramfs writes an initramfs to path, atomically.

@@ -232,7 +232,7 @@ func (e *Env) snapshot(ctx context.Context, l *link, next State) (SuspendInfo, e
 		return SuspendInfo{}, fmt.Errorf("%s: suspend: %w", e.id, err)
 	}
 	<-l.gone
-	sum, err := fileSHA256(snap.StatePath)
+	sum, err := guestimage.FileDigest(snap.StatePath)
 	if err != nil {
 		return SuspendInfo{}, err
 	}
@@ -257,18 +257,6 @@ func (e *Env) snapshot(ctx context.Context, l *link, next State) (SuspendInfo, e
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
 
 // Resume restores a suspended environment from its snapshot. A snapshot
 // that does not validate is refused with ErrSnapshotInvalid.
