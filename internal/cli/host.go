@@ -132,7 +132,6 @@ func (h *host) storedImage(imagesDir string, code *guestimage.Code) (sandbox.Ima
 	return h.image(dir, code)
 }
 
-
 // resolveAccel settles auto, probing with img once per host.
 func (h *host) resolveAccel(ctx context.Context, img sandbox.Image) error {
 	if h.accel != vmm.AccelAuto {

@@ -257,7 +257,6 @@ func (e *Env) snapshot(ctx context.Context, l *link, next State) (SuspendInfo, e
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-
 // Resume restores a suspended environment from its snapshot. A snapshot
 // that does not validate is refused with ErrSnapshotInvalid.
 func (e *Env) Resume(ctx context.Context) error {
