@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Alias names a version of a function.
+type Alias struct {
+	AliasArn        string `json:"AliasArn"`
+	Name            string `json:"Name"`
+	FunctionVersion string `json:"FunctionVersion"`
+	Description     string `json:"Description"`
+	RevisionID      string `json:"RevisionId"`
+}
+
+// PutAlias creates an alias, or with update true changes one.
+func (s *Store) PutAlias(ctx context.Context, function string, a Alias, update bool) error {
+	if update {
+		res, err := s.db.ExecContext(ctx, `UPDATE aliases SET version = ?, description = ?, revision = ? WHERE name = ? AND alias = ?`,
+			a.FunctionVersion, a.Description, a.RevisionID, function, a.Name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("alias %s:%s: %w", function, a.Name, ErrNotFound)
+		}
+		return nil
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO aliases (name, alias, version, description, revision) VALUES (?, ?, ?, ?, ?)`,
+		function, a.Name, a.FunctionVersion, a.Description, a.RevisionID)
+	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
+		return fmt.Errorf("alias %s:%s: %w", function, a.Name, ErrExists)
+	}
+	return err
+}
+
+// GetAlias returns an alias.
+func (s *Store) GetAlias(ctx context.Context, function, name string) (Alias, error) {
+	a := Alias{Name: name}
+	err := s.db.QueryRowContext(ctx, `SELECT version, description, revision FROM aliases WHERE name = ? AND alias = ?`, function, name).
+		Scan(&a.FunctionVersion, &a.Description, &a.RevisionID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("alias %s:%s: %w", function, name, ErrNotFound)
+	}
+	return a, err
+}
+
+// ListAliases returns a function's aliases.
+func (s *Store) ListAliases(ctx context.Context, function string) ([]Alias, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT alias, version, description, revision FROM aliases WHERE name = ? ORDER BY alias`, function)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Alias
+	for rows.Next() {
+		var a Alias
+		if err := rows.Scan(&a.Name, &a.FunctionVersion, &a.Description, &a.RevisionID); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// DeleteAlias removes an alias.
+func (s *Store) DeleteAlias(ctx context.Context, function, name string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM aliases WHERE name = ? AND alias = ?`, function, name)
+	return err
+}

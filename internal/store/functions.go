@@ -1,0 +1,321 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Function is a function's configuration, in the shape of the Lambda API's
+// FunctionConfiguration, so the API returns it as it is.
+type Function struct {
+	FunctionName     string       `json:"FunctionName"`
+	FunctionArn      string       `json:"FunctionArn"`
+	Runtime          string       `json:"Runtime"`
+	Role             string       `json:"Role,omitempty"`
+	Handler          string       `json:"Handler"`
+	Description      string       `json:"Description"`
+	MemorySize       int          `json:"MemorySize"`
+	Timeout          int          `json:"Timeout"`
+	CodeSize         int64        `json:"CodeSize"`
+	CodeSha256       string       `json:"CodeSha256"`
+	Version          string       `json:"Version"`
+	LastModified     string       `json:"LastModified"`
+	RevisionID       string       `json:"RevisionId"`
+	State            string       `json:"State"`
+	LastUpdateStatus string       `json:"LastUpdateStatus"`
+	PackageType      string       `json:"PackageType"`
+	Architectures    []string     `json:"Architectures"`
+	Environment      *Environment `json:"Environment,omitempty"`
+	// IdlePolicy is Hearth's: how long an idle environment stays warm
+	// before it is suspended, and how long a suspended one is kept.
+	IdlePolicy IdlePolicy `json:"HearthIdlePolicy"`
+}
+
+// Environment holds a function's environment variables.
+type Environment struct {
+	Variables map[string]string `json:"Variables"`
+}
+
+// IdlePolicy says what happens to idle environments.
+type IdlePolicy struct {
+	KeepWarmSeconds    int `json:"KeepWarmSeconds"`
+	KeepSuspendedHours int `json:"KeepSuspendedHours"`
+}
+
+// CodeDigest is the hex SHA-256 of the function's code, as the code folder
+// names it.
+func (f Function) CodeDigest() string {
+	b, err := base64.StdEncoding.DecodeString(f.CodeSha256)
+	if err != nil {
+		return ""
+	}
+	return hex.EncodeToString(b)
+}
+
+// PutCode stores a zip and returns its SHA-256 as Lambda reports it
+// (base64) and as the code folder names it (hex).
+func (s *Store) PutCode(zip []byte) (b64, hexSum string, err error) {
+	sum := sha256.Sum256(zip)
+	hexSum = hex.EncodeToString(sum[:])
+	p := s.CodePath(hexSum)
+	if _, err := os.Stat(p); err != nil {
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, zip, 0o600); err != nil {
+			return "", "", err
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			return "", "", err
+		}
+	}
+	return base64.StdEncoding.EncodeToString(sum[:]), hexSum, nil
+}
+
+// CodePath is where the zip with this hex digest is.
+func (s *Store) CodePath(hexSum string) string { return filepath.Join(s.codeDir, hexSum+".zip") }
+
+// CreateFunction stores a new function ($LATEST).
+func (s *Store) CreateFunction(ctx context.Context, f Function) error {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO functions (name, config) VALUES (?, ?)`, f.FunctionName, string(b))
+	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
+		return fmt.Errorf("function %s: %w", f.FunctionName, ErrExists)
+	}
+	return err
+}
+
+// GetFunction returns a function's $LATEST configuration.
+func (s *Store) GetFunction(ctx context.Context, name string) (Function, error) {
+	var f Function
+	var cfg string
+	err := s.db.QueryRowContext(ctx, `SELECT config FROM functions WHERE name = ?`, name).Scan(&cfg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return f, fmt.Errorf("function %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return f, err
+	}
+	return f, json.Unmarshal([]byte(cfg), &f)
+}
+
+// GetVersion returns a function at a version ("$LATEST" or a number).
+func (s *Store) GetVersion(ctx context.Context, name, version string) (Function, error) {
+	if version == "" || version == "$LATEST" {
+		return s.GetFunction(ctx, name)
+	}
+	var f Function
+	var cfg string
+	err := s.db.QueryRowContext(ctx, `SELECT config FROM versions WHERE name = ? AND version = ?`, name, version).Scan(&cfg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return f, fmt.Errorf("function %s version %s: %w", name, version, ErrNotFound)
+	}
+	if err != nil {
+		return f, err
+	}
+	return f, json.Unmarshal([]byte(cfg), &f)
+}
+
+// ListFunctions returns up to max functions ($LATEST) in name order after
+// marker, and the marker of the next page ("" at the end).
+func (s *Store) ListFunctions(ctx context.Context, marker string, max int) ([]Function, string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT config FROM functions WHERE name > ? ORDER BY name LIMIT ?`, marker, max+1)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	var out []Function
+	for rows.Next() {
+		var cfg string
+		if err := rows.Scan(&cfg); err != nil {
+			return nil, "", err
+		}
+		var f Function
+		if err := json.Unmarshal([]byte(cfg), &f); err != nil {
+			return nil, "", err
+		}
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > max {
+		out = out[:max]
+		next = out[max-1].FunctionName
+	}
+	return out, next, nil
+}
+
+// UpdateFunction changes $LATEST with fn, atomically.
+func (s *Store) UpdateFunction(ctx context.Context, name string, fn func(*Function) error) (Function, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Function{}, err
+	}
+	defer tx.Rollback()
+	var cfg string
+	err = tx.QueryRowContext(ctx, `SELECT config FROM functions WHERE name = ?`, name).Scan(&cfg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Function{}, fmt.Errorf("function %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Function{}, err
+	}
+	var f Function
+	if err := json.Unmarshal([]byte(cfg), &f); err != nil {
+		return Function{}, err
+	}
+	if err := fn(&f); err != nil {
+		return Function{}, err
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return Function{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE functions SET config = ? WHERE name = ?`, string(b), name); err != nil {
+		return Function{}, err
+	}
+	return f, tx.Commit()
+}
+
+// DeleteFunction removes a function with its versions and aliases.
+func (s *Store) DeleteFunction(ctx context.Context, name string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM functions WHERE name = ?`, name)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("function %s: %w", name, ErrNotFound)
+	}
+	for _, q := range []string{`DELETE FROM versions WHERE name = ?`, `DELETE FROM aliases WHERE name = ?`} {
+		if _, err := tx.ExecContext(ctx, q, name); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// PublishVersion snapshots $LATEST as the next numbered version. When
+// $LATEST has not changed since the last published version, that version is
+// returned, as Lambda does.
+func (s *Store) PublishVersion(ctx context.Context, name, description string) (Function, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Function{}, err
+	}
+	defer tx.Rollback()
+	var cfg string
+	var seq int
+	err = tx.QueryRowContext(ctx, `SELECT config, version_seq FROM functions WHERE name = ?`, name).Scan(&cfg, &seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Function{}, fmt.Errorf("function %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Function{}, err
+	}
+	var f Function
+	if err := json.Unmarshal([]byte(cfg), &f); err != nil {
+		return Function{}, err
+	}
+	if seq > 0 {
+		var lastCfg string
+		if err := tx.QueryRowContext(ctx, `SELECT config FROM versions WHERE name = ? AND version = ?`, name, strconv.Itoa(seq)).Scan(&lastCfg); err == nil {
+			var last Function
+			if json.Unmarshal([]byte(lastCfg), &last) == nil && last.RevisionID == f.RevisionID {
+				return last, nil
+			}
+		}
+	}
+	seq++
+	v := f
+	v.Version = strconv.Itoa(seq)
+	v.FunctionArn = f.FunctionArn + ":" + v.Version
+	if description != "" {
+		v.Description = description
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return Function{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO versions (name, version, config) VALUES (?, ?, ?)`, name, v.Version, string(b)); err != nil {
+		return Function{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE functions SET version_seq = ? WHERE name = ?`, seq, name); err != nil {
+		return Function{}, err
+	}
+	return v, tx.Commit()
+}
+
+// ListVersions returns $LATEST and every published version.
+func (s *Store) ListVersions(ctx context.Context, name string) ([]Function, error) {
+	latest, err := s.GetFunction(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT config FROM versions WHERE name = ? ORDER BY CAST(version AS INTEGER)`, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Function{latest}
+	for rows.Next() {
+		var cfg string
+		var f Function
+		if err := rows.Scan(&cfg); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(cfg), &f); err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// Concurrency returns a function's reserved concurrency, nil if unset.
+func (s *Store) Concurrency(ctx context.Context, name string) (*int, error) {
+	var n sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT concurrency FROM functions WHERE name = ?`, name).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("function %s: %w", name, ErrNotFound)
+	}
+	if err != nil || !n.Valid {
+		return nil, err
+	}
+	v := int(n.Int64)
+	return &v, nil
+}
+
+// SetConcurrency sets (or, with nil, removes) a function's reserved
+// concurrency.
+func (s *Store) SetConcurrency(ctx context.Context, name string, n *int) error {
+	var v any
+	if n != nil {
+		v = *n
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE functions SET concurrency = ? WHERE name = ?`, v, name)
+	if err != nil {
+		return err
+	}
+	if c, _ := res.RowsAffected(); c == 0 {
+		return fmt.Errorf("function %s: %w", name, ErrNotFound)
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+// Package store keeps Hearth's metadata in an embedded SQLite database:
+// functions and their configuration, published versions, aliases,
+// concurrency settings and the execution environments the daemon runs. Code
+// packages are kept beside it as files named by their SHA-256.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver: no cgo
+)
+
+// ErrNotFound is returned for a function, version, alias or env that does
+// not exist; ErrExists for one that already does.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+)
+
+// Store is the database and the code folder.
+type Store struct {
+	db      *sql.DB
+	codeDir string
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS functions (
+	name        TEXT PRIMARY KEY,
+	config      TEXT NOT NULL,
+	version_seq INTEGER NOT NULL DEFAULT 0,
+	concurrency INTEGER
+);
+CREATE TABLE IF NOT EXISTS versions (
+	name    TEXT NOT NULL,
+	version TEXT NOT NULL,
+	config  TEXT NOT NULL,
+	PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+	name        TEXT NOT NULL,
+	alias       TEXT NOT NULL,
+	version     TEXT NOT NULL,
+	description TEXT NOT NULL DEFAULT '',
+	revision    TEXT NOT NULL,
+	PRIMARY KEY (name, alias)
+);
+CREATE TABLE IF NOT EXISTS envs (
+	id       TEXT PRIMARY KEY,
+	function TEXT NOT NULL,
+	version  TEXT NOT NULL,
+	digest   TEXT NOT NULL,
+	dir      TEXT NOT NULL,
+	state    TEXT NOT NULL,
+	pid      INTEGER NOT NULL DEFAULT 0,
+	updated  INTEGER NOT NULL
+);
+`
+
+// Open opens (creating if needed) the store in dir.
+func Open(ctx context.Context, dir string) (*Store, error) {
+	codeDir := filepath.Join(dir, "code")
+	if err := os.MkdirAll(codeDir, 0o700); err != nil {
+		return nil, err
+	}
+	// WAL and a busy timeout: readers never block the writer, and a crash
+	// never leaves a half-written row.
+	dsn := "file:" + filepath.Join(dir, "hearth.db") + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: schema: %w", err)
+	}
+	return &Store{db: db, codeDir: codeDir}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
