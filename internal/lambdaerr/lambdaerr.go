@@ -57,3 +57,33 @@ func ResourceNotFound(format string, args ...any) *Error {
 func Service(format string, args ...any) *Error {
 	return newf("ServiceException", http.StatusInternalServerError, format, args...)
 }
+
+// ResourceConflict is Lambda's ResourceConflictException (409).
+func ResourceConflict(format string, args ...any) *Error {
+	return newf("ResourceConflictException", http.StatusConflict, format, args...)
+}
+
+// Throttled is Lambda's TooManyRequestsException (429); Reason says which
+// limit was reached.
+type Throttled struct {
+	Err    *Error
+	Reason string
+}
+
+func (t *Throttled) Error() string { return t.Err.Error() }
+func (t *Throttled) Unwrap() error { return t.Err }
+
+// TooManyRequests is a throttling error for reason.
+func TooManyRequests(reason, format string, args ...any) *Throttled {
+	return &Throttled{Err: newf("TooManyRequestsException", http.StatusTooManyRequests, format, args...), Reason: reason}
+}
+
+// InvalidSignature is the 403 for a request whose signature does not match.
+func InvalidSignature(format string, args ...any) *Error {
+	return newf("InvalidSignatureException", http.StatusForbidden, format, args...)
+}
+
+// UnrecognizedClient is the 403 for an unknown or missing access key.
+func UnrecognizedClient(format string, args ...any) *Error {
+	return newf("UnrecognizedClientException", http.StatusForbidden, format, args...)
+}

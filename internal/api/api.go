@@ -1,0 +1,70 @@
+// Package api serves the AWS Lambda control-plane REST API, so that the AWS
+// SDKs and the aws CLI work against Hearth with an endpoint override. Every
+// request but /healthz is authenticated with AWS Signature Version 4. One
+// file per group of operations; the routes are listed in router.go.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/hearthdev/hearth/internal/sandbox"
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+// Invoker runs invocations and retires environments; the scheduler is one.
+type Invoker interface {
+	// Invoke runs req on an environment of fn (at its version); limit is
+	// the function's reserved concurrency, nil for none.
+	Invoke(ctx context.Context, fn store.Function, limit *int, req sandbox.Request) (*sandbox.Result, error)
+	// Retire ends the environments of a function whose code or
+	// configuration changed, or that was deleted.
+	Retire(ctx context.Context, function string)
+}
+
+// Config is what the API needs.
+type Config struct {
+	Store   *store.Store
+	Invoker Invoker
+	Keys    Keys
+	// Region appears in ARNs.
+	Region string
+	// ValidateCode checks a zip package before it is stored.
+	ValidateCode func(zip []byte) error
+	Log          *slog.Logger
+}
+
+// API is the Lambda API's HTTP handler.
+type API struct {
+	cfg    Config
+	verify *Verifier
+	mux    *http.ServeMux
+}
+
+// New returns the API.
+func New(cfg Config) *API {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Region == "" {
+		cfg.Region = sandbox.DefaultRegion
+	}
+	a := &API{cfg: cfg, verify: NewVerifier(cfg.Keys), mux: http.NewServeMux()}
+	a.routes()
+	return a
+}
+
+// ServeHTTP authenticates the request and routes it.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("ok\n"))
+		return
+	}
+	if err := a.verify.Verify(r); err != nil {
+		a.writeError(w, err)
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}

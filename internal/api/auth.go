@@ -1,0 +1,127 @@
+package api
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+)
+
+// MaxClockSkew is how far a request's X-Amz-Date may be from now.
+const MaxClockSkew = 15 * time.Minute
+
+// Keys maps access key ids to their secrets.
+type Keys interface {
+	Secret(accessKeyID string) (string, bool)
+}
+
+// Verifier checks AWS Signature Version 4 on requests: it signs the request
+// again, with aws-sdk-go-v2's signer and the stored secret, over exactly the
+// headers the client signed, and compares the signatures.
+type Verifier struct {
+	keys   Keys
+	signer *v4.Signer
+	now    func() time.Time
+}
+
+// NewVerifier returns a Verifier for keys.
+func NewVerifier(keys Keys) *Verifier {
+	return &Verifier{keys: keys, signer: v4.NewSigner(), now: time.Now}
+}
+
+type authHeader struct {
+	accessKey, date, region, service string
+	signedHeaders                    []string
+	signature                        string
+}
+
+func parseAuth(h string) (authHeader, bool) {
+	var a authHeader
+	rest, ok := strings.CutPrefix(h, "AWS4-HMAC-SHA256 ")
+	if !ok {
+		return a, false
+	}
+	for _, part := range strings.Split(rest, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch k {
+		case "Credential":
+			f := strings.Split(v, "/")
+			if len(f) != 5 || f[4] != "aws4_request" {
+				return a, false
+			}
+			a.accessKey, a.date, a.region, a.service = f[0], f[1], f[2], f[3]
+		case "SignedHeaders":
+			a.signedHeaders = strings.Split(v, ";")
+		case "Signature":
+			a.signature = v
+		}
+	}
+	return a, a.accessKey != "" && a.signature != "" && len(a.signedHeaders) > 0
+}
+
+// Verify checks r's signature. It reads the body and puts it back.
+func (v *Verifier) Verify(r *http.Request) error {
+	a, ok := parseAuth(r.Header.Get("Authorization"))
+	if !ok {
+		return lambdaerr.UnrecognizedClient("The request is not signed: an AWS Signature Version 4 Authorization header is required (sign with the keys in the daemon's credentials file)")
+	}
+	secret, ok := v.keys.Secret(a.accessKey)
+	if !ok {
+		return lambdaerr.UnrecognizedClient("The security token included in the request is invalid.")
+	}
+	t, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+	if err != nil {
+		return lambdaerr.InvalidSignature("X-Amz-Date is missing or malformed")
+	}
+	if d := v.now().Sub(t); d > MaxClockSkew || d < -MaxClockSkew {
+		return lambdaerr.InvalidSignature("Signature expired: %s is now earlier than %s (%s - 15 min.)",
+			t.Format("20060102T150405Z"), v.now().UTC().Add(-MaxClockSkew).Format("20060102T150405Z"), v.now().UTC().Format("20060102T150405Z"))
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	sum := sha256.Sum256(body)
+	payloadHash := hex.EncodeToString(sum[:])
+	if h := r.Header.Get("X-Amz-Content-Sha256"); h != "" && h != "UNSIGNED-PAYLOAD" && h != payloadHash {
+		return lambdaerr.InvalidSignature("The provided X-Amz-Content-Sha256 header does not match what was computed.")
+	}
+
+	// The request as the client signed it: its method, path, query and the
+	// signed headers only.
+	u := &url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	again, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	again.Host = r.Host
+	for _, h := range a.signedHeaders {
+		switch h {
+		case "host":
+		case "content-length":
+			again.ContentLength = r.ContentLength
+		default:
+			again.Header[http.CanonicalHeaderKey(h)] = r.Header.Values(h)
+		}
+	}
+	creds := aws.Credentials{AccessKeyID: a.accessKey, SecretAccessKey: secret}
+	if err := v.signer.SignHTTP(r.Context(), creds, again, payloadHash, a.service, a.region, t); err != nil {
+		return err
+	}
+	want, _ := parseAuth(again.Header.Get("Authorization"))
+	if !hmac.Equal([]byte(want.signature), []byte(a.signature)) {
+		return lambdaerr.InvalidSignature("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
+	}
+	return nil
+}

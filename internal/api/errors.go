@@ -1,0 +1,56 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+// writeError answers with Lambda's error shape: the exception's name in
+// X-Amzn-ErrorType, {"Type", "message"} in the body, the matching status.
+func (a *API) writeError(w http.ResponseWriter, err error) {
+	var le *lambdaerr.Error
+	var th *lambdaerr.Throttled
+	body := map[string]any{}
+	switch {
+	case errors.As(err, &th):
+		le = th.Err
+		body["Reason"] = th.Reason
+		w.Header().Set("Retry-After", strconv.Itoa(1))
+	case errors.As(err, &le):
+	case errors.Is(err, store.ErrNotFound):
+		le = lambdaerr.ResourceNotFound("%s", err.Error())
+	case errors.Is(err, store.ErrExists):
+		le = lambdaerr.ResourceConflict("%s", err.Error())
+	default:
+		a.cfg.Log.Error("api", "err", err)
+		le = lambdaerr.Service("%s", err.Error())
+	}
+	body["message"] = le.Message
+	body["Type"] = "User"
+	if le.Status >= 500 {
+		body["Type"] = "Service"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Amzn-ErrorType", le.Type)
+	w.WriteHeader(le.Status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decode reads a JSON request body into v.
+func decode(r *http.Request, v any) error {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		return lambdaerr.InvalidParameter("the request body is not valid JSON: %v", err)
+	}
+	return nil
+}

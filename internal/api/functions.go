@@ -1,0 +1,372 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+// Runtimes Hearth runs: the OS-only runtimes, whose bootstrap is the
+// function's own.
+var runtimes = map[string]bool{"provided.al2023": true, "provided.al2": true, "provided": true}
+
+// functionRef reads the {name} path value: a name, "name:qualifier" or a
+// function ARN, and the Qualifier query parameter.
+func functionRef(r *http.Request) (name, qualifier string, err error) {
+	name = r.PathValue("name")
+	if rest, ok := strings.CutPrefix(name, "arn:"); ok {
+		_, after, found := strings.Cut(rest, ":function:")
+		if !found {
+			return "", "", lambdaerr.InvalidParameter("%s is not a function ARN", name)
+		}
+		name = after
+	}
+	if n, q, ok := strings.Cut(name, ":"); ok {
+		name, qualifier = n, q
+	}
+	if q := r.URL.Query().Get("Qualifier"); q != "" {
+		qualifier = q
+	}
+	if !nameRE.MatchString(name) {
+		return "", "", lambdaerr.InvalidParameter("function name %q must be 1 to 64 letters, digits, hyphens or underscores", name)
+	}
+	return name, qualifier, nil
+}
+
+type functionCode struct {
+	ZipFile  []byte `json:"ZipFile"`
+	ImageURI string `json:"ImageUri"`
+	S3Bucket string `json:"S3Bucket"`
+}
+
+type createRequest struct {
+	FunctionName string             `json:"FunctionName"`
+	Runtime      string             `json:"Runtime"`
+	Role         string             `json:"Role"`
+	Handler      string             `json:"Handler"`
+	Description  string             `json:"Description"`
+	MemorySize   *int               `json:"MemorySize"`
+	Timeout      *int               `json:"Timeout"`
+	Environment  *store.Environment `json:"Environment"`
+	Code         functionCode       `json:"Code"`
+	Publish      bool               `json:"Publish"`
+	PackageType  string             `json:"PackageType"`
+}
+
+func checkSettings(runtime string, memory, timeout *int, env *store.Environment) error {
+	if runtime != "" && !runtimes[runtime] {
+		return lambdaerr.InvalidParameter("Runtime %q is not supported: Hearth runs provided.al2023, provided.al2 and provided (a bootstrap executable in the zip)", runtime)
+	}
+	if memory != nil && (*memory < 128 || *memory > 10240) {
+		return lambdaerr.InvalidParameter("MemorySize must be between 128 and 10240 MB (got %d)", *memory)
+	}
+	if timeout != nil && (*timeout < 1 || *timeout > 900) {
+		return lambdaerr.InvalidParameter("Timeout must be between 1 and 900 seconds (got %d)", *timeout)
+	}
+	if env != nil {
+		size := 0
+		for k, v := range env.Variables {
+			size += len(k) + len(v)
+		}
+		if size > 4096 {
+			return lambdaerr.InvalidParameter("Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit (%d bytes)", size)
+		}
+	}
+	return nil
+}
+
+// putCode validates and stores a zip, returning its digest and size.
+func (a *API) putCode(code functionCode) (string, int64, error) {
+	if code.ImageURI != "" || code.S3Bucket != "" {
+		return "", 0, lambdaerr.InvalidParameter("only Code.ZipFile is supported (container images and S3 come later)")
+	}
+	if len(code.ZipFile) == 0 {
+		return "", 0, lambdaerr.InvalidParameter("Code.ZipFile is required")
+	}
+	if a.cfg.ValidateCode != nil {
+		if err := a.cfg.ValidateCode(code.ZipFile); err != nil {
+			return "", 0, err
+		}
+	}
+	b64, _, err := a.cfg.Store.PutCode(code.ZipFile)
+	return b64, int64(len(code.ZipFile)), err
+}
+
+func lastModified() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000-0700") }
+
+func (a *API) arn(name string) string {
+	return fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", a.cfg.Region, name)
+}
+
+func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
+	var req createRequest
+	if err := decode(r, &req); err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if !nameRE.MatchString(req.FunctionName) {
+		a.writeError(w, lambdaerr.InvalidParameter("FunctionName %q must be 1 to 64 letters, digits, hyphens or underscores", req.FunctionName))
+		return
+	}
+	if req.Runtime == "" {
+		req.Runtime = "provided.al2023"
+	}
+	if req.PackageType != "" && req.PackageType != "Zip" {
+		a.writeError(w, lambdaerr.InvalidParameter("PackageType %s is not supported yet; use Zip", req.PackageType))
+		return
+	}
+	if err := checkSettings(req.Runtime, req.MemorySize, req.Timeout, req.Environment); err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if _, err := a.cfg.Store.GetFunction(r.Context(), req.FunctionName); err == nil {
+		a.writeError(w, lambdaerr.ResourceConflict("Function already exist: %s", req.FunctionName))
+		return
+	}
+	sum, size, err := a.putCode(req.Code)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	f := store.Function{
+		FunctionName: req.FunctionName, FunctionArn: a.arn(req.FunctionName), Runtime: req.Runtime, Role: req.Role,
+		Handler: req.Handler, Description: req.Description, MemorySize: 128, Timeout: 3,
+		CodeSize: size, CodeSha256: sum, Version: "$LATEST", LastModified: lastModified(), RevisionID: uuid.NewString(),
+		State: "Active", LastUpdateStatus: "Successful", PackageType: "Zip", Architectures: []string{"x86_64"},
+		Environment: req.Environment, IdlePolicy: store.IdlePolicy{KeepWarmSeconds: 60, KeepSuspendedHours: 24},
+	}
+	if req.MemorySize != nil {
+		f.MemorySize = *req.MemorySize
+	}
+	if req.Timeout != nil {
+		f.Timeout = *req.Timeout
+	}
+	if err := a.cfg.Store.CreateFunction(r.Context(), f); err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if req.Publish {
+		if f, err = a.cfg.Store.PublishVersion(r.Context(), f.FunctionName, ""); err != nil {
+			a.writeError(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusCreated, f)
+}
+
+func (a *API) listFunctions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	max := 50
+	if s := q.Get("MaxItems"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10000 {
+			a.writeError(w, lambdaerr.InvalidParameter("MaxItems must be between 1 and 10000"))
+			return
+		}
+		max = n
+	}
+	fs, next, err := a.cfg.Store.ListFunctions(r.Context(), q.Get("Marker"), max)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	out := map[string]any{"Functions": fs}
+	if fs == nil {
+		out["Functions"] = []store.Function{}
+	}
+	if next != "" {
+		out["NextMarker"] = next
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// resolve finds the function a request names, at its qualifier (a version
+// or an alias).
+func (a *API) resolve(r *http.Request) (store.Function, error) {
+	name, qualifier, err := functionRef(r)
+	if err != nil {
+		return store.Function{}, err
+	}
+	if qualifier != "" && qualifier != "$LATEST" {
+		if _, err := strconv.Atoi(qualifier); err != nil {
+			alias, err := a.cfg.Store.GetAlias(r.Context(), name, qualifier)
+			if err != nil {
+				return store.Function{}, lambdaerr.ResourceNotFound("Function not found: %s:%s", a.arn(name), qualifier)
+			}
+			qualifier = alias.FunctionVersion
+		}
+	}
+	f, err := a.cfg.Store.GetVersion(r.Context(), name, qualifier)
+	if err != nil {
+		if qualifier != "" {
+			return f, lambdaerr.ResourceNotFound("Function not found: %s:%s", a.arn(name), qualifier)
+		}
+		return f, lambdaerr.ResourceNotFound("Function not found: %s", a.arn(name))
+	}
+	return f, nil
+}
+
+func (a *API) getFunction(w http.ResponseWriter, r *http.Request) {
+	f, err := a.resolve(r)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	out := map[string]any{"Configuration": f, "Code": map[string]string{"RepositoryType": "Hearth", "Location": ""}}
+	if n, err := a.cfg.Store.Concurrency(r.Context(), f.FunctionName); err == nil && n != nil {
+		out["Concurrency"] = map[string]int{"ReservedConcurrentExecutions": *n}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *API) getFunctionConfiguration(w http.ResponseWriter, r *http.Request) {
+	f, err := a.resolve(r)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+type updateConfigRequest struct {
+	Runtime     string             `json:"Runtime"`
+	Handler     *string            `json:"Handler"`
+	Description *string            `json:"Description"`
+	MemorySize  *int               `json:"MemorySize"`
+	Timeout     *int               `json:"Timeout"`
+	Environment *store.Environment `json:"Environment"`
+	Role        *string            `json:"Role"`
+	RevisionID  string             `json:"RevisionId"`
+}
+
+func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request) {
+	name, _, err := functionRef(r)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	var req updateConfigRequest
+	if err := decode(r, &req); err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if err := checkSettings(req.Runtime, req.MemorySize, req.Timeout, req.Environment); err != nil {
+		a.writeError(w, err)
+		return
+	}
+	f, err := a.cfg.Store.UpdateFunction(r.Context(), name, func(f *store.Function) error {
+		if req.RevisionID != "" && req.RevisionID != f.RevisionID {
+			return lambdaerr.InvalidParameter("The Revision Id provided does not match the latest Revision Id.")
+		}
+		if req.Runtime != "" {
+			f.Runtime = req.Runtime
+		}
+		if req.Handler != nil {
+			f.Handler = *req.Handler
+		}
+		if req.Description != nil {
+			f.Description = *req.Description
+		}
+		if req.MemorySize != nil {
+			f.MemorySize = *req.MemorySize
+		}
+		if req.Timeout != nil {
+			f.Timeout = *req.Timeout
+		}
+		if req.Environment != nil {
+			f.Environment = req.Environment
+		}
+		if req.Role != nil {
+			f.Role = *req.Role
+		}
+		f.LastModified, f.RevisionID = lastModified(), uuid.NewString()
+		return nil
+	})
+	if err != nil {
+		a.writeError(w, notFound(err, a.arn(name)))
+		return
+	}
+	a.cfg.Invoker.Retire(r.Context(), name)
+	writeJSON(w, http.StatusOK, f)
+}
+
+type updateCodeRequest struct {
+	ZipFile  []byte `json:"ZipFile"`
+	ImageURI string `json:"ImageUri"`
+	S3Bucket string `json:"S3Bucket"`
+	Publish  bool   `json:"Publish"`
+}
+
+func (a *API) updateFunctionCode(w http.ResponseWriter, r *http.Request) {
+	name, _, err := functionRef(r)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	var req updateCodeRequest
+	if err := decode(r, &req); err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if _, err := a.cfg.Store.GetFunction(r.Context(), name); err != nil {
+		a.writeError(w, notFound(err, a.arn(name)))
+		return
+	}
+	sum, size, err := a.putCode(functionCode{ZipFile: req.ZipFile, ImageURI: req.ImageURI, S3Bucket: req.S3Bucket})
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	f, err := a.cfg.Store.UpdateFunction(r.Context(), name, func(f *store.Function) error {
+		f.CodeSha256, f.CodeSize = sum, size
+		f.LastModified, f.RevisionID = lastModified(), uuid.NewString()
+		return nil
+	})
+	if err != nil {
+		a.writeError(w, notFound(err, a.arn(name)))
+		return
+	}
+	a.cfg.Invoker.Retire(r.Context(), name)
+	if req.Publish {
+		if f, err = a.cfg.Store.PublishVersion(r.Context(), name, ""); err != nil {
+			a.writeError(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request) {
+	name, _, err := functionRef(r)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if err := a.cfg.Store.DeleteFunction(r.Context(), name); err != nil {
+		a.writeError(w, notFound(err, a.arn(name)))
+		return
+	}
+	a.cfg.Invoker.Retire(r.Context(), name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// notFound words a store miss as Lambda does.
+func notFound(err error, arn string) error {
+	if _, ok := lambdaerr.As(err); ok {
+		return err
+	}
+	if strings.Contains(err.Error(), "not found") {
+		return lambdaerr.ResourceNotFound("Function not found: %s", arn)
+	}
+	return err
+}
