@@ -69,11 +69,11 @@ func (c *CLI) benchCold(cmd *cobra.Command, f benchColdFlags) error {
 	}
 	defer os.RemoveAll(work)
 	// The image is built once, as a deploy would; each run is a boot.
-	img, err := h.image(work, code)
+	img, err := h.Image(work, code)
 	if err != nil {
 		return err
 	}
-	if err := h.resolveAccel(ctx, img); err != nil {
+	if err := h.ResolveAccel(ctx, img); err != nil {
 		return err
 	}
 	phases := []*phase{{name: "vmm_start"}, {name: "kernel_boot"}, {name: "guest_kernel"}, {name: "guest_agent"},
@@ -81,7 +81,7 @@ func (c *CLI) benchCold(cmd *cobra.Command, f benchColdFlags) error {
 	fn := sandbox.Function{Name: "bench", MemoryMB: f.memory, Timeout: 30 * time.Second}
 	for i := 0; i < f.n; i++ {
 		start := time.Now()
-		env, err := sandbox.Boot(ctx, h.sandboxConfig(work, nil), fn, img)
+		env, err := sandbox.Boot(ctx, h.SandboxConfig(work, nil), fn, img)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -100,7 +100,7 @@ func (c *CLI) benchCold(cmd *cobra.Command, f benchColdFlags) error {
 		}
 	}
 	if f.json {
-		out := map[string]any{"runs": f.n, "accel": h.accel, "kernel": h.kernel.Source, "memory_mb": f.memory}
+		out := map[string]any{"runs": f.n, "accel": h.Accel, "kernel": h.Kernel.Source, "memory_mb": f.memory}
 		for _, p := range phases {
 			out[p.name+"_p50_ms"] = round2(percentile(p.ms, 50))
 			out[p.name+"_p90_ms"] = round2(percentile(p.ms, 90))
@@ -109,7 +109,7 @@ func (c *CLI) benchCold(cmd *cobra.Command, f benchColdFlags) error {
 		fmt.Fprintln(c.Stdout, string(b))
 		return nil
 	}
-	fmt.Fprintf(c.Stdout, "cold starts: %d runs, accel %s, kernel %s (%s), %d MB\n\n", f.n, h.accel, h.kernel.Version, h.kernel.Source, f.memory)
+	fmt.Fprintf(c.Stdout, "cold starts: %d runs, accel %s, kernel %s (%s), %d MB\n\n", f.n, h.Accel, h.Kernel.Version, h.Kernel.Source, f.memory)
 	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tp50 ms\tp90 ms\t")
 	for _, p := range phases {

@@ -118,14 +118,14 @@ func (c *CLI) benchLifecycle(cmd *cobra.Command, f benchLifecycleFlags) error {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
-		img, err := h.image(dir, code)
+		img, err := h.Image(dir, code)
 		if err != nil {
 			return err
 		}
-		if err := h.resolveAccel(ctx, img); err != nil {
+		if err := h.ResolveAccel(ctx, img); err != nil {
 			return err
 		}
-		cfg := h.sandboxConfig(dir, nil)
+		cfg := h.SandboxConfig(dir, nil)
 		cfg.InitTimeout = 2 * time.Minute
 		fmt.Fprintf(c.Stderr, "measuring %s…\n", bc.name)
 		l, err := measureLifecycle(ctx, cfg, bc.fn, img, f.n)
@@ -137,7 +137,7 @@ func (c *CLI) benchLifecycle(cmd *cobra.Command, f benchLifecycleFlags) error {
 	}
 	if f.json {
 		out := results[0].summary()
-		out["function"], out["runs"], out["accel"], out["kernel"] = results[0].name, f.n, h.accel, h.kernel.Source
+		out["function"], out["runs"], out["accel"], out["kernel"] = results[0].name, f.n, h.Accel, h.Kernel.Source
 		if len(results) > 1 {
 			large := results[1].summary()
 			large["function"] = results[1].name
@@ -147,7 +147,7 @@ func (c *CLI) benchLifecycle(cmd *cobra.Command, f benchLifecycleFlags) error {
 		fmt.Fprintln(c.Stdout, string(b))
 		return nil
 	}
-	fmt.Fprintf(c.Stdout, "lifecycle: %d runs of each, accel %s, kernel %s (%s)\n", f.n, h.accel, h.kernel.Version, h.kernel.Source)
+	fmt.Fprintf(c.Stdout, "lifecycle: %d runs of each, accel %s, kernel %s (%s)\n", f.n, h.Accel, h.Kernel.Version, h.Kernel.Source)
 	for _, l := range results {
 		s := l.summary()
 		fmt.Fprintf(c.Stdout, "\n%s\n", l.name)

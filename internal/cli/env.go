@@ -44,7 +44,7 @@ func (c *CLI) envSession(cmd *cobra.Command, hf hostFlags) (*envSession, error) 
 		return nil, err
 	}
 	data := c.dataDir(cmd)
-	cfg := h.sandboxConfig(filepath.Join(data, "envs"), c.Stderr)
+	cfg := h.SandboxConfig(filepath.Join(data, "envs"), c.Stderr)
 	// Environments started here run on after this command exits.
 	cfg.Detached = true
 	return &envSession{h: h, data: data, cfg: cfg}, nil
@@ -89,14 +89,14 @@ func (c *CLI) function(cmd *cobra.Command, f functionFlags, s *envSession) (sand
 	if err != nil {
 		return sandbox.Function{}, sandbox.Image{}, err
 	}
-	img, err := s.h.storedImage(filepath.Join(s.data, "images"), code)
+	img, err := s.h.StoredImage(filepath.Join(s.data, "images"), code)
 	if err != nil {
 		return sandbox.Function{}, sandbox.Image{}, err
 	}
-	if err := s.h.resolveAccel(cmd.Context(), img); err != nil {
+	if err := s.h.ResolveAccel(cmd.Context(), img); err != nil {
 		return sandbox.Function{}, sandbox.Image{}, err
 	}
-	s.cfg.Accel = s.h.accel
+	s.cfg.Accel = s.h.Accel
 	name := f.name
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(f.zip), filepath.Ext(f.zip))

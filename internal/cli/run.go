@@ -142,11 +142,11 @@ func (c *CLI) run(cmd *cobra.Command, f runFlags) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	img, err := h.image(work, code)
+	img, err := h.Image(work, code)
 	if err != nil {
 		return err
 	}
-	if err := h.resolveAccel(ctx, img); err != nil {
+	if err := h.ResolveAccel(ctx, img); err != nil {
 		return err
 	}
 	name := f.name
@@ -157,7 +157,7 @@ func (c *CLI) run(cmd *cobra.Command, f runFlags) error {
 		Name: name, MemoryMB: f.memory, Timeout: time.Duration(f.timeout) * time.Second,
 		Handler: f.handler, Env: envVars,
 	}
-	env, err := sandbox.Boot(ctx, h.sandboxConfig(work, c.Stderr), fn, img)
+	env, err := sandbox.Boot(ctx, h.SandboxConfig(work, c.Stderr), fn, img)
 	var initErr *sandbox.InitError
 	if errors.As(err, &initErr) {
 		c.printError(f.output, initErr.Object)

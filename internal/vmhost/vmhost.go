@@ -1,0 +1,122 @@
+// Package vmhost is what running microVMs on this machine takes: a VMM
+// driver, a guest kernel, the agent binary and the acceleration, found and
+// checked once, and the images (initramfs) built from code packages.
+package vmhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/sandbox"
+	"github.com/hearthdev/hearth/internal/vmm"
+	"github.com/hearthdev/hearth/internal/vmm/qemu"
+)
+
+// Options choose the host's parts; empty ones are found.
+type Options struct {
+	// Kernel is an explicit guest kernel; Agent an explicit hearth-agent.
+	Kernel string
+	Agent  string
+	// Accel is auto, kvm or tcg.
+	Accel string
+	// QEMU overrides the QEMU binary.
+	QEMU string
+	// CacheDir is Hearth's cache (the minimal kernel, the probe's answer).
+	CacheDir string
+	Log      *slog.Logger
+}
+
+// Host is what running VMs on this machine takes.
+type Host struct {
+	Driver      *qemu.Driver
+	Kernel      *guestimage.Kernel
+	Agent       string
+	AgentDigest string
+	Accel       vmm.Accel
+	cache       string
+	log         *slog.Logger
+}
+
+// Open finds and checks the host's parts.
+func Open(opts Options) (*Host, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	accel, err := vmm.ParseAccel(opts.Accel)
+	if err != nil {
+		return nil, err
+	}
+	cache := opts.CacheDir
+	k, err := guestimage.FindKernel(guestimage.KernelOptions{Path: opts.Kernel, CacheDir: cache})
+	if err != nil {
+		return nil, err
+	}
+	agent, err := guestimage.FindAgent(opts.Agent)
+	if err != nil {
+		return nil, err
+	}
+	drv, err := qemu.New(qemu.Options{Binary: opts.QEMU, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	digest, err := guestimage.FileDigest(agent)
+	if err != nil {
+		return nil, err
+	}
+	log.Debug("host", "kernel", k.Path, "kernel_source", k.Source, "modules", len(k.Modules), "agent", agent)
+	return &Host{Driver: drv, Kernel: k, Agent: agent, AgentDigest: digest, Accel: accel, cache: cache, log: log}, nil
+}
+
+// Image writes the initramfs for code into dir.
+func (h *Host) Image(dir string, code *guestimage.Code) (sandbox.Image, error) {
+	p := filepath.Join(dir, "initramfs.cpio")
+	err := guestimage.BuildInitramfs(p, guestimage.InitramfsSpec{Agent: h.Agent, Modules: h.Kernel.Modules, Code: code})
+	if err != nil {
+		return sandbox.Image{}, fmt.Errorf("initramfs: %w", err)
+	}
+	return sandbox.Image{Kernel: h.Kernel, Initrd: p, AgentDigest: h.AgentDigest}, nil
+}
+
+// StoredImage returns the image of code kept under imagesDir, building it
+// once: a suspended environment needs its initramfs again to resume, so it
+// outlives the command that made it. The key covers all that goes into it.
+func (h *Host) StoredImage(imagesDir string, code *guestimage.Code) (sandbox.Image, error) {
+	sum := sha256.New()
+	fmt.Fprintln(sum, code.Digest(), h.AgentDigest, h.Kernel.Path, strings.Join(h.Kernel.Modules, ","))
+	dir := filepath.Join(imagesDir, hex.EncodeToString(sum.Sum(nil))[:16])
+	p := filepath.Join(dir, "initramfs.cpio")
+	if _, err := os.Stat(p); err == nil {
+		return sandbox.Image{Kernel: h.Kernel, Initrd: p, AgentDigest: h.AgentDigest}, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return sandbox.Image{}, err
+	}
+	return h.Image(dir, code)
+}
+
+// ResolveAccel settles auto, probing with img once per host.
+func (h *Host) ResolveAccel(ctx context.Context, img sandbox.Image) error {
+	if h.Accel != vmm.AccelAuto {
+		return nil
+	}
+	spec := vmm.MachineSpec{Kernel: img.Kernel.Path, Initrd: img.Initrd, ACPI: img.Kernel.ACPI, MemoryMiB: 128, VCPUs: 1}
+	a, err := h.Driver.ResolveAccel(ctx, vmm.AccelAuto, spec, filepath.Join(h.cache, "accel-probe.json"))
+	if err != nil {
+		return err
+	}
+	h.Accel = a
+	return nil
+}
+
+func (h *Host) SandboxConfig(dir string, logs io.Writer) sandbox.Config {
+	return sandbox.Config{VMM: h.Driver, Dir: dir, Accel: h.Accel, Logs: logs, Log: h.log, AgentDigest: h.AgentDigest}
+}
