@@ -32,7 +32,9 @@ type Config struct {
 	Region string
 	// ValidateCode checks a zip package before it is stored.
 	ValidateCode func(zip []byte) error
-	Log          *slog.Logger
+	// IdlePolicy is given to new functions.
+	IdlePolicy store.IdlePolicy
+	Log        *slog.Logger
 }
 
 // API is the Lambda API's HTTP handler.
@@ -49,6 +51,12 @@ func New(cfg Config) *API {
 	}
 	if cfg.Region == "" {
 		cfg.Region = sandbox.DefaultRegion
+	}
+	if cfg.IdlePolicy.KeepWarmSeconds == 0 {
+		cfg.IdlePolicy.KeepWarmSeconds = 60
+	}
+	if cfg.IdlePolicy.KeepSuspendedHours == 0 {
+		cfg.IdlePolicy.KeepSuspendedHours = 24
 	}
 	a := &API{cfg: cfg, verify: NewVerifier(cfg.Keys), mux: http.NewServeMux()}
 	a.routes()

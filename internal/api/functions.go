@@ -143,7 +143,7 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		Handler: req.Handler, Description: req.Description, MemorySize: 128, Timeout: 3,
 		CodeSize: size, CodeSha256: sum, Version: "$LATEST", LastModified: lastModified(), RevisionID: uuid.NewString(),
 		State: "Active", LastUpdateStatus: "Successful", PackageType: "Zip", Architectures: []string{"x86_64"},
-		Environment: req.Environment, IdlePolicy: store.IdlePolicy{KeepWarmSeconds: 60, KeepSuspendedHours: 24},
+		Environment: req.Environment, IdlePolicy: a.cfg.IdlePolicy,
 	}
 	if req.MemorySize != nil {
 		f.MemorySize = *req.MemorySize

@@ -91,7 +91,7 @@ func (c *CLI) root() *cobra.Command {
 	})
 	root.PersistentFlags().Bool("debug", false, "log Hearth's own steps to stderr")
 	root.PersistentFlags().String("data-dir", "", "where environments, templates and images are kept (default $HEARTH_DATA_DIR or ~/.local/share/hearth)")
-	root.AddCommand(c.runCmd(), c.benchCmd(), c.envCmd())
+	root.AddCommand(c.runCmd(), c.benchCmd(), c.envCmd(), c.serveCmd())
 	return root
 }
 

@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hearthdev/hearth/internal/server"
+	"github.com/hearthdev/hearth/internal/vmhost"
+)
+
+func (c *CLI) serveCmd() *cobra.Command {
+	var hf hostFlags
+	var listen string
+	var keepWarm, keepSuspended time.Duration
+	var maxConcurrency int
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Hearth daemon: the Lambda API on --listen, functions in microVMs",
+		Long: `Runs the daemon. Its data folder holds the SQLite store, the code packages,
+the environments and the access keys: <data-dir>/credentials, in the AWS shared
+credentials format, so that
+
+  AWS_SHARED_CREDENTIALS_FILE=<data-dir>/credentials aws lambda list-functions --endpoint-url http://127.0.0.1:9000
+
+works. SIGINT or SIGTERM shuts it down gracefully: warm environments are
+suspended, and the next daemon resumes them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			data := c.dataDir(cmd)
+			srv, err := server.New(ctx, server.Config{
+				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency,
+				KeepWarm: keepWarm, KeepSuspended: keepSuspended, Log: c.logger(cmd),
+				Host: vmhost.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
+			})
+			if err != nil {
+				return err
+			}
+			if err := srv.Start(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.Stderr, "hearth: serving the Lambda API on http://%s (data %s; keys in %s)\n", srv.Addr(), data, server.CredentialsFile(data))
+			select {
+			case <-ctx.Done():
+			case err := <-srv.Done():
+				if err != nil {
+					return err
+				}
+			}
+			fmt.Fprintln(c.Stderr, "hearth: shutting down: suspending warm environments")
+			sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		},
+	}
+	hf.register(cmd)
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9000", "the API's address")
+	cmd.Flags().DurationVar(&keepWarm, "keep-warm", 60*time.Second, "how long an idle environment stays warm before it is suspended")
+	cmd.Flags().DurationVar(&keepSuspended, "keep-suspended", 24*time.Hour, "how long a suspended environment is kept before it is deleted")
+	cmd.Flags().IntVar(&maxConcurrency, "max-concurrency", 64, "invocations in flight on this host at most (429 past it)")
+	return cmd
+}

@@ -1,0 +1,208 @@
+// Package server is the Hearth daemon as a library: New, Start, Ready,
+// Shutdown. It holds the store, the VM host, the scheduler and the Lambda
+// API; `hearth serve` runs it, and tests start it in-process.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/sandbox"
+	"github.com/hearthdev/hearth/internal/scheduler"
+	"github.com/hearthdev/hearth/internal/store"
+	"github.com/hearthdev/hearth/internal/vmhost"
+)
+
+// Config is the daemon's configuration.
+type Config struct {
+	DataDir string
+	// Listen is the API's address; default 127.0.0.1:9000. Port 0 picks one.
+	Listen string
+	Host   vmhost.Options
+	Region string
+	// MaxConcurrency bounds the invocations in flight on this host.
+	MaxConcurrency int
+	// KeepWarm is how long a new function's idle environments stay warm
+	// before they are suspended; KeepSuspended how long they are kept then.
+	KeepWarm      time.Duration
+	KeepSuspended time.Duration
+	Log           *slog.Logger
+}
+
+// Server is a running daemon.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	store *store.Store
+	host  *vmhost.Host
+	sched *scheduler.Scheduler
+	api   *api.API
+	http  *http.Server
+	ln    net.Listener
+	ready chan struct{}
+	done  chan error
+
+	imagesMu sync.Mutex
+}
+
+// CredentialsFile is where the daemon's access keys are, in dataDir.
+func CredentialsFile(dataDir string) string { return filepath.Join(dataDir, "credentials") }
+
+// New opens the daemon's parts; Start serves.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:9000"
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: no data folder")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	creds, err := loadCredentials(CredentialsFile(cfg.DataDir))
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	cfg.Host.Log = cfg.Log
+	host, err := vmhost.Open(cfg.Host)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, store: st, host: host, ready: make(chan struct{}), done: make(chan error, 1)}
+	if err := s.resolveAccel(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
+	s.sched = scheduler.New(scheduler.Config{Sandbox: sbx, Images: s, Records: st, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log})
+	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
+	s.api = api.New(api.Config{Store: st, Invoker: s.sched, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle,
+		ValidateCode: func(zip []byte) error { _, err := guestimage.ReadZip(zip); return err }})
+	return s, nil
+}
+
+// resolveAccel settles --accel auto once, with an agent-only image.
+func (s *Server) resolveAccel(ctx context.Context) error {
+	dir := filepath.Join(s.cfg.DataDir, "images", "agent-only")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	img, err := s.host.Image(dir, nil)
+	if err != nil {
+		return err
+	}
+	return s.host.ResolveAccel(ctx, img)
+}
+
+// Image is the image of the code with this digest; it implements
+// scheduler.Images.
+func (s *Server) Image(ctx context.Context, digest string) (sandbox.Image, error) {
+	s.imagesMu.Lock()
+	defer s.imagesMu.Unlock()
+	code, err := guestimage.ReadZipFile(s.store.CodePath(digest))
+	if err != nil {
+		return sandbox.Image{}, err
+	}
+	return s.host.StoredImage(filepath.Join(s.cfg.DataDir, "images"), code)
+}
+
+// Start listens, adopts what a previous daemon left, and serves.
+func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	s.adopt(ctx)
+	s.http = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		err := s.http.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	close(s.ready)
+	s.log.Info("hearth serving", "addr", ln.Addr().String(), "data", s.cfg.DataDir, "accel", s.host.Accel)
+	return nil
+}
+
+// adopt takes over the environments a previous daemon suspended, and ends
+// whatever else it left: its running VMs died with it, but a folder or a
+// stray process may remain.
+func (s *Server) adopt(ctx context.Context) {
+	recs, err := s.store.Envs(ctx)
+	if err != nil {
+		s.log.Warn("reading env records", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		fn, err := s.store.GetVersion(ctx, rec.Function, rec.Version)
+		if err == nil && rec.State == string(sandbox.StateSuspended) && fn.RevisionID == rec.Digest {
+			if err := s.sched.Adopt(ctx, fn, rec); err == nil {
+				s.log.Info("adopted suspended env", "env", rec.ID, "function", rec.Function)
+				continue
+			} else {
+				s.log.Warn("cannot adopt env", "env", rec.ID, "err", err)
+			}
+		}
+		if rec.PID > 0 && syscall.Kill(rec.PID, 0) == nil && isQEMU(rec.PID) {
+			_ = syscall.Kill(rec.PID, syscall.SIGKILL)
+		}
+		_ = os.RemoveAll(rec.Dir)
+		_ = s.store.DeleteEnv(ctx, rec.ID)
+		s.log.Info("ended env left by a previous daemon", "env", rec.ID, "state", rec.State)
+	}
+}
+
+// isQEMU checks that pid is a QEMU before it is killed: a PID may have been
+// reused since it was recorded.
+func isQEMU(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && len(b) >= 4 && string(b[:4]) == "qemu"
+}
+
+// Ready is closed once the daemon serves.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the API's address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Done delivers the HTTP server's end.
+func (s *Server) Done() <-chan error { return s.done }
+
+// Scheduler is the daemon's scheduler, for status and tests.
+func (s *Server) Scheduler() *scheduler.Scheduler { return s.sched }
+
+// Shutdown stops serving, lets invocations in flight finish (until ctx
+// ends), suspends the warm environments so the next daemon resumes them,
+// and closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	if s.http != nil {
+		err = s.http.Shutdown(ctx)
+	}
+	s.sched.Shutdown(ctx)
+	if cerr := s.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
