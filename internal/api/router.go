@@ -5,7 +5,9 @@ package api
 func (a *API) routes() {
 	m := a.mux
 	m.HandleFunc("POST /2015-03-31/functions", a.createFunction)
-	m.HandleFunc("GET /2015-03-31/functions/", a.listFunctions)
+	// The SDK lists without a trailing slash, the aws CLI with one.
+	m.HandleFunc("GET /2015-03-31/functions", a.listFunctions)
+	m.HandleFunc("GET /2015-03-31/functions/{$}", a.listFunctions)
 	m.HandleFunc("GET /2015-03-31/functions/{name}", a.getFunction)
 	m.HandleFunc("DELETE /2015-03-31/functions/{name}", a.deleteFunction)
 	m.HandleFunc("GET /2015-03-31/functions/{name}/configuration", a.getFunctionConfiguration)
