@@ -1,0 +1,377 @@
+package cli
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/spf13/cobra"
+
+	"github.com/hearthdev/hearth/internal/server"
+)
+
+// client is the Lambda API client the CLI talks to the daemon with: the
+// real aws-sdk-go-v2 client, pointed at Hearth and signing with its keys.
+func (c *CLI) client(cmd *cobra.Command) (*lambda.Client, error) {
+	endpoint, _ := cmd.Flags().GetString("endpoint")
+	if endpoint == "" {
+		endpoint = c.Getenv("HEARTH_ENDPOINT")
+	}
+	if endpoint == "" {
+		endpoint = "http://127.0.0.1:9000"
+	}
+	id, secret, err := c.keys(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return lambda.New(lambda.Options{
+		BaseEndpoint: aws.String(endpoint), Region: "local", RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""),
+	}), nil
+}
+
+// keys finds the access key to sign with: the daemon's credentials file in
+// the data folder, else $AWS_SHARED_CREDENTIALS_FILE, else the AWS
+// environment variables.
+func (c *CLI) keys(cmd *cobra.Command) (string, string, error) {
+	files := []string{server.CredentialsFile(c.dataDir(cmd)), c.Getenv("AWS_SHARED_CREDENTIALS_FILE")}
+	profile := c.Getenv("AWS_PROFILE")
+	if profile == "" {
+		profile = "default"
+	}
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		ps, err := server.ReadCredentials(f)
+		if err != nil {
+			continue
+		}
+		for _, p := range ps {
+			if p.Name == profile && p.AccessKeyID != "" {
+				return p.AccessKeyID, p.SecretAccessKey, nil
+			}
+		}
+	}
+	if id := c.Getenv("AWS_ACCESS_KEY_ID"); id != "" {
+		return id, c.Getenv("AWS_SECRET_ACCESS_KEY"), nil
+	}
+	return "", "", fmt.Errorf("no credentials: start the daemon with `hearth serve` (it writes %s), or set AWS_SHARED_CREDENTIALS_FILE", server.CredentialsFile(c.dataDir(cmd)))
+}
+
+// apiError turns an API error into the CLI's exit codes: the request was
+// refused (2), or the daemon could not be reached or failed (3).
+func apiError(err error) error {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		code := ExitBadInput
+		if ae.ErrorFault() == smithy.FaultServer {
+			code = ExitHostError
+		}
+		return &exitError{code: code, err: fmt.Errorf("%s: %s", ae.ErrorCode(), ae.ErrorMessage())}
+	}
+	return &exitError{code: ExitHostError, err: err}
+}
+
+// output prints v as JSON, or runs text for the text form.
+func (c *CLI) output(cmd *cobra.Command, v any, text func()) {
+	if o, _ := cmd.Flags().GetString("output"); o == "json" {
+		b, _ := json.MarshalIndent(v, "", "  ")
+		fmt.Fprintln(c.Stdout, string(b))
+		return
+	}
+	text()
+}
+
+func (c *CLI) fnCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "fn", Short: "Manage functions on the daemon (the Lambda API)"}
+	cmd.PersistentFlags().StringP("output", "o", "text", "text or json")
+	cmd.AddCommand(c.fnCreateCmd(), c.fnListCmd(), c.fnGetCmd(), c.fnUpdateCodeCmd(), c.fnUpdateConfigCmd(), c.fnDeleteCmd())
+	return cmd
+}
+
+type fnSettings struct {
+	memory, timeout int
+	env             []string
+	handler, desc   string
+}
+
+func (s *fnSettings) register(cmd *cobra.Command, defaults bool) {
+	m, t := 0, 0
+	if defaults {
+		m, t = 128, 3
+	}
+	cmd.Flags().IntVar(&s.memory, "memory", m, "memory in MB (128–10240)")
+	cmd.Flags().IntVar(&s.timeout, "timeout", t, "timeout in seconds (1–900)")
+	cmd.Flags().StringArrayVar(&s.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	cmd.Flags().StringVar(&s.handler, "handler", "bootstrap", "handler, passed as _HANDLER")
+	cmd.Flags().StringVar(&s.desc, "description", "", "description")
+}
+
+func envVars(kvs []string) (*types.Environment, error) {
+	if kvs == nil {
+		return nil, nil
+	}
+	vars := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, &exitError{code: ExitBadInput, err: fmt.Errorf("environment variable %q is not KEY=VALUE", kv)}
+		}
+		vars[k] = v
+	}
+	return &types.Environment{Variables: vars}, nil
+}
+
+func printConfig(c *CLI, f *lambda.GetFunctionConfigurationOutput) {
+	fmt.Fprintf(c.Stdout, "%s\t%s\t%d MB\t%d s\t%s\t%s\n", aws.ToString(f.FunctionName), aws.ToString(f.Version),
+		aws.ToInt32(f.MemorySize), aws.ToInt32(f.Timeout), aws.ToString(f.CodeSha256), aws.ToString(f.LastModified))
+}
+
+func (c *CLI) fnCreateCmd() *cobra.Command {
+	var s fnSettings
+	var zip string
+	cmd := &cobra.Command{
+		Use:   "create NAME --zip FILE",
+		Short: "Create a function from a zip with a bootstrap",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code, err := os.ReadFile(zip)
+			if err != nil {
+				return &exitError{code: ExitBadInput, err: err}
+			}
+			env, err := envVars(s.env)
+			if err != nil {
+				return err
+			}
+			cl, err := c.client(cmd)
+			if err != nil {
+				return err
+			}
+			out, err := cl.CreateFunction(cmd.Context(), &lambda.CreateFunctionInput{
+				FunctionName: aws.String(args[0]), Runtime: types.RuntimeProvidedal2023, Handler: aws.String(s.handler),
+				Role: aws.String("arn:aws:iam::000000000000:role/hearth"), Code: &types.FunctionCode{ZipFile: code},
+				MemorySize: aws.Int32(int32(s.memory)), Timeout: aws.Int32(int32(s.timeout)), Environment: env,
+				Description: aws.String(s.desc),
+			})
+			if err != nil {
+				return apiError(err)
+			}
+			c.output(cmd, out, func() { fmt.Fprintln(c.Stdout, aws.ToString(out.FunctionArn)) })
+			return nil
+		},
+	}
+	s.register(cmd, true)
+	cmd.Flags().StringVar(&zip, "zip", "", "the code: a zip with an executable bootstrap at its root")
+	_ = cmd.MarkFlagRequired("zip")
+	return cmd
+}
+
+func (c *CLI) fnListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List functions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.client(cmd)
+			if err != nil {
+				return err
+			}
+			var all []types.FunctionConfiguration
+			p := lambda.NewListFunctionsPaginator(cl, &lambda.ListFunctionsInput{})
+			for p.HasMorePages() {
+				page, err := p.NextPage(cmd.Context())
+				if err != nil {
+					return apiError(err)
+				}
+				all = append(all, page.Functions...)
+			}
+			c.output(cmd, map[string]any{"Functions": all}, func() {
+				tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tMEMORY\tTIMEOUT\tLAST MODIFIED")
+				for _, f := range all {
+					fmt.Fprintf(tw, "%s\t%d MB\t%d s\t%s\n", aws.ToString(f.FunctionName), aws.ToInt32(f.MemorySize), aws.ToInt32(f.Timeout), aws.ToString(f.LastModified))
+				}
+				_ = tw.Flush()
+			})
+			return nil
+		},
+	}
+}
+
+func (c *CLI) fnGetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a function's configuration",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client(cmd)
+			if err != nil {
+				return err
+			}
+			out, err := cl.GetFunctionConfiguration(cmd.Context(), &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(args[0])})
+			if err != nil {
+				return apiError(err)
+			}
+			c.output(cmd, out, func() { printConfig(c, out) })
+			return nil
+		},
+	}
+}
+
+func (c *CLI) fnUpdateCodeCmd() *cobra.Command {
+	var zip string
+	cmd := &cobra.Command{
+		Use:   "update-code NAME --zip FILE",
+		Short: "Replace a function's code; its environments are retired",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code, err := os.ReadFile(zip)
+			if err != nil {
+				return &exitError{code: ExitBadInput, err: err}
+			}
+			cl, err := c.client(cmd)
+			if err != nil {
+				return err
+			}
+			out, err := cl.UpdateFunctionCode(cmd.Context(), &lambda.UpdateFunctionCodeInput{FunctionName: aws.String(args[0]), ZipFile: code})
+			if err != nil {
+				return apiError(err)
+			}
+			c.output(cmd, out, func() { fmt.Fprintln(c.Stdout, aws.ToString(out.CodeSha256)) })
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&zip, "zip", "", "the new code")
+	_ = cmd.MarkFlagRequired("zip")
+	return cmd
+}
+
+func (c *CLI) fnUpdateConfigCmd() *cobra.Command {
+	var s fnSettings
+	cmd := &cobra.Command{
+		Use:   "update-config NAME [--memory MB] [--timeout S] [--env K=V]…",
+		Short: "Change a function's configuration; its environments are retired",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in := &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String(args[0])}
+			if cmd.Flags().Changed("memory") {
+				in.MemorySize = aws.Int32(int32(s.memory))
+			}
+			if cmd.Flags().Changed("timeout") {
+				in.Timeout = aws.Int32(int32(s.timeout))
+			}
+			if cmd.Flags().Changed("handler") {
+				in.Handler = aws.String(s.handler)
+			}
+			if cmd.Flags().Changed("description") {
+				in.Description = aws.String(s.desc)
+			}
+			env, err := envVars(s.env)
+			if err != nil {
+				return err
+			}
+			in.Environment = env
+			cl, err := c.client(cmd)
+			if err != nil {
+				return err
+			}
+			out, err := cl.UpdateFunctionConfiguration(cmd.Context(), in)
+			if err != nil {
+				return apiError(err)
+			}
+			c.output(cmd, out, func() {
+				fmt.Fprintf(c.Stdout, "%s: %d MB, %d s\n", aws.ToString(out.FunctionName), aws.ToInt32(out.MemorySize), aws.ToInt32(out.Timeout))
+			})
+			return nil
+		},
+	}
+	s.register(cmd, false)
+	return cmd
+}
+
+func (c *CLI) fnDeleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a function and its environments",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client(cmd)
+			if err != nil {
+				return err
+			}
+			if _, err := cl.DeleteFunction(cmd.Context(), &lambda.DeleteFunctionInput{FunctionName: aws.String(args[0])}); err != nil {
+				return apiError(err)
+			}
+			return nil
+		},
+	}
+}
+
+func (c *CLI) invokeCmd() *cobra.Command {
+	var payload, qualifier, output string
+	var tail bool
+	cmd := &cobra.Command{
+		Use:   "invoke NAME [--payload JSON]",
+		Short: "Invoke a function on the daemon; prints its response",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client(cmd)
+			if err != nil {
+				return err
+			}
+			in := &lambda.InvokeInput{FunctionName: aws.String(args[0]), Payload: []byte(payload)}
+			if qualifier != "" {
+				in.Qualifier = aws.String(qualifier)
+			}
+			if tail {
+				in.LogType = types.LogTypeTail
+			}
+			start := time.Now()
+			out, err := cl.Invoke(cmd.Context(), in)
+			if err != nil {
+				return apiError(err)
+			}
+			elapsed := time.Since(start)
+			startType := ""
+			if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok {
+				startType = raw.Header.Get("X-Hearth-Start-Type")
+			}
+			if output == "json" {
+				b, _ := json.Marshal(map[string]any{"StatusCode": out.StatusCode, "ExecutedVersion": out.ExecutedVersion,
+					"FunctionError": out.FunctionError, "Payload": json.RawMessage(out.Payload)})
+				fmt.Fprintln(c.Stdout, string(b))
+			} else {
+				fmt.Fprintln(c.Stdout, string(out.Payload))
+			}
+			if out.LogResult != nil {
+				logs, _ := base64.StdEncoding.DecodeString(aws.ToString(out.LogResult))
+				fmt.Fprint(c.Stderr, string(logs))
+			}
+			if startType != "" {
+				fmt.Fprintf(c.Stderr, "%s start, %.1f ms round trip\n", startType, msf(elapsed))
+			}
+			if out.FunctionError != nil {
+				return &exitError{code: ExitFunctionError, err: errors.New(aws.ToString(out.FunctionError))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&payload, "payload", "{}", "the event, as JSON")
+	cmd.Flags().StringVar(&qualifier, "qualifier", "", "a version or an alias")
+	cmd.Flags().BoolVar(&tail, "log-tail", false, "print the last 4 KB of the invocation's logs on stderr")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
