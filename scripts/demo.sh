@@ -7,7 +7,7 @@ hearth=./bin/hearth
 export HEARTH_DATA_DIR=${HEARTH_DATA_DIR:-$(mktemp -d /tmp/hearth-demo.XXXXXX)}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
-cleanup() { for id in $($hearth env list -o json | grep -o '"id":"[^"]*"' | cut -d'"' -f4); do $hearth env rm "$id" || true; done; }
+cleanup() { set +e; for id in $($hearth env list -o json | grep -o '"id":"[^"]*"' | cut -d'"' -f4); do $hearth env rm "$id" || true; done; }
 trap cleanup EXIT
 
 step "hello, cold, in its own microVM"
@@ -38,6 +38,21 @@ step "snap-start: a template taken after init, and a clone of it"
 tpl=$($hearth env template --zip examples/counter/counter.zip)
 clone=$($hearth env clone "$tpl")
 show $hearth env invoke "$clone"
+
+step "the daemon: the Lambda API, pools that scale to zero"
+port=${HEARTH_DEMO_PORT:-9400}
+export HEARTH_ENDPOINT=http://127.0.0.1:$port
+$hearth serve --listen 127.0.0.1:$port --keep-warm 3s 2> "$HEARTH_DATA_DIR/serve.log" &
+serve_pid=$!
+trap 'kill -INT $serve_pid 2>/dev/null || true; wait $serve_pid 2>/dev/null || true; cleanup' EXIT
+for _ in $(seq 50); do curl -sf "$HEARTH_ENDPOINT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+show $hearth fn create hello --zip examples/hello/hello.zip --memory 256
+show $hearth invoke hello --payload '{"name":"Ada"}'
+show $hearth invoke hello --payload '{"name":"Grace"}'
+echo "(idle for 5 s: past the 3 s keep-warm time the environment is suspended)"
+sleep 5
+show $hearth invoke hello --payload '{"name":"Edsger"}'
+kill -INT $serve_pid; wait $serve_pid || true; serve_pid=
 
 step "cold vs resume vs clone, measured in one run (hello; 3 runs each)"
 show $hearth bench lifecycle -n 3 --large-mb 0
