@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -345,5 +346,66 @@ func TestScaleToZeroAndRestart(t *testing.T) {
 	}
 	if n := call(d2); n != 3 {
 		t.Fatalf("call after restart %d, want 3 (resumed, not booted)", n)
+	}
+}
+
+// N parallel invocations get N environments up to the function's limit;
+// one more is throttled; idle, they are suspended, and resumed later.
+func TestConcurrencyLimit(t *testing.T) {
+	d := start(t, t.TempDir(), time.Second)
+	ctx := context.Background()
+	if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfn")}, Timeout: aws.Int32(30)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.client.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String("slow"),
+		ReservedConcurrentExecutions: aws.Int32(2)}); err != nil {
+		t.Fatal(err)
+	}
+	invoke := func(payload string) error {
+		out, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("slow"), Payload: []byte(payload)})
+		if err == nil && out.FunctionError != nil {
+			err = fmt.Errorf("function error: %s", out.Payload)
+		}
+		return err
+	}
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() { errs <- invoke(`{"action":"sleep","ms":4000}`) }()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for d.srv.Scheduler().Stats().Busy != 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	err := invoke(`{}`)
+	var tmr *types.TooManyRequestsException
+	if !errors.As(err, &tmr) {
+		t.Errorf("third invocation: %v, want TooManyRequestsException", err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := d.srv.Scheduler().Stats(); st.Warm != 2 {
+		t.Errorf("after the calls: %+v, want 2 warm environments", st)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for d.srv.Scheduler().Stats().Suspended != 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := d.srv.Scheduler().Stats(); st.Suspended != 2 || st.Warm != 0 {
+		t.Fatalf("after the idle time: %+v, want 2 suspended", st)
+	}
+	for i := 0; i < 2; i++ {
+		go func() { errs <- invoke(`{"action":"sleep","ms":1000}`) }()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := d.srv.Scheduler().Stats(); st.Suspended+st.Warm != 2 {
+		t.Errorf("after resuming: %+v, want the same 2 environments", st)
 	}
 }
