@@ -1,0 +1,153 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/hearthdev/hearth/internal/server"
+	"github.com/hearthdev/hearth/internal/vmtest"
+)
+
+// serveProcess runs `hearth serve` as its own process, as a user would.
+func serveProcess(t *testing.T, bin, data, addr string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", addr, "--accel", "tcg")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			return cmd
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("hearth serve did not come up")
+	return nil
+}
+
+// qemuChildren lists the QEMU processes (alive, not zombies) whose parent
+// is pid.
+func qemuChildren(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || !strings.Contains(s[:i], "qemu") {
+			continue
+		}
+		f := strings.Fields(s[i+2:])
+		if len(f) > 1 && f[0] != "Z" && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// Killing the daemon with SIGKILL during an invocation loses nothing that
+// was stored, leaves no QEMU running, and the next daemon serves the
+// function again.
+func TestKillDaemonDuringInvocation(t *testing.T) {
+	vmtest.Driver(t)
+	bin, data := vmtest.Hearth(t), t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	daemon := serveProcess(t, bin, data, addr)
+	profiles, err := server.ReadCredentials(server.CredentialsFile(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := lambda.New(lambda.Options{BaseEndpoint: aws.String("http://" + addr), Region: "local", RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(profiles[0].AccessKeyID, profiles[0].SecretAccessKey, "")})
+	ctx := context.Background()
+	if _, err := client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfn")}, Timeout: aws.Int32(60),
+		MemorySize: aws.Int32(192), Environment: &types.Environment{Variables: map[string]string{"TESTFN_VAR": "kept"}}}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, _ = client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("slow"), Payload: []byte(`{"action":"sleep","ms":60000}`)})
+	}()
+	var vms []int
+	deadline := time.Now().Add(60 * time.Second)
+	for len(vms) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		vms = qemuChildren(daemon.Process.Pid)
+	}
+	if len(vms) == 0 {
+		t.Fatal("no QEMU started for the invocation")
+	}
+	time.Sleep(3 * time.Second) // well into the invocation
+	if err := daemon.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = daemon.Process.Wait()
+	deadline = time.Now().Add(10 * time.Second)
+	for _, pid := range vms {
+		for vmtest.Alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if vmtest.Alive(pid) {
+			t.Errorf("QEMU %d outlived the killed daemon", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	oldEnvs, _ := os.ReadDir(filepath.Join(data, "envs"))
+
+	serveProcess(t, bin, data, addr)
+	got, err := client.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String("slow")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToInt32(got.MemorySize) != 192 || aws.ToInt32(got.Timeout) != 60 || got.Environment.Variables["TESTFN_VAR"] != "kept" {
+		t.Errorf("configuration after the crash: %+v", got)
+	}
+	out, err := client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("slow"), Payload: []byte(`{"name":"after"}`)})
+	if err != nil || out.FunctionError != nil || !strings.Contains(string(out.Payload), `"TESTFN_VAR":"kept"`) {
+		t.Fatalf("invoke after restart: %v %s", err, out.Payload)
+	}
+	for _, e := range oldEnvs {
+		if _, err := os.Stat(filepath.Join(data, "envs", e.Name())); err == nil {
+			t.Errorf("the crashed daemon's env %s was neither adopted nor ended", e.Name())
+		}
+	}
+}
