@@ -23,6 +23,12 @@ type Invoker interface {
 	Retire(ctx context.Context, function string)
 }
 
+// Logs reads functions' logs.
+type Logs interface {
+	Tail(function string, lines int) ([]byte, int64, error)
+	ReadFrom(function string, off int64) ([]byte, int64, error)
+}
+
 // Config is what the API needs.
 type Config struct {
 	Store   *store.Store
@@ -34,7 +40,9 @@ type Config struct {
 	ValidateCode func(zip []byte) error
 	// IdlePolicy is given to new functions.
 	IdlePolicy store.IdlePolicy
-	Log        *slog.Logger
+	// Logs are the functions' logs, for `hearth logs`.
+	Logs Logs
+	Log  *slog.Logger
 }
 
 // API is the Lambda API's HTTP handler.

@@ -24,4 +24,6 @@ func (a *API) routes() {
 	m.HandleFunc("GET /2015-03-31/functions/{name}/aliases/{alias}", a.getAlias)
 	m.HandleFunc("PUT /2015-03-31/functions/{name}/aliases/{alias}", a.updateAlias)
 	m.HandleFunc("DELETE /2015-03-31/functions/{name}/aliases/{alias}", a.deleteAlias)
+	// Hearth's own, beside Lambda's.
+	m.HandleFunc("GET /hearth/v1/functions/{name}/logs", a.logs)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,7 +190,7 @@ func (c *CLI) printResult(output string, res *sandbox.Result, fn sandbox.Functio
 	if res.Fallback != "" {
 		fmt.Fprintf(c.Stderr, "hearth: the snapshot was refused, so this was a cold start: %s\n", res.Fallback)
 	}
-	fmt.Fprintln(c.Stderr, reportLine(res, fn))
+	fmt.Fprintln(c.Stderr, res.Report(fn))
 	if res.Error != nil {
 		return &exitError{code: ExitFunctionError, err: errors.New(res.Error.ErrorType)}
 	}
@@ -206,26 +205,9 @@ func (c *CLI) printError(output string, obj any) {
 	fmt.Fprintln(c.Stdout, string(b))
 }
 
-// reportLine is Lambda's REPORT line. A cold start adds its phases after
-// Lambda's own fields; a resume or a clone prints Restore Duration, as
-// SnapStart does.
-func reportLine(res *sandbox.Result, fn sandbox.Function) string {
-	line := fmt.Sprintf("REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB",
-		res.RequestID, msf(res.Duration), billedMs(res.Duration), fn.MemoryMB, (res.MaxRSSKiB+1023)/1024)
-	switch res.StartType {
-	case sandbox.StartCold:
-		t := res.Init
-		line += fmt.Sprintf("\tInit Duration: %.2f ms\tVMM Start: %.2f ms\tKernel Boot: %.2f ms\tRuntime Init: %.2f ms",
-			msf(t.Total()), msf(t.VMMStart), msf(t.KernelBoot), msf(t.RuntimeInit))
-	case sandbox.StartResume, sandbox.StartClone:
-		line += fmt.Sprintf("\tRestore Duration: %.2f ms\tBilled Restore Duration: %d ms", msf(res.Restore), billedMs(res.Restore))
-	}
-	return line + "\tStart Type: " + string(res.StartType)
-}
-
 func reportJSON(res *sandbox.Result, fn sandbox.Function) map[string]any {
 	out := map[string]any{
-		"startType": res.StartType, "durationMs": msf(res.Duration), "billedDurationMs": billedMs(res.Duration),
+		"startType": res.StartType, "durationMs": msf(res.Duration), "billedDurationMs": sandbox.BilledMs(res.Duration),
 		"memorySizeMB": fn.MemoryMB, "maxMemoryUsedMB": (res.MaxRSSKiB + 1023) / 1024,
 	}
 	switch res.StartType {
@@ -240,9 +222,4 @@ func reportJSON(res *sandbox.Result, fn sandbox.Function) map[string]any {
 		out["fallback"] = res.Fallback
 	}
 	return out
-}
-
-// billedMs rounds a duration up to the millisecond, as Lambda bills.
-func billedMs(d time.Duration) int64 {
-	return int64(math.Ceil(float64(d) / float64(time.Millisecond)))
 }

@@ -11,9 +11,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/sandbox"
@@ -32,11 +36,19 @@ type Records interface {
 	DeleteEnv(ctx context.Context, id string) error
 }
 
+// Logs gives each function's log.
+type Logs interface {
+	Writer(function string) io.Writer
+}
+
 // Config is how the scheduler runs.
 type Config struct {
 	Sandbox sandbox.Config
 	Images  Images
 	Records Records
+	// Logs receives each function's output and its START, END and REPORT
+	// lines; nil discards them.
+	Logs Logs
 	// MaxConcurrency bounds the invocations in flight on this host.
 	MaxConcurrency int
 	Log            *slog.Logger
@@ -104,8 +116,14 @@ func sandboxFunction(fn store.Function) sandbox.Function {
 // Invoke runs req on an environment of fn. limit is the function's reserved
 // concurrency (nil: none).
 func (s *Scheduler) Invoke(ctx context.Context, fn store.Function, limit *int, req sandbox.Request) (*sandbox.Result, error) {
+	if req.RequestID == "" {
+		req.RequestID = uuid.NewString()
+	}
+	log := s.logs(fn.FunctionName)
+	fmt.Fprintf(log, "START RequestId: %s Version: %s\n", req.RequestID, fn.Version)
 	env, err := s.acquire(ctx, fn, limit)
 	if err != nil {
+		fmt.Fprintf(log, "END RequestId: %s\n", req.RequestID)
 		var ie *sandbox.InitError
 		if errors.As(err, &ie) {
 			// As Lambda: a failed init is the invocation's function error.
@@ -116,7 +134,26 @@ func (s *Scheduler) Invoke(ctx context.Context, fn store.Function, limit *int, r
 	}
 	res, err := env.Invoke(ctx, req)
 	s.release(fn, env)
+	fmt.Fprintf(log, "END RequestId: %s\n", req.RequestID)
+	if res != nil {
+		fmt.Fprintln(log, res.Report(sandboxFunction(fn)))
+	}
 	return res, err
+}
+
+func (s *Scheduler) logs(function string) io.Writer {
+	if s.cfg.Logs == nil {
+		return io.Discard
+	}
+	return s.cfg.Logs.Writer(function)
+}
+
+// sandboxConfig is the environments' configuration, their output going to
+// the function's log.
+func (s *Scheduler) sandboxConfig(function string) sandbox.Config {
+	c := s.cfg.Sandbox
+	c.Logs = s.logs(function)
+	return c
 }
 
 // acquire reserves a slot and returns an environment for fn.
@@ -163,7 +200,7 @@ func (s *Scheduler) boot(ctx context.Context, fn store.Function) (*sandbox.Env, 
 	if err != nil {
 		return nil, err
 	}
-	env, err := sandbox.Boot(ctx, s.cfg.Sandbox, sandboxFunction(fn), img)
+	env, err := sandbox.Boot(ctx, s.sandboxConfig(fn.FunctionName), sandboxFunction(fn), img)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +332,7 @@ func (s *Scheduler) Retire(ctx context.Context, function string) {
 
 // Adopt takes over an environment a previous daemon suspended.
 func (s *Scheduler) Adopt(ctx context.Context, fn store.Function, rec store.EnvRecord) error {
-	env, err := sandbox.Open(ctx, s.cfg.Sandbox, rec.Dir)
+	env, err := sandbox.Open(ctx, s.sandboxConfig(fn.FunctionName), rec.Dir)
 	if err != nil {
 		return err
 	}

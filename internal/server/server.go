@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/fnlog"
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
@@ -91,10 +92,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	logs, err := fnlog.New(filepath.Join(cfg.DataDir, "logs"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
-	s.sched = scheduler.New(scheduler.Config{Sandbox: sbx, Images: s, Records: st, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log})
+	s.sched = scheduler.New(scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
-	s.api = api.New(api.Config{Store: st, Invoker: s.sched, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle,
+	s.api = api.New(api.Config{Store: st, Invoker: s.sched, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		ValidateCode: func(zip []byte) error { _, err := guestimage.ReadZip(zip); return err }})
 	return s, nil
 }

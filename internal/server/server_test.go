@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -118,6 +119,22 @@ func TestLambdaAPIWithTheSDK(t *testing.T) {
 		dry, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), InvocationType: types.InvocationTypeDryRun})
 		if err != nil || dry.StatusCode != 204 {
 			t.Errorf("dry run: %v %v", dry, err)
+		}
+	})
+
+	t.Run("logs", func(t *testing.T) {
+		r, _ := http.NewRequest(http.MethodGet, d.url+"/hearth/v1/functions/hello/logs?tail=50", nil)
+		signRequest(t, r, "", d.creds, time.Now())
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{"START RequestId: ", "Version: $LATEST", "END RequestId: ", "REPORT RequestId: ", "Init Duration: "} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("log lacks %q:\n%s", want, b)
+			}
 		}
 	})
 
