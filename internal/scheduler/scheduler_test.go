@@ -1,0 +1,218 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/sandbox"
+	"github.com/hearthdev/hearth/internal/store"
+	"github.com/hearthdev/hearth/internal/vmm"
+	"github.com/hearthdev/hearth/internal/vmm/vmmtest"
+)
+
+// fixture is a scheduler over the fake VMM, with a real store.
+type fixture struct {
+	s     *Scheduler
+	vm    *vmmtest.VMM
+	store *store.Store
+	cfg   Config
+}
+
+type images struct{ img sandbox.Image }
+
+func (i images) Image(context.Context, string) (sandbox.Image, error) { return i.img, nil }
+
+func newFixture(t *testing.T, vm *vmmtest.VMM, dir string, maxConcurrency int) fixture {
+	t.Helper()
+	if vm == nil {
+		vm = vmmtest.New()
+	}
+	for _, f := range []string{"vmlinux", "initrd"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := store.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	img := sandbox.Image{Kernel: &guestimage.Kernel{Path: filepath.Join(dir, "vmlinux")}, Initrd: filepath.Join(dir, "initrd")}
+	cfg := Config{
+		Sandbox: sandbox.Config{VMM: vm, Dir: filepath.Join(dir, "envs"), Accel: vmm.AccelTCG},
+		Images:  images{img}, Records: st, MaxConcurrency: maxConcurrency,
+	}
+	s := New(cfg)
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return fixture{s: s, vm: vm, store: st, cfg: cfg}
+}
+
+func fn(name string, keepWarm int) store.Function {
+	return store.Function{FunctionName: name, Version: "$LATEST", RevisionID: "rev-1", MemorySize: 128, Timeout: 5,
+		CodeSha256: "AAAA", IdlePolicy: store.IdlePolicy{KeepWarmSeconds: keepWarm, KeepSuspendedHours: 1}}
+}
+
+func call(t *testing.T, s *Scheduler, f store.Function, payload string) (*sandbox.Result, int) {
+	t.Helper()
+	res, err := s.Invoke(context.Background(), f, nil, sandbox.Request{Payload: []byte(payload)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ Count int }
+	_ = json.Unmarshal(res.Payload, &out)
+	return res, out.Count
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestWarmThenSuspendedThenResumed(t *testing.T) {
+	fx := newFixture(t, nil, t.TempDir(), 8)
+	f := fn("counter", 1)
+	steps := []struct {
+		wantStart sandbox.StartType
+		wantCount int
+		before    func()
+	}{
+		{sandbox.StartCold, 1, nil},
+		{sandbox.StartWarm, 2, nil},
+		{sandbox.StartResume, 3, func() {
+			waitFor(t, "the idle env to be suspended", func() bool { return fx.s.Stats().Suspended == 1 })
+		}},
+		{sandbox.StartWarm, 4, nil},
+	}
+	for i, st := range steps {
+		if st.before != nil {
+			st.before()
+		}
+		res, n := call(t, fx.s, f, `{}`)
+		if res.StartType != st.wantStart || n != st.wantCount {
+			t.Errorf("call %d: %s count %d, want %s %d", i+1, res.StartType, n, st.wantStart, st.wantCount)
+		}
+	}
+	if b, r := fx.vm.Boots.Load(), fx.vm.Restores.Load(); b != 1 || r != 1 {
+		t.Errorf("boots %d restores %d, want 1 and 1", b, r)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	zero, one := 0, 1
+	tests := []struct {
+		name       string
+		limit      *int
+		maxGlobal  int
+		busyFirst  bool
+		wantReason string
+	}{
+		{"reserved concurrency 0 throttles every call", &zero, 8, false, "ReservedFunctionConcurrentInvocationLimitExceeded"},
+		{"reserved concurrency reached", &one, 8, true, "ReservedFunctionConcurrentInvocationLimitExceeded"},
+		{"host limit reached", nil, 1, true, "ConcurrentInvocationLimitExceeded"},
+		{"under the limits", &one, 8, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t, nil, t.TempDir(), tt.maxGlobal)
+			f := fn("f", 60)
+			done := make(chan error, 1)
+			if tt.busyFirst {
+				go func() {
+					_, err := fx.s.Invoke(context.Background(), f, tt.limit, sandbox.Request{Payload: []byte(`{"sleepMs":300}`)})
+					done <- err
+				}()
+				waitFor(t, "the first call to be in flight", func() bool { return fx.s.Stats().Busy == 1 })
+			}
+			_, err := fx.s.Invoke(context.Background(), f, tt.limit, sandbox.Request{Payload: []byte(`{}`)})
+			var th *lambdaerr.Throttled
+			switch {
+			case tt.wantReason == "" && err != nil:
+				t.Fatalf("unexpected error %v", err)
+			case tt.wantReason != "" && (!errors.As(err, &th) || th.Reason != tt.wantReason || th.Err.Status != 429):
+				t.Fatalf("got %v, want 429 %s", err, tt.wantReason)
+			}
+			if tt.busyFirst {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestRetireEndsEnvironments(t *testing.T) {
+	fx := newFixture(t, nil, t.TempDir(), 8)
+	f := fn("f", 60)
+	call(t, fx.s, f, `{}`)
+	call(t, fx.s, f, `{}`)
+	fx.s.Retire(context.Background(), "f")
+	if st := fx.s.Stats(); st.Warm != 0 || st.Suspended != 0 {
+		t.Fatalf("after retire: %+v", st)
+	}
+	envs, _ := fx.store.Envs(context.Background())
+	if len(envs) != 0 {
+		t.Errorf("records left: %+v", envs)
+	}
+	if res, n := call(t, fx.s, f, `{}`); res.StartType != sandbox.StartCold || n != 1 {
+		t.Errorf("after retire: %s %d, want a fresh cold env", res.StartType, n)
+	}
+}
+
+func TestNewRevisionGetsNewEnvironments(t *testing.T) {
+	fx := newFixture(t, nil, t.TempDir(), 8)
+	f := fn("f", 60)
+	call(t, fx.s, f, `{}`)
+	f.RevisionID = "rev-2"
+	if res, n := call(t, fx.s, f, `{}`); res.StartType != sandbox.StartCold || n != 1 {
+		t.Errorf("new revision: %s %d, want cold 1", res.StartType, n)
+	}
+}
+
+func TestInitErrorIsAFunctionError(t *testing.T) {
+	fx := newFixture(t, nil, t.TempDir(), 8)
+	f := fn("f", 60)
+	f.Environment = &store.Environment{Variables: map[string]string{"FAIL_INIT": "yes"}}
+	res, err := fx.s.Invoke(context.Background(), f, nil, sandbox.Request{})
+	if err != nil || res.Error == nil || res.Error.ErrorType != "Fake.InitError" {
+		t.Fatalf("got %+v %v", res, err)
+	}
+	if st := fx.s.Stats(); st.Busy != 0 || st.Warm != 0 {
+		t.Errorf("a failed init left %+v", st)
+	}
+}
+
+// A shutdown suspends warm environments; a new scheduler adopts them from
+// the records and resumes them.
+func TestShutdownThenAdopt(t *testing.T) {
+	dir := t.TempDir()
+	vm := vmmtest.New()
+	fx := newFixture(t, vm, dir, 8)
+	f := fn("f", 60)
+	call(t, fx.s, f, `{}`)
+	fx.s.Shutdown(context.Background())
+	recs, err := fx.store.Envs(context.Background())
+	if err != nil || len(recs) != 1 || recs[0].State != string(sandbox.StateSuspended) {
+		t.Fatalf("records after shutdown: %+v %v", recs, err)
+	}
+	next := New(fx.cfg)
+	defer next.Shutdown(context.Background())
+	if err := next.Adopt(context.Background(), f, recs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if res, n := call(t, next, f, `{}`); res.StartType != sandbox.StartResume || n != 2 {
+		t.Errorf("after adoption: %s %d, want resume 2", res.StartType, n)
+	}
+}
