@@ -18,6 +18,7 @@ func (c *CLI) serveCmd() *cobra.Command {
 	var listen string
 	var keepWarm, keepSuspended time.Duration
 	var maxConcurrency int
+	var snapStart bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Hearth daemon: the Lambda API on --listen, functions in microVMs",
@@ -36,7 +37,7 @@ suspended, and the next daemon resumes them.`,
 			data := c.dataDir(cmd)
 			srv, err := server.New(ctx, server.Config{
 				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency,
-				KeepWarm: keepWarm, KeepSuspended: keepSuspended, Log: c.logger(cmd),
+				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
 				Host: vmhost.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
 			})
 			if err != nil {
@@ -64,5 +65,6 @@ suspended, and the next daemon resumes them.`,
 	cmd.Flags().DurationVar(&keepWarm, "keep-warm", 60*time.Second, "how long an idle environment stays warm before it is suspended")
 	cmd.Flags().DurationVar(&keepSuspended, "keep-suspended", 24*time.Hour, "how long a suspended environment is kept before it is deleted")
 	cmd.Flags().IntVar(&maxConcurrency, "max-concurrency", 64, "invocations in flight on this host at most (429 past it)")
+	cmd.Flags().BoolVar(&snapStart, "snap-start", false, "snapshot each function after its first init and clone new environments from it")
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -51,7 +52,11 @@ type Config struct {
 	Logs Logs
 	// MaxConcurrency bounds the invocations in flight on this host.
 	MaxConcurrency int
-	Log            *slog.Logger
+	// TemplatesDir, when set, turns snap-start on: after a function
+	// revision's first cold boot, a template is made in the background, and
+	// environments beyond the warm and suspended ones are cloned from it.
+	TemplatesDir string
+	Log          *slog.Logger
 }
 
 // Scheduler runs invocations on pooled environments.
@@ -69,6 +74,8 @@ type pool struct {
 	key, function string
 	idle          []*entry // warm, most recently used last
 	suspended     []*entry
+	template      string // folder of the template to clone, if made
+	templating    bool   // a template is being made
 }
 
 type entry struct {
@@ -182,17 +189,76 @@ func (s *Scheduler) acquire(ctx context.Context, fn store.Function, limit *int) 
 		// The invocation resumes it.
 		e, p.suspended = p.suspended[len(p.suspended)-1], p.suspended[:len(p.suspended)-1]
 	}
+	tpl := p.template
 	s.mu.Unlock()
 	if e != nil {
 		e.timer.Stop()
 		return e.env, nil
+	}
+	if tpl != "" {
+		env, err := sandbox.Clone(ctx, s.sandboxConfig(fn.FunctionName), tpl)
+		if err == nil {
+			s.record(env, fn)
+			return env, nil
+		}
+		s.cfg.Log.Warn("clone failed; booting instead", "function", fn.FunctionName, "err", err)
+		s.dropTemplate(p, tpl)
 	}
 	env, err := s.boot(ctx, fn)
 	if err != nil {
 		s.done(fn)
 		return nil, err
 	}
+	s.maybeTemplate(fn, p)
 	return env, nil
+}
+
+// maybeTemplate starts making p's template in the background, once.
+func (s *Scheduler) maybeTemplate(fn store.Function, p *pool) {
+	if s.cfg.TemplatesDir == "" {
+		return
+	}
+	s.mu.Lock()
+	if p.template != "" || p.templating || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	p.templating = true
+	s.mu.Unlock()
+	go func() {
+		ctx := context.Background()
+		var dir string
+		img, err := s.cfg.Images.Image(ctx, fn.CodeDigest())
+		if err == nil {
+			cfg := s.sandboxConfig(fn.FunctionName)
+			cfg.Dir = s.cfg.TemplatesDir
+			var tpl *sandbox.Template
+			if tpl, err = sandbox.NewTemplate(ctx, cfg, sandboxFunction(fn), img); err == nil {
+				dir = tpl.Dir
+			}
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		p.templating = false
+		switch {
+		case err != nil:
+			s.cfg.Log.Warn("making a template failed", "function", fn.FunctionName, "err", err)
+		case s.closed || s.pools[p.key] != p:
+			_ = os.RemoveAll(dir) // retired meanwhile
+		default:
+			p.template = dir
+			s.cfg.Log.Info("template ready", "function", fn.FunctionName, "dir", dir)
+		}
+	}()
+}
+
+func (s *Scheduler) dropTemplate(p *pool, dir string) {
+	s.mu.Lock()
+	if p.template == dir {
+		p.template = ""
+	}
+	s.mu.Unlock()
+	_ = os.RemoveAll(dir)
 }
 
 func (s *Scheduler) boot(ctx context.Context, fn store.Function) (*sandbox.Env, error) {
@@ -321,6 +387,9 @@ func (s *Scheduler) Retire(ctx context.Context, function string) {
 		for _, e := range append(p.idle, p.suspended...) {
 			e.timer.Stop()
 			envs = append(envs, e.env)
+		}
+		if p.template != "" {
+			_ = os.RemoveAll(p.template)
 		}
 		delete(s.pools, k)
 	}

@@ -216,3 +216,39 @@ func TestShutdownThenAdopt(t *testing.T) {
 		t.Errorf("after adoption: %s %d, want resume 2", res.StartType, n)
 	}
 }
+
+// With snap-start on, the first cold boot leaves a template behind, and an
+// environment beyond the warm ones is cloned from it, not booted.
+func TestCloneFromTemplate(t *testing.T) {
+	dir := t.TempDir()
+	fx := newFixture(t, nil, dir, 8)
+	fx.s.cfg.TemplatesDir = filepath.Join(dir, "templates")
+	f := fn("f", 60)
+	if res, _ := call(t, fx.s, f, `{}`); res.StartType != sandbox.StartCold {
+		t.Fatalf("first: %s", res.StartType)
+	}
+	waitFor(t, "the template", func() bool {
+		fx.s.mu.Lock()
+		defer fx.s.mu.Unlock()
+		return fx.s.pools[poolKey(f)].template != ""
+	})
+	// Two calls at once: one takes the warm env, the other needs a new one.
+	results := make(chan *sandbox.Result, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			res, _ := fx.s.Invoke(context.Background(), f, nil, sandbox.Request{Payload: []byte(`{"sleepMs":100}`)})
+			results <- res
+		}()
+	}
+	starts := map[sandbox.StartType]int{}
+	for i := 0; i < 2; i++ {
+		starts[(<-results).StartType]++
+	}
+	if starts[sandbox.StartWarm] != 1 || starts[sandbox.StartClone] != 1 {
+		t.Errorf("start types %v, want one warm and one clone", starts)
+	}
+	fx.s.Retire(context.Background(), "f")
+	if left, _ := os.ReadDir(fx.s.cfg.TemplatesDir); len(left) != 0 {
+		t.Errorf("retire left templates: %v", left)
+	}
+}

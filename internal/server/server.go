@@ -38,7 +38,10 @@ type Config struct {
 	// before they are suspended; KeepSuspended how long they are kept then.
 	KeepWarm      time.Duration
 	KeepSuspended time.Duration
-	Log           *slog.Logger
+	// SnapStart makes a template of each function revision after its
+	// first cold boot, and clones further environments from it.
+	SnapStart bool
+	Log       *slog.Logger
 }
 
 // Server is a running daemon.
@@ -98,7 +101,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
-	s.sched = scheduler.New(scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log})
+	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log}
+	if cfg.SnapStart {
+		// Templates are rebuilt by each daemon: one left by an earlier one
+		// may be for code that has changed since.
+		schedCfg.TemplatesDir = filepath.Join(cfg.DataDir, "templates")
+		_ = os.RemoveAll(schedCfg.TemplatesDir)
+	}
+	s.sched = scheduler.New(schedCfg)
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.api = api.New(api.Config{Store: st, Invoker: s.sched, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		ValidateCode: func(zip []byte) error { _, err := guestimage.ReadZip(zip); return err }})
