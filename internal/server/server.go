@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.SnapStart {
 		// Templates are rebuilt by each daemon: one left by an earlier one
 		// may be for code that has changed since.
-		schedCfg.TemplatesDir = filepath.Join(cfg.DataDir, "templates")
+		schedCfg.TemplatesDir = filepath.Join(cfg.DataDir, "snapstart")
 		_ = os.RemoveAll(schedCfg.TemplatesDir)
 	}
 	s.sched = scheduler.New(schedCfg)
