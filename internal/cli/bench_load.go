@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/spf13/cobra"
+
+	"github.com/hearthdev/hearth/internal/server"
+	"github.com/hearthdev/hearth/internal/vmhost"
+)
+
+type benchLoadFlags struct {
+	host        hostFlags
+	zip         string
+	concurrency string
+	duration    time.Duration
+	json        bool
+}
+
+func (c *CLI) benchLoadCmd() *cobra.Command {
+	var f benchLoadFlags
+	cmd := &cobra.Command{
+		Use:   "load",
+		Short: "Closed-loop load of warm invocations through the daemon, against the same handler called directly",
+		Long: `Starts a daemon in this process (its own data folder), creates the hello
+function, and for each concurrency runs a closed loop of warm invocations
+through the Lambda API for --duration: throughput and p50/p99 latency. As the
+baseline, the same handler runs on the host behind a plain HTTP server and gets
+the same load in the same run; the difference is the platform's share.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return c.benchLoad(cmd, f) },
+	}
+	f.host.register(cmd)
+	cmd.Flags().StringVar(&f.zip, "zip", "examples/hello/hello.zip", "the function")
+	cmd.Flags().StringVar(&f.concurrency, "concurrency", "1,4,16", "comma-separated concurrencies")
+	cmd.Flags().DurationVar(&f.duration, "duration", 5*time.Second, "measuring time at each concurrency")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON object")
+	return cmd
+}
+
+// loadResult is one closed loop's outcome.
+type loadResult struct {
+	Requests   int     `json:"requests"`
+	Errors     int     `json:"errors"`
+	Throughput float64 `json:"throughput_rps"`
+	P50        float64 `json:"p50_ms"`
+	P99        float64 `json:"p99_ms"`
+}
+
+// closedLoop runs n workers calling call back to back for d.
+func closedLoop(ctx context.Context, n int, d time.Duration, call func(context.Context) error) loadResult {
+	var mu sync.Mutex
+	var lat []float64
+	errs := 0
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) && ctx.Err() == nil {
+				t0 := time.Now()
+				err := call(ctx)
+				ms := msf(time.Since(t0))
+				mu.Lock()
+				if err != nil {
+					errs++
+				} else {
+					lat = append(lat, ms)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	return loadResult{Requests: len(lat), Errors: errs, Throughput: round2(float64(len(lat)) / el),
+		P50: round2(percentile(lat, 50)), P99: round2(percentile(lat, 99))}
+}
+
+// helloHandler is the hello function's logic as a plain HTTP handler: the
+// baseline of what the work costs without a platform.
+func helloHandler(w http.ResponseWriter, r *http.Request) {
+	var ev struct {
+		Name string `json:"name"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&ev)
+	if ev.Name == "" {
+		ev.Name = "world"
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"message": "Hello, " + ev.Name + "!", "function": "hello"})
+}
+
+func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
+	ctx := cmd.Context()
+	var levels []int
+	for _, s := range strings.Split(f.concurrency, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return &exitError{code: ExitBadInput, err: fmt.Errorf("--concurrency: %q is not a positive number", s)}
+		}
+		levels = append(levels, n)
+	}
+	zip, err := os.ReadFile(f.zip)
+	if err != nil {
+		return &exitError{code: ExitBadInput, err: err}
+	}
+	data, err := os.MkdirTemp("", "hearth-bench-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(data)
+	maxC := 0
+	for _, n := range levels {
+		maxC = max(maxC, n)
+	}
+	srv, err := server.New(ctx, server.Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: time.Hour, MaxConcurrency: maxC,
+		Log: c.logger(cmd), Host: vmhost.Options{Kernel: f.host.kernel, Agent: f.host.agent, Accel: f.host.accel,
+			QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()}})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	defer srv.Shutdown(context.Background())
+	profiles, err := server.ReadCredentials(server.CredentialsFile(data))
+	if err != nil {
+		return err
+	}
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	cl := lambda.New(lambda.Options{BaseEndpoint: aws.String("http://" + srv.Addr()), Region: "local", RetryMaxAttempts: 1,
+		HTTPClient:  httpClient,
+		Credentials: credentials.NewStaticCredentialsProvider(profiles[0].AccessKeyID, profiles[0].SecretAccessKey, "")})
+	if _, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("hello"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: zip}, Timeout: aws.Int32(60)}); err != nil {
+		return apiError(err)
+	}
+	viaAPI := func(ctx context.Context) error {
+		out, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Payload: []byte(`{"name":"load"}`)})
+		if err == nil && out.FunctionError != nil {
+			err = fmt.Errorf("function error: %s", out.Payload)
+		}
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	direct := &http.Server{Handler: http.HandlerFunc(helloHandler)}
+	go direct.Serve(ln)
+	defer direct.Close()
+	directURL := "http://" + ln.Addr().String() + "/"
+	viaHTTP := func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, directURL, bytes.NewReader([]byte(`{"name":"load"}`)))
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var v map[string]string
+		return json.NewDecoder(resp.Body).Decode(&v)
+	}
+
+	type row struct {
+		Concurrency int        `json:"concurrency"`
+		Hearth      loadResult `json:"hearth"`
+		Direct      loadResult `json:"direct"`
+		OverheadMs  float64    `json:"overhead_p50_ms"`
+	}
+	var rows []row
+	for _, n := range levels {
+		fmt.Fprintf(c.Stderr, "concurrency %d: warming %d environments…\n", n, n)
+		// Warm up: n parallel calls boot n environments, a short loop
+		// settles them.
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = viaAPI(ctx) }()
+		}
+		wg.Wait()
+		_ = closedLoop(ctx, n, f.duration/4, viaAPI)
+		r := row{Concurrency: n}
+		r.Hearth = closedLoop(ctx, n, f.duration, viaAPI)
+		r.Direct = closedLoop(ctx, n, f.duration, viaHTTP)
+		r.OverheadMs = round2(r.Hearth.P50 - r.Direct.P50)
+		rows = append(rows, r)
+	}
+	if f.json {
+		b, _ := json.MarshalIndent(map[string]any{"levels": rows, "duration_s": f.duration.Seconds()}, "", "  ")
+		fmt.Fprintln(c.Stdout, string(b))
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "concurrency\thearth rps\tp50 ms\tp99 ms\tdirect rps\tp50 ms\tp99 ms\tplatform p50 ms\terrors\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\n", r.Concurrency, r.Hearth.Throughput, r.Hearth.P50, r.Hearth.P99,
+			r.Direct.Throughput, r.Direct.P50, r.Direct.P99, r.OverheadMs, r.Hearth.Errors+r.Direct.Errors)
+	}
+	return tw.Flush()
+}
