@@ -8,18 +8,84 @@ import (
 	"math/big"
 	"os"
 	"strings"
+	"sync"
+	"time"
 )
 
 // credentials are the daemon's access keys, kept in the AWS shared
 // credentials format so that AWS_SHARED_CREDENTIALS_FILE=<data>/credentials
 // makes the aws CLI and the SDKs sign for Hearth.
 type credentials struct {
-	keys map[string]string // access key id → secret
+	path string
+
+	mu      sync.Mutex
+	modTime time.Time
+	keys    map[string]string // access key id → secret
 }
 
+// Secret returns the secret of an access key. The file is read again when
+// it changed, so a rotation takes effect without a restart.
 func (c *credentials) Secret(id string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if fi, err := os.Stat(c.path); err == nil && !fi.ModTime().Equal(c.modTime) {
+		if keys, err := readKeys(c.path); err == nil && len(keys) > 0 {
+			c.keys, c.modTime = keys, fi.ModTime()
+		}
+	}
 	s, ok := c.keys[id]
 	return s, ok
+}
+
+func readKeys(path string) (map[string]string, error) {
+	profiles, err := ReadCredentials(path)
+	if err != nil {
+		return nil, err
+	}
+	keys := map[string]string{}
+	for _, p := range profiles {
+		if p.AccessKeyID != "" {
+			keys[p.AccessKeyID] = p.SecretAccessKey
+		}
+	}
+	return keys, nil
+}
+
+func newKey() Profile {
+	return Profile{Name: "default",
+		AccessKeyID:     "AKIA" + randomString("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16),
+		SecretAccessKey: randomString("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40)}
+}
+
+func writeProfiles(path string, ps []Profile) error {
+	var b strings.Builder
+	for _, p := range ps {
+		fmt.Fprintf(&b, "[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n\n", p.Name, p.AccessKeyID, p.SecretAccessKey)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// RotateKeys makes a new default key. The one it replaces stays valid as
+// profile "previous" until the next rotation, so clients can move over,
+// unless revoke is set.
+func RotateKeys(dataDir string, revoke bool) (Profile, error) {
+	path := CredentialsFile(dataDir)
+	old, err := ReadCredentials(path)
+	if err != nil {
+		return Profile{}, fmt.Errorf("no keys to rotate in %s: %w", path, err)
+	}
+	next := []Profile{newKey()}
+	for _, p := range old {
+		if p.Name == "default" && !revoke {
+			p.Name = "previous"
+			next = append(next, p)
+		}
+	}
+	return next[0], writeProfiles(path, next)
 }
 
 func randomString(alphabet string, n int) string {
@@ -35,21 +101,12 @@ func randomString(alphabet string, n int) string {
 // (profile default, mode 0600) if there is none.
 func loadCredentials(path string) (*credentials, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		id := "AKIA" + randomString("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
-		secret := randomString("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40)
-		body := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret)
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		if err := writeProfiles(path, []Profile{newKey()}); err != nil {
 			return nil, err
 		}
 	}
-	profiles, err := ReadCredentials(path)
-	if err != nil {
-		return nil, err
-	}
-	c := &credentials{keys: map[string]string{}}
-	for _, p := range profiles {
-		c.keys[p.AccessKeyID] = p.SecretAccessKey
-	}
+	c := &credentials{path: path}
+	c.Secret("") // loads the file
 	if len(c.keys) == 0 {
 		return nil, fmt.Errorf("%s holds no access key", path)
 	}
