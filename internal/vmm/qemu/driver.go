@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -36,9 +37,10 @@ type Options struct {
 
 // Driver boots QEMU microvm machines. It implements vmm.Driver.
 type Driver struct {
-	bin    string
-	tscKHz int
-	log    *slog.Logger
+	bin      string
+	tscKHz   int
+	log      *slog.Logger
+	warnOnce sync.Once
 }
 
 // New finds QEMU and returns a Driver.

@@ -76,8 +76,15 @@ func (d *Driver) start(ctx context.Context, spec vmm.MachineSpec, extra ...strin
 		return nil, fmt.Errorf("start %s: %w", d.bin, err)
 	}
 	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
+	cg, err := cpuShare(spec.ID, m.pid, spec.MemoryMiB)
+	if err != nil {
+		d.warnOnce.Do(func() { d.log.Warn("VMs run without a CPU share", "err", err) })
+	}
 	go func() {
 		_ = cmd.Wait()
+		if cg != "" {
+			_ = os.Remove(cg) // empty now that QEMU has exited
+		}
 		close(m.done)
 	}()
 	if err := m.connect(ctx); err != nil {
