@@ -57,6 +57,8 @@ type Server struct {
 	ready chan struct{}
 	done  chan error
 
+	metrics *metrics
+
 	imagesMu sync.Mutex
 }
 
@@ -110,7 +112,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.sched = scheduler.New(schedCfg)
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
-	s.api = api.New(api.Config{Store: st, Invoker: s.sched, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.metrics = newMetrics(s.sched)
+	s.api = api.New(api.Config{Store: st, Invoker: meteredInvoker{s.sched, s.metrics}, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		ValidateCode: func(zip []byte) error { _, err := guestimage.ReadZip(zip); return err }})
 	return s, nil
 }
@@ -148,7 +151,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	s.adopt(ctx)
-	s.http = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
+	mux.Handle("/", s.api)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		err := s.http.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {

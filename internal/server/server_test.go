@@ -291,6 +291,16 @@ func TestLambdaAPIWithTheSDK(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Errorf("healthz unsigned: %v %v", resp, err)
 		}
+		resp, err = http.Get(d.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `hearth_invocations_total{function="hello",outcome="ok",start_type="cold"} `) ||
+			!strings.Contains(string(b), "hearth_environments_warm") {
+			t.Errorf("metrics unsigned: %d\n%s", resp.StatusCode, b)
+		}
 	})
 
 	t.Run("delete", func(t *testing.T) {

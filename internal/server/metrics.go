@@ -1,0 +1,81 @@
+package server
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hearthdev/hearth/internal/sandbox"
+	"github.com/hearthdev/hearth/internal/scheduler"
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+// metrics counts what the daemon does, for /metrics, on a registry of its
+// own (no global state: two daemons in one test process stay apart).
+type metrics struct {
+	registry    *prometheus.Registry
+	invocations *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	restore     *prometheus.HistogramVec
+}
+
+func newMetrics(sched *scheduler.Scheduler) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_invocations_total", Help: "Invocations by function, start type and outcome.",
+		}, []string{"function", "start_type", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hearth_invocation_duration_seconds", Help: "Invocation durations (the function's run), by start type.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"start_type"}),
+		restore: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hearth_restore_duration_seconds", Help: "Time to resume or clone an environment.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}, []string{"start_type"}),
+	}
+	envs := func(pick func(scheduler.Stats) int) func() float64 {
+		return func() float64 { return float64(pick(sched.Stats())) }
+	}
+	m.registry.MustRegister(m.invocations, m.duration, m.restore,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_busy", Help: "Environments running an invocation."},
+			envs(func(s scheduler.Stats) int { return s.Busy })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_warm", Help: "Idle environments kept warm."},
+			envs(func(s scheduler.Stats) int { return s.Warm })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_suspended", Help: "Suspended environments: no process, no RAM."},
+			envs(func(s scheduler.Stats) int { return s.Suspended })),
+	)
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// meteredInvoker counts the invocations that pass through it.
+type meteredInvoker struct {
+	*scheduler.Scheduler
+	m *metrics
+}
+
+func (mi meteredInvoker) Invoke(ctx context.Context, fn store.Function, limit *int, req sandbox.Request) (*sandbox.Result, error) {
+	res, err := mi.Scheduler.Invoke(ctx, fn, limit, req)
+	outcome, start := "ok", "none"
+	switch {
+	case err != nil:
+		outcome = "refused"
+	case res.Error != nil:
+		outcome = "function_error"
+	}
+	if res != nil {
+		start = string(res.StartType)
+		mi.m.duration.WithLabelValues(start).Observe(res.Duration.Seconds())
+		if res.Restore > 0 {
+			mi.m.restore.WithLabelValues(start).Observe(res.Restore.Seconds())
+		}
+	}
+	mi.m.invocations.WithLabelValues(fn.FunctionName, start, outcome).Inc()
+	return res, err
+}
