@@ -103,9 +103,10 @@ func (c *CLI) fnCmd() *cobra.Command {
 }
 
 type fnSettings struct {
-	memory, timeout int
-	env             []string
-	handler, desc   string
+	memory, timeout         int
+	env                     []string
+	handler, desc           string
+	keepWarm, keepSuspended time.Duration
 }
 
 func (s *fnSettings) register(cmd *cobra.Command, defaults bool) {
@@ -118,6 +119,29 @@ func (s *fnSettings) register(cmd *cobra.Command, defaults bool) {
 	cmd.Flags().StringArrayVar(&s.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
 	cmd.Flags().StringVar(&s.handler, "handler", "bootstrap", "handler, passed as _HANDLER")
 	cmd.Flags().StringVar(&s.desc, "description", "", "description")
+	cmd.Flags().DurationVar(&s.keepWarm, "keep-warm", 0, "idle time before an environment is suspended (Hearth's; default: the daemon's)")
+	cmd.Flags().DurationVar(&s.keepSuspended, "keep-suspended", 0, "time a suspended environment is kept (Hearth's; default: the daemon's)")
+}
+
+// setIdlePolicy sends the idle-policy flags, if any were given, to the
+// daemon's own API: the Lambda API has no such setting.
+func (c *CLI) setIdlePolicy(cmd *cobra.Command, name string, s fnSettings) error {
+	if !cmd.Flags().Changed("keep-warm") && !cmd.Flags().Changed("keep-suspended") {
+		return nil
+	}
+	policy := map[string]int{"KeepWarmSeconds": int(s.keepWarm.Seconds()), "KeepSuspendedHours": int(s.keepSuspended.Hours())}
+	if policy["KeepWarmSeconds"] == 0 {
+		policy["KeepWarmSeconds"] = 60
+	}
+	if policy["KeepSuspendedHours"] == 0 {
+		policy["KeepSuspendedHours"] = 24
+	}
+	body, _ := json.Marshal(policy)
+	resp, err := c.hearthRequest(cmd, "PUT", "/functions/"+name+"/idle-policy", body)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
 }
 
 func envVars(kvs []string) (*types.Environment, error) {
@@ -168,6 +192,9 @@ func (c *CLI) fnCreateCmd() *cobra.Command {
 			})
 			if err != nil {
 				return apiError(err)
+			}
+			if err := c.setIdlePolicy(cmd, args[0], s); err != nil {
+				return err
 			}
 			c.output(cmd, out, func() { fmt.Fprintln(c.Stdout, aws.ToString(out.FunctionArn)) })
 			return nil
@@ -287,6 +314,12 @@ func (c *CLI) fnUpdateConfigCmd() *cobra.Command {
 			cl, err := c.client(cmd)
 			if err != nil {
 				return err
+			}
+			if err := c.setIdlePolicy(cmd, args[0], s); err != nil {
+				return err
+			}
+			if in.MemorySize == nil && in.Timeout == nil && in.Handler == nil && in.Description == nil && in.Environment == nil {
+				return nil // only Hearth's idle policy changed: the environments stay
 			}
 			out, err := cl.UpdateFunctionConfiguration(cmd.Context(), in)
 			if err != nil {

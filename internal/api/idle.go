@@ -1,0 +1,42 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+// putIdlePolicy takes PUT /hearth/v1/functions/{name}/idle-policy, Hearth's
+// own setting beside Lambda's: how long idle environments stay warm, and
+// how long suspended ones are kept. Running environments keep going; the
+// next idle period follows the new policy.
+func (a *API) putIdlePolicy(w http.ResponseWriter, r *http.Request) {
+	name, _, err := functionRef(r)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	var p store.IdlePolicy
+	if err := decode(r, &p); err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if p.KeepWarmSeconds < 1 || p.KeepWarmSeconds > 86400 {
+		a.writeError(w, lambdaerr.InvalidParameter("KeepWarmSeconds must be between 1 and 86400"))
+		return
+	}
+	if p.KeepSuspendedHours < 1 || p.KeepSuspendedHours > 24*365 {
+		a.writeError(w, lambdaerr.InvalidParameter("KeepSuspendedHours must be between 1 and 8760"))
+		return
+	}
+	f, err := a.cfg.Store.UpdateFunction(r.Context(), name, func(f *store.Function) error {
+		f.IdlePolicy = p
+		return nil
+	})
+	if err != nil {
+		a.writeError(w, notFound(err, a.arn(name)))
+		return
+	}
+	writeJSON(w, http.StatusOK, f.IdlePolicy)
+}

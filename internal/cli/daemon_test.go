@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hearthdev/hearth/internal/server"
+	"github.com/hearthdev/hearth/internal/vmhost"
+	"github.com/hearthdev/hearth/internal/vmtest"
+)
+
+// The daemon's verbs, as a user types them, against a daemon in-process.
+func TestDaemonVerbs(t *testing.T) {
+	vmtest.Driver(t)
+	data := t.TempDir()
+	srv, err := server.New(context.Background(), server.Config{DataDir: data, Listen: "127.0.0.1:0",
+		Host: vmhost.Options{Agent: vmtest.Agent(t), Accel: "tcg", CacheDir: vmtest.CacheDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	env := map[string]string{"HEARTH_DATA_DIR": data, "HEARTH_ENDPOINT": "http://" + srv.Addr(), "AWS_SHARED_CREDENTIALS_FILE": ""}
+	hearth := func(wantCode int, args ...string) (string, string) {
+		t.Helper()
+		code, out, errOut := run(t, env, args...)
+		if code != wantCode {
+			t.Fatalf("hearth %v: exit %d, want %d\n%s%s", args, code, wantCode, out, errOut)
+		}
+		return out, errOut
+	}
+	zip := vmtest.FunctionZip(t, "./examples/counter")
+	hearth(ExitOK, "fn", "create", "counter", "--zip", zip, "--memory", "256", "--keep-warm", "1s")
+	out, errOut := hearth(ExitOK, "invoke", "counter")
+	if !strings.Contains(out, `"count":1`) || !strings.Contains(errOut, "cold start") {
+		t.Errorf("first invoke: %s %s", out, errOut)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.Scheduler().Stats().Suspended != 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	out, errOut = hearth(ExitOK, "invoke", "counter")
+	if !strings.Contains(out, `"count":2`) || !strings.Contains(errOut, "resume start") {
+		t.Errorf("invoke after the 1 s keep-warm: %s %s", out, errOut)
+	}
+	out, _ = hearth(ExitOK, "fn", "list", "-o", "json")
+	var list struct {
+		Functions []struct{ FunctionName string }
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Functions) != 1 || list.Functions[0].FunctionName != "counter" {
+		t.Errorf("fn list: %s %v", out, err)
+	}
+	hearth(ExitOK, "fn", "update-config", "counter", "--memory", "512")
+	if out, _ = hearth(ExitOK, "fn", "get", "counter", "-o", "json"); !strings.Contains(out, `"MemorySize": 512`) {
+		t.Errorf("fn get after update: %s", out)
+	}
+	if out, _ = hearth(ExitOK, "logs", "counter", "--tail", "20"); !strings.Contains(out, "REPORT RequestId: ") {
+		t.Errorf("logs: %s", out)
+	}
+	hearth(ExitOK, "keys", "rotate")
+	if out, _ = hearth(ExitOK, "invoke", "counter"); !strings.Contains(out, `"count":1`) { // new memory: a new env
+		t.Errorf("invoke with the rotated key: %s", out)
+	}
+	hearth(ExitOK, "fn", "delete", "counter")
+	if _, errOut = hearth(ExitBadInput, "invoke", "counter"); !strings.Contains(errOut, "ResourceNotFoundException") {
+		t.Errorf("invoke after delete: %s", errOut)
+	}
+}
