@@ -130,3 +130,43 @@ func TestBenchColdJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigFileGivesDefaults(t *testing.T) {
+	dir := t.TempDir()
+	cfg := dir + "/config.json"
+	if err := os.WriteFile(cfg, []byte(`{"dataDir":"/from/config","endpoint":"http://10.1.2.3:9000"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name             string
+		env              map[string]string
+		wantData, wantEP string
+	}{
+		{"config file", map[string]string{"HEARTH_CONFIG": cfg, "HEARTH_DATA_DIR": "", "HEARTH_ENDPOINT": ""}, "/from/config", "http://10.1.2.3:9000"},
+		{"environment wins", map[string]string{"HEARTH_CONFIG": cfg, "HEARTH_DATA_DIR": "/from/env", "HEARTH_ENDPOINT": "http://env:1"}, "/from/env", "http://env:1"},
+		{"no config file", map[string]string{"HEARTH_CONFIG": dir + "/none.json", "HEARTH_DATA_DIR": "", "HEARTH_ENDPOINT": ""}, "", "http://127.0.0.1:9000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &CLI{Getenv: func(k string) string { return tt.env[k] }}
+			root := c.root()
+			cmd, _, err := root.Find([]string{"fn", "list"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.dataDir(cmd); tt.wantData != "" && got != tt.wantData {
+				t.Errorf("data dir %q, want %q", got, tt.wantData)
+			}
+			if got := c.endpoint(cmd); got != tt.wantEP {
+				t.Errorf("endpoint %q, want %q", got, tt.wantEP)
+			}
+		})
+	}
+	c := &CLI{Getenv: func(k string) string { return map[string]string{"HEARTH_CONFIG": cfg + ".broken"}[k] }}
+	if err := os.WriteFile(cfg+".broken", []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.config(); err == nil || !strings.Contains(err.Error(), "config.json.broken") {
+		t.Errorf("broken config: %v", err)
+	}
+}

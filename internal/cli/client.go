@@ -25,13 +25,7 @@ import (
 // client is the Lambda API client the CLI talks to the daemon with: the
 // real aws-sdk-go-v2 client, pointed at Hearth and signing with its keys.
 func (c *CLI) client(cmd *cobra.Command) (*lambda.Client, error) {
-	endpoint, _ := cmd.Flags().GetString("endpoint")
-	if endpoint == "" {
-		endpoint = c.Getenv("HEARTH_ENDPOINT")
-	}
-	if endpoint == "" {
-		endpoint = "http://127.0.0.1:9000"
-	}
+	endpoint := c.endpoint(cmd)
 	id, secret, err := c.keys(cmd)
 	if err != nil {
 		return nil, err

@@ -25,13 +25,17 @@ func (h *hostFlags) register(cmd *cobra.Command) {
 }
 
 // dataDir is where Hearth keeps environments, templates and images:
-// --data-dir, else $HEARTH_DATA_DIR, else the user's data folder.
+// --data-dir, else $HEARTH_DATA_DIR, else the config file's dataDir, else the
+// user's data folder.
 func (c *CLI) dataDir(cmd *cobra.Command) string {
 	if d, _ := cmd.Flags().GetString("data-dir"); d != "" {
 		return d
 	}
 	if d := c.Getenv("HEARTH_DATA_DIR"); d != "" {
 		return d
+	}
+	if fc, err := c.config(); err == nil && fc.DataDir != "" {
+		return fc.DataDir
 	}
 	if d := c.Getenv("XDG_DATA_HOME"); d != "" {
 		return filepath.Join(d, "hearth")
@@ -67,3 +71,18 @@ func (c *CLI) openHost(hf hostFlags, log *slog.Logger) (*host, error) {
 }
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// endpoint is the daemon's API: --endpoint, else $HEARTH_ENDPOINT, else the
+// config file's endpoint, else the default listen address.
+func (c *CLI) endpoint(cmd *cobra.Command) string {
+	if e, _ := cmd.Flags().GetString("endpoint"); e != "" {
+		return e
+	}
+	if e := c.Getenv("HEARTH_ENDPOINT"); e != "" {
+		return e
+	}
+	if fc, err := c.config(); err == nil && fc.Endpoint != "" {
+		return fc.Endpoint
+	}
+	return "http://127.0.0.1:9000"
+}

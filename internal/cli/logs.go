@@ -48,13 +48,7 @@ func (c *CLI) logsCmd() *cobra.Command {
 // hearthRequest sends a signed request to the daemon's own API (beside
 // Lambda's, under /hearth/v1) and checks its status.
 func (c *CLI) hearthRequest(cmd *cobra.Command, method, path string, body []byte) (*http.Response, error) {
-	endpoint, _ := cmd.Flags().GetString("endpoint")
-	if endpoint == "" {
-		endpoint = c.Getenv("HEARTH_ENDPOINT")
-	}
-	if endpoint == "" {
-		endpoint = "http://127.0.0.1:9000"
-	}
+	endpoint := c.endpoint(cmd)
 	id, secret, err := c.keys(cmd)
 	if err != nil {
 		return nil, err

@@ -35,6 +35,11 @@ suspended, and the next daemon resumes them.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			data := c.dataDir(cmd)
+			if fc, err := c.config(); err != nil {
+				return err
+			} else if fc.Listen != "" && !cmd.Flags().Changed("listen") {
+				listen = fc.Listen
+			}
 			srv, err := server.New(ctx, server.Config{
 				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency,
 				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
