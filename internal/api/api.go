@@ -42,6 +42,9 @@ type Config struct {
 	IdlePolicy store.IdlePolicy
 	// Logs are the functions' logs, for `hearth logs`.
 	Logs Logs
+	// URLBase makes a function URL from its id; nil when the daemon serves
+	// no function URLs.
+	URLBase func(id string) string
 	Log  *slog.Logger
 }
 

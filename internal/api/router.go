@@ -24,6 +24,11 @@ func (a *API) routes() {
 	m.HandleFunc("GET /2015-03-31/functions/{name}/aliases/{alias}", a.getAlias)
 	m.HandleFunc("PUT /2015-03-31/functions/{name}/aliases/{alias}", a.updateAlias)
 	m.HandleFunc("DELETE /2015-03-31/functions/{name}/aliases/{alias}", a.deleteAlias)
+	m.HandleFunc("POST /2021-10-31/functions/{name}/url", a.createURLConfig)
+	m.HandleFunc("GET /2021-10-31/functions/{name}/url", a.getURLConfig)
+	m.HandleFunc("PUT /2021-10-31/functions/{name}/url", a.updateURLConfig)
+	m.HandleFunc("DELETE /2021-10-31/functions/{name}/url", a.deleteURLConfig)
+	m.HandleFunc("GET /2021-10-31/functions/{name}/urls", a.listURLConfigs)
 	// Hearth's own, beside Lambda's.
 	m.HandleFunc("GET /hearth/v1/functions/{name}/logs", a.logs)
 	m.HandleFunc("PUT /hearth/v1/functions/{name}/idle-policy", a.putIdlePolicy)

@@ -204,7 +204,7 @@ func (s *Store) DeleteFunction(ctx context.Context, name string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("function %s: %w", name, ErrNotFound)
 	}
-	for _, q := range []string{`DELETE FROM versions WHERE name = ?`, `DELETE FROM aliases WHERE name = ?`} {
+	for _, q := range []string{`DELETE FROM versions WHERE name = ?`, `DELETE FROM aliases WHERE name = ?`, `DELETE FROM url_configs WHERE function = ?`} {
 		if _, err := tx.ExecContext(ctx, q, name); err != nil {
 			return err
 		}

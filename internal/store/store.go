@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS aliases (
 	revision    TEXT NOT NULL,
 	PRIMARY KEY (name, alias)
 );
+CREATE TABLE IF NOT EXISTS url_configs (
+	function  TEXT NOT NULL,
+	qualifier TEXT NOT NULL,
+	url_id    TEXT NOT NULL UNIQUE,
+	config    TEXT NOT NULL,
+	PRIMARY KEY (function, qualifier)
+);
 CREATE TABLE IF NOT EXISTS envs (
 	id       TEXT PRIMARY KEY,
 	function TEXT NOT NULL,
