@@ -45,7 +45,7 @@ type Config struct {
 	// URLBase makes a function URL from its id; nil when the daemon serves
 	// no function URLs.
 	URLBase func(id string) string
-	Log  *slog.Logger
+	Log     *slog.Logger
 }
 
 // API is the Lambda API's HTTP handler.

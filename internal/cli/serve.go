@@ -19,6 +19,7 @@ func (c *CLI) serveCmd() *cobra.Command {
 	var keepWarm, keepSuspended time.Duration
 	var maxConcurrency int
 	var snapStart bool
+	var urlListen, urlTLSListen, urlDomain, tlsCert, tlsKey string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Hearth daemon: the Lambda API on --listen, functions in microVMs",
@@ -43,6 +44,7 @@ suspended, and the next daemon resumes them.`,
 			srv, err := server.New(ctx, server.Config{
 				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency,
 				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
+				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey,
 				Host: vmhost.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
 			})
 			if err != nil {
@@ -52,6 +54,9 @@ suspended, and the next daemon resumes them.`,
 				return err
 			}
 			fmt.Fprintf(c.Stderr, "hearth: serving the Lambda API on http://%s (data %s; keys in %s)\n", srv.Addr(), data, server.CredentialsFile(data))
+			if addrs := srv.URLAddrs(); len(addrs) > 0 {
+				fmt.Fprintf(c.Stderr, "hearth: function URLs on %v\n", addrs)
+			}
 			select {
 			case <-ctx.Done():
 			case err := <-srv.Done():
@@ -71,5 +76,10 @@ suspended, and the next daemon resumes them.`,
 	cmd.Flags().DurationVar(&keepSuspended, "keep-suspended", 24*time.Hour, "how long a suspended environment is kept before it is deleted")
 	cmd.Flags().IntVar(&maxConcurrency, "max-concurrency", 64, "invocations in flight on this host at most (429 past it)")
 	cmd.Flags().BoolVar(&snapStart, "snap-start", false, "snapshot each function after its first init and clone new environments from it")
+	cmd.Flags().StringVar(&urlListen, "url-listen", "127.0.0.1:9080", "function URLs over HTTP (empty: off)")
+	cmd.Flags().StringVar(&urlTLSListen, "url-tls-listen", "127.0.0.1:9443", "function URLs over HTTPS and HTTP/2 (empty: off)")
+	cmd.Flags().StringVar(&urlDomain, "url-domain", "localhost", "function URLs are <url-id>.lambda-url.<domain> (with a domain other than localhost: <url-id>.lambda-url.<region>.<domain>)")
+	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "certificate for the HTTPS listener (default: a self-signed one kept in the data folder)")
+	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "its private key")
 	return cmd
 }

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/fnlog"
+	"github.com/hearthdev/hearth/internal/frontend"
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
@@ -41,7 +43,18 @@ type Config struct {
 	// SnapStart makes a template of each function revision after its
 	// first cold boot, and clones further environments from it.
 	SnapStart bool
-	Log       *slog.Logger
+	// URLListen and URLTLSListen serve function URLs (HTTP, and HTTPS with
+	// HTTP/2); empty turns one off. URLDomain names them:
+	// <url-id>.lambda-url.<domain> ("localhost" by default, which
+	// browsers and curl send to loopback), or with another domain
+	// <url-id>.lambda-url.<region>.<domain>.
+	URLListen    string
+	URLTLSListen string
+	URLDomain    string
+	// TLSCert and TLSKey are the HTTPS certificate; empty makes and keeps a
+	// self-signed one.
+	TLSCert, TLSKey string
+	Log             *slog.Logger
 }
 
 // Server is a running daemon.
@@ -57,7 +70,10 @@ type Server struct {
 	ready chan struct{}
 	done  chan error
 
-	metrics *metrics
+	metrics  *metrics
+	verifier *api.Verifier
+	urls     []*http.Server
+	urlAddrs []string // the function-URL listeners' addresses, http first
 
 	imagesMu sync.Mutex
 }
@@ -113,7 +129,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.sched = scheduler.New(schedCfg)
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics = newMetrics(s.sched)
-	s.api = api.New(api.Config{Store: st, Invoker: meteredInvoker{s.sched, s.metrics}, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.verifier = api.NewVerifier(creds)
+	if cfg.URLDomain == "" {
+		cfg.URLDomain = "localhost"
+		s.cfg.URLDomain = "localhost"
+	}
+	s.api = api.New(api.Config{Store: st, Invoker: meteredInvoker{s.sched, s.metrics}, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		ValidateCode: func(zip []byte) error { _, err := guestimage.ReadZip(zip); return err }})
 	return s, nil
 }
@@ -143,6 +164,61 @@ func (s *Server) Image(ctx context.Context, digest string) (sandbox.Image, error
 	return s.host.StoredImage(filepath.Join(s.cfg.DataDir, "images"), code)
 }
 
+// urlBase is a function URL's address, on the plain HTTP listener (or the
+// TLS one when that is the only one).
+func (s *Server) urlBase(id string) string {
+	if len(s.urlAddrs) == 0 {
+		return ""
+	}
+	host := id + ".lambda-url." + s.cfg.URLDomain
+	if s.cfg.URLDomain != "localhost" {
+		region := s.cfg.Region
+		if region == "" {
+			region = sandbox.DefaultRegion
+		}
+		host = id + ".lambda-url." + region + "." + s.cfg.URLDomain
+	}
+	_, port, _ := net.SplitHostPort(s.urlAddrs[0])
+	scheme := "http"
+	if s.cfg.URLListen == "" {
+		scheme = "https"
+	}
+	return scheme + "://" + host + ":" + port + "/"
+}
+
+// URLAddrs are the function-URL listeners' addresses.
+func (s *Server) URLAddrs() []string { return s.urlAddrs }
+
+// startURLs opens the function-URL listeners.
+func (s *Server) startURLs() error {
+	fe := frontend.New(frontend.Config{Store: s.store, Invoker: meteredInvoker{s.sched, s.metrics}, Verifier: s.verifier, Log: s.log})
+	if s.cfg.URLListen != "" {
+		ln, err := net.Listen("tcp", s.cfg.URLListen)
+		if err != nil {
+			return fmt.Errorf("function URLs: %w", err)
+		}
+		srv := &http.Server{Handler: fe, ReadHeaderTimeout: 10 * time.Second}
+		s.urls, s.urlAddrs = append(s.urls, srv), append(s.urlAddrs, ln.Addr().String())
+		go func() { _ = srv.Serve(ln) }()
+	}
+	if s.cfg.URLTLSListen != "" {
+		cert, err := localCertificate(s.cfg.DataDir, s.cfg.TLSCert, s.cfg.TLSKey, s.cfg.URLDomain)
+		if err != nil {
+			return fmt.Errorf("function URLs: certificate: %w", err)
+		}
+		ln, err := net.Listen("tcp", s.cfg.URLTLSListen)
+		if err != nil {
+			return fmt.Errorf("function URLs: %w", err)
+		}
+		// HTTP/2 comes with TLS in net/http.
+		srv := &http.Server{Handler: fe, ReadHeaderTimeout: 10 * time.Second,
+			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}}
+		s.urls, s.urlAddrs = append(s.urls, srv), append(s.urlAddrs, ln.Addr().String())
+		go func() { _ = srv.ServeTLS(ln, "", "") }()
+	}
+	return nil
+}
+
 // Start listens, adopts what a previous daemon left, and serves.
 func (s *Server) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
@@ -150,6 +226,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.ln = ln
+	if err := s.startURLs(); err != nil {
+		ln.Close()
+		return err
+	}
 	s.adopt(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
@@ -219,6 +299,9 @@ func (s *Server) Scheduler() *scheduler.Scheduler { return s.sched }
 // and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
+	for _, u := range s.urls {
+		_ = u.Shutdown(ctx)
+	}
 	if s.http != nil {
 		err = s.http.Shutdown(ctx)
 	}

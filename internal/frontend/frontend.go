@@ -1,0 +1,164 @@
+// Package frontend serves function URLs: each request to
+// <url-id>.lambda-url.<domain> (or /fn-url/<url-id>/… where wildcard names
+// do not resolve) becomes a Lambda payload-format-2.0 event, is invoked, and
+// the function's answer becomes the HTTP response, as Lambda does. Every
+// request is handled on its own goroutine: a slow function blocks nobody.
+package frontend
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/sandbox"
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+// Invoker runs invocations; the scheduler is one.
+type Invoker interface {
+	Invoke(ctx context.Context, fn store.Function, limit *int, req sandbox.Request) (*sandbox.Result, error)
+}
+
+// Verifier checks SigV4 signatures, for AWS_IAM URLs.
+type Verifier interface {
+	Verify(r *http.Request) error
+}
+
+// Config is what the frontend needs.
+type Config struct {
+	Store    *store.Store
+	Invoker  Invoker
+	Verifier Verifier
+	Log      *slog.Logger
+}
+
+// Frontend is the function-URL HTTP handler.
+type Frontend struct {
+	cfg Config
+}
+
+// New returns the frontend.
+func New(cfg Config) *Frontend {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Frontend{cfg: cfg}
+}
+
+// MaxPayload is Lambda's limit on a function URL's request and response.
+const MaxPayload = 6 << 20
+
+// PathPrefix routes by path where host names cannot: /fn-url/<url-id>/…
+const PathPrefix = "/fn-url/"
+
+// route finds the URL id and the function's path in a request.
+func route(r *http.Request) (id, path, domain string, ok bool) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	path = r.URL.EscapedPath()
+	if i := strings.Index(host, ".lambda-url."); i > 0 {
+		return host[:i], path, host, true
+	}
+	if rest, found := strings.CutPrefix(path, PathPrefix); found {
+		id, tail, _ := strings.Cut(rest, "/")
+		return id, "/" + tail, host, id != ""
+	}
+	return "", "", "", false
+}
+
+// message answers with Lambda's function-URL error body.
+func message(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Amzn-ErrorType", strings.ReplaceAll(http.StatusText(status), " ", "")+"Exception")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"Message": msg})
+}
+
+func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, path, domain, ok := route(r)
+	if !ok {
+		message(w, http.StatusNotFound, "Not Found: use http://<url-id>.lambda-url.<domain>/ or "+PathPrefix+"<url-id>/")
+		return
+	}
+	cfg, err := f.cfg.Store.URLConfigByID(r.Context(), id)
+	if err != nil {
+		message(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	if cfg.Cors != nil && r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "" {
+		preflight(w, r, cfg.Cors)
+		return
+	}
+	if cfg.Cors != nil {
+		corsHeaders(w, r, cfg.Cors)
+	}
+	var iam *iamCaller
+	if cfg.AuthType == "AWS_IAM" {
+		if f.cfg.Verifier == nil || f.cfg.Verifier.Verify(r) != nil {
+			message(w, http.StatusForbidden, "Forbidden")
+			return
+		}
+		iam = callerOf(r)
+	}
+	fn, limit, err := f.function(r.Context(), cfg)
+	if err != nil {
+		message(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	event, err := buildEvent(r, id, domain, path, iam)
+	if err != nil {
+		if le, ok := lambdaerr.As(err); ok && le.Status == http.StatusRequestEntityTooLarge {
+			message(w, http.StatusRequestEntityTooLarge, le.Message)
+			return
+		}
+		message(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	res, err := f.cfg.Invoker.Invoke(r.Context(), fn, limit, sandbox.Request{Payload: event})
+	if err != nil {
+		var th *lambdaerr.Throttled
+		switch {
+		case asThrottled(err, &th):
+			w.Header().Set("Retry-After", "1")
+			message(w, http.StatusTooManyRequests, "Rate Exceeded.")
+		default:
+			f.cfg.Log.Warn("function url invocation failed", "url", id, "err", err)
+			message(w, http.StatusInternalServerError, "Internal Server Error")
+		}
+		return
+	}
+	if res.Error != nil {
+		// A function error, a crash or a timeout: Lambda answers 502.
+		message(w, http.StatusBadGateway, "Internal Server Error")
+		return
+	}
+	writeResponse(w, res.Payload)
+}
+
+// function resolves the URL's function at its qualifier (a version or an
+// alias), with its reserved concurrency.
+func (f *Frontend) function(ctx context.Context, cfg store.URLConfig) (store.Function, *int, error) {
+	version := cfg.Qualifier
+	if version != "" {
+		if _, err := strconv.Atoi(version); err != nil && version != "$LATEST" {
+			alias, err := f.cfg.Store.GetAlias(ctx, cfg.Function, version)
+			if err != nil {
+				return store.Function{}, nil, err
+			}
+			version = alias.FunctionVersion
+		}
+	}
+	fn, err := f.cfg.Store.GetVersion(ctx, cfg.Function, version)
+	if err != nil {
+		return fn, nil, err
+	}
+	limit, err := f.cfg.Store.Concurrency(ctx, cfg.Function)
+	return fn, limit, err
+}
