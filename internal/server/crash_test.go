@@ -25,7 +25,7 @@ import (
 // serveProcess runs `hearth serve` as its own process, as a user would.
 func serveProcess(t *testing.T, bin, data, addr string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", addr, "--accel", "tcg")
+	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", addr, "--accel", "tcg", "--url-listen", "", "--url-tls-listen", "")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
