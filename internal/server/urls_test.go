@@ -32,7 +32,9 @@ import (
 func loopbackClient(addr string, tlsCfg *tls.Config) *http.Client {
 	var d net.Dialer
 	tr := &http.Transport{
-		DialContext:       func(ctx context.Context, network, _ string) (net.Conn, error) { return d.DialContext(ctx, network, addr) },
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
 		TLSClientConfig:   tlsCfg,
 		ForceAttemptHTTP2: true,
 	}
