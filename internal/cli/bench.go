@@ -16,7 +16,7 @@ import (
 
 func (c *CLI) benchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure Hearth on this machine"}
-	cmd.AddCommand(c.benchColdCmd(), c.benchLifecycleCmd(), c.benchLoadCmd())
+	cmd.AddCommand(c.benchColdCmd(), c.benchLifecycleCmd(), c.benchLoadCmd(), c.benchURLCmd())
 	return cmd
 }
 

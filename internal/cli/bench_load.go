@@ -94,6 +94,62 @@ func closedLoop(ctx context.Context, n int, d time.Duration, call func(context.C
 		P50: round2(percentile(lat, 50)), P99: round2(percentile(lat, 99))}
 }
 
+// benchDaemon is a daemon started in-process for a benchmark, with the
+// function "hello" created from zip.
+type benchDaemon struct {
+	srv        *server.Server
+	data       string
+	client     *lambda.Client
+	httpClient *http.Client
+}
+
+func (b *benchDaemon) close() {
+	_ = b.srv.Shutdown(context.Background())
+	_ = os.RemoveAll(b.data)
+}
+
+func (c *CLI) startBenchDaemon(cmd *cobra.Command, hf hostFlags, zipPath string, maxConcurrency int, urls bool) (*benchDaemon, error) {
+	ctx := cmd.Context()
+	zip, err := os.ReadFile(zipPath)
+	if err != nil {
+		return nil, &exitError{code: ExitBadInput, err: err}
+	}
+	data, err := os.MkdirTemp("", "hearth-bench-")
+	if err != nil {
+		return nil, err
+	}
+	cfg := server.Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: time.Hour, MaxConcurrency: maxConcurrency,
+		Log: c.logger(cmd), Host: vmhost.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel,
+			QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()}}
+	if urls {
+		cfg.URLListen = "127.0.0.1:0"
+	}
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		os.RemoveAll(data)
+		return nil, err
+	}
+	b := &benchDaemon{srv: srv, data: data, httpClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	if err := srv.Start(ctx); err != nil {
+		b.close()
+		return nil, err
+	}
+	profiles, err := server.ReadCredentials(server.CredentialsFile(data))
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	b.client = lambda.New(lambda.Options{BaseEndpoint: aws.String("http://" + srv.Addr()), Region: "local", RetryMaxAttempts: 1,
+		HTTPClient:  b.httpClient,
+		Credentials: credentials.NewStaticCredentialsProvider(profiles[0].AccessKeyID, profiles[0].SecretAccessKey, "")})
+	if _, err := b.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("hello"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: zip}, Timeout: aws.Int32(60)}); err != nil {
+		b.close()
+		return nil, apiError(err)
+	}
+	return b, nil
+}
+
 // helloHandler is the hello function's logic as a plain HTTP handler: the
 // baseline of what the work costs without a platform.
 func helloHandler(w http.ResponseWriter, r *http.Request) {
@@ -117,41 +173,16 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		}
 		levels = append(levels, n)
 	}
-	zip, err := os.ReadFile(f.zip)
-	if err != nil {
-		return &exitError{code: ExitBadInput, err: err}
-	}
-	data, err := os.MkdirTemp("", "hearth-bench-load-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(data)
 	maxC := 0
 	for _, n := range levels {
 		maxC = max(maxC, n)
 	}
-	srv, err := server.New(ctx, server.Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: time.Hour, MaxConcurrency: maxC,
-		Log: c.logger(cmd), Host: vmhost.Options{Kernel: f.host.kernel, Agent: f.host.agent, Accel: f.host.accel,
-			QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()}})
+	bd, err := c.startBenchDaemon(cmd, f.host, f.zip, maxC, false)
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(ctx); err != nil {
-		return err
-	}
-	defer srv.Shutdown(context.Background())
-	profiles, err := server.ReadCredentials(server.CredentialsFile(data))
-	if err != nil {
-		return err
-	}
-	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	cl := lambda.New(lambda.Options{BaseEndpoint: aws.String("http://" + srv.Addr()), Region: "local", RetryMaxAttempts: 1,
-		HTTPClient:  httpClient,
-		Credentials: credentials.NewStaticCredentialsProvider(profiles[0].AccessKeyID, profiles[0].SecretAccessKey, "")})
-	if _, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("hello"), Runtime: types.RuntimeProvidedal2023,
-		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: zip}, Timeout: aws.Int32(60)}); err != nil {
-		return apiError(err)
-	}
+	defer bd.close()
+	cl, httpClient := bd.client, bd.httpClient
 	viaAPI := func(ctx context.Context) error {
 		out, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Payload: []byte(`{"name":"load"}`)})
 		if err == nil && out.FunctionError != nil {
