@@ -42,7 +42,7 @@ show $hearth env invoke "$clone"
 step "the daemon: the Lambda API, pools that scale to zero"
 port=${HEARTH_DEMO_PORT:-9400}
 export HEARTH_ENDPOINT=http://127.0.0.1:$port
-$hearth serve --listen 127.0.0.1:$port --keep-warm 3s 2> "$HEARTH_DATA_DIR/serve.log" &
+$hearth serve --listen 127.0.0.1:$port --keep-warm 3s --url-listen 127.0.0.1:$((port+80)) --url-tls-listen "" 2> "$HEARTH_DATA_DIR/serve.log" &
 serve_pid=$!
 trap 'kill -INT $serve_pid 2>/dev/null || true; wait $serve_pid 2>/dev/null || true; cleanup' EXIT
 for _ in $(seq 50); do curl -sf "$HEARTH_ENDPOINT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
@@ -52,6 +52,14 @@ show $hearth invoke hello --payload '{"name":"Grace"}'
 echo "(idle for 5 s: past the 3 s keep-warm time the environment is suspended)"
 sleep 5
 show $hearth invoke hello --payload '{"name":"Edsger"}'
+
+step "a function URL: the web example behind its own HTTP endpoint"
+show $hearth fn create web --zip examples/web/web.zip
+url=$($hearth url create web --auth-type NONE --cors-allow-origins '*')
+echo "function URL: $url"
+show curl -s "${url}greet?name=Ada"
+echo
+show curl -s -o /dev/null -w '%{http_code} for %{url_effective}\n' "${url}fail"
 kill -INT $serve_pid; wait $serve_pid || true; serve_pid=
 
 step "cold vs resume vs clone, measured in one run (hello; 3 runs each)"
