@@ -233,6 +233,40 @@ func TestFunctionURLs(t *testing.T) {
 		}
 	})
 
+	t.Run("update, list, throttle, delete", func(t *testing.T) {
+		if _, err := u.client.UpdateFunctionUrlConfig(ctx, &lambda.UpdateFunctionUrlConfigInput{FunctionName: aws.String("web"),
+			AuthType: types.FunctionUrlAuthTypeAwsIam}); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := do(t, u.http, "GET", base+"greet", nil, nil); resp.StatusCode != 403 {
+			t.Errorf("unsigned after switching to AWS_IAM: %d", resp.StatusCode)
+		}
+		if _, err := u.client.UpdateFunctionUrlConfig(ctx, &lambda.UpdateFunctionUrlConfigInput{FunctionName: aws.String("web"),
+			AuthType: types.FunctionUrlAuthTypeNone}); err != nil {
+			t.Fatal(err)
+		}
+		list, err := u.client.ListFunctionUrlConfigs(ctx, &lambda.ListFunctionUrlConfigsInput{FunctionName: aws.String("web")})
+		if err != nil || len(list.FunctionUrlConfigs) != 1 || aws.ToString(list.FunctionUrlConfigs[0].FunctionUrl) != base {
+			t.Errorf("list: %+v %v", list, err)
+		}
+		if _, err := u.client.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String("web"),
+			ReservedConcurrentExecutions: aws.Int32(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := do(t, u.http, "GET", base+"greet", nil, nil); resp.StatusCode != 429 {
+			t.Errorf("throttled: %d, want 429", resp.StatusCode)
+		}
+		if _, err := u.client.DeleteFunctionConcurrency(ctx, &lambda.DeleteFunctionConcurrencyInput{FunctionName: aws.String("web")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.client.DeleteFunctionUrlConfig(ctx, &lambda.DeleteFunctionUrlConfigInput{FunctionName: aws.String("web")}); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := do(t, u.http, "GET", base+"greet", nil, nil); resp.StatusCode != 404 {
+			t.Errorf("after delete: %d, want 404", resp.StatusCode)
+		}
+	})
+
 	t.Run("AWS_IAM", func(t *testing.T) {
 		private := u.createURL(t, "private", "AWS_IAM", nil)
 		resp, b := do(t, u.http, "GET", private+"greet", nil, nil)
