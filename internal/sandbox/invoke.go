@@ -29,6 +29,8 @@ type Request struct {
 // a Go error: Lambda answers it with 200 and X-Amz-Function-Error.
 type Result struct {
 	RequestID string
+	// EnvID is the environment that served it.
+	EnvID string
 	// Payload is the response, or the error object when Error is set.
 	Payload []byte
 	Error   *guestproto.ErrorObject
@@ -79,7 +81,7 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	}
 	e.state = StateBusy
 	l, exited := e.link, e.exited
-	res := &Result{StartType: e.nextStart, Fallback: e.fallback}
+	res := &Result{EnvID: e.id, StartType: e.nextStart, Fallback: e.fallback}
 	switch res.StartType {
 	case StartCold:
 		res.Init = e.timings

@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
 )
@@ -37,6 +38,24 @@ type Records interface {
 	DeleteEnv(ctx context.Context, id string) error
 }
 
+// Meter records usage: each invocation, and the lives and suspensions of
+// environments (for the without-suspend and storage figures).
+type Meter interface {
+	Invoked(rec meter.Record)
+	EnvStarted(id, function string, memoryMB int)
+	EnvEnded(id string)
+	Suspended(id, function string, bytes int64)
+	Resumed(id string)
+}
+
+type noMeter struct{}
+
+func (noMeter) Invoked(meter.Record)            {}
+func (noMeter) EnvStarted(string, string, int)  {}
+func (noMeter) EnvEnded(string)                 {}
+func (noMeter) Suspended(string, string, int64) {}
+func (noMeter) Resumed(string)                  {}
+
 // Logs gives each function's log.
 type Logs interface {
 	Writer(function string) io.Writer
@@ -50,6 +69,8 @@ type Config struct {
 	// Logs receives each function's output and its START, END and REPORT
 	// lines; nil discards them.
 	Logs Logs
+	// Meter records usage; nil records nothing.
+	Meter Meter
 	// MaxConcurrency bounds the invocations in flight on this host.
 	MaxConcurrency int
 	// TemplatesDir, when set, turns snap-start on: after a function
@@ -90,6 +111,9 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.MaxConcurrency <= 0 {
 		cfg.MaxConcurrency = 64
+	}
+	if cfg.Meter == nil {
+		cfg.Meter = noMeter{}
 	}
 	return &Scheduler{cfg: cfg, pools: map[string]*pool{}, fnBusy: map[string]int{}}
 }
@@ -144,8 +168,24 @@ func (s *Scheduler) Invoke(ctx context.Context, fn store.Function, limit *int, r
 	fmt.Fprintf(log, "END RequestId: %s\n", req.RequestID)
 	if res != nil {
 		fmt.Fprintln(log, res.Report(sandboxFunction(fn)))
+		s.cfg.Meter.Invoked(record(fn, res))
 	}
 	return res, err
+}
+
+// record is an invocation's meter record.
+func record(fn store.Function, res *sandbox.Result) meter.Record {
+	r := meter.Record{Time: time.Now().UTC(), Function: fn.FunctionName, Version: fn.Version, EnvID: res.EnvID,
+		StartType: string(res.StartType), DurationMs: float64(res.Duration.Microseconds()) / 1000,
+		MemoryMB: fn.MemorySize, MaxMemMB: int((res.MaxRSSKiB + 1023) / 1024), Error: res.Error != nil}
+	switch res.StartType {
+	case sandbox.StartCold:
+		r.InitMs = float64(res.Init.Total().Microseconds()) / 1000
+	case sandbox.StartResume, sandbox.StartClone:
+		r.RestoreMs = float64(res.Restore.Microseconds()) / 1000
+	}
+	r.Bill()
+	return r
 }
 
 func (s *Scheduler) logs(function string) io.Writer {
@@ -193,12 +233,16 @@ func (s *Scheduler) acquire(ctx context.Context, fn store.Function, limit *int) 
 	s.mu.Unlock()
 	if e != nil {
 		e.timer.Stop()
+		if e.env.State() == sandbox.StateSuspended {
+			s.cfg.Meter.Resumed(e.env.ID())
+		}
 		return e.env, nil
 	}
 	if tpl != "" {
 		env, err := sandbox.Clone(ctx, s.sandboxConfig(fn.FunctionName), tpl)
 		if err == nil {
 			s.record(env, fn)
+			s.cfg.Meter.EnvStarted(env.ID(), fn.FunctionName, fn.MemorySize)
 			return env, nil
 		}
 		s.cfg.Log.Warn("clone failed; booting instead", "function", fn.FunctionName, "err", err)
@@ -271,6 +315,7 @@ func (s *Scheduler) boot(ctx context.Context, fn store.Function) (*sandbox.Env, 
 		return nil, err
 	}
 	s.record(env, fn)
+	s.cfg.Meter.EnvStarted(env.ID(), fn.FunctionName, fn.MemorySize)
 	return env, nil
 }
 
@@ -283,6 +328,7 @@ func (s *Scheduler) record(env *sandbox.Env, fn store.Function) {
 }
 
 func (s *Scheduler) forget(env *sandbox.Env) {
+	s.cfg.Meter.EnvEnded(env.ID())
 	if err := s.cfg.Records.DeleteEnv(context.Background(), env.ID()); err != nil {
 		s.cfg.Log.Warn("forget env", "env", env.ID(), "err", err)
 	}
@@ -336,11 +382,13 @@ func (s *Scheduler) suspendIdle(fn store.Function, p *pool, e *entry) {
 	if !ok {
 		return // taken by an invocation meanwhile
 	}
-	if _, err := e.env.Suspend(context.Background()); err != nil {
+	info, err := e.env.Suspend(context.Background())
+	if err != nil {
 		s.cfg.Log.Warn("suspend failed; ending the environment", "env", e.env.ID(), "err", err)
 		s.closeEnv(e.env)
 		return
 	}
+	s.cfg.Meter.Suspended(e.env.ID(), fn.FunctionName, info.StateBytes+info.MemoryDiskBytes)
 	s.record(e.env, fn)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -463,11 +511,13 @@ func (s *Scheduler) Shutdown(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	for _, e := range warm {
-		if _, err := e.env.Suspend(ctx); err != nil {
+		info, err := e.env.Suspend(ctx)
+		if err != nil {
 			s.cfg.Log.Warn("suspend at shutdown failed", "env", e.env.ID(), "err", err)
 			s.closeEnv(e.env)
 			continue
 		}
+		s.cfg.Meter.Suspended(e.env.ID(), e.env.Function().Name, info.StateBytes+info.MemoryDiskBytes)
 		if err := s.cfg.Records.PutEnv(ctx, store.EnvRecord{ID: e.env.ID(), Function: e.env.Function().Name,
 			Version: e.env.Function().Version, Dir: e.env.Dir(), State: string(sandbox.StateSuspended)}); err != nil {
 			s.cfg.Log.Warn("record env", "env", e.env.ID(), "err", err)

@@ -56,6 +56,26 @@ CREATE TABLE IF NOT EXISTS url_configs (
 	config    TEXT NOT NULL,
 	PRIMARY KEY (function, qualifier)
 );
+CREATE TABLE IF NOT EXISTS meter_records (
+	time        INTEGER NOT NULL,
+	function    TEXT NOT NULL,
+	record      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS meter_records_by_time ON meter_records (time);
+CREATE TABLE IF NOT EXISTS meter_envs (
+	id        TEXT PRIMARY KEY,
+	function  TEXT NOT NULL,
+	memory_mb INTEGER NOT NULL,
+	start     INTEGER NOT NULL,
+	end       INTEGER
+);
+CREATE TABLE IF NOT EXISTS meter_suspensions (
+	env      TEXT NOT NULL,
+	function TEXT NOT NULL,
+	bytes    INTEGER NOT NULL,
+	start    INTEGER NOT NULL,
+	end      INTEGER
+);
 CREATE TABLE IF NOT EXISTS envs (
 	id       TEXT PRIMARY KEY,
 	function TEXT NOT NULL,

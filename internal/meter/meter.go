@@ -1,0 +1,194 @@
+// Package meter turns invocations into billable usage, as Lambda bills it,
+// and prices it, beside what the same traffic would cost always-on and
+// without suspend — the comparison Hearth exists for.
+package meter
+
+import (
+	"math"
+	"time"
+)
+
+// Record is one invocation's usage.
+type Record struct {
+	Time      time.Time `json:"time"`
+	Function  string    `json:"function"`
+	Version   string    `json:"version"`
+	EnvID     string    `json:"envId"`
+	StartType string    `json:"startType"`
+	InitMs    float64   `json:"initMs"`
+	RestoreMs float64   `json:"restoreMs"`
+	// DurationMs is the run; BilledMs the billed time: the run rounded up to
+	// the millisecond, plus the init of a cold start and the restore of a
+	// resume or clone, both billed as Lambda bills them today.
+	DurationMs float64 `json:"durationMs"`
+	BilledMs   int64   `json:"billedMs"`
+	MemoryMB   int     `json:"memoryMB"`
+	GBSeconds  float64 `json:"gbSeconds"`
+	MaxMemMB   int     `json:"maxMemoryUsedMB"`
+	Error      bool    `json:"error"`
+}
+
+// Bill fills BilledMs and GBSeconds from the durations and the memory.
+func (r *Record) Bill() {
+	r.BilledMs = int64(math.Ceil(r.DurationMs)) + int64(math.Ceil(r.InitMs)) + int64(math.Ceil(r.RestoreMs))
+	r.GBSeconds = GBSeconds(r.MemoryMB, time.Duration(r.BilledMs)*time.Millisecond)
+}
+
+// GBSeconds is memory held for d, in GB-seconds (1 GB = 1024 MB).
+func GBSeconds(memoryMB int, d time.Duration) float64 {
+	return float64(memoryMB) / 1024 * d.Seconds()
+}
+
+// Prices is the price table. The defaults are AWS Lambda's public x86
+// prices (first tier, us-east-1) and are labelled as such.
+type Prices struct {
+	Label string `json:"label"`
+	// PerGBSecond is the price of active (billed) time.
+	PerGBSecond float64 `json:"perGBSecond"`
+	// PerMillionRequests is the request price.
+	PerMillionRequests float64 `json:"perMillionRequests"`
+	// PerGBHourSuspended is the price of keeping a suspended environment's
+	// snapshot (Lambda SnapStart's cache price, per GB-hour).
+	PerGBHourSuspended float64 `json:"perGBHourSuspended"`
+	// PerGBSecondIdleWarm is the price of warm idle time: free by default,
+	// as on Lambda.
+	PerGBSecondIdleWarm float64 `json:"perGBSecondIdleWarm"`
+}
+
+// LambdaPrices are AWS Lambda's public x86 prices.
+var LambdaPrices = Prices{
+	Label:              "AWS Lambda x86 public prices (us-east-1, first tier)",
+	PerGBSecond:        0.0000166667,
+	PerMillionRequests: 0.20,
+	// SnapStart cache: $0.0000015046 per GB-second.
+	PerGBHourSuspended: 0.0000015046 * 3600,
+}
+
+// EnvSpan is an environment's life, for the without-suspend comparison.
+type EnvSpan struct {
+	EnvID    string
+	Function string
+	MemoryMB int
+	Start    time.Time
+	End      time.Time // zero while it lives
+}
+
+// Suspension is a period an environment spent suspended.
+type Suspension struct {
+	EnvID    string
+	Function string
+	Bytes    int64
+	Start    time.Time
+	End      time.Time // zero while suspended
+}
+
+// FunctionCost is one function's usage and costs over a period.
+type FunctionCost struct {
+	Name            string  `json:"name"`
+	MemoryMB        int     `json:"memoryMB"`
+	Requests        int     `json:"requests"`
+	Errors          int     `json:"errors"`
+	GBSeconds       float64 `json:"gb_seconds"`
+	SnapshotGBHours float64 `json:"snapshot_gb_hours"`
+	Cost            float64 `json:"cost"`
+	// AlwaysOnCost is the function's memory held for the whole period, like
+	// a rented server; NoSuspendCost its environments held warm for their
+	// whole lives instead of being suspended.
+	AlwaysOnCost  float64 `json:"always_on_cost"`
+	NoSuspendCost float64 `json:"no_suspend_cost"`
+}
+
+// Report is a cost report.
+type Report struct {
+	Since     time.Time      `json:"since"`
+	Until     time.Time      `json:"until"`
+	Prices    Prices         `json:"prices"`
+	Functions []FunctionCost `json:"functions"`
+	Total     FunctionCost   `json:"total"`
+}
+
+// overlap is how much of [a, b) lies in [from, to).
+func overlap(a, b, from, to time.Time) time.Duration {
+	if b.IsZero() || b.After(to) {
+		b = to
+	}
+	if a.Before(from) {
+		a = from
+	}
+	if b.Before(a) {
+		return 0
+	}
+	return b.Sub(a)
+}
+
+// Price computes the report over [since, until) from the records, the
+// environments' lives and their suspensions. memoryMB gives each function's
+// current memory, for the always-on figure.
+func Price(p Prices, since, until time.Time, recs []Record, spans []EnvSpan, susp []Suspension, memoryMB map[string]int) Report {
+	rep := Report{Since: since, Until: until, Prices: p}
+	by := map[string]*FunctionCost{}
+	get := func(name string) *FunctionCost {
+		fc := by[name]
+		if fc == nil {
+			fc = &FunctionCost{Name: name, MemoryMB: memoryMB[name]}
+			by[name] = fc
+		}
+		return fc
+	}
+	for _, r := range recs {
+		if r.Time.Before(since) || !r.Time.Before(until) {
+			continue
+		}
+		fc := get(r.Function)
+		fc.Requests++
+		fc.GBSeconds += r.GBSeconds
+		if r.Error {
+			fc.Errors++
+		}
+		if fc.MemoryMB == 0 {
+			fc.MemoryMB = r.MemoryMB
+		}
+	}
+	heldGBs := map[string]float64{}
+	for _, s := range spans {
+		if d := overlap(s.Start, s.End, since, until); d > 0 {
+			get(s.Function)
+			heldGBs[s.Function] += GBSeconds(s.MemoryMB, d)
+		}
+	}
+	for _, s := range susp {
+		if d := overlap(s.Start, s.End, since, until); d > 0 {
+			get(s.Function).SnapshotGBHours += float64(s.Bytes) / (1 << 30) * d.Hours()
+		}
+	}
+	period := until.Sub(since)
+	for _, fc := range by {
+		requests := float64(fc.Requests) / 1e6 * p.PerMillionRequests
+		fc.Cost = fc.GBSeconds*p.PerGBSecond + requests + fc.SnapshotGBHours*p.PerGBHourSuspended
+		fc.AlwaysOnCost = GBSeconds(fc.MemoryMB, period)*p.PerGBSecond + requests
+		// Without suspend the environments would have held their memory
+		// for their whole lives, at the active price; never less than the
+		// billed time itself.
+		fc.NoSuspendCost = max(heldGBs[fc.Name], fc.GBSeconds)*p.PerGBSecond + requests
+		rep.Functions = append(rep.Functions, *fc)
+		t := &rep.Total
+		t.Requests += fc.Requests
+		t.Errors += fc.Errors
+		t.GBSeconds += fc.GBSeconds
+		t.SnapshotGBHours += fc.SnapshotGBHours
+		t.Cost += fc.Cost
+		t.AlwaysOnCost += fc.AlwaysOnCost
+		t.NoSuspendCost += fc.NoSuspendCost
+	}
+	rep.Total.Name = "total"
+	sortByName(rep.Functions)
+	return rep
+}
+
+func sortByName(fs []FunctionCost) {
+	for i := 1; i < len(fs); i++ {
+		for j := i; j > 0 && fs[j].Name < fs[j-1].Name; j-- {
+			fs[j], fs[j-1] = fs[j-1], fs[j]
+		}
+	}
+}

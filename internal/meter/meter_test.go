@@ -1,0 +1,66 @@
+package meter
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9*math.Max(1, math.Abs(b)) }
+
+func TestBill(t *testing.T) {
+	tests := []struct {
+		name       string
+		rec        Record
+		wantBilled int64
+		wantGBs    float64
+	}{
+		{"warm, rounded up to the ms", Record{DurationMs: 100.2, MemoryMB: 1024}, 101, 0.101},
+		{"cold: init is billed", Record{DurationMs: 50, InitMs: 1200.5, MemoryMB: 512}, 1251, 0.6255},
+		{"resume: restore is billed", Record{DurationMs: 10, RestoreMs: 80, MemoryMB: 2048}, 90, 0.18},
+	}
+	for _, tt := range tests {
+		r := tt.rec
+		r.Bill()
+		if r.BilledMs != tt.wantBilled || !near(r.GBSeconds, tt.wantGBs) {
+			t.Errorf("%s: billed %d GB-s %v, want %d %v", tt.name, r.BilledMs, r.GBSeconds, tt.wantBilled, tt.wantGBs)
+		}
+	}
+}
+
+func TestPrice(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	hour := time.Hour
+	p := Prices{PerGBSecond: 1, PerMillionRequests: 1e6, PerGBHourSuspended: 10}
+	recs := []Record{
+		{Time: t0.Add(time.Minute), Function: "f", GBSeconds: 2, MemoryMB: 1024},
+		{Time: t0.Add(2 * time.Minute), Function: "f", GBSeconds: 3, MemoryMB: 1024, Error: true},
+		{Time: t0.Add(-time.Minute), Function: "f", GBSeconds: 100, MemoryMB: 1024}, // before the period
+	}
+	// One env lived 10 minutes; it spent 30 minutes suspended with 1 GiB.
+	spans := []EnvSpan{{EnvID: "e", Function: "f", MemoryMB: 1024, Start: t0, End: t0.Add(10 * time.Minute)}}
+	susp := []Suspension{{EnvID: "e", Function: "f", Bytes: 1 << 30, Start: t0.Add(10 * time.Minute), End: t0.Add(40 * time.Minute)}}
+	rep := Price(p, t0, t0.Add(hour), recs, spans, susp, map[string]int{"f": 1024})
+	if len(rep.Functions) != 1 {
+		t.Fatalf("functions %+v", rep.Functions)
+	}
+	f := rep.Functions[0]
+	checks := []struct {
+		name      string
+		got, want float64
+	}{
+		{"requests", float64(f.Requests), 2},
+		{"errors", float64(f.Errors), 1},
+		{"GB-s: suspended time adds none", f.GBSeconds, 5},
+		{"snapshot GB-hours", f.SnapshotGBHours, 0.5},
+		{"cost", f.Cost, 5 + 2 + 0.5*10},
+		{"always on = memory × wall time", f.AlwaysOnCost, 3600 + 2},
+		{"without suspend = the env's life", f.NoSuspendCost, 600 + 2},
+		{"total", rep.Total.Cost, f.Cost},
+	}
+	for _, c := range checks {
+		if !near(c.got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
