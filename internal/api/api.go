@@ -74,6 +74,9 @@ func New(cfg Config) *API {
 	return a
 }
 
+// Handle adds a route of Hearth's own, signed like the rest.
+func (a *API) Handle(pattern string, h http.HandlerFunc) { a.mux.HandleFunc(pattern, h) }
+
 // ServeHTTP authenticates the request and routes it.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" {

@@ -10,6 +10,9 @@ import (
 	"github.com/hearthdev/hearth/internal/store"
 )
 
+// WriteError answers with Lambda's error shape, for Hearth's own routes.
+func (a *API) WriteError(w http.ResponseWriter, err error) { a.writeError(w, err) }
+
 // writeError answers with Lambda's error shape: the exception's name in
 // X-Amzn-ErrorType, {"Type", "message"} in the body, the matching status.
 func (a *API) writeError(w http.ResponseWriter, err error) {

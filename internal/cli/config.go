@@ -5,16 +5,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/hearthdev/hearth/internal/meter"
 )
 
 // fileConfig is the optional config file: defaults for flags, below the
 // flags and the environment variables.
 //
-//	{"dataDir": "/srv/hearth", "listen": "0.0.0.0:9000", "endpoint": "http://10.0.0.5:9000"}
+//	{"dataDir": "/srv/hearth", "listen": "0.0.0.0:9000", "endpoint": "http://10.0.0.5:9000",
+//	 "prices": {"label": "my rates", "perGBSecond": 0.00001, "perMillionRequests": 0.1, "perGBHourSuspended": 0.002}}
 type fileConfig struct {
 	DataDir  string `json:"dataDir"`
 	Listen   string `json:"listen"`
 	Endpoint string `json:"endpoint"`
+	// Prices replace Lambda's public prices in `hearth cost`.
+	Prices *meter.Prices `json:"prices"`
 }
 
 // configPath is $HEARTH_CONFIG, else the user's config folder's

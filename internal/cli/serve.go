@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/server"
 	"github.com/hearthdev/hearth/internal/vmhost"
 )
@@ -36,15 +37,21 @@ suspended, and the next daemon resumes them.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			data := c.dataDir(cmd)
-			if fc, err := c.config(); err != nil {
+			fc, err := c.config()
+			if err != nil {
 				return err
-			} else if fc.Listen != "" && !cmd.Flags().Changed("listen") {
+			}
+			if fc.Listen != "" && !cmd.Flags().Changed("listen") {
 				listen = fc.Listen
+			}
+			var prices meter.Prices
+			if fc.Prices != nil {
+				prices = *fc.Prices
 			}
 			srv, err := server.New(ctx, server.Config{
 				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency,
 				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
-				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey,
+				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey, Prices: prices,
 				Host: vmhost.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
 			})
 			if err != nil {

@@ -42,7 +42,7 @@ type Records interface {
 // environments (for the without-suspend and storage figures).
 type Meter interface {
 	Invoked(rec meter.Record)
-	EnvStarted(id, function string, memoryMB int)
+	EnvStarted(id, function string, memoryMB int, at time.Time)
 	EnvEnded(id string)
 	Suspended(id, function string, bytes int64)
 	Resumed(id string)
@@ -50,11 +50,11 @@ type Meter interface {
 
 type noMeter struct{}
 
-func (noMeter) Invoked(meter.Record)            {}
-func (noMeter) EnvStarted(string, string, int)  {}
-func (noMeter) EnvEnded(string)                 {}
-func (noMeter) Suspended(string, string, int64) {}
-func (noMeter) Resumed(string)                  {}
+func (noMeter) Invoked(meter.Record)                      {}
+func (noMeter) EnvStarted(string, string, int, time.Time) {}
+func (noMeter) EnvEnded(string)                           {}
+func (noMeter) Suspended(string, string, int64)           {}
+func (noMeter) Resumed(string)                            {}
 
 // Logs gives each function's log.
 type Logs interface {
@@ -239,10 +239,11 @@ func (s *Scheduler) acquire(ctx context.Context, fn store.Function, limit *int) 
 		return e.env, nil
 	}
 	if tpl != "" {
+		t0 := time.Now()
 		env, err := sandbox.Clone(ctx, s.sandboxConfig(fn.FunctionName), tpl)
 		if err == nil {
 			s.record(env, fn)
-			s.cfg.Meter.EnvStarted(env.ID(), fn.FunctionName, fn.MemorySize)
+			s.cfg.Meter.EnvStarted(env.ID(), fn.FunctionName, fn.MemorySize, t0)
 			return env, nil
 		}
 		s.cfg.Log.Warn("clone failed; booting instead", "function", fn.FunctionName, "err", err)
@@ -310,12 +311,13 @@ func (s *Scheduler) boot(ctx context.Context, fn store.Function) (*sandbox.Env, 
 	if err != nil {
 		return nil, err
 	}
+	t0 := time.Now() // its memory is held from the start of its boot
 	env, err := sandbox.Boot(ctx, s.sandboxConfig(fn.FunctionName), sandboxFunction(fn), img)
 	if err != nil {
 		return nil, err
 	}
 	s.record(env, fn)
-	s.cfg.Meter.EnvStarted(env.ID(), fn.FunctionName, fn.MemorySize)
+	s.cfg.Meter.EnvStarted(env.ID(), fn.FunctionName, fn.MemorySize, t0)
 	return env, nil
 }
 
@@ -479,6 +481,27 @@ func (s *Scheduler) Stats() Stats {
 		st.Suspended += len(p.suspended)
 	}
 	return st
+}
+
+// StatsByFunction counts environments by state for each function.
+func (s *Scheduler) StatsByFunction() map[string]Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]Stats{}
+	for _, p := range s.pools {
+		st := out[p.function]
+		st.Warm += len(p.idle)
+		st.Suspended += len(p.suspended)
+		out[p.function] = st
+	}
+	for fn, n := range s.fnBusy {
+		if n > 0 {
+			st := out[fn]
+			st.Busy = n
+			out[fn] = st
+		}
+	}
+	return out
 }
 
 // Shutdown stops taking invocations, waits for those in flight (until ctx

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,9 +20,25 @@ type metrics struct {
 	invocations *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	restore     *prometheus.HistogramVec
+	gbSeconds   *prometheus.CounterVec
+	suspends    prometheus.Counter
+	resumes     prometheus.Counter
+
+	mu     sync.Mutex
+	starts map[string]int // invocations by start type, for hearth top
 }
 
-func newMetrics(sched *scheduler.Scheduler) *metrics {
+func (m *metrics) byStartType() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int, len(m.starts))
+	for k, v := range m.starts {
+		out[k] = v
+	}
+	return out
+}
+
+func newMetrics() *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -35,11 +52,23 @@ func newMetrics(sched *scheduler.Scheduler) *metrics {
 			Name: "hearth_restore_duration_seconds", Help: "Time to resume or clone an environment.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		}, []string{"start_type"}),
+		gbSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hearth_billed_gb_seconds_total", Help: "Billed GB-seconds (init and restore included, as Lambda bills).",
+		}, []string{"function"}),
+		suspends: prometheus.NewCounter(prometheus.CounterOpts{Name: "hearth_suspends_total", Help: "Environments suspended."}),
+		resumes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "hearth_resumes_total", Help: "Suspended environments taken to be resumed."}),
+		starts:   map[string]int{},
 	}
+	m.registry.MustRegister(m.invocations, m.duration, m.restore, m.gbSeconds, m.suspends, m.resumes)
+	return m
+}
+
+// watch adds the scheduler's gauges.
+func (m *metrics) watch(sched *scheduler.Scheduler) {
 	envs := func(pick func(scheduler.Stats) int) func() float64 {
 		return func() float64 { return float64(pick(sched.Stats())) }
 	}
-	m.registry.MustRegister(m.invocations, m.duration, m.restore,
+	m.registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_busy", Help: "Environments running an invocation."},
 			envs(func(s scheduler.Stats) int { return s.Busy })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_warm", Help: "Idle environments kept warm."},
@@ -47,7 +76,6 @@ func newMetrics(sched *scheduler.Scheduler) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_suspended", Help: "Suspended environments: no process, no RAM."},
 			envs(func(s scheduler.Stats) int { return s.Suspended })),
 	)
-	return m
 }
 
 func (m *metrics) handler() http.Handler {
@@ -77,5 +105,8 @@ func (mi meteredInvoker) Invoke(ctx context.Context, fn store.Function, limit *i
 		}
 	}
 	mi.m.invocations.WithLabelValues(fn.FunctionName, start, outcome).Inc()
+	mi.m.mu.Lock()
+	mi.m.starts[start]++
+	mi.m.mu.Unlock()
 	return res, err
 }

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/hearthdev/hearth/internal/fnlog"
 	"github.com/hearthdev/hearth/internal/frontend"
 	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
@@ -54,7 +56,9 @@ type Config struct {
 	// TLSCert and TLSKey are the HTTPS certificate; empty makes and keeps a
 	// self-signed one.
 	TLSCert, TLSKey string
-	Log             *slog.Logger
+	// Prices price usage in `hearth cost`; zero is Lambda's public prices.
+	Prices meter.Prices
+	Log    *slog.Logger
 }
 
 // Server is a running daemon.
@@ -92,6 +96,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: no data folder")
 	}
+	if cfg.Prices == (meter.Prices{}) {
+		cfg.Prices = meter.LambdaPrices
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -119,7 +126,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
-	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log}
+	s.metrics = newMetrics()
+	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log,
+		Meter: storeMeter{st: st, m: s.metrics, log: cfg.Log}}
 	if cfg.SnapStart {
 		// Templates are rebuilt by each daemon: one left by an earlier one
 		// may be for code that has changed since.
@@ -128,7 +137,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.sched = scheduler.New(schedCfg)
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
-	s.metrics = newMetrics(s.sched)
+	s.metrics.watch(s.sched)
 	s.verifier = api.NewVerifier(creds)
 	if cfg.URLDomain == "" {
 		cfg.URLDomain = "localhost"
@@ -136,6 +145,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.api = api.New(api.Config{Store: st, Invoker: meteredInvoker{s.sched, s.metrics}, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		ValidateCode: func(zip []byte) error { _, err := guestimage.ReadZip(zip); return err }})
+	s.api.Handle("GET /hearth/v1/cost", s.cost)
+	s.api.Handle("GET /hearth/v1/status", s.status)
 	return s, nil
 }
 
@@ -310,4 +321,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = cerr
 	}
 	return err
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Records returns every meter record, for tests and tools.
+func (s *Server) Records(ctx context.Context) ([]meter.Record, error) {
+	return s.store.Records(ctx, "", time.Unix(0, 0), time.Now().Add(time.Hour))
 }

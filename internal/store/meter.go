@@ -19,10 +19,11 @@ func (s *Store) AddRecord(ctx context.Context, r meter.Record) error {
 	return err
 }
 
-// Records returns the meter records of [since, until), of one function or
+// Records returns the meter records of [since, until] (to the millisecond:
+// callers that need less filter on Record.Time), of one function or
 // ("" ) of all.
 func (s *Store) Records(ctx context.Context, function string, since, until time.Time) ([]meter.Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT record FROM meter_records WHERE time >= ? AND time < ? AND (? = '' OR function = ?) ORDER BY time`,
+	rows, err := s.db.QueryContext(ctx, `SELECT record FROM meter_records WHERE time >= ? AND time <= ? AND (? = '' OR function = ?) ORDER BY time`,
 		since.UnixMilli(), until.UnixMilli(), function, function)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hearthdev/hearth/internal/meter"
+)
+
+func (c *CLI) costCmd() *cobra.Command {
+	var since, output string
+	cmd := &cobra.Command{
+		Use:   "cost [FUNCTION]",
+		Short: "Requests, GB-seconds and cost per function, beside what the same load would cost always-on and without suspend",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			if since != "" {
+				q.Set("since", since)
+			}
+			if len(args) == 1 {
+				q.Set("function", args[0])
+			}
+			resp, err := c.hearthRequest(cmd, "GET", "/cost?"+q.Encode(), nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				fmt.Fprint(c.Stdout, string(b))
+				return nil
+			}
+			var rep meter.Report
+			if err := json.Unmarshal(b, &rep); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.Stdout, "from %s to %s; prices: %s\n\n", rep.Since.Format(time.RFC3339), rep.Until.Format(time.RFC3339), rep.Prices.Label)
+			tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintln(tw, "function\tmemory\trequests\terrors\tGB-s\tsnapshot GB-h\tcost $\talways-on $\twithout suspend $\t")
+			row := func(f meter.FunctionCost, mem string) {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.3f\t%.4f\t%.6f\t%.6f\t%.6f\t\n", f.Name, mem, f.Requests, f.Errors, f.GBSeconds,
+					f.SnapshotGBHours, f.Cost, f.AlwaysOnCost, f.NoSuspendCost)
+			}
+			for _, f := range rep.Functions {
+				row(f, fmt.Sprintf("%d MB", f.MemoryMB))
+			}
+			row(rep.Total, "")
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&since, "since", "", "the period: a duration back from now (1h, 24h) or an RFC 3339 time (default: everything)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+type statusView struct {
+	Functions []struct {
+		Name                  string
+		Busy, Warm, Suspended int
+	} `json:"functions"`
+	Invocations map[string]int `json:"invocations"`
+	Time        time.Time      `json:"time"`
+}
+
+func (c *CLI) topCmd() *cobra.Command {
+	var once bool
+	var every time.Duration
+	cmd := &cobra.Command{
+		Use:   "top",
+		Short: "Live: environments per function by state, invocations per second, start types",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			var last *statusView
+			for {
+				resp, err := c.hearthRequest(cmd, "GET", "/status", nil)
+				if err != nil {
+					return err
+				}
+				var st statusView
+				err = json.NewDecoder(resp.Body).Decode(&st)
+				resp.Body.Close()
+				if err != nil {
+					return err
+				}
+				if !once {
+					fmt.Fprint(c.Stdout, "\033[H\033[2J") // clear the terminal
+				}
+				c.printStatus(&st, last)
+				last = &st
+				if once {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(every):
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&once, "once", false, "print one view and exit")
+	cmd.Flags().DurationVar(&every, "every", time.Second, "refresh period")
+	return cmd
+}
+
+func (c *CLI) printStatus(st, last *statusView) {
+	total, prev := 0, 0
+	for _, n := range st.Invocations {
+		total += n
+	}
+	rate := 0.0
+	if last != nil {
+		for _, n := range last.Invocations {
+			prev += n
+		}
+		if d := st.Time.Sub(last.Time).Seconds(); d > 0 {
+			rate = float64(total-prev) / d
+		}
+	}
+	fmt.Fprintf(c.Stdout, "hearth top — %s — %.1f invocations/s\n\n", st.Time.Local().Format("15:04:05"), rate)
+	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FUNCTION\tBUSY\tWARM\tSUSPENDED")
+	for _, f := range st.Functions {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", f.Name, f.Busy, f.Warm, f.Suspended)
+	}
+	_ = tw.Flush()
+	var kinds []string
+	for k := range st.Invocations {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	fmt.Fprint(c.Stdout, "\ninvocations by start type:")
+	for _, k := range kinds {
+		fmt.Fprintf(c.Stdout, "  %s %d", k, st.Invocations[k])
+	}
+	fmt.Fprintln(c.Stdout)
+}
