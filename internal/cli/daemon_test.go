@@ -62,6 +62,29 @@ func TestDaemonVerbs(t *testing.T) {
 	if out, _ = hearth(ExitOK, "logs", "counter", "--tail", "20"); !strings.Contains(out, "REPORT RequestId: ") {
 		t.Errorf("logs: %s", out)
 	}
+	out, _ = hearth(ExitOK, "cost", "-o", "json")
+	var rep struct {
+		Functions []map[string]any `json:"functions"`
+		Total     map[string]any   `json:"total"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Functions) != 1 {
+		t.Fatalf("cost: %s %v", out, err)
+	}
+	for _, k := range []string{"name", "requests", "gb_seconds", "cost", "always_on_cost", "no_suspend_cost"} {
+		if _, ok := rep.Functions[0][k]; !ok {
+			t.Errorf("cost JSON lacks %s: %v", k, rep.Functions[0])
+		}
+	}
+	if rep.Functions[0]["requests"] != float64(2) || rep.Total["requests"] != float64(2) {
+		t.Errorf("cost requests: %v / %v", rep.Functions[0]["requests"], rep.Total["requests"])
+	}
+	if out, _ = hearth(ExitOK, "cost", "counter"); !strings.Contains(out, "always-on $") || !strings.Contains(out, "counter") {
+		t.Errorf("cost table: %s", out)
+	}
+	if out, _ = hearth(ExitOK, "top", "--once"); !strings.Contains(out, "counter") || !strings.Contains(out, "invocations by start type:") ||
+		!strings.Contains(out, "cold 1") || !strings.Contains(out, "resume 1") {
+		t.Errorf("top: %s", out)
+	}
 	hearth(ExitOK, "keys", "rotate")
 	if out, _ = hearth(ExitOK, "invoke", "counter"); !strings.Contains(out, `"count":1`) { // new memory: a new env
 		t.Errorf("invoke with the rotated key: %s", out)

@@ -142,6 +142,14 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		Invocations map[string]int `json:"invocations"`
 		Time        time.Time      `json:"time"`
 	}{Invocations: s.metrics.byStartType(), Time: time.Now().UTC()}
+	// Every function, with or without environments.
+	if fns, _, err := s.store.ListFunctions(r.Context(), "", 10000); err == nil {
+		for _, f := range fns {
+			if _, ok := byFn[f.FunctionName]; !ok {
+				byFn[f.FunctionName] = scheduler.Stats{}
+			}
+		}
+	}
 	for name, st := range byFn {
 		out.Functions = append(out.Functions, fnStatus{name, st.Busy, st.Warm, st.Suspended})
 	}
