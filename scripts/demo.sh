@@ -60,7 +60,15 @@ echo "function URL: $url"
 show curl -s "${url}greet?name=Ada"
 echo
 show curl -s -o /dev/null -w '%{http_code} for %{url_effective}\n' "${url}fail"
+show $hearth top --once
 kill -INT $serve_pid; wait $serve_pid || true; serve_pid=
 
 step "cold vs resume vs clone, measured in one run (hello; 3 runs each)"
 show $hearth bench lifecycle -n 3 --large-mb 0
+
+step "what it cost: GB-seconds as Lambda bills them, beside always-on and without suspend"
+$hearth serve --listen 127.0.0.1:$port --url-listen "" --url-tls-listen "" 2> "$HEARTH_DATA_DIR/serve2.log" &
+serve_pid=$!
+for _ in $(seq 50); do curl -sf "$HEARTH_ENDPOINT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+show $hearth cost
+kill -INT $serve_pid; wait $serve_pid || true; serve_pid=
