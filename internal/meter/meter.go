@@ -48,11 +48,9 @@ type Prices struct {
 	// PerMillionRequests is the request price.
 	PerMillionRequests float64 `json:"perMillionRequests"`
 	// PerGBHourSuspended is the price of keeping a suspended environment's
-	// snapshot (Lambda SnapStart's cache price, per GB-hour).
+	// snapshot (Lambda SnapStart's cache price, per GB-hour). Warm idle
+	// time is free, as on Lambda: it is not metered.
 	PerGBHourSuspended float64 `json:"perGBHourSuspended"`
-	// PerGBSecondIdleWarm is the price of warm idle time: free by default,
-	// as on Lambda.
-	PerGBSecondIdleWarm float64 `json:"perGBSecondIdleWarm"`
 }
 
 // LambdaPrices are AWS Lambda's public x86 prices.

@@ -44,17 +44,17 @@ type Meter interface {
 	Invoked(rec meter.Record)
 	EnvStarted(id, function string, memoryMB int, at time.Time)
 	EnvEnded(id string)
-	Suspended(id, function string, bytes int64)
+	Suspended(id, function string, bytes int64, took time.Duration)
 	Resumed(id string)
 }
 
 type noMeter struct{}
 
-func (noMeter) Invoked(meter.Record)                      {}
-func (noMeter) EnvStarted(string, string, int, time.Time) {}
-func (noMeter) EnvEnded(string)                           {}
-func (noMeter) Suspended(string, string, int64)           {}
-func (noMeter) Resumed(string)                            {}
+func (noMeter) Invoked(meter.Record)                           {}
+func (noMeter) EnvStarted(string, string, int, time.Time)      {}
+func (noMeter) EnvEnded(string)                                {}
+func (noMeter) Suspended(string, string, int64, time.Duration) {}
+func (noMeter) Resumed(string)                                 {}
 
 // Logs gives each function's log.
 type Logs interface {
@@ -390,7 +390,7 @@ func (s *Scheduler) suspendIdle(fn store.Function, p *pool, e *entry) {
 		s.closeEnv(e.env)
 		return
 	}
-	s.cfg.Meter.Suspended(e.env.ID(), fn.FunctionName, info.StateBytes+info.MemoryDiskBytes)
+	s.cfg.Meter.Suspended(e.env.ID(), fn.FunctionName, info.StateBytes+info.MemoryDiskBytes, info.Duration)
 	s.record(e.env, fn)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -540,7 +540,7 @@ func (s *Scheduler) Shutdown(ctx context.Context) {
 			s.closeEnv(e.env)
 			continue
 		}
-		s.cfg.Meter.Suspended(e.env.ID(), e.env.Function().Name, info.StateBytes+info.MemoryDiskBytes)
+		s.cfg.Meter.Suspended(e.env.ID(), e.env.Function().Name, info.StateBytes+info.MemoryDiskBytes, info.Duration)
 		if err := s.cfg.Records.PutEnv(ctx, store.EnvRecord{ID: e.env.ID(), Function: e.env.Function().Name,
 			Version: e.env.Function().Version, Dir: e.env.Dir(), State: string(sandbox.StateSuspended)}); err != nil {
 			s.cfg.Log.Warn("record env", "env", e.env.ID(), "err", err)

@@ -135,6 +135,12 @@ func TestMetering(t *testing.T) {
 	if families["hearth_suspends_total"].GetMetric()[0].GetCounter().GetValue() < 1 {
 		t.Error("hearth_suspends_total is 0")
 	}
+	for _, name := range []string{"hearth_suspend_duration_seconds", "hearth_restore_duration_seconds", "hearth_invocation_duration_seconds",
+		"hearth_suspended_snapshot_bytes", "hearth_billed_gb_seconds_total", "hearth_environments_warm"} {
+		if _, ok := families[name]; !ok {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
 
 	if err := d.srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
@@ -23,9 +25,34 @@ type metrics struct {
 	gbSeconds   *prometheus.CounterVec
 	suspends    prometheus.Counter
 	resumes     prometheus.Counter
+	suspendTime prometheus.Histogram
+	throttles   *prometheus.CounterVec
 
-	mu     sync.Mutex
-	starts map[string]int // invocations by start type, for hearth top
+	mu        sync.Mutex
+	starts    map[string]int   // invocations by start type, for hearth top
+	snapshots map[string]int64 // suspended env → its snapshot's bytes on disk
+}
+
+func (m *metrics) snapshotKept(id string, bytes int64) {
+	m.mu.Lock()
+	m.snapshots[id] = bytes
+	m.mu.Unlock()
+}
+
+func (m *metrics) snapshotGone(id string) {
+	m.mu.Lock()
+	delete(m.snapshots, id)
+	m.mu.Unlock()
+}
+
+func (m *metrics) snapshotBytes() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for _, b := range m.snapshots {
+		n += b
+	}
+	return float64(n)
 }
 
 func (m *metrics) byStartType() map[string]int {
@@ -57,9 +84,16 @@ func newMetrics() *metrics {
 		}, []string{"function"}),
 		suspends: prometheus.NewCounter(prometheus.CounterOpts{Name: "hearth_suspends_total", Help: "Environments suspended."}),
 		resumes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "hearth_resumes_total", Help: "Suspended environments taken to be resumed."}),
-		starts:   map[string]int{},
+		suspendTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hearth_suspend_duration_seconds",
+			Help: "Time to suspend an environment (state written, VMM gone, page cache released).", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
+		throttles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hearth_throttles_total",
+			Help: "Invocations refused with 429, by function."}, []string{"function"}),
+		starts:    map[string]int{},
+		snapshots: map[string]int64{},
 	}
-	m.registry.MustRegister(m.invocations, m.duration, m.restore, m.gbSeconds, m.suspends, m.resumes)
+	m.registry.MustRegister(m.invocations, m.duration, m.restore, m.gbSeconds, m.suspends, m.resumes, m.suspendTime, m.throttles,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_suspended_snapshot_bytes",
+			Help: "Disk held by the snapshots of suspended environments (state and sparse memory)."}, m.snapshotBytes))
 	return m
 }
 
@@ -91,7 +125,11 @@ type meteredInvoker struct {
 func (mi meteredInvoker) Invoke(ctx context.Context, fn store.Function, limit *int, req sandbox.Request) (*sandbox.Result, error) {
 	res, err := mi.Scheduler.Invoke(ctx, fn, limit, req)
 	outcome, start := "ok", "none"
+	var th *lambdaerr.Throttled
 	switch {
+	case errors.As(err, &th):
+		outcome = "throttled"
+		mi.m.throttles.WithLabelValues(fn.FunctionName).Inc()
 	case err != nil:
 		outcome = "refused"
 	case res.Error != nil:

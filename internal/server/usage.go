@@ -38,16 +38,20 @@ func (s storeMeter) EnvStarted(id, function string, memoryMB int, at time.Time) 
 
 func (s storeMeter) EnvEnded(id string) {
 	s.warn("env end", s.st.EnvEnded(context.Background(), id, time.Now()))
+	s.m.snapshotGone(id)
 }
 
-func (s storeMeter) Suspended(id, function string, bytes int64) {
+func (s storeMeter) Suspended(id, function string, bytes int64, took time.Duration) {
 	s.warn("suspend", s.st.Suspended(context.Background(), id, function, bytes, time.Now()))
 	s.m.suspends.Inc()
+	s.m.suspendTime.Observe(took.Seconds())
+	s.m.snapshotKept(id, bytes)
 }
 
 func (s storeMeter) Resumed(id string) {
 	s.warn("resume", s.st.Resumed(context.Background(), id, time.Now()))
 	s.m.resumes.Inc()
+	s.m.snapshotGone(id)
 }
 
 var _ scheduler.Meter = storeMeter{}
