@@ -6,6 +6,7 @@ package vmtest
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,11 +51,17 @@ func build(t testing.TB, pkg, out string, ldflags string) string {
 	if p, ok := built[out]; ok {
 		return p
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
+	// Test binaries of several packages run at once and share these
+	// files: build aside, then rename, so a reader never sees half a file.
+	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, pkg)
 	cmd.Dir = ModuleRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		t.Fatal(err)
 	}
 	built[out] = out
 	return out
@@ -89,7 +96,11 @@ func FunctionZip(t testing.TB, pkg string) string {
 		return zipPath
 	}
 	bootstrap := build(t, pkg, filepath.Join(dir, "bootstrap"), "-s -w")
-	if err := fnzip.Write(zipPath, bootstrap); err != nil {
+	tmp := fmt.Sprintf("%s.%d.tmp", zipPath, os.Getpid())
+	if err := fnzip.Write(tmp, bootstrap); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, zipPath); err != nil {
 		t.Fatal(err)
 	}
 	buildMu.Lock()
