@@ -3,14 +3,12 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/sandbox"
 )
 
@@ -55,27 +53,12 @@ func (c *CLI) benchCold(cmd *cobra.Command, f benchColdFlags) error {
 	if f.n < 1 {
 		return fmt.Errorf("--count must be at least 1")
 	}
-	code, err := guestimage.ReadZipFile(f.zip)
-	if err != nil {
-		return err
-	}
-	h, err := c.openHost(f.host, c.logger(cmd))
-	if err != nil {
-		return err
-	}
-	work, err := os.MkdirTemp("", "hearth-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
 	// The image is built once, as a deploy would; each run is a boot.
-	img, err := h.Image(work, code)
+	h, img, work, cleanup, err := c.scratchImage(cmd, f.host, f.zip, c.logger(cmd))
 	if err != nil {
 		return err
 	}
-	if err := h.ResolveAccel(ctx, img); err != nil {
-		return err
-	}
+	defer cleanup()
 	phases := []*phase{{name: "vmm_start"}, {name: "kernel_boot"}, {name: "guest_kernel"}, {name: "guest_agent"},
 		{name: "runtime_init"}, {name: "first_invoke"}, {name: "cold_total"}}
 	fn := sandbox.Function{Name: "bench", MemoryMB: f.memory, Timeout: 30 * time.Second}

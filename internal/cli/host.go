@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/vmhost"
 )
 
@@ -85,4 +87,29 @@ func (c *CLI) endpoint(cmd *cobra.Command) string {
 		return fc.Endpoint
 	}
 	return "http://127.0.0.1:9000"
+}
+
+// scratchImage opens the host and writes the image of the zip at zipPath
+// into a scratch folder (the work folder of one command), with the
+// acceleration resolved. cleanup removes the folder.
+func (c *CLI) scratchImage(cmd *cobra.Command, hf hostFlags, zipPath string, log *slog.Logger) (h *host, img sandbox.Image, work string, cleanup func(), err error) {
+	code, err := guestimage.ReadZipFile(zipPath)
+	if err != nil {
+		return nil, img, "", nil, err
+	}
+	if h, err = c.openHost(hf, log); err != nil {
+		return nil, img, "", nil, err
+	}
+	if work, err = os.MkdirTemp("", "hearth-"+cmd.Name()+"-"); err != nil {
+		return nil, img, "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(work) }
+	if img, err = h.Image(work, code); err == nil {
+		err = h.ResolveAccel(cmd.Context(), img)
+	}
+	if err != nil {
+		cleanup()
+		return nil, img, "", nil, err
+	}
+	return h, img, work, cleanup, nil
 }

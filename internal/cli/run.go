@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/sandbox"
 )
@@ -128,26 +127,11 @@ func (c *CLI) run(cmd *cobra.Command, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	code, err := guestimage.ReadZipFile(f.zip)
+	h, img, work, cleanup, err := c.scratchImage(cmd, f.host, f.zip, log)
 	if err != nil {
 		return err
 	}
-	h, err := c.openHost(f.host, log)
-	if err != nil {
-		return err
-	}
-	work, err := os.MkdirTemp("", "hearth-run-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	img, err := h.Image(work, code)
-	if err != nil {
-		return err
-	}
-	if err := h.ResolveAccel(ctx, img); err != nil {
-		return err
-	}
+	defer cleanup()
 	name := f.name
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(f.zip), filepath.Ext(f.zip))
