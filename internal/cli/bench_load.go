@@ -108,6 +108,48 @@ func (b *benchDaemon) close() {
 	_ = os.RemoveAll(b.data)
 }
 
+// invoke is one warm call of hello through the Invoke API.
+func (b *benchDaemon) invoke(ctx context.Context) error {
+	out, err := b.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Payload: []byte(`{"name":"load"}`)})
+	if err == nil && out.FunctionError != nil {
+		err = fmt.Errorf("function error: %s", out.Payload)
+	}
+	return err
+}
+
+// warm boots n environments with n calls at once.
+func (b *benchDaemon) warm(ctx context.Context, n int) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = b.invoke(ctx) }()
+	}
+	wg.Wait()
+}
+
+// direct serves hello's logic from the host, the baseline; call is one
+// request to it.
+func (b *benchDaemon) direct() (call func(context.Context) error, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(helloHandler)}
+	go srv.Serve(ln)
+	url := "http://" + ln.Addr().String() + "/"
+	call = func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader([]byte(`{"name":"load"}`)))
+		resp, err := b.httpClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var v map[string]string
+		return json.NewDecoder(resp.Body).Decode(&v)
+	}
+	return call, func() { srv.Close() }, nil
+}
+
 func (c *CLI) startBenchDaemon(cmd *cobra.Command, hf hostFlags, zipPath string, maxConcurrency int, urls bool) (*benchDaemon, error) {
 	ctx := cmd.Context()
 	zip, err := os.ReadFile(zipPath)
@@ -182,32 +224,12 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		return err
 	}
 	defer bd.close()
-	cl, httpClient := bd.client, bd.httpClient
-	viaAPI := func(ctx context.Context) error {
-		out, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Payload: []byte(`{"name":"load"}`)})
-		if err == nil && out.FunctionError != nil {
-			err = fmt.Errorf("function error: %s", out.Payload)
-		}
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	viaAPI := bd.invoke
+	viaHTTP, stopDirect, err := bd.direct()
 	if err != nil {
 		return err
 	}
-	direct := &http.Server{Handler: http.HandlerFunc(helloHandler)}
-	go direct.Serve(ln)
-	defer direct.Close()
-	directURL := "http://" + ln.Addr().String() + "/"
-	viaHTTP := func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, directURL, bytes.NewReader([]byte(`{"name":"load"}`)))
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var v map[string]string
-		return json.NewDecoder(resp.Body).Decode(&v)
-	}
+	defer stopDirect()
 
 	type row struct {
 		Concurrency int        `json:"concurrency"`
@@ -220,12 +242,7 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		fmt.Fprintf(c.Stderr, "concurrency %d: warming %d environments…\n", n, n)
 		// Warm up: n parallel calls boot n environments, a short loop
 		// settles them.
-		var wg sync.WaitGroup
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() { defer wg.Done(); _ = viaAPI(ctx) }()
-		}
-		wg.Wait()
+		bd.warm(ctx, n)
 		_ = closedLoop(ctx, n, f.duration/4, viaAPI)
 		r := row{Concurrency: n}
 		r.Hearth = closedLoop(ctx, n, f.duration, viaAPI)

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -64,37 +62,14 @@ func (c *CLI) benchURLCmd() *cobra.Command {
 				}
 				return nil
 			}
-			viaAPI := func(ctx context.Context) error {
-				out, err := bd.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Payload: []byte(`{"name":"load"}`)})
-				if err == nil && out.FunctionError != nil {
-					err = fmt.Errorf("function error")
-				}
-				return err
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			viaAPI := bd.invoke
+			viaHTTP, stopDirect, err := bd.direct()
 			if err != nil {
 				return err
 			}
-			direct := &http.Server{Handler: http.HandlerFunc(helloHandler)}
-			go direct.Serve(ln)
-			defer direct.Close()
-			viaHTTP := func(ctx context.Context) error {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ln.Addr().String()+"/", bytes.NewReader([]byte(`{"name":"load"}`)))
-				resp, err := bd.httpClient.Do(req)
-				if err != nil {
-					return err
-				}
-				defer resp.Body.Close()
-				var v map[string]string
-				return json.NewDecoder(resp.Body).Decode(&v)
-			}
+			defer stopDirect()
 			// Boot n environments, then settle.
-			var wg sync.WaitGroup
-			for i := 0; i < n; i++ {
-				wg.Add(1)
-				go func() { defer wg.Done(); _ = viaAPI(ctx) }()
-			}
-			wg.Wait()
+			bd.warm(ctx, n)
 			_ = closedLoop(ctx, n, f.duration/4, viaURL)
 			rows := []struct {
 				Path string     `json:"path"`

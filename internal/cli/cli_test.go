@@ -170,3 +170,42 @@ func TestConfigFileGivesDefaults(t *testing.T) {
 		t.Errorf("broken config: %v", err)
 	}
 }
+
+func TestBenchLoadAndURLJSON(t *testing.T) {
+	vmtest.Driver(t)
+	hello := vmtest.FunctionZip(t, "./examples/hello")
+	tests := []struct {
+		args []string
+		keys func(out map[string]any) []float64
+	}{
+		{[]string{"bench", "load", "--concurrency", "1", "--duration", "1s"}, func(out map[string]any) []float64 {
+			l := out["levels"].([]any)[0].(map[string]any)
+			return []float64{l["hearth"].(map[string]any)["requests"].(float64), l["direct"].(map[string]any)["requests"].(float64)}
+		}},
+		{[]string{"bench", "url", "--duration", "1s"}, func(out map[string]any) []float64 {
+			var n []float64
+			for _, p := range out["paths"].([]any) {
+				n = append(n, p.(map[string]any)["result"].(map[string]any)["requests"].(float64))
+			}
+			return n
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.args[1], func(t *testing.T) {
+			args := append(tt.args, "--json", "--zip", hello, "--agent", vmtest.Agent(t), "--accel", "tcg")
+			code, stdout, stderr := run(t, nil, args...)
+			if code != ExitOK {
+				t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+			}
+			var out map[string]any
+			if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+				t.Fatalf("stdout %q: %v", stdout, err)
+			}
+			for i, n := range tt.keys(out) {
+				if n <= 0 {
+					t.Errorf("path %d made no requests: %s", i, stdout)
+				}
+			}
+		})
+	}
+}
