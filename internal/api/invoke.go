@@ -69,7 +69,9 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, lambdaerr.InvalidParameter("X-Amz-Invocation-Type must be RequestResponse, Event or DryRun"))
 		return
 	}
-	res, err := a.cfg.Invoker.Invoke(r.Context(), f, concurrency, req)
+	// As on Lambda, an invocation runs to its end (or its timeout) even if
+	// the caller hangs up: cancelling it would kill a healthy environment.
+	res, err := a.cfg.Invoker.Invoke(context.WithoutCancel(r.Context()), f, concurrency, req)
 	if err != nil {
 		a.writeError(w, err)
 		return

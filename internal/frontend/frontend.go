@@ -121,7 +121,9 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		message(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	res, err := f.cfg.Invoker.Invoke(r.Context(), fn, limit, sandbox.Request{Payload: event})
+	// The invocation runs to its end even if the client hangs up (a browser
+	// navigating away): cancelling it would kill a healthy environment.
+	res, err := f.cfg.Invoker.Invoke(context.WithoutCancel(r.Context()), fn, limit, sandbox.Request{Payload: event})
 	if err != nil {
 		var th *lambdaerr.Throttled
 		switch {

@@ -303,3 +303,35 @@ func TestFunctionURLs(t *testing.T) {
 		}
 	})
 }
+
+// A client that hangs up mid-invocation does not cost the environment: the
+// invocation runs to its end and the next request finds the env warm.
+func TestClientHangUpKeepsEnvironment(t *testing.T) {
+	u := startWithURLs(t)
+	ctx := context.Background()
+	if _, err := u.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("web"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./examples/web")}, Timeout: aws.Int32(10)}); err != nil {
+		t.Fatal(err)
+	}
+	base := u.createURL(t, "web", "NONE", nil)
+	if resp, _ := do(t, u.http, "GET", base+"greet", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("warm-up: %d", resp.StatusCode)
+	}
+	short := loopbackClient(u.srv.URLAddrs()[0], nil)
+	short.Timeout = 300 * time.Millisecond
+	if resp, err := short.Get(base + "slow?ms=1500"); err == nil {
+		resp.Body.Close()
+		t.Fatal("the short client did not time out")
+	}
+	time.Sleep(2 * time.Second) // the invocation finishes meanwhile
+	if st := u.srv.Scheduler().Stats(); st.Warm != 1 {
+		t.Errorf("after the hang-up: %+v, want the env warm", st)
+	}
+	records, err := u.srv.Records(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := records[len(records)-1]; last.StartType != "warm" || last.DurationMs < 1500 || last.Error {
+		t.Errorf("the abandoned invocation: %+v, want a warm one that ran its 1.5 s", last)
+	}
+}
