@@ -5,7 +5,7 @@ BIN       := bin
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_STATIC := CGO_ENABLED=0
 LDFLAGS   := -s -w -X github.com/hearthdev/hearth/internal/agent.Version=$(VERSION)
-EXAMPLES  := examples/hello/hello.zip examples/counter/counter.zip examples/loaded/loaded.zip examples/web/web.zip
+EXAMPLES  := examples/hello/hello.zip examples/counter/counter.zip examples/loaded/loaded.zip examples/web/web.zip examples/stream/stream.zip
 
 .PHONY: all build deps kernel examples test test-unit demo bench clean
 

@@ -189,6 +189,24 @@ func (s *invocations) take(id string) error {
 	return nil
 }
 
+// Streaming says whether the invocation in progress wants chunks.
+func (s *invocations) Streaming(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current != nil && s.current.RequestID == id && s.current.Stream
+}
+
+// Chunk forwards part of a streamed response.
+func (s *invocations) Chunk(id, contentType string, b []byte) error {
+	s.mu.Lock()
+	ok := s.current != nil && s.current.RequestID == id
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %s", runtimeapi.ErrUnknownRequest, id)
+	}
+	return s.out.Write(guestproto.TypeResponseChunk, guestproto.Chunk{RequestID: id, ContentType: contentType}, b)
+}
+
 // Respond delivers a result.
 func (s *invocations) Respond(id string, body []byte) error {
 	if err := s.take(id); err != nil {

@@ -25,8 +25,8 @@ func checkURLConfig(b urlConfigBody, create bool) error {
 			return lambdaerr.InvalidParameter("AuthType must be NONE or AWS_IAM")
 		}
 	}
-	if b.InvokeMode != "" && b.InvokeMode != "BUFFERED" {
-		return lambdaerr.InvalidParameter("InvokeMode %s is not supported yet: Hearth answers function URLs BUFFERED", b.InvokeMode)
+	if b.InvokeMode != "" && b.InvokeMode != "BUFFERED" && b.InvokeMode != "RESPONSE_STREAM" {
+		return lambdaerr.InvalidParameter("InvokeMode must be BUFFERED or RESPONSE_STREAM")
 	}
 	if c := b.Cors; c != nil {
 		if len(c.AllowMethods) > 6 {
@@ -87,6 +87,9 @@ func (a *API) createURLConfig(w http.ResponseWriter, r *http.Request) {
 	id := urlID()
 	c := store.URLConfig{FunctionURL: a.cfg.URLBase(id), FunctionArn: a.arn(name), AuthType: body.AuthType, Cors: body.Cors,
 		CreationTime: isoTime(), LastModifiedTime: isoTime(), InvokeMode: "BUFFERED", URLID: id, Function: name, Qualifier: qualifier}
+	if body.InvokeMode != "" {
+		c.InvokeMode = body.InvokeMode
+	}
 	if qualifier != "" {
 		c.FunctionArn += ":" + qualifier
 	}
@@ -136,6 +139,9 @@ func (a *API) updateURLConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	if body.Cors != nil {
 		c.Cors = body.Cors
+	}
+	if body.InvokeMode != "" {
+		c.InvokeMode = body.InvokeMode
 	}
 	c.LastModifiedTime = isoTime()
 	if err := a.cfg.Store.PutURLConfig(r.Context(), c, true); err != nil {

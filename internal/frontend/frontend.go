@@ -121,9 +121,20 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		message(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	req := sandbox.Request{Payload: event}
+	var stream *streamWriter
+	if cfg.InvokeMode == "RESPONSE_STREAM" {
+		stream = newStreamWriter(w)
+		req.Stream = stream
+	}
 	// The invocation runs to its end even if the client hangs up (a browser
 	// navigating away): cancelling it would kill a healthy environment.
-	res, err := f.cfg.Invoker.Invoke(context.WithoutCancel(r.Context()), fn, limit, sandbox.Request{Payload: event})
+	res, err := f.cfg.Invoker.Invoke(context.WithoutCancel(r.Context()), fn, limit, req)
+	if stream != nil && stream.started() {
+		// The status is sent: an error now can only end the stream early.
+		stream.finish()
+		return
+	}
 	if err != nil {
 		var th *lambdaerr.Throttled
 		switch {
@@ -139,6 +150,10 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if res.Error != nil {
 		// A function error, a crash or a timeout: Lambda answers 502.
 		message(w, http.StatusBadGateway, "Internal Server Error")
+		return
+	}
+	if stream != nil {
+		stream.finish()
 		return
 	}
 	writeResponse(w, res.Payload)

@@ -21,12 +21,13 @@ const (
 	TypeIdle          Type = 12 // agent: the runtime asked for its next event; header Idle
 	TypeResume        Type = 13 // host: the VM was just restored; header Resume, body entropy
 	TypeResumed       Type = 14 // agent: clock and RNG are fresh; header Resumed
+	TypeResponseChunk Type = 15 // agent: part of a streamed response; header Chunk, body bytes
 )
 
 var typeNames = map[Type]string{
 	TypeHello: "hello", TypeInit: "init", TypeReady: "ready", TypeInitError: "init-error",
 	TypeInvoke: "invoke", TypeResponse: "response", TypeFunctionError: "function-error",
-	TypeLog: "log", TypeExit: "exit", TypePing: "ping", TypePong: "pong", TypeIdle: "idle", TypeResume: "resume", TypeResumed: "resumed",
+	TypeLog: "log", TypeExit: "exit", TypePing: "ping", TypePong: "pong", TypeIdle: "idle", TypeResume: "resume", TypeResumed: "resumed", TypeResponseChunk: "response-chunk",
 }
 
 func (t Type) String() string {
@@ -93,6 +94,18 @@ type Invoke struct {
 	TraceID         string `json:"traceId,omitempty"`
 	ClientContext   string `json:"clientContext,omitempty"`
 	CognitoIdentity string `json:"cognitoIdentity,omitempty"`
+	// Stream asks for the response in chunks as the runtime writes it
+	// (function URLs in RESPONSE_STREAM mode), up to MaxStreamBytes.
+	Stream bool `json:"stream,omitempty"`
+}
+
+// MaxStreamBytes is Lambda's limit on a streamed response.
+const MaxStreamBytes = 200 << 20
+
+// Chunk is part of a streamed response; the first carries its content type.
+type Chunk struct {
+	RequestID   string `json:"requestId"`
+	ContentType string `json:"contentType,omitempty"`
 }
 
 // Result ends an invocation; the body is the response or the error object.

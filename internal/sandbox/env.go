@@ -184,6 +184,11 @@ type Env struct {
 	logMu sync.Mutex
 	tail  tailBuffer
 
+	streamMu    sync.Mutex
+	stream      ResponseStream
+	streamID    string
+	streamBegun bool
+
 	mu         sync.Mutex
 	link       *link
 	state      State
@@ -392,6 +397,10 @@ func (e *Env) read(l *link) {
 			offer(e.resumed, r)
 		case guestproto.TypeLog:
 			e.writeLog(f.Body)
+		case guestproto.TypeResponseChunk:
+			var c guestproto.Chunk
+			_ = f.Decode(&c)
+			e.writeChunk(c, f.Body)
 		case guestproto.TypeExit:
 			var x guestproto.Exit
 			_ = f.Decode(&x)
@@ -418,6 +427,29 @@ func offer[T any](ch chan T, v T) {
 	case ch <- v:
 	default:
 	}
+}
+
+// setStream names the invocation whose streamed response goes to st.
+func (e *Env) setStream(id string, st ResponseStream) {
+	e.streamMu.Lock()
+	e.streamID, e.stream, e.streamBegun = id, st, false
+	e.streamMu.Unlock()
+}
+
+// writeChunk passes a chunk of a streamed response on. It runs on the
+// reader: a slow client slows the function's stream, as backpressure
+// should.
+func (e *Env) writeChunk(c guestproto.Chunk, b []byte) {
+	e.streamMu.Lock()
+	defer e.streamMu.Unlock()
+	if e.stream == nil || c.RequestID != e.streamID {
+		return
+	}
+	if !e.streamBegun {
+		e.streamBegun = true
+		e.stream.Begin(c.ContentType)
+	}
+	_, _ = e.stream.Write(b)
 }
 
 func (e *Env) writeLog(b []byte) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,6 +24,17 @@ type Request struct {
 	Payload       []byte
 	TraceID       string
 	ClientContext string
+	// Stream, when set, receives the response as the function writes it
+	// (Lambda's response streaming); the Result then carries no payload.
+	Stream ResponseStream
+}
+
+// ResponseStream receives a streamed response.
+type ResponseStream interface {
+	// Begin is called once, before the first bytes, with the response's
+	// content type as the runtime gave it.
+	Begin(contentType string)
+	io.Writer
 }
 
 // Result is what an invocation returned. A function error is a result, not
@@ -123,8 +135,10 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	deadline := start.Add(e.fn.Timeout)
 	msg := guestproto.Invoke{
 		RequestID: req.RequestID, DeadlineMs: deadline.UnixMilli(), FunctionARN: e.fn.ARN(),
-		TraceID: req.TraceID, ClientContext: req.ClientContext,
+		TraceID: req.TraceID, ClientContext: req.ClientContext, Stream: req.Stream != nil,
 	}
+	e.setStream(req.RequestID, req.Stream)
+	defer e.setStream("", nil)
 	if err := l.out.Write(guestproto.TypeInvoke, msg, req.Payload); err != nil {
 		_ = e.Close(context.Background())
 		return nil, fmt.Errorf("%s: send invocation: %w", e.id, err)

@@ -335,3 +335,68 @@ func TestClientHangUpKeepsEnvironment(t *testing.T) {
 		t.Errorf("the abandoned invocation: %+v, want a warm one that ran its 1.5 s", last)
 	}
 }
+
+// A function URL in RESPONSE_STREAM mode sends the status and headers the
+// function gives at once, then each chunk as it is written; a stream that
+// breaks ends early and leaves the environment usable.
+func TestStreamingFunctionURL(t *testing.T) {
+	u := startWithURLs(t)
+	ctx := context.Background()
+	if _, err := u.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("stream"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./examples/stream")}, Timeout: aws.Int32(30)}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := u.client.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: aws.String("stream"),
+		AuthType: types.FunctionUrlAuthTypeNone, InvokeMode: types.InvokeModeResponseStream})
+	if err != nil || out.InvokeMode != types.InvokeModeResponseStream {
+		t.Fatalf("create: %+v %v", out, err)
+	}
+	base := aws.ToString(out.FunctionUrl)
+	if resp, _ := do(t, u.http, "GET", base+"?n=1&ms=1", nil, nil); resp.StatusCode != 201 { // boot it
+		t.Fatalf("warm-up: %d", resp.StatusCode)
+	}
+	start := time.Now()
+	resp, err := u.http.Get(base + "?n=5&ms=400")
+	if err != nil {
+		t.Fatal(err)
+	}
+	headersAt := time.Since(start)
+	if resp.StatusCode != 201 || resp.Header.Get("X-Streamed") != "yes" || resp.Header.Get("Content-Type") != "text/plain" {
+		t.Errorf("status %d headers %v", resp.StatusCode, resp.Header)
+	}
+	var lines []string
+	var firstAt time.Duration
+	buf := make([]byte, 4096)
+	var acc []byte
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 && firstAt == 0 {
+			firstAt = time.Since(start)
+		}
+		acc = append(acc, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	resp.Body.Close()
+	total := time.Since(start)
+	for _, l := range strings.Split(strings.TrimSpace(string(acc)), "\n") {
+		lines = append(lines, l)
+	}
+	if len(lines) != 5 || !strings.HasPrefix(lines[4], "line 5 at ") {
+		t.Fatalf("got %q", acc)
+	}
+	// Five lines 400 ms apart take 1.6 s; the status and the first line
+	// must come long before the end, or nothing was streamed.
+	if headersAt > total-time.Second || firstAt > total-time.Second {
+		t.Errorf("headers at %v, first bytes at %v, end at %v: not streamed", headersAt, firstAt, total)
+	}
+
+	resp, b := do(t, u.http, "GET", base+"?fail=1", nil, nil)
+	if !strings.HasPrefix(string(b), "line 1 at ") || strings.Contains(string(b), "line 2") {
+		t.Errorf("broken stream: %d %q", resp.StatusCode, b)
+	}
+	if resp, b = do(t, u.http, "GET", base+"?n=2&ms=1", nil, nil); resp.StatusCode != 201 || strings.Count(string(b), "\n") != 2 {
+		t.Errorf("after a broken stream: %d %q", resp.StatusCode, b)
+	}
+}

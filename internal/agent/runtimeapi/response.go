@@ -1,15 +1,28 @@
 package runtimeapi
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/hearthdev/hearth/internal/guestproto"
+)
+
+// Trailers a streaming runtime sets when its response fails midway.
+const (
+	TrailerErrorType = "Lambda-Runtime-Function-Error-Type"
+	TrailerErrorBody = "Lambda-Runtime-Function-Error-Body"
 )
 
 // response takes POST /invocation/{id}/response: the function's result.
 func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if s.inv.Streaming(id) {
+		s.streamResponse(w, r, id)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxResponseBytes+1))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
@@ -42,4 +55,55 @@ func (s *Server) writeStateError(w http.ResponseWriter, err error) {
 		s.log.Error("runtime api", "err", err)
 		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
 	}
+}
+
+// streamResponse forwards a response as the runtime writes it, for a caller
+// that streams (a function URL in RESPONSE_STREAM mode). An error the
+// runtime reports in the trailers ends the stream as a function error.
+func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, id string) {
+	buf := make([]byte, 32<<10)
+	contentType := r.Header.Get("Content-Type")
+	total := 0
+	for {
+		n, err := r.Body.Read(buf)
+		if n > 0 {
+			total += n
+			if total > guestproto.MaxStreamBytes {
+				msg := fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", guestproto.MaxStreamBytes)
+				_ = s.inv.Fail(id, "Function.ResponseSizeTooLarge", errorObject("Function.ResponseSizeTooLarge", msg))
+				writeError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", msg)
+				return
+			}
+			if cerr := s.inv.Chunk(id, contentType, buf[:n]); cerr != nil {
+				s.writeStateError(w, cerr)
+				return
+			}
+			contentType = ""
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			_ = s.inv.Fail(id, "Runtime.StreamError", errorObject("Runtime.StreamError", err.Error()))
+			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+			return
+		}
+	}
+	if errType := r.Trailer.Get(TrailerErrorType); errType != "" {
+		body, err := base64.StdEncoding.DecodeString(r.Trailer.Get(TrailerErrorBody))
+		if err != nil || len(body) == 0 {
+			body = errorObject(errType, "the function failed while streaming its response")
+		}
+		if err := s.inv.Fail(id, errType, body); err != nil {
+			s.writeStateError(w, err)
+			return
+		}
+		writeAccepted(w)
+		return
+	}
+	if err := s.inv.Respond(id, nil); err != nil {
+		s.writeStateError(w, err)
+		return
+	}
+	writeAccepted(w)
 }

@@ -39,6 +39,10 @@ type Invocations interface {
 	RestoreNext(ctx context.Context) error
 	// RestoreFail reports a failed after-restore hook.
 	RestoreFail(errorType string, body []byte) error
+	// Streaming says whether the invocation wants its response in chunks;
+	// Chunk forwards one (the first carries the content type).
+	Streaming(requestID string) bool
+	Chunk(requestID, contentType string, b []byte) error
 }
 
 var (

@@ -60,6 +60,10 @@ func (f *fakeInvocations) RestoreFail(errType string, body []byte) error {
 	return nil
 }
 
+func (f *fakeInvocations) Streaming(string) bool { return false }
+
+func (f *fakeInvocations) Chunk(string, string, []byte) error { return nil }
+
 func newTestServer(t *testing.T) (*fakeInvocations, *httptest.Server) {
 	inv := &fakeInvocations{
 		event: Event{RequestID: "req-1", DeadlineMs: 1700000000123, FunctionARN: "arn:aws:lambda:local:000000000000:function:f",

@@ -1,0 +1,137 @@
+package frontend
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+)
+
+// integrationResponse is the content type of a function URL's streamed
+// response: a JSON prelude (status, headers, cookies), eight zero bytes,
+// then the body, as aws-lambda-go's LambdaFunctionURLStreamingResponse
+// writes it.
+const integrationResponse = "application/vnd.awslambda.http-integration-response"
+
+var preludeEnd = make([]byte, 8)
+
+// streamWriter turns a streamed response into an HTTP response, flushing
+// each chunk to the client as it comes.
+type streamWriter struct {
+	w        http.ResponseWriter
+	flusher  http.Flusher
+	prelude  bool         // still reading the prelude
+	buffered bool         // a plain JSON answer: mapped as a buffered one
+	buf      bytes.Buffer // the prelude so far, or the buffered answer
+	sent     bool         // the status line is out
+}
+
+func newStreamWriter(w http.ResponseWriter) *streamWriter {
+	f, _ := w.(http.Flusher)
+	return &streamWriter{w: w, flusher: f}
+}
+
+// Begin learns the response's kind: an integration response starts with a
+// prelude; anything else is a body, sent as it is.
+func (s *streamWriter) Begin(contentType string) {
+	if contentType == integrationResponse {
+		s.prelude = true
+		return
+	}
+	if contentType == "application/json" {
+		// A handler that does not stream: its answer ({statusCode, …} or
+		// any JSON) is mapped once whole, as on a BUFFERED URL.
+		s.buffered = true
+		return
+	}
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	s.w.Header().Set("Content-Type", contentType)
+	s.start(http.StatusOK)
+}
+
+func (s *streamWriter) start(status int) {
+	s.sent = true
+	s.w.WriteHeader(status)
+	s.flush()
+}
+
+func (s *streamWriter) flush() {
+	if s.flusher != nil {
+		s.flusher.Flush()
+	}
+}
+
+func (s *streamWriter) Write(p []byte) (int, error) {
+	if s.buffered {
+		if s.buf.Len()+len(p) <= MaxPayload+1 {
+			s.buf.Write(p)
+		}
+		return len(p), nil
+	}
+	if s.prelude {
+		s.buf.Write(p)
+		i := bytes.Index(s.buf.Bytes(), preludeEnd)
+		if i < 0 {
+			if s.buf.Len() > 64<<10 {
+				s.prelude = false // no prelude after all: pass it on
+				s.start(http.StatusOK)
+				return s.writeBody(s.buf.Bytes(), len(p))
+			}
+			return len(p), nil
+		}
+		var pre struct {
+			StatusCode int               `json:"statusCode"`
+			Headers    map[string]string `json:"headers"`
+			Cookies    []string          `json:"cookies"`
+		}
+		_ = json.Unmarshal(s.buf.Bytes()[:i], &pre)
+		for k, v := range pre.Headers {
+			s.w.Header().Set(k, v)
+		}
+		for _, c := range pre.Cookies {
+			s.w.Header().Add("Set-Cookie", c)
+		}
+		if pre.StatusCode < 100 || pre.StatusCode > 599 {
+			pre.StatusCode = http.StatusOK
+		}
+		s.prelude = false
+		rest := append([]byte(nil), s.buf.Bytes()[i+len(preludeEnd):]...)
+		s.buf.Reset()
+		s.start(pre.StatusCode)
+		return s.writeBody(rest, len(p))
+	}
+	return s.writeBody(p, len(p))
+}
+
+// writeBody sends b and reports n written, whatever the client does: a
+// client that left must not fail the function.
+func (s *streamWriter) writeBody(b []byte, n int) (int, error) {
+	if len(b) > 0 {
+		_, _ = s.w.Write(b)
+		s.flush()
+	}
+	return n, nil
+}
+
+func (s *streamWriter) started() bool { return s.sent }
+
+// finish ends a stream: a buffered answer is mapped and sent; a prelude
+// that never ended is sent as a body.
+func (s *streamWriter) finish() {
+	if s.buffered {
+		if s.buf.Len() > MaxPayload {
+			message(s.w, http.StatusBadGateway, "Internal Server Error")
+			return
+		}
+		writeResponse(s.w, s.buf.Bytes())
+		return
+	}
+	if !s.sent {
+		s.start(http.StatusOK)
+		if s.buf.Len() > 0 {
+			_, _ = s.w.Write(s.buf.Bytes())
+		}
+	}
+	s.flush()
+}
