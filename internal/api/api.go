@@ -6,12 +6,17 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 
+	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
 )
+
+// MaxRequestBytes bounds an API request's body.
+const MaxRequestBytes = 70 << 20
 
 // Invoker runs invocations and retires environments; the scheduler is one.
 type Invoker interface {
@@ -84,7 +89,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 		return
 	}
+	// The largest request is a 50 MB zip, base64 in JSON: refuse more
+	// before reading it into memory.
+	r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
 	if err := a.verify.Verify(r); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			err = lambdaerr.RequestTooLarge("Request must be smaller than %d bytes", MaxRequestBytes)
+		}
 		a.writeError(w, err)
 		return
 	}

@@ -166,6 +166,11 @@ func TestLambdaAPIWithTheSDK(t *testing.T) {
 		if !errors.As(err, &tooLarge) {
 			t.Errorf("7 MB payload: %v", err)
 		}
+		_, err = d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("huge"), Runtime: types.RuntimeProvidedal2023,
+			Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: make([]byte, 60<<20)}})
+		if !errors.As(err, &tooLarge) {
+			t.Errorf("a 60 MB zip (80 MB of JSON): %v", err)
+		}
 	})
 
 	t.Run("list with paging", func(t *testing.T) {
