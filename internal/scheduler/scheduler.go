@@ -469,6 +469,8 @@ func (s *Scheduler) Adopt(ctx context.Context, fn store.Function, rec store.EnvR
 // Stats counts environments by state.
 type Stats struct {
 	Busy, Warm, Suspended int
+	// Templates counts the revisions with a template ready to clone.
+	Templates int
 }
 
 // Stats is a snapshot of the pools.
@@ -479,6 +481,9 @@ func (s *Scheduler) Stats() Stats {
 	for _, p := range s.pools {
 		st.Warm += len(p.idle)
 		st.Suspended += len(p.suspended)
+		if p.template != "" {
+			st.Templates++
+		}
 	}
 	return st
 }

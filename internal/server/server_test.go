@@ -35,12 +35,17 @@ type daemon struct {
 // signed with its keys.
 func start(t *testing.T, dataDir string, keepWarm time.Duration) *daemon {
 	t.Helper()
+	return startWith(t, server.Config{DataDir: dataDir, KeepWarm: keepWarm})
+}
+
+func startWith(t *testing.T, cfg server.Config) *daemon {
+	t.Helper()
 	vmtest.Driver(t)
 	ctx := context.Background()
-	srv, err := server.New(ctx, server.Config{
-		DataDir: dataDir, Listen: "127.0.0.1:0", KeepWarm: keepWarm, MaxConcurrency: 4,
-		Host: vmhost.Options{Agent: vmtest.Agent(t), Accel: "tcg", CacheDir: vmtest.CacheDir()},
-	})
+	dataDir := cfg.DataDir
+	cfg.Listen, cfg.MaxConcurrency = "127.0.0.1:0", 4
+	cfg.Host = vmhost.Options{Agent: vmtest.Agent(t), Accel: "tcg", CacheDir: vmtest.CacheDir()}
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,5 +444,55 @@ func TestConcurrencyLimit(t *testing.T) {
 	}
 	if st := d.srv.Scheduler().Stats(); st.Suspended+st.Warm != 2 {
 		t.Errorf("after resuming: %+v, want the same 2 environments", st)
+	}
+}
+
+// With snap-start, the daemon makes a template after the first cold boot
+// and an environment beyond the warm one is cloned from it, not booted.
+func TestSnapStartClonesThroughTheDaemon(t *testing.T) {
+	d := startWith(t, server.Config{DataDir: t.TempDir(), KeepWarm: time.Minute, SnapStart: true})
+	ctx := context.Background()
+	if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfn")}, Timeout: aws.Int32(30)}); err != nil {
+		t.Fatal(err)
+	}
+	call := func(payload string) error {
+		_, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("slow"), Payload: []byte(payload)})
+		return err
+	}
+	if err := call(`{}`); err != nil {
+		t.Fatal(err)
+	}
+	// The template is made in the background, after the first cold boot.
+	deadline := time.Now().Add(60 * time.Second)
+	for d.srv.Scheduler().Stats().Templates != 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := d.srv.Scheduler().Stats(); st.Templates != 1 {
+		t.Fatalf("no template after a minute: %+v", st)
+	}
+	// Two calls at once: one takes the warm env, the other is cloned.
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() { errs <- call(`{"action":"sleep","ms":500}`) }()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := d.srv.Records(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := map[string]int{}
+	for _, r := range recs {
+		starts[r.StartType]++
+		if r.StartType == "clone" && r.RestoreMs <= 0 {
+			t.Errorf("clone record without a restore time: %+v", r)
+		}
+	}
+	if starts["cold"] != 1 || starts["warm"] != 1 || starts["clone"] != 1 {
+		t.Errorf("start types %v, want one cold, one warm, one clone", starts)
 	}
 }
