@@ -11,13 +11,9 @@ type concurrencyBody struct {
 }
 
 func (a *API) putConcurrency(w http.ResponseWriter, r *http.Request) {
-	name, _, err := functionRef(r)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
 	var body concurrencyBody
-	if err := decode(r, &body); err != nil {
+	name, _, err := refWithBody(r, &body)
+	if err != nil {
 		a.writeError(w, err)
 		return
 	}

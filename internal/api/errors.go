@@ -57,3 +57,12 @@ func decode(r *http.Request, v any) error {
 	}
 	return nil
 }
+
+// refWithBody reads the function a request names and decodes its JSON body
+// into v: the start of every handler that changes something.
+func refWithBody(r *http.Request, v any) (name, qualifier string, err error) {
+	if name, qualifier, err = functionRef(r); err != nil {
+		return "", "", err
+	}
+	return name, qualifier, decode(r, v)
+}

@@ -250,13 +250,9 @@ type updateConfigRequest struct {
 }
 
 func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request) {
-	name, _, err := functionRef(r)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
 	var req updateConfigRequest
-	if err := decode(r, &req); err != nil {
+	name, _, err := refWithBody(r, &req)
+	if err != nil {
 		a.writeError(w, err)
 		return
 	}
@@ -308,13 +304,9 @@ type updateCodeRequest struct {
 }
 
 func (a *API) updateFunctionCode(w http.ResponseWriter, r *http.Request) {
-	name, _, err := functionRef(r)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
 	var req updateCodeRequest
-	if err := decode(r, &req); err != nil {
+	name, _, err := refWithBody(r, &req)
+	if err != nil {
 		a.writeError(w, err)
 		return
 	}

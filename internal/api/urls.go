@@ -62,13 +62,9 @@ func urlID() string {
 func isoTime() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000000Z") }
 
 func (a *API) createURLConfig(w http.ResponseWriter, r *http.Request) {
-	name, qualifier, err := functionRef(r)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
 	var body urlConfigBody
-	if err := decode(r, &body); err != nil {
+	name, qualifier, err := refWithBody(r, &body)
+	if err != nil {
 		a.writeError(w, err)
 		return
 	}
@@ -115,13 +111,9 @@ func (a *API) getURLConfig(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) updateURLConfig(w http.ResponseWriter, r *http.Request) {
-	name, qualifier, err := functionRef(r)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
 	var body urlConfigBody
-	if err := decode(r, &body); err != nil {
+	name, qualifier, err := refWithBody(r, &body)
+	if err != nil {
 		a.writeError(w, err)
 		return
 	}

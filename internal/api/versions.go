@@ -75,13 +75,9 @@ func (a *API) checkVersion(r *http.Request, name, version string) error {
 }
 
 func (a *API) createAlias(w http.ResponseWriter, r *http.Request) {
-	name, _, err := functionRef(r)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
 	var body aliasBody
-	if err := decode(r, &body); err != nil {
+	name, _, err := refWithBody(r, &body)
+	if err != nil {
 		a.writeError(w, err)
 		return
 	}
@@ -134,13 +130,9 @@ func (a *API) getAlias(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) updateAlias(w http.ResponseWriter, r *http.Request) {
-	name, _, err := functionRef(r)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
 	var body aliasBody
-	if err := decode(r, &body); err != nil {
+	name, _, err := refWithBody(r, &body)
+	if err != nil {
 		a.writeError(w, err)
 		return
 	}
