@@ -21,7 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hearthdev/hearth/internal/server"
-	"github.com/hearthdev/hearth/internal/vmhost"
+	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
 type benchLoadFlags struct {
@@ -161,7 +161,7 @@ func (c *CLI) startBenchDaemon(cmd *cobra.Command, hf hostFlags, zipPath string,
 		return nil, err
 	}
 	cfg := server.Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: time.Hour, MaxConcurrency: maxConcurrency,
-		Log: c.logger(cmd), Host: vmhost.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel,
+		Log: c.logger(cmd), Host: vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel,
 			QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()}}
 	if urls {
 		cfg.URLListen = "127.0.0.1:0"

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearthdev/hearth/internal/vmtest"
+	"github.com/hearthdev/hearth/internal/testvm"
 )
 
 // run runs the CLI in-process and returns its exit code and output.
@@ -44,8 +44,8 @@ func TestRunRefusesBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hello := vmtest.FunctionZip(t, "./examples/hello")
-	agent := vmtest.Agent(t)
+	hello := testvm.FunctionZip(t, "./examples/hello")
+	agent := testvm.Agent(t)
 	tests := []struct {
 		name     string
 		env      map[string]string
@@ -77,9 +77,9 @@ func TestRunRefusesBadInput(t *testing.T) {
 }
 
 func TestRunHello(t *testing.T) {
-	vmtest.Driver(t)
-	code, stdout, stderr := run(t, nil, "run", "--zip", vmtest.FunctionZip(t, "./examples/hello"),
-		"--agent", vmtest.Agent(t), "--accel", "tcg", "--event", `{"name":"Ada"}`)
+	testvm.Driver(t)
+	code, stdout, stderr := run(t, nil, "run", "--zip", testvm.FunctionZip(t, "./examples/hello"),
+		"--agent", testvm.Agent(t), "--accel", "tcg", "--event", `{"name":"Ada"}`)
 	if code != ExitOK {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 	}
@@ -95,9 +95,9 @@ func TestRunHello(t *testing.T) {
 }
 
 func TestRunFunctionError(t *testing.T) {
-	vmtest.Driver(t)
-	code, stdout, stderr := run(t, nil, "run", "--zip", vmtest.FunctionZip(t, "./internal/testfn"),
-		"--agent", vmtest.Agent(t), "--accel", "tcg", "--event", `{"action":"error"}`)
+	testvm.Driver(t)
+	code, stdout, stderr := run(t, nil, "run", "--zip", testvm.FunctionZip(t, "./internal/testfunction"),
+		"--agent", testvm.Agent(t), "--accel", "tcg", "--event", `{"action":"error"}`)
 	if code != ExitFunctionError {
 		t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitFunctionError, stderr)
 	}
@@ -114,9 +114,9 @@ func TestRunFunctionError(t *testing.T) {
 }
 
 func TestBenchColdJSON(t *testing.T) {
-	vmtest.Driver(t)
-	code, stdout, stderr := run(t, nil, "bench", "cold", "-n", "1", "--json", "--zip", vmtest.FunctionZip(t, "./examples/hello"),
-		"--agent", vmtest.Agent(t), "--accel", "tcg")
+	testvm.Driver(t)
+	code, stdout, stderr := run(t, nil, "bench", "cold", "-n", "1", "--json", "--zip", testvm.FunctionZip(t, "./examples/hello"),
+		"--agent", testvm.Agent(t), "--accel", "tcg")
 	if code != ExitOK {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 	}
@@ -172,8 +172,8 @@ func TestConfigFileGivesDefaults(t *testing.T) {
 }
 
 func TestBenchLoadAndURLJSON(t *testing.T) {
-	vmtest.Driver(t)
-	hello := vmtest.FunctionZip(t, "./examples/hello")
+	testvm.Driver(t)
+	hello := testvm.FunctionZip(t, "./examples/hello")
 	tests := []struct {
 		args []string
 		keys func(out map[string]any) []float64
@@ -192,7 +192,7 @@ func TestBenchLoadAndURLJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.args[1], func(t *testing.T) {
-			args := append(tt.args, "--json", "--zip", hello, "--agent", vmtest.Agent(t), "--accel", "tcg")
+			args := append(tt.args, "--json", "--zip", hello, "--agent", testvm.Agent(t), "--accel", "tcg")
 			code, stdout, stderr := run(t, nil, args...)
 			if code != ExitOK {
 				t.Fatalf("exit %d; stderr:\n%s", code, stderr)

@@ -8,16 +8,16 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/server"
-	"github.com/hearthdev/hearth/internal/vmhost"
-	"github.com/hearthdev/hearth/internal/vmtest"
+	"github.com/hearthdev/hearth/internal/vmboot"
+	"github.com/hearthdev/hearth/internal/testvm"
 )
 
 // The daemon's verbs, as a user types them, against a daemon in-process.
 func TestDaemonVerbs(t *testing.T) {
-	vmtest.Driver(t)
+	testvm.Driver(t)
 	data := t.TempDir()
 	srv, err := server.New(context.Background(), server.Config{DataDir: data, Listen: "127.0.0.1:0",
-		Host: vmhost.Options{Agent: vmtest.Agent(t), Accel: "tcg", CacheDir: vmtest.CacheDir()}})
+		Host: vmboot.Options{Agent: testvm.Agent(t), Accel: "tcg", CacheDir: testvm.CacheDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestDaemonVerbs(t *testing.T) {
 		}
 		return out, errOut
 	}
-	zip := vmtest.FunctionZip(t, "./examples/counter")
+	zip := testvm.FunctionZip(t, "./examples/counter")
 	hearth(ExitOK, "fn", "create", "counter", "--zip", zip, "--memory", "256", "--keep-warm", "1s")
 	out, errOut := hearth(ExitOK, "invoke", "counter")
 	if !strings.Contains(out, `"count":1`) || !strings.Contains(errOut, "cold start") {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearthdev/hearth/internal/vmtest"
+	"github.com/hearthdev/hearth/internal/testvm"
 )
 
 // hearthProc runs the real hearth binary: each call is its own process, as
@@ -84,13 +84,13 @@ func count(t *testing.T, out string) int {
 // invoke, suspend (QEMU exits), invoke again (resumed by a new process),
 // template and clones, then removal leaving nothing.
 func TestEnvCommandsAcrossProcesses(t *testing.T) {
-	vmtest.Driver(t)
-	h := hearthProc{t: t, bin: vmtest.Hearth(t), data: t.TempDir()}
-	zip := vmtest.FunctionZip(t, "./examples/counter")
+	testvm.Driver(t)
+	h := hearthProc{t: t, bin: testvm.Hearth(t), data: t.TempDir()}
+	zip := testvm.FunctionZip(t, "./examples/counter")
 	t.Cleanup(func() {
 		for _, r := range h.list() {
 			h.run("env", "rm", r.ID)
-			if r.PID != 0 && vmtest.Alive(r.PID) {
+			if r.PID != 0 && testvm.Alive(r.PID) {
 				t.Errorf("QEMU %d of %s still running after rm", r.PID, r.ID)
 			}
 		}
@@ -109,7 +109,7 @@ func TestEnvCommandsAcrossProcesses(t *testing.T) {
 	if !strings.Contains(out, "suspended "+id) || !strings.Contains(out, "QEMU "+strconv.Itoa(pid)+" exited") {
 		t.Errorf("env suspend printed %q", out)
 	}
-	if vmtest.Alive(pid) {
+	if testvm.Alive(pid) {
 		t.Errorf("QEMU %d still running after suspend", pid)
 	}
 	if rows := h.list(); rows[0].State != "suspended" || rows[0].PID != 0 {
@@ -144,10 +144,10 @@ func TestEnvCommandsAcrossProcesses(t *testing.T) {
 }
 
 func TestBenchLifecycleJSON(t *testing.T) {
-	vmtest.Driver(t)
+	testvm.Driver(t)
 	code, stdout, stderr := run(t, nil, "bench", "lifecycle", "-n", "1", "--json",
-		"--zip", vmtest.FunctionZip(t, "./examples/hello"), "--large-zip", vmtest.FunctionZip(t, "./examples/loaded"),
-		"--large-mb", "16", "--agent", vmtest.Agent(t), "--accel", "tcg")
+		"--zip", testvm.FunctionZip(t, "./examples/hello"), "--large-zip", testvm.FunctionZip(t, "./examples/loaded"),
+		"--large-mb", "16", "--agent", testvm.Agent(t), "--accel", "tcg")
 	if code != ExitOK {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/sandbox"
-	"github.com/hearthdev/hearth/internal/vmhost"
+	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
 // hostFlags are the flags that choose how VMs are run.
@@ -65,10 +65,10 @@ func (c *CLI) cacheDir() string {
 }
 
 // host is this machine's VM host, as the CLI uses it.
-type host = vmhost.Host
+type host = vmboot.Host
 
 func (c *CLI) openHost(hf hostFlags, log *slog.Logger) (*host, error) {
-	return vmhost.Open(vmhost.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel,
+	return vmboot.Open(vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel,
 		QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir(), Log: log})
 }
 

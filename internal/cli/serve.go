@@ -11,7 +11,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/server"
-	"github.com/hearthdev/hearth/internal/vmhost"
+	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
 func (c *CLI) serveCmd() *cobra.Command {
@@ -52,7 +52,7 @@ suspended, and the next daemon resumes them.`,
 				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency,
 				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
 				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey, Prices: prices,
-				Host: vmhost.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
+				Host: vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
 			})
 			if err != nil {
 				return err

@@ -15,7 +15,7 @@ import (
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/vmm"
-	"github.com/hearthdev/hearth/internal/vmtest"
+	"github.com/hearthdev/hearth/internal/testvm"
 )
 
 // countingWriter counts what it is given and keeps the first bytes.
@@ -49,11 +49,11 @@ type fixture struct {
 // newFixture prepares a VM for the test function with kernel k.
 func newFixture(t *testing.T, k *guestimage.Kernel, fnPkg string, logs *countingWriter) fixture {
 	t.Helper()
-	drv := vmtest.Driver(t)
+	drv := testvm.Driver(t)
 	if k == nil {
-		k = vmtest.Kernel(t)
+		k = testvm.Kernel(t)
 	}
-	img := sandbox.Image{Kernel: k, Initrd: vmtest.Initramfs(t, k, vmtest.FunctionZip(t, fnPkg))}
+	img := sandbox.Image{Kernel: k, Initrd: testvm.Initramfs(t, k, testvm.FunctionZip(t, fnPkg))}
 	cfg := sandbox.Config{VMM: drv, Dir: t.TempDir(), Accel: vmm.AccelTCG}
 	if logs != nil {
 		cfg.Logs = logs
@@ -69,7 +69,7 @@ func (f fixture) boot(t *testing.T, fn sandbox.Function) *sandbox.Env {
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
-	vmtest.KillOnCleanup(t, env.PID())
+	testvm.KillOnCleanup(t, env.PID())
 	t.Cleanup(func() { _ = env.Close(context.Background()) })
 	return env
 }
@@ -89,10 +89,10 @@ func invoke(t *testing.T, env *sandbox.Env, payload string) *sandbox.Result {
 func assertGone(t *testing.T, env *sandbox.Env, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for vmtest.Alive(pid) && time.Now().Before(deadline) {
+	for testvm.Alive(pid) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if vmtest.Alive(pid) {
+	if testvm.Alive(pid) {
 		t.Errorf("QEMU %d still running after the environment closed", pid)
 	}
 	if _, err := os.Stat(env.Dir()); !errors.Is(err, os.ErrNotExist) {
@@ -108,7 +108,7 @@ func assertGone(t *testing.T, env *sandbox.Env, pid int) {
 // runtime exits.
 func TestEnvironmentLifecycle(t *testing.T) {
 	logs := &countingWriter{}
-	f := newFixture(t, nil, "./internal/testfn", logs)
+	f := newFixture(t, nil, "./internal/testfunction", logs)
 	fn := sandbox.Function{Name: "testfn", MemoryMB: 256, Timeout: 20 * time.Second,
 		Env: map[string]string{"TESTFN_VAR": "hello from the host"}, LogLimit: 1 << 20}
 	env := f.boot(t, fn)
@@ -241,7 +241,7 @@ func tail(b []byte) string {
 // Failures that each end an environment: a timeout, a runtime exit, and
 // two kinds of init failure.
 func TestEnvironmentFailures(t *testing.T) {
-	f := newFixture(t, nil, "./internal/testfn", nil)
+	f := newFixture(t, nil, "./internal/testfunction", nil)
 	base := sandbox.Function{Name: "testfn", MemoryMB: 128, Timeout: 2 * time.Second}
 
 	t.Run("timeout", func(t *testing.T) {
@@ -320,7 +320,7 @@ func TestEnvironmentFailures(t *testing.T) {
 // Debian's own kernel boots too: its ELF is extracted from the bzImage and
 // its virtio drivers are loaded from the initramfs.
 func TestDistributionKernel(t *testing.T) {
-	k := vmtest.DistroKernel(t)
+	k := testvm.DistroKernel(t)
 	if len(k.Modules) == 0 || !k.ACPI {
 		t.Fatalf("distribution kernel prepared without modules or ACPI: %+v", k)
 	}

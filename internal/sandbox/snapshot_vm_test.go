@@ -15,7 +15,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/vmm"
-	"github.com/hearthdev/hearth/internal/vmtest"
+	"github.com/hearthdev/hearth/internal/testvm"
 )
 
 // closeOnCleanup closes env when the test ends and checks that its VMM,
@@ -24,7 +24,7 @@ func closeOnCleanup(t *testing.T, env *sandbox.Env) {
 	t.Cleanup(func() {
 		pid := env.PID()
 		_ = env.Close(context.Background())
-		if pid != 0 && vmtest.Alive(pid) {
+		if pid != 0 && testvm.Alive(pid) {
 			t.Errorf("QEMU %d still running after Close: killing it", pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -53,10 +53,10 @@ type counterResp struct {
 func assertSuspended(t *testing.T, env *sandbox.Env, pid int, memoryMB int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for vmtest.Alive(pid) && time.Now().Before(deadline) {
+	for testvm.Alive(pid) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if vmtest.Alive(pid) {
+	if testvm.Alive(pid) {
 		t.Errorf("QEMU %d still running after suspend", pid)
 	}
 	if env.PID() != 0 || env.State() != sandbox.StateSuspended {
@@ -130,7 +130,7 @@ type verifyResp struct {
 // A function that filled 200 MB at init answers after a resume without
 // initialising again, and its data is intact.
 func TestSuspendResumeLargeState(t *testing.T) {
-	f := newFixture(t, nil, "./internal/testfn", nil)
+	f := newFixture(t, nil, "./internal/testfunction", nil)
 	f.cfg.InitTimeout = time.Minute // filling 200 MB is slow under emulation
 	fn := sandbox.Function{Name: "loaded", MemoryMB: 512, Timeout: 30 * time.Second,
 		Env: map[string]string{"TESTFN_INIT_MB": "200"}}
@@ -269,7 +269,7 @@ func fileHash(t *testing.T, p string) [32]byte {
 // Two clones of one template both answer, with their own randomness and
 // ids, without initialising again; the template is never written.
 func TestTemplateClones(t *testing.T) {
-	f := newFixture(t, nil, "./internal/testfn", nil)
+	f := newFixture(t, nil, "./internal/testfunction", nil)
 	fn := sandbox.Function{Name: "testfn", MemoryMB: 128, Timeout: 10 * time.Second}
 	tpl, err := sandbox.NewTemplate(context.Background(), f.cfg, fn, f.img)
 	if err != nil {
@@ -337,7 +337,7 @@ func TestCloneSuspendResume(t *testing.T) {
 // is taken and runs its after-restore hook in each clone; a failing hook
 // fails the clone's invocation with the hook's error.
 func TestTemplateRuntimeHooks(t *testing.T) {
-	f := newFixture(t, nil, "./internal/testfn", nil)
+	f := newFixture(t, nil, "./internal/testfunction", nil)
 	for _, mode := range []string{"1", "fail"} {
 		t.Run("hooks="+mode, func(t *testing.T) {
 			fn := sandbox.Function{Name: "testfn", MemoryMB: 128, Timeout: 10 * time.Second,

@@ -14,13 +14,13 @@ import (
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
 	"github.com/hearthdev/hearth/internal/vmm"
-	"github.com/hearthdev/hearth/internal/vmm/vmmtest"
+	"github.com/hearthdev/hearth/internal/vmm/fakevmm"
 )
 
 // fixture is a scheduler over the fake VMM, with a real store.
 type fixture struct {
 	s     *Scheduler
-	vm    *vmmtest.VMM
+	vm    *fakevmm.VMM
 	store *store.Store
 	cfg   Config
 }
@@ -29,10 +29,10 @@ type images struct{ img sandbox.Image }
 
 func (i images) Image(context.Context, string) (sandbox.Image, error) { return i.img, nil }
 
-func newFixture(t *testing.T, vm *vmmtest.VMM, dir string, maxConcurrency int) fixture {
+func newFixture(t *testing.T, vm *fakevmm.VMM, dir string, maxConcurrency int) fixture {
 	t.Helper()
 	if vm == nil {
-		vm = vmmtest.New()
+		vm = fakevmm.New()
 	}
 	for _, f := range []string{"vmlinux", "initrd"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o600); err != nil {
@@ -198,7 +198,7 @@ func TestInitErrorIsAFunctionError(t *testing.T) {
 // the records and resumes them.
 func TestShutdownThenAdopt(t *testing.T) {
 	dir := t.TempDir()
-	vm := vmmtest.New()
+	vm := fakevmm.New()
 	fx := newFixture(t, vm, dir, 8)
 	f := fn("f", 60)
 	call(t, fx.s, f, `{}`)

@@ -19,7 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/hearthdev/hearth/internal/server"
-	"github.com/hearthdev/hearth/internal/vmtest"
+	"github.com/hearthdev/hearth/internal/testvm"
 )
 
 // serveProcess runs `hearth serve` as its own process, as a user would.
@@ -83,8 +83,8 @@ func qemuChildren(pid int) []int {
 // was stored, leaves no QEMU running, and the next daemon serves the
 // function again.
 func TestKillDaemonDuringInvocation(t *testing.T) {
-	vmtest.Driver(t)
-	bin, data := vmtest.Hearth(t), t.TempDir()
+	testvm.Driver(t)
+	bin, data := testvm.Hearth(t), t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestKillDaemonDuringInvocation(t *testing.T) {
 		Credentials: credentials.NewStaticCredentialsProvider(profiles[0].AccessKeyID, profiles[0].SecretAccessKey, "")})
 	ctx := context.Background()
 	if _, err := client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: types.RuntimeProvidedal2023,
-		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfn")}, Timeout: aws.Int32(60),
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfunction")}, Timeout: aws.Int32(60),
 		MemorySize: aws.Int32(192), Environment: &types.Environment{Variables: map[string]string{"TESTFN_VAR": "kept"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -123,10 +123,10 @@ func TestKillDaemonDuringInvocation(t *testing.T) {
 	_, _ = daemon.Process.Wait()
 	deadline = time.Now().Add(10 * time.Second)
 	for _, pid := range vms {
-		for vmtest.Alive(pid) && time.Now().Before(deadline) {
+		for testvm.Alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		if vmtest.Alive(pid) {
+		if testvm.Alive(pid) {
 			t.Errorf("QEMU %d outlived the killed daemon", pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}

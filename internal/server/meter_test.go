@@ -51,7 +51,7 @@ func TestMetering(t *testing.T) {
 	d := start(t, data, time.Second)
 	ctx := context.Background()
 	if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("sleeper"), Runtime: types.RuntimeProvidedal2023,
-		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfn")}, MemorySize: aws.Int32(1024), Timeout: aws.Int32(30)}); err != nil {
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfunction")}, MemorySize: aws.Int32(1024), Timeout: aws.Int32(30)}); err != nil {
 		t.Fatal(err)
 	}
 	sleep := func() {

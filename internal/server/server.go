@@ -20,13 +20,13 @@ import (
 
 	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/fnlog"
-	"github.com/hearthdev/hearth/internal/frontend"
+	"github.com/hearthdev/hearth/internal/funcurl"
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
-	"github.com/hearthdev/hearth/internal/vmhost"
+	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
 // Config is the daemon's configuration.
@@ -34,7 +34,7 @@ type Config struct {
 	DataDir string
 	// Listen is the API's address; default 127.0.0.1:9000. Port 0 picks one.
 	Listen string
-	Host   vmhost.Options
+	Host   vmboot.Options
 	Region string
 	// MaxConcurrency bounds the invocations in flight on this host.
 	MaxConcurrency int
@@ -66,7 +66,7 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	store *store.Store
-	host  *vmhost.Host
+	host  *vmboot.Host
 	sched *scheduler.Scheduler
 	api   *api.API
 	http  *http.Server
@@ -107,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("credentials: %w", err)
 	}
 	cfg.Host.Log = cfg.Log
-	host, err := vmhost.Open(cfg.Host)
+	host, err := vmboot.Open(cfg.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +202,7 @@ func (s *Server) URLAddrs() []string { return s.urlAddrs }
 
 // startURLs opens the function-URL listeners.
 func (s *Server) startURLs() error {
-	fe := frontend.New(frontend.Config{Store: s.store, Invoker: meteredInvoker{s.sched, s.metrics}, Verifier: s.verifier, Log: s.log})
+	fe := funcurl.New(funcurl.Config{Store: s.store, Invoker: meteredInvoker{s.sched, s.metrics}, Verifier: s.verifier, Log: s.log})
 	if s.cfg.URLListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.URLListen)
 		if err != nil {

@@ -20,8 +20,8 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/hearthdev/hearth/internal/server"
-	"github.com/hearthdev/hearth/internal/vmhost"
-	"github.com/hearthdev/hearth/internal/vmtest"
+	"github.com/hearthdev/hearth/internal/vmboot"
+	"github.com/hearthdev/hearth/internal/testvm"
 )
 
 type daemon struct {
@@ -40,11 +40,11 @@ func start(t *testing.T, dataDir string, keepWarm time.Duration) *daemon {
 
 func startWith(t *testing.T, cfg server.Config) *daemon {
 	t.Helper()
-	vmtest.Driver(t)
+	testvm.Driver(t)
 	ctx := context.Background()
 	dataDir := cfg.DataDir
 	cfg.Listen, cfg.MaxConcurrency = "127.0.0.1:0", 4
-	cfg.Host = vmhost.Options{Agent: vmtest.Agent(t), Accel: "tcg", CacheDir: vmtest.CacheDir()}
+	cfg.Host = vmboot.Options{Agent: testvm.Agent(t), Accel: "tcg", CacheDir: testvm.CacheDir()}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func startWith(t *testing.T, cfg server.Config) *daemon {
 }
 
 func readZip(t *testing.T, pkg string) []byte {
-	b, err := os.ReadFile(vmtest.FunctionZip(t, pkg))
+	b, err := os.ReadFile(testvm.FunctionZip(t, pkg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +392,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	d := start(t, t.TempDir(), time.Second)
 	ctx := context.Background()
 	if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: types.RuntimeProvidedal2023,
-		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfn")}, Timeout: aws.Int32(30)}); err != nil {
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfunction")}, Timeout: aws.Int32(30)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.client.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String("slow"),
@@ -453,7 +453,7 @@ func TestSnapStartClonesThroughTheDaemon(t *testing.T) {
 	d := startWith(t, server.Config{DataDir: t.TempDir(), KeepWarm: time.Minute, SnapStart: true})
 	ctx := context.Background()
 	if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: types.RuntimeProvidedal2023,
-		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfn")}, Timeout: aws.Int32(30)}); err != nil {
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfunction")}, Timeout: aws.Int32(30)}); err != nil {
 		t.Fatal(err)
 	}
 	call := func(payload string) error {

@@ -23,8 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/hearthdev/hearth/internal/server"
-	"github.com/hearthdev/hearth/internal/vmhost"
-	"github.com/hearthdev/hearth/internal/vmtest"
+	"github.com/hearthdev/hearth/internal/vmboot"
+	"github.com/hearthdev/hearth/internal/testvm"
 )
 
 // loopbackClient sends every request to addr whatever its host name, as
@@ -48,11 +48,11 @@ type urlDaemon struct {
 
 func startWithURLs(t *testing.T) *urlDaemon {
 	t.Helper()
-	vmtest.Driver(t)
+	testvm.Driver(t)
 	data := t.TempDir()
 	ctx := context.Background()
 	srv, err := server.New(ctx, server.Config{DataDir: data, Listen: "127.0.0.1:0", URLListen: "127.0.0.1:0", URLTLSListen: "127.0.0.1:0",
-		KeepWarm: time.Minute, Host: vmhost.Options{Agent: vmtest.Agent(t), Accel: "tcg", CacheDir: vmtest.CacheDir()}})
+		KeepWarm: time.Minute, Host: vmboot.Options{Agent: testvm.Agent(t), Accel: "tcg", CacheDir: testvm.CacheDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}

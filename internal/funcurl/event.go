@@ -1,4 +1,4 @@
-package frontend
+package funcurl
 
 import (
 	"encoding/base64"

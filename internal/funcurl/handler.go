@@ -1,9 +1,9 @@
-// Package frontend serves function URLs: each request to
+// Package funcurl serves function URLs: each request to
 // <url-id>.lambda-url.<domain> (or /fn-url/<url-id>/… where wildcard names
 // do not resolve) becomes a Lambda payload-format-2.0 event, is invoked, and
 // the function's answer becomes the HTTP response, as Lambda does. Every
 // request is handled on its own goroutine: a slow function blocks nobody.
-package frontend
+package funcurl
 
 import (
 	"context"
@@ -29,7 +29,7 @@ type Verifier interface {
 	Verify(r *http.Request) error
 }
 
-// Config is what the frontend needs.
+// Config is what the function-URL handler needs.
 type Config struct {
 	Store    *store.Store
 	Invoker  Invoker
@@ -37,17 +37,17 @@ type Config struct {
 	Log      *slog.Logger
 }
 
-// Frontend is the function-URL HTTP handler.
-type Frontend struct {
+// Handler is the function-URL HTTP handler.
+type Handler struct {
 	cfg Config
 }
 
-// New returns the frontend.
-func New(cfg Config) *Frontend {
+// New returns the funcurl.
+func New(cfg Config) *Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Frontend{cfg: cfg}
+	return &Handler{cfg: cfg}
 }
 
 // MaxPayload is Lambda's limit on a function URL's request and response.
@@ -81,7 +81,7 @@ func message(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"Message": msg})
 }
 
-func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id, path, domain, ok := route(r)
 	if !ok {
 		message(w, http.StatusNotFound, "Not Found: use http://<url-id>.lambda-url.<domain>/ or "+PathPrefix+"<url-id>/")
@@ -161,7 +161,7 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // function resolves the URL's function at its qualifier (a version or an
 // alias), with its reserved concurrency.
-func (f *Frontend) function(ctx context.Context, cfg store.URLConfig) (store.Function, *int, error) {
+func (f *Handler) function(ctx context.Context, cfg store.URLConfig) (store.Function, *int, error) {
 	version := cfg.Qualifier
 	if version != "" {
 		if _, err := strconv.Atoi(version); err != nil && version != "$LATEST" {

@@ -1,8 +1,8 @@
-// Package vmtest helps tests boot real microVMs: it builds the guest agent
+// Package testvm helps tests boot real microVMs: it builds the guest agent
 // and test functions once per test binary, finds QEMU and a kernel, and
 // makes sure no VM outlives its test. A test that needs a VM skips only
 // when QEMU is not installed, and says so.
-package vmtest
+package testvm
 
 import (
 	"errors"

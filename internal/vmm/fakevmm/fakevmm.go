@@ -1,9 +1,9 @@
-// Package vmmtest is a fake VMM for fast tests of the logic above the
+// Package fakevmm is a fake VMM for fast tests of the logic above the
 // sandbox (the scheduler): its machines are goroutines speaking the agent
 // protocol over an in-memory pipe, with a counter for memory, so that
 // boots, invocations, suspends and resumes take microseconds. Nothing here
 // is used by the product.
-package vmmtest
+package fakevmm
 
 import (
 	"context"
@@ -80,7 +80,7 @@ func (v *VMM) Restore(ctx context.Context, spec vmm.MachineSpec, snap vmm.Snapsh
 // Attach is not supported: fake machines live in one process.
 func (v *VMM) Attach(ctx context.Context, spec vmm.MachineSpec, pid int) (vmm.Machine, error) {
 	v.Attaches.Add(1)
-	return nil, fmt.Errorf("vmmtest: attach to %d: fake machines cannot be attached", pid)
+	return nil, fmt.Errorf("fakevmm: attach to %d: fake machines cannot be attached", pid)
 }
 
 var pids atomic.Int64

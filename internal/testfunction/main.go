@@ -1,4 +1,4 @@
-// Command testfn is a Lambda function for Hearth's tests: its event picks
+// Command testfunction is a Lambda function for Hearth's tests: its event picks
 // what it does, including every way a function can misbehave.
 //
 //	{"action":"echo", ...}          returns the event and its Lambda context

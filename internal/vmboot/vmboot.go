@@ -1,7 +1,7 @@
-// Package vmhost is what running microVMs on this machine takes: a VMM
+// Package vmboot is what running microVMs on this machine takes: a VMM
 // driver, a guest kernel, the agent binary and the acceleration, found and
 // checked once, and the images (initramfs) built from code packages.
-package vmhost
+package vmboot
 
 import (
 	"context"
