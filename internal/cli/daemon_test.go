@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/server"
-	"github.com/hearthdev/hearth/internal/vmboot"
 	"github.com/hearthdev/hearth/internal/testvm"
+	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
 // The daemon's verbs, as a user types them, against a daemon in-process.

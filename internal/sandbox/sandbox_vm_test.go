@@ -14,8 +14,8 @@ import (
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/sandbox"
-	"github.com/hearthdev/hearth/internal/vmm"
 	"github.com/hearthdev/hearth/internal/testvm"
+	"github.com/hearthdev/hearth/internal/vmm"
 )
 
 // countingWriter counts what it is given and keeps the first bytes.

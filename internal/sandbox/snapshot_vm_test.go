@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/sandbox"
-	"github.com/hearthdev/hearth/internal/vmm"
 	"github.com/hearthdev/hearth/internal/testvm"
+	"github.com/hearthdev/hearth/internal/vmm"
 )
 
 // closeOnCleanup closes env when the test ends and checks that its VMM,

@@ -20,8 +20,8 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/hearthdev/hearth/internal/server"
-	"github.com/hearthdev/hearth/internal/vmboot"
 	"github.com/hearthdev/hearth/internal/testvm"
+	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
 type daemon struct {

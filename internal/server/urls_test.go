@@ -23,8 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/hearthdev/hearth/internal/server"
-	"github.com/hearthdev/hearth/internal/vmboot"
 	"github.com/hearthdev/hearth/internal/testvm"
+	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
 // loopbackClient sends every request to addr whatever its host name, as
