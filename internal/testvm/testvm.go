@@ -5,6 +5,8 @@
 package testvm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -34,9 +36,11 @@ func ModuleRoot() string {
 }
 
 // workDir holds what the tests build; reused across runs (Go's build cache
-// keeps rebuilds fast), one per user.
+// keeps rebuilds fast), one per user and checkout, so that two checkouts'
+// tests never boot each other's agent.
 func workDir(t testing.TB) string {
-	d := filepath.Join(os.TempDir(), "hearth-vmtest-"+strings.ReplaceAll(os.Getenv("USER"), "/", ""))
+	sum := sha256.Sum256([]byte(ModuleRoot()))
+	d := filepath.Join(os.TempDir(), "hearth-vmtest-"+strings.ReplaceAll(os.Getenv("USER"), "/", "")+"-"+hex.EncodeToString(sum[:4]))
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
