@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
@@ -18,11 +19,9 @@ import (
 // MaxRequestBytes bounds an API request's body.
 const MaxRequestBytes = 70 << 20
 
-// Invoker runs invocations and retires environments; the scheduler is one.
+// Invoker is the invocation path; invoke.Service is it.
 type Invoker interface {
-	// Invoke runs req on an environment of fn (at its version); limit is
-	// the function's reserved concurrency, nil for none.
-	Invoke(ctx context.Context, fn store.Function, limit *int, req sandbox.Request) (*sandbox.Result, error)
+	Invoke(ctx context.Context, req invoke.Request) (*invoke.Result, error)
 	// Retire ends the environments of a function whose code or
 	// configuration changed, or that was deleted.
 	Retire(ctx context.Context, function string)

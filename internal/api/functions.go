@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -197,23 +198,14 @@ func (a *API) resolve(r *http.Request) (store.Function, error) {
 	if err != nil {
 		return store.Function{}, err
 	}
-	if qualifier != "" && qualifier != "$LATEST" {
-		if _, err := strconv.Atoi(qualifier); err != nil {
-			alias, err := a.cfg.Store.GetAlias(r.Context(), name, qualifier)
-			if err != nil {
-				return store.Function{}, lambdaerr.ResourceNotFound("Function not found: %s:%s", a.arn(name), qualifier)
-			}
-			qualifier = alias.FunctionVersion
-		}
-	}
-	f, err := a.cfg.Store.GetVersion(r.Context(), name, qualifier)
-	if err != nil {
-		if qualifier != "" {
-			return f, lambdaerr.ResourceNotFound("Function not found: %s:%s", a.arn(name), qualifier)
-		}
+	f, err := a.cfg.Store.Resolve(r.Context(), name, qualifier)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && qualifier != "":
+		return f, lambdaerr.ResourceNotFound("Function not found: %s:%s", a.arn(name), qualifier)
+	case errors.Is(err, store.ErrNotFound):
 		return f, lambdaerr.ResourceNotFound("Function not found: %s", a.arn(name))
 	}
-	return f, nil
+	return f, err
 }
 
 func (a *API) getFunction(w http.ResponseWriter, r *http.Request) {

@@ -11,17 +11,22 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 
+	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
-	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
 )
 
-// Invoker runs invocations; the scheduler is one.
+// Invoker is the invocation path; invoke.Service is it.
 type Invoker interface {
-	Invoke(ctx context.Context, fn store.Function, limit *int, req sandbox.Request) (*sandbox.Result, error)
+	Invoke(ctx context.Context, req invoke.Request) (*invoke.Result, error)
+}
+
+// URLConfigs finds a function URL's configuration by its id; the store is
+// one.
+type URLConfigs interface {
+	URLConfigByID(ctx context.Context, id string) (store.URLConfig, error)
 }
 
 // Verifier checks SigV4 signatures, for AWS_IAM URLs.
@@ -31,7 +36,7 @@ type Verifier interface {
 
 // Config is what the function-URL handler needs.
 type Config struct {
-	Store    *store.Store
+	URLs     URLConfigs
 	Invoker  Invoker
 	Verifier Verifier
 	Log      *slog.Logger
@@ -87,7 +92,7 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		message(w, http.StatusNotFound, "Not Found: use http://<url-id>.lambda-url.<domain>/ or "+PathPrefix+"<url-id>/")
 		return
 	}
-	cfg, err := f.cfg.Store.URLConfigByID(r.Context(), id)
+	cfg, err := f.cfg.URLs.URLConfigByID(r.Context(), id)
 	if err != nil {
 		message(w, http.StatusNotFound, "Not Found")
 		return
@@ -107,11 +112,6 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		iam = callerOf(r)
 	}
-	fn, limit, err := f.function(r.Context(), cfg)
-	if err != nil {
-		message(w, http.StatusNotFound, "Not Found")
-		return
-	}
 	event, err := buildEvent(r, id, domain, path, iam)
 	if err != nil {
 		if le, ok := lambdaerr.As(err); ok && le.Status == http.StatusRequestEntityTooLarge {
@@ -121,15 +121,15 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		message(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	req := sandbox.Request{Payload: event}
+	req := invoke.Request{Function: cfg.Function, Qualifier: cfg.Qualifier, Payload: event}
 	var stream *streamWriter
 	if cfg.InvokeMode == "RESPONSE_STREAM" {
 		stream = newStreamWriter(w)
 		req.Stream = stream
 	}
 	// The invocation runs to its end even if the client hangs up (a browser
-	// navigating away): cancelling it would kill a healthy environment.
-	res, err := f.cfg.Invoker.Invoke(context.WithoutCancel(r.Context()), fn, limit, req)
+	// navigating away).
+	res, err := f.cfg.Invoker.Invoke(r.Context(), req)
 	if stream != nil && stream.started() {
 		// The status is sent: an error now can only end the stream early.
 		stream.finish()
@@ -137,10 +137,14 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		var th *lambdaerr.Throttled
+		le, _ := lambdaerr.As(err)
 		switch {
 		case asThrottled(err, &th):
 			w.Header().Set("Retry-After", "1")
 			message(w, http.StatusTooManyRequests, "Rate Exceeded.")
+		case le != nil && le.Type == "ResourceNotFoundException":
+			// The URL's function or alias is gone.
+			message(w, http.StatusNotFound, "Not Found")
 		default:
 			f.cfg.Log.Warn("function url invocation failed", "url", id, "err", err)
 			message(w, http.StatusInternalServerError, "Internal Server Error")
@@ -157,25 +161,4 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeResponse(w, res.Payload)
-}
-
-// function resolves the URL's function at its qualifier (a version or an
-// alias), with its reserved concurrency.
-func (f *Handler) function(ctx context.Context, cfg store.URLConfig) (store.Function, *int, error) {
-	version := cfg.Qualifier
-	if version != "" {
-		if _, err := strconv.Atoi(version); err != nil && version != "$LATEST" {
-			alias, err := f.cfg.Store.GetAlias(ctx, cfg.Function, version)
-			if err != nil {
-				return store.Function{}, nil, err
-			}
-			version = alias.FunctionVersion
-		}
-	}
-	fn, err := f.cfg.Store.GetVersion(ctx, cfg.Function, version)
-	if err != nil {
-		return fn, nil, err
-	}
-	limit, err := f.cfg.Store.Concurrency(ctx, cfg.Function)
-	return fn, limit, err
 }

@@ -9,19 +9,14 @@ package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/hearthdev/hearth/internal/lambdaerr"
-	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
 )
@@ -38,10 +33,10 @@ type Records interface {
 	DeleteEnv(ctx context.Context, id string) error
 }
 
-// Meter records usage: each invocation, and the lives and suspensions of
-// environments (for the without-suspend and storage figures).
+// Meter records the lives and suspensions of environments (for the
+// without-suspend and storage figures); invocations are metered by the
+// caller.
 type Meter interface {
-	Invoked(rec meter.Record)
 	EnvStarted(id, function string, memoryMB int, at time.Time)
 	EnvEnded(id string)
 	Suspended(id, function string, bytes int64, took time.Duration)
@@ -50,15 +45,35 @@ type Meter interface {
 
 type noMeter struct{}
 
-func (noMeter) Invoked(meter.Record)                           {}
 func (noMeter) EnvStarted(string, string, int, time.Time)      {}
 func (noMeter) EnvEnded(string)                                {}
 func (noMeter) Suspended(string, string, int64, time.Duration) {}
 func (noMeter) Resumed(string)                                 {}
 
-// Logs gives each function's log.
+// Logs gives each function's log, where its environments' output goes.
 type Logs interface {
 	Writer(function string) io.Writer
+}
+
+// Function is what the scheduler needs of a function at one version: what
+// its environments run, which pool they belong to, and its limits and idle
+// policy.
+type Function struct {
+	sandbox.Function
+	// Revision changes with the code or the configuration: a new revision
+	// gets new environments.
+	Revision string
+	// CodeDigest names the code package, for Images.
+	CodeDigest string
+	// Reserved is the function's reserved concurrency; nil for none.
+	Reserved *int
+	// KeepWarm is how long an idle environment stays warm before it is
+	// suspended; KeepSuspended how long a suspended one is kept.
+	KeepWarm, KeepSuspended time.Duration
+	// SnapStart makes a template after the revision's first cold boot (when
+	// the scheduler has a TemplatesDir) and clones further environments
+	// from it.
+	SnapStart bool
 }
 
 // Config is how the scheduler runs.
@@ -66,16 +81,16 @@ type Config struct {
 	Sandbox sandbox.Config
 	Images  Images
 	Records Records
-	// Logs receives each function's output and its START, END and REPORT
-	// lines; nil discards them.
+	// Logs receives each function's output; nil discards it.
 	Logs Logs
 	// Meter records usage; nil records nothing.
 	Meter Meter
 	// MaxConcurrency bounds the invocations in flight on this host.
 	MaxConcurrency int
-	// TemplatesDir, when set, turns snap-start on: after a function
-	// revision's first cold boot, a template is made in the background, and
-	// environments beyond the warm and suspended ones are cloned from it.
+	// TemplatesDir holds templates: for a function with SnapStart, after a
+	// revision's first cold boot, a template is made there in the
+	// background, and environments beyond the warm and suspended ones are
+	// cloned from it. Empty turns templates off.
 	TemplatesDir string
 	Log          *slog.Logger
 }
@@ -120,73 +135,52 @@ func New(cfg Config) *Scheduler {
 
 // poolKey names the pool of a function at a version and revision: a change
 // of code or configuration makes a new revision, and new environments.
-func poolKey(fn store.Function) string {
-	return fn.FunctionName + "@" + fn.Version + "#" + fn.RevisionID
+func poolKey(fn Function) string {
+	return fn.Name + "@" + fn.Version + "#" + fn.Revision
 }
 
-func (s *Scheduler) pool(fn store.Function) *pool {
+// pool returns fn's pool, making it if create is set; s.mu held. Only an
+// acquire creates pools: an environment released after its pool was
+// retired must not bring the pool back.
+func (s *Scheduler) pool(fn Function, create bool) *pool {
 	k := poolKey(fn)
 	p := s.pools[k]
-	if p == nil {
-		p = &pool{key: k, function: fn.FunctionName}
+	if p == nil && create {
+		p = &pool{key: k, function: fn.Name}
 		s.pools[k] = p
 	}
 	return p
 }
 
-// sandboxFunction is what an environment of fn runs.
-func sandboxFunction(fn store.Function) sandbox.Function {
-	f := sandbox.Function{Name: fn.FunctionName, Version: fn.Version, MemoryMB: fn.MemorySize,
-		Timeout: time.Duration(fn.Timeout) * time.Second, Handler: fn.Handler}
-	if fn.Environment != nil {
-		f.Env = fn.Environment.Variables
-	}
-	return f
+// Lease is an environment acquired for one invocation. Its holder runs the
+// invocation, then releases it: the environment goes back to its pool, or
+// ends.
+type Lease struct {
+	s   *Scheduler
+	fn  Function
+	env *sandbox.Env
 }
 
-// Invoke runs req on an environment of fn. limit is the function's reserved
-// concurrency (nil: none).
-func (s *Scheduler) Invoke(ctx context.Context, fn store.Function, limit *int, req sandbox.Request) (*sandbox.Result, error) {
-	if req.RequestID == "" {
-		req.RequestID = uuid.NewString()
-	}
-	log := s.logs(fn.FunctionName)
-	fmt.Fprintf(log, "START RequestId: %s Version: %s\n", req.RequestID, fn.Version)
-	env, err := s.acquire(ctx, fn, limit)
+// Acquire reserves a slot within the host's and the function's limits and
+// returns an environment of fn: a warm one, else a suspended one (resumed
+// by its first invocation), else a clone of the revision's template, else a
+// new one booted. A failed init is an *sandbox.InitError; a limit reached
+// is a *lambdaerr.Throttled.
+func (s *Scheduler) Acquire(ctx context.Context, fn Function) (*Lease, error) {
+	env, err := s.acquire(ctx, fn)
 	if err != nil {
-		fmt.Fprintf(log, "END RequestId: %s\n", req.RequestID)
-		var ie *sandbox.InitError
-		if errors.As(err, &ie) {
-			// As Lambda: a failed init is the invocation's function error.
-			b, _ := json.Marshal(ie.Object)
-			return &sandbox.Result{Payload: b, Error: &ie.Object, StartType: sandbox.StartCold}, nil
-		}
 		return nil, err
 	}
-	res, err := env.Invoke(ctx, req)
-	s.release(fn, env)
-	fmt.Fprintf(log, "END RequestId: %s\n", req.RequestID)
-	if res != nil {
-		fmt.Fprintln(log, res.Report(sandboxFunction(fn)))
-		s.cfg.Meter.Invoked(record(fn, res))
-	}
-	return res, err
+	return &Lease{s: s, fn: fn, env: env}, nil
 }
 
-// record is an invocation's meter record.
-func record(fn store.Function, res *sandbox.Result) meter.Record {
-	r := meter.Record{Time: time.Now().UTC(), Function: fn.FunctionName, Version: fn.Version, EnvID: res.EnvID,
-		StartType: string(res.StartType), DurationMs: float64(res.Duration.Microseconds()) / 1000,
-		MemoryMB: fn.MemorySize, MaxMemMB: int((res.MaxRSSKiB + 1023) / 1024), Error: res.Error != nil}
-	switch res.StartType {
-	case sandbox.StartCold:
-		r.InitMs = float64(res.Init.Total().Microseconds()) / 1000
-	case sandbox.StartResume, sandbox.StartClone:
-		r.RestoreMs = float64(res.Restore.Microseconds()) / 1000
-	}
-	r.Bill()
-	return r
+// Invoke runs one invocation on the leased environment.
+func (l *Lease) Invoke(ctx context.Context, req sandbox.Request) (*sandbox.Result, error) {
+	return l.env.Invoke(ctx, req)
 }
+
+// Release gives the environment back; the lease is spent.
+func (l *Lease) Release() { l.s.release(l.fn, l.env) }
 
 func (s *Scheduler) logs(function string) io.Writer {
 	if s.cfg.Logs == nil {
@@ -204,13 +198,13 @@ func (s *Scheduler) sandboxConfig(function string) sandbox.Config {
 }
 
 // acquire reserves a slot and returns an environment for fn.
-func (s *Scheduler) acquire(ctx context.Context, fn store.Function, limit *int) (*sandbox.Env, error) {
+func (s *Scheduler) acquire(ctx context.Context, fn Function) (*sandbox.Env, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil, lambdaerr.Service("Hearth is shutting down")
 	}
-	if limit != nil && s.fnBusy[fn.FunctionName] >= *limit {
+	if fn.Reserved != nil && s.fnBusy[fn.Name] >= *fn.Reserved {
 		s.mu.Unlock()
 		return nil, lambdaerr.TooManyRequests("ReservedFunctionConcurrentInvocationLimitExceeded", "Rate Exceeded.")
 	}
@@ -219,8 +213,8 @@ func (s *Scheduler) acquire(ctx context.Context, fn store.Function, limit *int) 
 		return nil, lambdaerr.TooManyRequests("ConcurrentInvocationLimitExceeded", "Rate Exceeded.")
 	}
 	s.busy++
-	s.fnBusy[fn.FunctionName]++
-	p := s.pool(fn)
+	s.fnBusy[fn.Name]++
+	p := s.pool(fn, true)
 	var e *entry
 	switch {
 	case len(p.idle) > 0:
@@ -240,13 +234,13 @@ func (s *Scheduler) acquire(ctx context.Context, fn store.Function, limit *int) 
 	}
 	if tpl != "" {
 		t0 := time.Now()
-		env, err := sandbox.Clone(ctx, s.sandboxConfig(fn.FunctionName), tpl)
+		env, err := sandbox.Clone(ctx, s.sandboxConfig(fn.Name), tpl)
 		if err == nil {
 			s.record(env, fn)
-			s.cfg.Meter.EnvStarted(env.ID(), fn.FunctionName, fn.MemorySize, t0)
+			s.cfg.Meter.EnvStarted(env.ID(), fn.Name, fn.MemoryMB, t0)
 			return env, nil
 		}
-		s.cfg.Log.Warn("clone failed; booting instead", "function", fn.FunctionName, "err", err)
+		s.cfg.Log.Warn("clone failed; booting instead", "function", fn.Name, "err", err)
 		s.dropTemplate(p, tpl)
 	}
 	env, err := s.boot(ctx, fn)
@@ -259,8 +253,8 @@ func (s *Scheduler) acquire(ctx context.Context, fn store.Function, limit *int) 
 }
 
 // maybeTemplate starts making p's template in the background, once.
-func (s *Scheduler) maybeTemplate(fn store.Function, p *pool) {
-	if s.cfg.TemplatesDir == "" {
+func (s *Scheduler) maybeTemplate(fn Function, p *pool) {
+	if s.cfg.TemplatesDir == "" || !fn.SnapStart {
 		return
 	}
 	s.mu.Lock()
@@ -273,12 +267,12 @@ func (s *Scheduler) maybeTemplate(fn store.Function, p *pool) {
 	go func() {
 		ctx := context.Background()
 		var dir string
-		img, err := s.cfg.Images.Image(ctx, fn.CodeDigest())
+		img, err := s.cfg.Images.Image(ctx, fn.CodeDigest)
 		if err == nil {
-			cfg := s.sandboxConfig(fn.FunctionName)
+			cfg := s.sandboxConfig(fn.Name)
 			cfg.Dir = s.cfg.TemplatesDir
 			var tpl *sandbox.Template
-			if tpl, err = sandbox.NewTemplate(ctx, cfg, sandboxFunction(fn), img); err == nil {
+			if tpl, err = sandbox.NewTemplate(ctx, cfg, fn.Function, img); err == nil {
 				dir = tpl.Dir
 			}
 		}
@@ -287,12 +281,12 @@ func (s *Scheduler) maybeTemplate(fn store.Function, p *pool) {
 		p.templating = false
 		switch {
 		case err != nil:
-			s.cfg.Log.Warn("making a template failed", "function", fn.FunctionName, "err", err)
+			s.cfg.Log.Warn("making a template failed", "function", fn.Name, "err", err)
 		case s.closed || s.pools[p.key] != p:
 			_ = os.RemoveAll(dir) // retired meanwhile
 		default:
 			p.template = dir
-			s.cfg.Log.Info("template ready", "function", fn.FunctionName, "dir", dir)
+			s.cfg.Log.Info("template ready", "function", fn.Name, "dir", dir)
 		}
 	}()
 }
@@ -306,23 +300,23 @@ func (s *Scheduler) dropTemplate(p *pool, dir string) {
 	_ = os.RemoveAll(dir)
 }
 
-func (s *Scheduler) boot(ctx context.Context, fn store.Function) (*sandbox.Env, error) {
-	img, err := s.cfg.Images.Image(ctx, fn.CodeDigest())
+func (s *Scheduler) boot(ctx context.Context, fn Function) (*sandbox.Env, error) {
+	img, err := s.cfg.Images.Image(ctx, fn.CodeDigest)
 	if err != nil {
 		return nil, err
 	}
 	t0 := time.Now() // its memory is held from the start of its boot
-	env, err := sandbox.Boot(ctx, s.sandboxConfig(fn.FunctionName), sandboxFunction(fn), img)
+	env, err := sandbox.Boot(ctx, s.sandboxConfig(fn.Name), fn.Function, img)
 	if err != nil {
 		return nil, err
 	}
 	s.record(env, fn)
-	s.cfg.Meter.EnvStarted(env.ID(), fn.FunctionName, fn.MemorySize, t0)
+	s.cfg.Meter.EnvStarted(env.ID(), fn.Name, fn.MemoryMB, t0)
 	return env, nil
 }
 
-func (s *Scheduler) record(env *sandbox.Env, fn store.Function) {
-	rec := store.EnvRecord{ID: env.ID(), Function: fn.FunctionName, Version: fn.Version, Digest: fn.RevisionID,
+func (s *Scheduler) record(env *sandbox.Env, fn Function) {
+	rec := store.EnvRecord{ID: env.ID(), Function: fn.Name, Version: fn.Version, Digest: fn.Revision,
 		Dir: env.Dir(), State: string(env.State()), PID: env.PID()}
 	if err := s.cfg.Records.PutEnv(context.Background(), rec); err != nil {
 		s.cfg.Log.Warn("record env", "env", env.ID(), "err", err)
@@ -336,32 +330,35 @@ func (s *Scheduler) forget(env *sandbox.Env) {
 	}
 }
 
-func (s *Scheduler) done(fn store.Function) {
+func (s *Scheduler) done(fn Function) {
 	s.mu.Lock()
 	s.busy--
-	s.fnBusy[fn.FunctionName]--
+	s.fnBusy[fn.Name]--
 	s.mu.Unlock()
 }
 
 // release returns an environment after an invocation: a live one goes back
-// to the pool with its keep-warm timer; a dead one is forgotten.
-func (s *Scheduler) release(fn store.Function, env *sandbox.Env) {
+// to its pool with its keep-warm timer; a dead one is forgotten, and one
+// whose pool was retired meanwhile (new code or configuration, or the
+// function deleted) is ended: it must never serve another revision.
+func (s *Scheduler) release(fn Function, env *sandbox.Env) {
 	s.done(fn)
 	if env.State() == sandbox.StateDead {
 		s.forget(env)
 		return
 	}
-	s.record(env, fn)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.pool(fn)
-	if s.closed || s.pools[p.key] != p {
-		go s.closeEnv(env)
+	p := s.pool(fn, false)
+	if s.closed || p == nil {
+		s.mu.Unlock()
+		s.closeEnv(env)
 		return
 	}
 	e := &entry{env: env}
-	e.timer = time.AfterFunc(time.Duration(fn.IdlePolicy.KeepWarmSeconds)*time.Second, func() { s.suspendIdle(fn, p, e) })
+	e.timer = time.AfterFunc(fn.KeepWarm, func() { s.suspendIdle(fn, p, e) })
 	p.idle = append(p.idle, e)
+	s.mu.Unlock()
+	s.record(env, fn)
 }
 
 // take removes e from list, reporting whether it was there.
@@ -377,7 +374,7 @@ func take(list *[]*entry, e *entry) bool {
 
 // suspendIdle suspends an environment that stayed idle for its keep-warm
 // time, and schedules its deletion after the keep-suspended time.
-func (s *Scheduler) suspendIdle(fn store.Function, p *pool, e *entry) {
+func (s *Scheduler) suspendIdle(fn Function, p *pool, e *entry) {
 	s.mu.Lock()
 	ok := take(&p.idle, e)
 	s.mu.Unlock()
@@ -390,7 +387,7 @@ func (s *Scheduler) suspendIdle(fn store.Function, p *pool, e *entry) {
 		s.closeEnv(e.env)
 		return
 	}
-	s.cfg.Meter.Suspended(e.env.ID(), fn.FunctionName, info.StateBytes+info.MemoryDiskBytes, info.Duration)
+	s.cfg.Meter.Suspended(e.env.ID(), fn.Name, info.StateBytes+info.MemoryDiskBytes, info.Duration)
 	s.record(e.env, fn)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -402,8 +399,8 @@ func (s *Scheduler) suspendIdle(fn store.Function, p *pool, e *entry) {
 }
 
 // keepSuspended adds a suspended entry with its deletion timer; s.mu held.
-func (s *Scheduler) keepSuspended(fn store.Function, p *pool, e *entry) {
-	keep := time.Duration(fn.IdlePolicy.KeepSuspendedHours) * time.Hour
+func (s *Scheduler) keepSuspended(fn Function, p *pool, e *entry) {
+	keep := fn.KeepSuspended
 	if keep <= 0 {
 		keep = 24 * time.Hour
 	}
@@ -450,8 +447,8 @@ func (s *Scheduler) Retire(ctx context.Context, function string) {
 }
 
 // Adopt takes over an environment a previous daemon suspended.
-func (s *Scheduler) Adopt(ctx context.Context, fn store.Function, rec store.EnvRecord) error {
-	env, err := sandbox.Open(ctx, s.sandboxConfig(fn.FunctionName), rec.Dir)
+func (s *Scheduler) Adopt(ctx context.Context, fn Function, rec store.EnvRecord) error {
+	env, err := sandbox.Open(ctx, s.sandboxConfig(fn.Name), rec.Dir)
 	if err != nil {
 		return err
 	}
@@ -461,7 +458,7 @@ func (s *Scheduler) Adopt(ctx context.Context, fn store.Function, rec store.EnvR
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.pool(fn)
+	p := s.pool(fn, true)
 	s.keepSuspended(fn, p, &entry{env: env})
 	return nil
 }

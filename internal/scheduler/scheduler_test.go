@@ -54,20 +54,35 @@ func newFixture(t *testing.T, vm *fakevmm.VMM, dir string, maxConcurrency int) f
 	return fixture{s: s, vm: vm, store: st, cfg: cfg}
 }
 
-func fn(name string, keepWarm int) store.Function {
-	return store.Function{FunctionName: name, Version: "$LATEST", RevisionID: "rev-1", MemorySize: 128, Timeout: 5,
-		CodeSha256: "AAAA", IdlePolicy: store.IdlePolicy{KeepWarmSeconds: keepWarm, KeepSuspendedHours: 1}}
+func fn(name string, keepWarm int) Function {
+	return Function{Function: sandbox.Function{Name: name, Version: "$LATEST", MemoryMB: 128, Timeout: 5 * time.Second},
+		Revision: "rev-1", CodeDigest: "00", KeepWarm: time.Duration(keepWarm) * time.Second, KeepSuspended: time.Hour}
 }
 
-func call(t *testing.T, s *Scheduler, f store.Function, payload string) (*sandbox.Result, int) {
+func call(t *testing.T, s *Scheduler, f Function, payload string) (*sandbox.Result, int) {
 	t.Helper()
-	res, err := s.Invoke(context.Background(), f, nil, sandbox.Request{Payload: []byte(payload)})
+	res, err := invoke(s, f, sandbox.Request{Payload: []byte(payload)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out struct{ Count int }
 	_ = json.Unmarshal(res.Payload, &out)
 	return res, out.Count
+}
+
+// invoke runs one invocation as the invocation path does: acquire, invoke,
+// release.
+func invoke(s *Scheduler, f Function, req sandbox.Request) (*sandbox.Result, error) {
+	l, err := s.Acquire(context.Background(), f)
+	if err != nil {
+		var ie *sandbox.InitError
+		if errors.As(err, &ie) {
+			return &sandbox.Result{Error: &ie.Object, StartType: sandbox.StartCold}, nil
+		}
+		return nil, err
+	}
+	defer l.Release()
+	return l.Invoke(context.Background(), req)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -128,15 +143,16 @@ func TestLimits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fx := newFixture(t, nil, t.TempDir(), tt.maxGlobal)
 			f := fn("f", 60)
+			f.Reserved = tt.limit
 			done := make(chan error, 1)
 			if tt.busyFirst {
 				go func() {
-					_, err := fx.s.Invoke(context.Background(), f, tt.limit, sandbox.Request{Payload: []byte(`{"sleepMs":300}`)})
+					_, err := invoke(fx.s, f, sandbox.Request{Payload: []byte(`{"sleepMs":300}`)})
 					done <- err
 				}()
 				waitFor(t, "the first call to be in flight", func() bool { return fx.s.Stats().Busy == 1 })
 			}
-			_, err := fx.s.Invoke(context.Background(), f, tt.limit, sandbox.Request{Payload: []byte(`{}`)})
+			_, err := invoke(fx.s, f, sandbox.Request{Payload: []byte(`{}`)})
 			var th *lambdaerr.Throttled
 			switch {
 			case tt.wantReason == "" && err != nil:
@@ -175,7 +191,7 @@ func TestNewRevisionGetsNewEnvironments(t *testing.T) {
 	fx := newFixture(t, nil, t.TempDir(), 8)
 	f := fn("f", 60)
 	call(t, fx.s, f, `{}`)
-	f.RevisionID = "rev-2"
+	f.Revision = "rev-2"
 	if res, n := call(t, fx.s, f, `{}`); res.StartType != sandbox.StartCold || n != 1 {
 		t.Errorf("new revision: %s %d, want cold 1", res.StartType, n)
 	}
@@ -184,8 +200,8 @@ func TestNewRevisionGetsNewEnvironments(t *testing.T) {
 func TestInitErrorIsAFunctionError(t *testing.T) {
 	fx := newFixture(t, nil, t.TempDir(), 8)
 	f := fn("f", 60)
-	f.Environment = &store.Environment{Variables: map[string]string{"FAIL_INIT": "yes"}}
-	res, err := fx.s.Invoke(context.Background(), f, nil, sandbox.Request{})
+	f.Env = map[string]string{"FAIL_INIT": "yes"}
+	res, err := invoke(fx.s, f, sandbox.Request{})
 	if err != nil || res.Error == nil || res.Error.ErrorType != "Fake.InitError" {
 		t.Fatalf("got %+v %v", res, err)
 	}
@@ -224,6 +240,7 @@ func TestCloneFromTemplate(t *testing.T) {
 	fx := newFixture(t, nil, dir, 8)
 	fx.s.cfg.TemplatesDir = filepath.Join(dir, "templates")
 	f := fn("f", 60)
+	f.SnapStart = true
 	if res, _ := call(t, fx.s, f, `{}`); res.StartType != sandbox.StartCold {
 		t.Fatalf("first: %s", res.StartType)
 	}
@@ -236,7 +253,7 @@ func TestCloneFromTemplate(t *testing.T) {
 	results := make(chan *sandbox.Result, 2)
 	for i := 0; i < 2; i++ {
 		go func() {
-			res, _ := fx.s.Invoke(context.Background(), f, nil, sandbox.Request{Payload: []byte(`{"sleepMs":100}`)})
+			res, _ := invoke(fx.s, f, sandbox.Request{Payload: []byte(`{"sleepMs":100}`)})
 			results <- res
 		}()
 	}
@@ -250,5 +267,42 @@ func TestCloneFromTemplate(t *testing.T) {
 	fx.s.Retire(context.Background(), "f")
 	if left, _ := os.ReadDir(fx.s.cfg.TemplatesDir); len(left) != 0 {
 		t.Errorf("retire left templates: %v", left)
+	}
+}
+
+// An environment busy when its function is retired (new code, say) ends
+// when its invocation does: its pool is not brought back, and the next
+// invocation of the new revision gets a new environment.
+func TestRetireWhileBusy(t *testing.T) {
+	fx := newFixture(t, nil, t.TempDir(), 8)
+	f := fn("f", 60)
+	done := make(chan *sandbox.Result, 1)
+	go func() {
+		res, err := invoke(fx.s, f, sandbox.Request{Payload: []byte(`{"sleepMs":300}`)})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	waitFor(t, "the call to be in flight", func() bool { return fx.s.Stats().Busy == 1 })
+	fx.s.Retire(context.Background(), "f")
+	old := <-done
+	if old == nil {
+		t.Fatal("no result")
+	}
+	waitFor(t, "the old environment to end", func() bool {
+		envs, _ := fx.store.Envs(context.Background())
+		return len(envs) == 0
+	})
+	fx.s.mu.Lock()
+	pools := len(fx.s.pools)
+	fx.s.mu.Unlock()
+	if st := fx.s.Stats(); st.Warm != 0 || pools != 0 {
+		t.Fatalf("after the retired env's release: %+v, %d pools (want none)", st, pools)
+	}
+	f.Revision = "rev-2"
+	res, n := call(t, fx.s, f, `{}`)
+	if res.StartType != sandbox.StartCold || n != 1 || res.EnvID == old.EnvID {
+		t.Errorf("new revision: %s count %d env %s (old %s), want a cold new env", res.StartType, n, res.EnvID, old.EnvID)
 	}
 }

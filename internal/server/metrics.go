@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"sync"
@@ -12,7 +11,6 @@ import (
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
-	"github.com/hearthdev/hearth/internal/store"
 )
 
 // metrics counts what the daemon does, for /metrics, on a registry of its
@@ -116,20 +114,15 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// meteredInvoker counts the invocations that pass through it.
-type meteredInvoker struct {
-	*scheduler.Scheduler
-	m *metrics
-}
-
-func (mi meteredInvoker) Invoke(ctx context.Context, fn store.Function, limit *int, req sandbox.Request) (*sandbox.Result, error) {
-	res, err := mi.Scheduler.Invoke(ctx, fn, limit, req)
+// Invocation counts an invocation as it ends; it implements
+// invoke.Observer.
+func (m *metrics) Invocation(function string, res *sandbox.Result, err error) {
 	outcome, start := "ok", "none"
 	var th *lambdaerr.Throttled
 	switch {
 	case errors.As(err, &th):
 		outcome = "throttled"
-		mi.m.throttles.WithLabelValues(fn.FunctionName).Inc()
+		m.throttles.WithLabelValues(function).Inc()
 	case err != nil:
 		outcome = "refused"
 	case res.Error != nil:
@@ -137,14 +130,15 @@ func (mi meteredInvoker) Invoke(ctx context.Context, fn store.Function, limit *i
 	}
 	if res != nil {
 		start = string(res.StartType)
-		mi.m.duration.WithLabelValues(start).Observe(res.Duration.Seconds())
+		if res.Duration > 0 {
+			m.duration.WithLabelValues(start).Observe(res.Duration.Seconds())
+		}
 		if res.Restore > 0 {
-			mi.m.restore.WithLabelValues(start).Observe(res.Restore.Seconds())
+			m.restore.WithLabelValues(start).Observe(res.Restore.Seconds())
 		}
 	}
-	mi.m.invocations.WithLabelValues(fn.FunctionName, start, outcome).Inc()
-	mi.m.mu.Lock()
-	mi.m.starts[start]++
-	mi.m.mu.Unlock()
-	return res, err
+	m.invocations.WithLabelValues(function, start, outcome).Inc()
+	m.mu.Lock()
+	m.starts[start]++
+	m.mu.Unlock()
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/hearthdev/hearth/internal/fnlog"
 	"github.com/hearthdev/hearth/internal/funcurl"
 	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
@@ -63,16 +64,17 @@ type Config struct {
 
 // Server is a running daemon.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	store *store.Store
-	host  *vmboot.Host
-	sched *scheduler.Scheduler
-	api   *api.API
-	http  *http.Server
-	ln    net.Listener
-	ready chan struct{}
-	done  chan error
+	cfg    Config
+	log    *slog.Logger
+	store  *store.Store
+	host   *vmboot.Host
+	sched  *scheduler.Scheduler
+	invoke *invoke.Service
+	api    *api.API
+	http   *http.Server
+	ln     net.Listener
+	ready  chan struct{}
+	done   chan error
 
 	metrics  *metrics
 	verifier *api.Verifier
@@ -127,15 +129,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
 	s.metrics = newMetrics()
+	usage := storeMeter{st: st, m: s.metrics, log: cfg.Log}
 	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log,
-		Meter: storeMeter{st: st, m: s.metrics, log: cfg.Log}}
-	if cfg.SnapStart {
-		// Templates are rebuilt by each daemon: one left by an earlier one
-		// may be for code that has changed since.
-		schedCfg.TemplatesDir = filepath.Join(cfg.DataDir, "snapstart")
-		_ = os.RemoveAll(schedCfg.TemplatesDir)
-	}
+		Meter: usage, TemplatesDir: filepath.Join(cfg.DataDir, "snapstart")}
+	// Templates are rebuilt by each daemon: one left by an earlier one may
+	// be for code that has changed since.
+	_ = os.RemoveAll(schedCfg.TemplatesDir)
 	s.sched = scheduler.New(schedCfg)
+	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs,
+		Region: cfg.Region, SnapStart: cfg.SnapStart, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
 	s.verifier = api.NewVerifier(creds)
@@ -143,7 +145,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.URLDomain = "localhost"
 		s.cfg.URLDomain = "localhost"
 	}
-	s.api = api.New(api.Config{Store: st, Invoker: meteredInvoker{s.sched, s.metrics}, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.api = api.New(api.Config{Store: st, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		ValidateCode: func(zip []byte) error { _, err := guestimage.ReadZip(zip); return err }})
 	s.api.Handle("GET /hearth/v1/cost", s.cost)
 	s.api.Handle("GET /hearth/v1/status", s.status)
@@ -202,7 +204,7 @@ func (s *Server) URLAddrs() []string { return s.urlAddrs }
 
 // startURLs opens the function-URL listeners.
 func (s *Server) startURLs() error {
-	fe := funcurl.New(funcurl.Config{Store: s.store, Invoker: meteredInvoker{s.sched, s.metrics}, Verifier: s.verifier, Log: s.log})
+	fe := funcurl.New(funcurl.Config{URLs: s.store, Invoker: s.invoke, Verifier: s.verifier, Log: s.log})
 	if s.cfg.URLListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.URLListen)
 		if err != nil {
@@ -268,14 +270,13 @@ func (s *Server) adopt(ctx context.Context) {
 		return
 	}
 	for _, rec := range recs {
-		fn, err := s.store.GetVersion(ctx, rec.Function, rec.Version)
-		if err == nil && rec.State == string(sandbox.StateSuspended) && fn.RevisionID == rec.Digest {
-			if err := s.sched.Adopt(ctx, fn, rec); err == nil {
+		if rec.State == string(sandbox.StateSuspended) {
+			err := s.invoke.Adopt(ctx, rec)
+			if err == nil {
 				s.log.Info("adopted suspended env", "env", rec.ID, "function", rec.Function)
 				continue
-			} else {
-				s.log.Warn("cannot adopt env", "env", rec.ID, "err", err)
 			}
+			s.log.Warn("cannot adopt env", "env", rec.ID, "err", err)
 		}
 		if rec.PID > 0 && syscall.Kill(rec.PID, 0) == nil && isQEMU(rec.PID) {
 			_ = syscall.Kill(rec.PID, syscall.SIGKILL)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/scheduler"
@@ -54,7 +55,10 @@ func (s storeMeter) Resumed(id string) {
 	s.m.snapshotGone(id)
 }
 
-var _ scheduler.Meter = storeMeter{}
+var (
+	_ scheduler.Meter = storeMeter{}
+	_ invoke.Meter    = storeMeter{}
+)
 
 // parseSince reads "1h", "30m" (a duration back from now) or an RFC 3339
 // time; empty is the beginning.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -71,4 +72,21 @@ func (s *Store) ListAliases(ctx context.Context, function string) ([]Alias, erro
 func (s *Store) DeleteAlias(ctx context.Context, function, name string) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM aliases WHERE name = ? AND alias = ?`, function, name)
 	return err
+}
+
+// Resolve returns a function at a qualifier: "" or "$LATEST", a version
+// number, or an alias (resolved to its version). Every reader that takes
+// a qualifier — the API, the invocation path — resolves it here.
+func (s *Store) Resolve(ctx context.Context, function, qualifier string) (Function, error) {
+	version := qualifier
+	if qualifier != "" && qualifier != "$LATEST" {
+		if _, err := strconv.Atoi(qualifier); err != nil {
+			a, err := s.GetAlias(ctx, function, qualifier)
+			if err != nil {
+				return Function{}, err
+			}
+			version = a.FunctionVersion
+		}
+	}
+	return s.GetVersion(ctx, function, version)
 }

@@ -134,7 +134,8 @@ func (m *machine) Snapshot(ctx context.Context, statePath string) (vmm.Snapshot,
 }
 
 // agent plays the guest agent and a function that counts its calls; an
-// event {"sleepMs":N} makes the call take that long.
+// event {"sleepMs":N} makes the call take that long, and {"print":"text"}
+// writes text to the function's output first.
 func (m *machine) agent() {
 	<-m.started
 	out := guestproto.NewWriter(m.guest)
@@ -165,9 +166,13 @@ func (m *machine) agent() {
 			var iv guestproto.Invoke
 			_ = f.Decode(&iv)
 			var ev struct {
-				SleepMs int `json:"sleepMs"`
+				SleepMs int    `json:"sleepMs"`
+				Print   string `json:"print"`
 			}
 			_ = json.Unmarshal(f.Body, &ev)
+			if ev.Print != "" {
+				_ = out.Write(guestproto.TypeLog, guestproto.Log{Stream: "stdout"}, []byte(ev.Print))
+			}
 			time.Sleep(time.Duration(ev.SleepMs) * time.Millisecond)
 			n := atomic.AddInt64(m.count, 1)
 			body, _ := json.Marshal(map[string]any{"count": n, "machine": m.spec.ID})

@@ -1,0 +1,41 @@
+package invoke
+
+import (
+	"time"
+
+	"github.com/hearthdev/hearth/internal/sandbox"
+	"github.com/hearthdev/hearth/internal/scheduler"
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+// Hearth's idle policy when a function has none stored.
+const (
+	defaultKeepWarm      = 60 * time.Second
+	defaultKeepSuspended = 24 * time.Hour
+)
+
+// schedulerFunction turns a stored configuration (the API's wire shape)
+// into what the scheduler runs, so that the scheduler never sees the wire
+// shape.
+func (s *Service) schedulerFunction(f store.Function, reserved *int) scheduler.Function {
+	fn := scheduler.Function{
+		Function: sandbox.Function{Name: f.FunctionName, Version: f.Version, MemoryMB: f.MemorySize,
+			Timeout: time.Duration(f.Timeout) * time.Second, Handler: f.Handler, Region: s.cfg.Region},
+		Revision:      f.RevisionID,
+		CodeDigest:    f.CodeDigest(),
+		Reserved:      reserved,
+		KeepWarm:      time.Duration(f.IdlePolicy.KeepWarmSeconds) * time.Second,
+		KeepSuspended: time.Duration(f.IdlePolicy.KeepSuspendedHours) * time.Hour,
+		SnapStart:     s.cfg.SnapStart,
+	}
+	if f.Environment != nil {
+		fn.Env = f.Environment.Variables
+	}
+	if f.IdlePolicy == (store.IdlePolicy{}) {
+		fn.KeepWarm, fn.KeepSuspended = defaultKeepWarm, defaultKeepSuspended
+	}
+	if fn.KeepSuspended <= 0 {
+		fn.KeepSuspended = defaultKeepSuspended
+	}
+	return fn
+}

@@ -1,0 +1,274 @@
+// Package invoke is the one way into an invocation. Every entry — the
+// Invoke API, function URLs, and the queues, buckets and MicroVMs that come
+// later — calls Invoke with a function name and qualifier; this package
+// resolves the version or alias, applies the function's reserved
+// concurrency, runs the invocation on an environment the scheduler leases,
+// writes the function's START / END / REPORT lines, keeps the meter record
+// and returns Lambda's tail of the log. So limits, metering and logs hold
+// for every way in.
+package invoke
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hearthdev/hearth/internal/guestproto"
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/meter"
+	"github.com/hearthdev/hearth/internal/sandbox"
+	"github.com/hearthdev/hearth/internal/scheduler"
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+// Lambda's payload limits: a synchronous event, an asynchronous one.
+const (
+	MaxSyncPayload  = 6 << 20
+	MaxAsyncPayload = 1 << 20
+)
+
+// Functions reads functions' configurations; the store is one.
+type Functions interface {
+	// Resolve returns a function at a qualifier ("", $LATEST, a version
+	// or an alias); store.ErrNotFound when there is none.
+	Resolve(ctx context.Context, function, qualifier string) (store.Function, error)
+	// Concurrency is the function's reserved concurrency; nil for none.
+	Concurrency(ctx context.Context, function string) (*int, error)
+}
+
+// Scheduler leases environments; scheduler.Scheduler is one.
+type Scheduler interface {
+	Acquire(ctx context.Context, fn scheduler.Function) (*scheduler.Lease, error)
+	Retire(ctx context.Context, function string)
+	Adopt(ctx context.Context, fn scheduler.Function, rec store.EnvRecord) error
+}
+
+// Meter keeps each invocation's meter record.
+type Meter interface {
+	Invoked(rec meter.Record)
+}
+
+// Observer counts invocations as they end, for metrics: res is nil when
+// err is set.
+type Observer interface {
+	Invocation(function string, res *sandbox.Result, err error)
+}
+
+// Logs gives each function's log.
+type Logs interface {
+	Writer(function string) io.Writer
+}
+
+// Config is what the invocation path needs.
+type Config struct {
+	Functions Functions
+	Scheduler Scheduler
+	Meter     Meter
+	Observer  Observer
+	Logs      Logs
+	// Region appears in ARNs.
+	Region string
+	// SnapStart makes templates for every function revision, beside the
+	// functions whose own SnapStart setting asks for them.
+	SnapStart bool
+	Log       *slog.Logger
+}
+
+// Service runs invocations.
+type Service struct {
+	cfg Config
+}
+
+// New returns the invocation path.
+func New(cfg Config) *Service {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Region == "" {
+		cfg.Region = sandbox.DefaultRegion
+	}
+	return &Service{cfg: cfg}
+}
+
+// Type is Lambda's invocation type.
+type Type string
+
+// The invocation types.
+const (
+	RequestResponse Type = "RequestResponse"
+	Event           Type = "Event"
+	DryRun          Type = "DryRun"
+)
+
+// Request is one invocation, as any entry asks for it.
+type Request struct {
+	Function  string
+	Qualifier string
+	// Type is RequestResponse when empty.
+	Type          Type
+	Payload       []byte
+	ClientContext string
+	TraceID       string
+	// Stream, when set, receives the response as the function writes it.
+	Stream sandbox.ResponseStream
+}
+
+// Result is what the caller answers with.
+type Result struct {
+	RequestID string
+	// Version is the version that ran ($LATEST or a number).
+	Version string
+	// Payload is the response, or Lambda's error object when Error is set;
+	// empty for an Event or a DryRun, and for a streamed response.
+	Payload   []byte
+	Error     *guestproto.ErrorObject
+	StartType sandbox.StartType
+	// LogTail is the last 4 KB of the invocation's log, START to REPORT,
+	// as Lambda returns it for X-Amz-Log-Type: Tail.
+	LogTail []byte
+}
+
+// Invoke runs one invocation. An Event is accepted once its function is
+// found and runs after Invoke returns; a DryRun only checks. A function
+// error is a Result with Error set; a Go error is the platform's refusal
+// (not found, throttled, too large) or failure, in Lambda's error shape.
+//
+// As on Lambda, an invocation runs to its end (or its timeout) even if
+// ctx is cancelled: cancelling it would kill a healthy environment.
+func (s *Service) Invoke(ctx context.Context, req Request) (*Result, error) {
+	if req.Type == "" {
+		req.Type = RequestResponse
+	}
+	limit := MaxSyncPayload
+	switch req.Type {
+	case RequestResponse, DryRun:
+	case Event:
+		limit = MaxAsyncPayload
+	default:
+		return nil, lambdaerr.InvalidParameter("X-Amz-Invocation-Type must be RequestResponse, Event or DryRun, not %q", req.Type)
+	}
+	if len(req.Payload) > limit {
+		return nil, lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation", limit)
+	}
+	if req.Type == Event && req.Stream != nil {
+		return nil, lambdaerr.InvalidParameter("an asynchronous invocation cannot stream its response")
+	}
+	fn, err := s.function(ctx, req.Function, req.Qualifier)
+	if err != nil {
+		return nil, err
+	}
+	requestID := uuid.NewString()
+	switch req.Type {
+	case DryRun:
+		return &Result{RequestID: requestID, Version: fn.Version}, nil
+	case Event:
+		// Run after the answer, as Lambda's asynchronous invocations are.
+		go func() {
+			res, err := s.run(context.WithoutCancel(ctx), fn, requestID, req)
+			switch {
+			case err != nil:
+				s.cfg.Log.Warn("asynchronous invocation failed", "function", fn.Name, "request", requestID, "err", err)
+			case res.Error != nil:
+				s.cfg.Log.Warn("asynchronous invocation: function error", "function", fn.Name, "request", requestID, "type", res.Error.ErrorType)
+			}
+		}()
+		return &Result{RequestID: requestID, Version: fn.Version}, nil
+	}
+	return s.run(context.WithoutCancel(ctx), fn, requestID, req)
+}
+
+// run leases an environment, runs the invocation on it, and logs and
+// meters it.
+func (s *Service) run(ctx context.Context, fn scheduler.Function, requestID string, req Request) (res *Result, err error) {
+	var sres *sandbox.Result
+	defer func() {
+		if s.cfg.Observer != nil {
+			s.cfg.Observer.Invocation(fn.Name, sres, err)
+		}
+	}()
+	log := s.logs(fn.Name)
+	lease, err := s.cfg.Scheduler.Acquire(ctx, fn)
+	if err != nil {
+		var ie *sandbox.InitError
+		if !errors.As(err, &ie) {
+			return nil, err
+		}
+		// As Lambda: a failed init is the invocation's function error.
+		sres = &sandbox.Result{RequestID: requestID, Error: &ie.Object, StartType: sandbox.StartCold}
+		sres.Payload, _ = json.Marshal(ie.Object)
+		t := newTranscript(log, requestID, fn.Version)
+		t.end(nil, fn.Function)
+		return s.result(fn, sres, t), nil
+	}
+	// START follows the environment's init output, as in Lambda's log.
+	t := newTranscript(log, requestID, fn.Version)
+	sres, err = lease.Invoke(ctx, sandbox.Request{RequestID: requestID, Payload: req.Payload,
+		ClientContext: req.ClientContext, TraceID: req.TraceID, Stream: req.Stream})
+	lease.Release()
+	if sres == nil {
+		t.end(nil, fn.Function)
+		return nil, err
+	}
+	t.end(sres, fn.Function)
+	if s.cfg.Meter != nil {
+		s.cfg.Meter.Invoked(Record(fn, sres, time.Now()))
+	}
+	return s.result(fn, sres, t), err
+}
+
+func (s *Service) result(fn scheduler.Function, res *sandbox.Result, t *transcript) *Result {
+	return &Result{RequestID: res.RequestID, Version: fn.Version, Payload: res.Payload, Error: res.Error,
+		StartType: res.StartType, LogTail: t.tail(res)}
+}
+
+func (s *Service) logs(function string) io.Writer {
+	if s.cfg.Logs == nil {
+		return io.Discard
+	}
+	return s.cfg.Logs.Writer(function)
+}
+
+// Retire ends the environments of a function whose code or configuration
+// changed, or that was deleted; busy ones end when their invocation does.
+func (s *Service) Retire(ctx context.Context, function string) {
+	s.cfg.Scheduler.Retire(ctx, function)
+}
+
+// Adopt takes over an environment a previous daemon suspended, if its
+// function's revision is still current.
+func (s *Service) Adopt(ctx context.Context, rec store.EnvRecord) error {
+	f, err := s.cfg.Functions.Resolve(ctx, rec.Function, rec.Version)
+	if err != nil {
+		return err
+	}
+	if f.RevisionID != rec.Digest {
+		return fmt.Errorf("env %s is of revision %s, the function is at %s", rec.ID, rec.Digest, f.RevisionID)
+	}
+	return s.cfg.Scheduler.Adopt(ctx, s.schedulerFunction(f, nil), rec)
+}
+
+// function resolves a name and qualifier to what the scheduler runs.
+func (s *Service) function(ctx context.Context, name, qualifier string) (scheduler.Function, error) {
+	f, err := s.cfg.Functions.Resolve(ctx, name, qualifier)
+	if errors.Is(err, store.ErrNotFound) {
+		arn := fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", s.cfg.Region, name)
+		if qualifier != "" {
+			return scheduler.Function{}, lambdaerr.ResourceNotFound("Function not found: %s:%s", arn, qualifier)
+		}
+		return scheduler.Function{}, lambdaerr.ResourceNotFound("Function not found: %s", arn)
+	}
+	if err != nil {
+		return scheduler.Function{}, fmt.Errorf("reading function %s: %w", name, err)
+	}
+	reserved, err := s.cfg.Functions.Concurrency(ctx, name)
+	if err != nil {
+		return scheduler.Function{}, fmt.Errorf("reading the concurrency of %s: %w", name, err)
+	}
+	return s.schedulerFunction(f, reserved), nil
+}
