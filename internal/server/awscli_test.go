@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,9 +47,18 @@ func TestAWSCLI(t *testing.T) {
 		t.Errorf("list-functions: %s", out)
 	}
 	result := filepath.Join(home, "out.json")
-	run("lambda", "invoke", "--function-name", "hello", "--cli-binary-format", "raw-in-base64-out",
-		"--payload", `{"name":"CLI"}`, result)
+	out := run("lambda", "invoke", "--function-name", "hello", "--cli-binary-format", "raw-in-base64-out",
+		"--payload", `{"name":"CLI"}`, "--log-type", "Tail", result)
 	if b, _ := os.ReadFile(result); !strings.Contains(string(b), "Hello, CLI!") {
 		t.Errorf("invoke wrote %q", b)
 	}
+	var meta struct {
+		StatusCode      int
+		ExecutedVersion string
+		LogResult       string
+	}
+	if err := json.Unmarshal([]byte(out), &meta); err != nil || meta.StatusCode != 200 || meta.ExecutedVersion != "$LATEST" {
+		t.Fatalf("invoke printed %s (%v)", out, err)
+	}
+	checkLogTail(t, meta.LogResult, true)
 }

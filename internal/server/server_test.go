@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,6 +84,33 @@ func readZip(t *testing.T, pkg string) []byte {
 	return b
 }
 
+// checkLogTail checks an X-Amz-Log-Result as Lambda shapes it: base64 of
+// the invocation's log, START to REPORT, at most 4 KB.
+func checkLogTail(t *testing.T, b64 string, cold bool) {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatalf("log result is not base64: %v", err)
+	}
+	tail := string(b)
+	lines := strings.Split(strings.TrimSuffix(tail, "\n"), "\n")
+	if len(b) > 4096 || len(lines) < 3 {
+		t.Fatalf("log tail of %d bytes, %d lines:\n%s", len(b), len(lines), tail)
+	}
+	id, ok := strings.CutPrefix(lines[0], "START RequestId: ")
+	id, _, _ = strings.Cut(id, " ")
+	if !ok || !strings.HasSuffix(lines[0], " Version: $LATEST") {
+		t.Errorf("first line %q, want START RequestId: … Version: $LATEST", lines[0])
+	}
+	end, report := lines[len(lines)-2], lines[len(lines)-1]
+	if end != "END RequestId: "+id || !strings.HasPrefix(report, "REPORT RequestId: "+id+"\tDuration: ") || !strings.HasSuffix(tail, "\n") {
+		t.Errorf("last lines %q, %q: want END and REPORT of %s", end, report, id)
+	}
+	if strings.Contains(report, "Init Duration: ") != cold {
+		t.Errorf("REPORT %q: Init Duration present should be %v", report, cold)
+	}
+}
+
 func apiErrorCode(err error) string {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
@@ -119,8 +147,9 @@ func TestLambdaAPIWithTheSDK(t *testing.T) {
 			t.Fatalf("invoke: %d %v %s", out.StatusCode, out.FunctionError, out.Payload)
 		}
 		if aws.ToString(out.ExecutedVersion) != "$LATEST" || out.LogResult == nil {
-			t.Errorf("executed version %v, log result %v", out.ExecutedVersion, out.LogResult)
+			t.Fatalf("executed version %v, log result %v", out.ExecutedVersion, out.LogResult)
 		}
+		checkLogTail(t, aws.ToString(out.LogResult), true)
 		dry, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), InvocationType: types.InvocationTypeDryRun})
 		if err != nil || dry.StatusCode != 204 {
 			t.Errorf("dry run: %v %v", dry, err)
@@ -494,5 +523,51 @@ func TestSnapStartClonesThroughTheDaemon(t *testing.T) {
 	}
 	if starts["cold"] != 1 || starts["warm"] != 1 || starts["clone"] != 1 {
 		t.Errorf("start types %v, want one cold, one warm, one clone", starts)
+	}
+}
+
+// New code while an invocation runs: the running environment finishes its
+// invocation and then ends; it never serves the new revision.
+func TestUpdateCodeWhileInvoking(t *testing.T) {
+	d := start(t, t.TempDir(), time.Minute)
+	ctx := context.Background()
+	if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("f"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfunction")}, Timeout: aws.Int32(30)}); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		out *lambda.InvokeOutput
+		err error
+	}
+	first := make(chan answer, 1)
+	go func() {
+		out, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("f"), Payload: []byte(`{"action":"sleep","ms":2000}`)})
+		first <- answer{out, err}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for d.srv.Scheduler().Stats().Busy != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := d.client.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("f"),
+		ZipFile: readZip(t, "./examples/hello")}); err != nil {
+		t.Fatal(err)
+	}
+	a := <-first
+	if a.err != nil || a.out.FunctionError != nil {
+		t.Fatalf("the invocation in flight: %v %v", a.err, a.out)
+	}
+	if st := d.srv.Scheduler().Stats(); st.Warm != 0 || st.Suspended != 0 {
+		t.Errorf("after the old revision's invocation: %+v, want its environment ended", st)
+	}
+	out, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("f"), Payload: []byte(`{"name":"new"}`)})
+	if err != nil || !strings.Contains(string(out.Payload), "Hello, new!") {
+		t.Fatalf("after the update: %v %s", err, out.Payload)
+	}
+	recs, err := d.srv.Records(ctx)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("records %+v %v", recs, err)
+	}
+	if recs[1].StartType != "cold" || recs[1].EnvID == recs[0].EnvID {
+		t.Errorf("the new revision ran %s on %s (the old env was %s): want a cold start on a new env", recs[1].StartType, recs[1].EnvID, recs[0].EnvID)
 	}
 }
