@@ -69,10 +69,13 @@ func buildEvent(r *http.Request, id, domain, path string, iam *iamCaller) ([]byt
 		return nil, lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation", MaxPayload)
 	}
 	now := time.Now().UTC()
-	sourceIP, port, _ := net.SplitHostPort(r.RemoteAddr)
-	proto := "http"
+	sourceIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	proto, hostPort := "http", "80"
 	if r.TLS != nil {
-		proto = "https"
+		proto, hostPort = "https", "443"
+	}
+	if _, p, err := net.SplitHostPort(r.Host); err == nil && p != "" {
+		hostPort = p
 	}
 	headers := map[string]string{}
 	names := make([]string, 0, len(r.Header))
@@ -90,11 +93,8 @@ func buildEvent(r *http.Request, id, domain, path string, iam *iamCaller) ([]byt
 	headers["host"] = r.Host
 	headers["x-forwarded-for"] = sourceIP
 	headers["x-forwarded-proto"] = proto
-	_, hostPort, _ := net.SplitHostPort(r.Host)
-	if hostPort != "" {
-		headers["x-forwarded-port"] = hostPort
-	}
-	_ = port
+	// Lambda always names the port the client connected to.
+	headers["x-forwarded-port"] = hostPort
 	var cookies []string
 	for _, c := range r.Header.Values("Cookie") {
 		for _, part := range strings.Split(c, ";") {
