@@ -98,8 +98,8 @@ func TestBuildEvent(t *testing.T) {
 			name: "header names lower-cased, repeated headers joined by commas", method: "GET", target: "/", path: "/",
 			header: http.Header{"X-Multi": {"one", "two"}, "X-Amz-Date": {"20240101T000000Z"}, "Accept": {"text/html"}},
 			want: events.LambdaFunctionURLRequest{
-				RawPath: "/",
-				Headers: baseHeaders(map[string]string{"x-multi": "one,two", "x-amz-date": "20240101T000000Z", "accept": "text/html"}),
+				RawPath:        "/",
+				Headers:        baseHeaders(map[string]string{"x-multi": "one,two", "x-amz-date": "20240101T000000Z", "accept": "text/html"}),
 				RequestContext: events.LambdaFunctionURLRequestContext{HTTP: httpContext("GET", "/", "")},
 			},
 		},
