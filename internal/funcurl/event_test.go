@@ -113,6 +113,15 @@ func TestBuildEvent(t *testing.T) {
 			},
 		},
 		{
+			name: "HTML in a text body is not escaped", method: "POST", target: "/", path: "/", body: `<a href="x">&</a>`,
+			header: http.Header{"Content-Type": {"text/html"}},
+			want: events.LambdaFunctionURLRequest{
+				RawPath: "/", Body: `<a href="x">&</a>`,
+				Headers:        baseHeaders(map[string]string{"content-type": "text/html", "content-length": "17"}),
+				RequestContext: events.LambdaFunctionURLRequestContext{HTTP: httpContext("POST", "/", "")},
+			},
+		},
+		{
 			name: "binary body goes base64", method: "PUT", target: "/img", path: "/img", body: string(binary),
 			header: http.Header{"Content-Type": {"image/png"}},
 			want: events.LambdaFunctionURLRequest{
@@ -183,6 +192,9 @@ func TestBuildEvent(t *testing.T) {
 			rc.RequestID, rc.Time, rc.TimeEpoch = got.RequestContext.RequestID, got.RequestContext.Time, got.RequestContext.TimeEpoch
 			compareFields(t, reflect.ValueOf(got), reflect.ValueOf(want), "event")
 			checkPlaceholders(t, payload)
+			if bytes.Contains(payload, []byte(`\u003c`)) || bytes.HasSuffix(payload, []byte("\n")) {
+				t.Errorf("event HTML-escaped or with a trailing newline: %s", payload)
+			}
 		})
 	}
 }
@@ -307,28 +319,39 @@ func TestBuildEventForwardedHeaders(t *testing.T) {
 	}
 }
 
-func TestBuildEventBodySize(t *testing.T) {
+// Lambda's 6 MB limit is on the event, so a binary body, base64-encoded,
+// reaches it at about 4.5 MB.
+func TestBuildEventSizeLimit(t *testing.T) {
 	tests := []struct {
-		name    string
-		size    int
-		wantErr bool
+		name        string
+		size        int
+		contentType string
+		wantErr     bool
 	}{
-		{"exactly 6 MB", MaxPayload, false},
-		{"one byte over 6 MB", MaxPayload + 1, true},
-		{"far over 6 MB", 3 * MaxPayload, true},
+		{"text body that leaves room for the rest of the event", MaxPayload - 4096, "text/plain", false},
+		{"text body of exactly 6 MB: the event is over", MaxPayload, "text/plain", true},
+		{"one byte over 6 MB", MaxPayload + 1, "text/plain", true},
+		{"far over 6 MB", 3 * MaxPayload, "text/plain", true},
+		{"5 MB of HTML: not escaped, so under 6 MB", 5 << 20, "text/html", false},
+		{"binary body of 4 MB: 5.3 MB in base64", 4 << 20, "application/octet-stream", false},
+		{"binary body of 5 MB: 6.7 MB in base64", 5 << 20, "application/octet-stream", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest("POST", "http://"+testHost+"/", bytes.NewReader(make([]byte, tt.size)))
-			r.Header.Set("Content-Type", "text/plain")
+			body := "a"
+			if tt.contentType == "text/html" {
+				body = "<"
+			}
+			r := httptest.NewRequest("POST", "http://"+testHost+"/", bytes.NewReader(bytes.Repeat([]byte(body), tt.size/len(body))))
+			r.Header.Set("Content-Type", tt.contentType)
 			payload, err := buildEvent(r, testID, testDomain, "/", nil)
 			if !tt.wantErr {
 				if err != nil {
 					t.Fatalf("buildEvent: %v", err)
 				}
 				var ev events.LambdaFunctionURLRequest
-				if err := json.Unmarshal(payload, &ev); err != nil || len(ev.Body) != tt.size {
-					t.Fatalf("body of %d bytes, want %d (%v)", len(ev.Body), tt.size, err)
+				if err := json.Unmarshal(payload, &ev); err != nil || ev.Body == "" || len(payload) > MaxPayload {
+					t.Fatalf("event of %d bytes with a body of %d (%v)", len(payload), len(ev.Body), err)
 				}
 				return
 			}
