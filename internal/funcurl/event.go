@@ -1,8 +1,10 @@
 package funcurl
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -63,16 +65,19 @@ func isText(contentType string) bool {
 func buildEvent(r *http.Request, id, domain, path string, iam *iamCaller) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxPayload+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read the request body: %w", err)
 	}
 	if len(body) > MaxPayload {
-		return nil, lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation", MaxPayload)
+		return nil, tooLarge()
 	}
 	now := time.Now().UTC()
-	sourceIP, port, _ := net.SplitHostPort(r.RemoteAddr)
-	proto := "http"
+	sourceIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	proto, hostPort := "http", "80"
 	if r.TLS != nil {
-		proto = "https"
+		proto, hostPort = "https", "443"
+	}
+	if _, p, err := net.SplitHostPort(r.Host); err == nil && p != "" {
+		hostPort = p
 	}
 	headers := map[string]string{}
 	names := make([]string, 0, len(r.Header))
@@ -90,11 +95,8 @@ func buildEvent(r *http.Request, id, domain, path string, iam *iamCaller) ([]byt
 	headers["host"] = r.Host
 	headers["x-forwarded-for"] = sourceIP
 	headers["x-forwarded-proto"] = proto
-	_, hostPort, _ := net.SplitHostPort(r.Host)
-	if hostPort != "" {
-		headers["x-forwarded-port"] = hostPort
-	}
-	_ = port
+	// Lambda always names the port the client connected to.
+	headers["x-forwarded-port"] = hostPort
 	var cookies []string
 	for _, c := range r.Header.Values("Cookie") {
 		for _, part := range strings.Split(c, ";") {
@@ -140,7 +142,26 @@ func buildEvent(r *http.Request, id, domain, path string, iam *iamCaller) ([]byt
 		}
 	}
 	ev.RequestContext = urlEventContext{LambdaFunctionURLRequestContext: ctx, RouteKey: "$default", Stage: "$default"}
-	return json.Marshal(ev)
+	// No HTML escaping: Lambda sends "<" as it is, and "\u003c" would
+	// count six bytes against the limit.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		return nil, fmt.Errorf("encode the event: %w", err)
+	}
+	event := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	// Lambda's limit is on the whole event: a body under 6 MB can still
+	// make one over it (base64 grows it by a third). The invoker would
+	// refuse it too, but only here does it become the client's 413.
+	if len(event) > MaxPayload {
+		return nil, tooLarge()
+	}
+	return event, nil
+}
+
+func tooLarge() error {
+	return lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation", MaxPayload)
 }
 
 // writeResponse maps the function's answer as Lambda does: an object with
@@ -164,7 +185,10 @@ func writeResponse(w http.ResponseWriter, payload []byte) {
 				}
 				body = b
 			}
-			if len(body) > MaxPayload {
+			status := resp.StatusCode
+			if len(body) > MaxPayload || status < 100 || status > 599 {
+				// Nothing of a response Lambda cannot send reaches the
+				// client: not its headers, not its cookies.
 				message(w, http.StatusBadGateway, "Internal Server Error")
 				return
 			}
@@ -176,11 +200,6 @@ func writeResponse(w http.ResponseWriter, payload []byte) {
 			}
 			if w.Header().Get("Content-Type") == "" {
 				w.Header().Set("Content-Type", "application/json")
-			}
-			status := resp.StatusCode
-			if status < 100 || status > 599 {
-				message(w, http.StatusBadGateway, "Internal Server Error")
-				return
 			}
 			w.WriteHeader(status)
 			_, _ = w.Write(body)

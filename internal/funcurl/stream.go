@@ -22,6 +22,7 @@ type streamWriter struct {
 	prelude  bool         // still reading the prelude
 	buffered bool         // a plain JSON answer: mapped as a buffered one
 	buf      bytes.Buffer // the prelude so far, or the buffered answer
+	tooBig   bool         // the buffered answer went over MaxPayload
 	sent     bool         // the status line is out
 }
 
@@ -64,9 +65,15 @@ func (s *streamWriter) flush() {
 
 func (s *streamWriter) Write(p []byte) (int, error) {
 	if s.buffered {
-		if s.buf.Len()+len(p) <= MaxPayload+1 {
-			s.buf.Write(p)
+		// Past the limit nothing more is kept, and the answer is known
+		// lost: keeping the chunks that still fit would map a truncated
+		// answer that may yet be valid JSON.
+		if s.tooBig || s.buf.Len()+len(p) > MaxPayload {
+			s.tooBig = true
+			s.buf.Reset()
+			return len(p), nil
 		}
+		s.buf.Write(p)
 		return len(p), nil
 	}
 	if s.prelude {
@@ -120,7 +127,7 @@ func (s *streamWriter) started() bool { return s.sent }
 // that never ended is sent as a body.
 func (s *streamWriter) finish() {
 	if s.buffered {
-		if s.buf.Len() > MaxPayload {
+		if s.tooBig {
 			message(s.w, http.StatusBadGateway, "Internal Server Error")
 			return
 		}
