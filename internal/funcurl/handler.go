@@ -142,9 +142,11 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case asThrottled(err, &th):
 			w.Header().Set("Retry-After", "1")
 			message(w, http.StatusTooManyRequests, "Rate Exceeded.")
-		case le != nil && le.Type == "ResourceNotFoundException":
+		case le != nil && le.Status == http.StatusNotFound:
 			// The URL's function or alias is gone.
 			message(w, http.StatusNotFound, "Not Found")
+		case le != nil && le.Status == http.StatusRequestEntityTooLarge:
+			message(w, http.StatusRequestEntityTooLarge, le.Message)
 		default:
 			f.cfg.Log.Warn("function url invocation failed", "url", id, "err", err)
 			message(w, http.StatusInternalServerError, "Internal Server Error")
