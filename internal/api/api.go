@@ -25,6 +25,9 @@ type Invoker interface {
 	// Retire ends the environments of a function whose code or
 	// configuration changed, or that was deleted.
 	Retire(ctx context.Context, function string)
+	// Published readies a newly published version (its SnapStart
+	// template).
+	Published(ctx context.Context, function, version string) error
 }
 
 // Logs reads functions' logs.
@@ -49,8 +52,18 @@ type Config struct {
 	// URLBase makes a function URL from its id; nil when the daemon serves
 	// no function URLs.
 	URLBase func(id string) string
-	Log     *slog.Logger
+	// MaxConcurrency is the host's bound on invocations in flight (the
+	// daemon's --max-concurrency; 0 for the scheduler's default), and
+	// MaxZipBytes and MaxUnzippedBytes the code size limits ValidateCode
+	// enforces: GetAccountSettings reports them.
+	MaxConcurrency   int
+	MaxZipBytes      int64
+	MaxUnzippedBytes int64
+	Log              *slog.Logger
 }
+
+// defaultMaxConcurrency is the scheduler's bound when the daemon sets none.
+const defaultMaxConcurrency = 64
 
 // API is the Lambda API's HTTP handler.
 type API struct {
@@ -73,6 +86,9 @@ func New(cfg Config) *API {
 	if cfg.IdlePolicy.KeepSuspendedHours == 0 {
 		cfg.IdlePolicy.KeepSuspendedHours = 24
 	}
+	if cfg.MaxConcurrency <= 0 {
+		cfg.MaxConcurrency = defaultMaxConcurrency
+	}
 	a := &API{cfg: cfg, verify: NewVerifier(cfg.Keys), mux: http.NewServeMux()}
 	a.routes()
 	return a
@@ -81,7 +97,9 @@ func New(cfg Config) *API {
 // Handle adds a route of Hearth's own, signed like the rest.
 func (a *API) Handle(pattern string, h http.HandlerFunc) { a.mux.HandleFunc(pattern, h) }
 
-// ServeHTTP authenticates the request and routes it.
+// ServeHTTP authenticates the request and routes it; a request for an
+// operation Hearth does not serve is answered in Lambda's error shape, and
+// only once it is signed, so that the API tells nothing to a stranger.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" {
 		w.WriteHeader(http.StatusOK)
@@ -99,5 +117,5 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, err)
 		return
 	}
-	a.mux.ServeHTTP(w, r)
+	a.route(w, r)
 }

@@ -21,22 +21,36 @@ var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 // function's own.
 var runtimes = map[string]bool{"provided.al2023": true, "provided.al2": true, "provided": true}
 
-// functionRef reads the {name} path value: a name, "name:qualifier" or a
-// function ARN, and the Qualifier query parameter.
+// functionRef reads the {name} path value and the Qualifier query
+// parameter.
 func functionRef(r *http.Request) (name, qualifier string, err error) {
-	name = r.PathValue("name")
-	if rest, ok := strings.CutPrefix(name, "arn:"); ok {
-		_, after, found := strings.Cut(rest, ":function:")
-		if !found {
-			return "", "", lambdaerr.InvalidParameter("%s is not a function ARN", name)
+	return parseFunctionRef(r.PathValue("name"), r.URL.Query().Get("Qualifier"))
+}
+
+// parseFunctionRef reads a function as Lambda's FunctionName takes it: a
+// name, "name:qualifier", a partial ARN ("123456789012:function:name") or
+// a function ARN, each optionally qualified; query is the Qualifier query
+// parameter, which must agree with a qualifier in the name.
+func parseFunctionRef(ref, query string) (name, qualifier string, err error) {
+	name = ref
+	if strings.HasPrefix(name, "arn:") || strings.Contains(name, ":function:") {
+		_, after, found := strings.Cut(name, ":function:")
+		if !found || (strings.HasPrefix(name, "arn:") && !strings.HasPrefix(name, "arn:aws:lambda:")) {
+			return "", "", lambdaerr.InvalidParameter("%s is not a function ARN", ref)
 		}
 		name = after
 	}
 	if n, q, ok := strings.Cut(name, ":"); ok {
 		name, qualifier = n, q
+		if qualifier == "" || strings.Contains(qualifier, ":") {
+			return "", "", lambdaerr.InvalidParameter("%q is not a function name, a qualified name or a function ARN", ref)
+		}
 	}
-	if q := r.URL.Query().Get("Qualifier"); q != "" {
-		qualifier = q
+	if query != "" {
+		if qualifier != "" && qualifier != query {
+			return "", "", lambdaerr.InvalidParameter("The derived qualifier from the function name does not match the specified qualifier.")
+		}
+		qualifier = query
 	}
 	if !nameRE.MatchString(name) {
 		return "", "", lambdaerr.InvalidParameter("function name %q must be 1 to 64 letters, digits, hyphens or underscores", name)
@@ -51,17 +65,48 @@ type functionCode struct {
 }
 
 type createRequest struct {
-	FunctionName string             `json:"FunctionName"`
-	Runtime      string             `json:"Runtime"`
-	Role         string             `json:"Role"`
-	Handler      string             `json:"Handler"`
-	Description  string             `json:"Description"`
-	MemorySize   *int               `json:"MemorySize"`
-	Timeout      *int               `json:"Timeout"`
-	Environment  *store.Environment `json:"Environment"`
-	Code         functionCode       `json:"Code"`
-	Publish      bool               `json:"Publish"`
-	PackageType  string             `json:"PackageType"`
+	FunctionName     string                  `json:"FunctionName"`
+	Runtime          string                  `json:"Runtime"`
+	Role             string                  `json:"Role"`
+	Handler          string                  `json:"Handler"`
+	Description      string                  `json:"Description"`
+	MemorySize       *int                    `json:"MemorySize"`
+	Timeout          *int                    `json:"Timeout"`
+	Environment      *store.Environment      `json:"Environment"`
+	Code             functionCode            `json:"Code"`
+	Publish          bool                    `json:"Publish"`
+	PackageType      string                  `json:"PackageType"`
+	Tags             map[string]string       `json:"Tags"`
+	Architectures    []string                `json:"Architectures"`
+	EphemeralStorage *store.EphemeralStorage `json:"EphemeralStorage"`
+	LoggingConfig    *store.LoggingConfig    `json:"LoggingConfig"`
+	SnapStart        *store.SnapStart        `json:"SnapStart"`
+}
+
+// check checks what CreateFunction sends beyond the name and the code, and
+// returns the logging configuration to store.
+func (req *createRequest) check() (*store.LoggingConfig, *store.SnapStart, error) {
+	if err := checkSettings(req.Runtime, req.MemorySize, req.Timeout, req.Environment); err != nil {
+		return nil, nil, err
+	}
+	if err := checkArchitectures(req.Architectures); err != nil {
+		return nil, nil, err
+	}
+	if err := checkEphemeralStorage(req.EphemeralStorage); err != nil {
+		return nil, nil, err
+	}
+	if err := checkTags(req.Tags); err != nil {
+		return nil, nil, err
+	}
+	if len(req.Tags) > maxTags {
+		return nil, nil, tooManyTags(len(req.Tags))
+	}
+	logging, err := mergeLogging(req.FunctionName, nil, req.LoggingConfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	snap, err := checkSnapStart(req.SnapStart)
+	return logging, snap, err
 }
 
 func checkSettings(runtime string, memory, timeout *int, env *store.Environment) error {
@@ -126,7 +171,8 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, lambdaerr.InvalidParameter("PackageType %s is not supported yet; use Zip", req.PackageType))
 		return
 	}
-	if err := checkSettings(req.Runtime, req.MemorySize, req.Timeout, req.Environment); err != nil {
+	logging, snap, err := req.check()
+	if err != nil {
 		a.writeError(w, err)
 		return
 	}
@@ -143,8 +189,9 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		FunctionName: req.FunctionName, FunctionArn: a.arn(req.FunctionName), Runtime: req.Runtime, Role: req.Role,
 		Handler: req.Handler, Description: req.Description, MemorySize: 128, Timeout: 3,
 		CodeSize: size, CodeSha256: sum, Version: "$LATEST", LastModified: lastModified(), RevisionID: uuid.NewString(),
-		State: "Active", LastUpdateStatus: "Successful", PackageType: "Zip", Architectures: []string{"x86_64"},
+		State: "Active", LastUpdateStatus: "Successful", PackageType: "Zip", Architectures: []string{hostArchitecture},
 		Environment: req.Environment, IdlePolicy: a.cfg.IdlePolicy,
+		EphemeralStorage: req.EphemeralStorage, LoggingConfig: logging, SnapStart: snap,
 	}
 	if req.MemorySize != nil {
 		f.MemorySize = *req.MemorySize
@@ -153,6 +200,22 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		f.Timeout = *req.Timeout
 	}
 	if err := a.cfg.Store.CreateFunction(r.Context(), f); err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if len(req.Tags) > 0 {
+		err := a.cfg.Store.UpdateTags(r.Context(), f.FunctionName, func(t map[string]string) error {
+			for k, v := range req.Tags {
+				t[k] = v
+			}
+			return nil
+		})
+		if err != nil {
+			a.writeError(w, err)
+			return
+		}
+	}
+	if f, err = a.cfg.Store.GetFunction(r.Context(), f.FunctionName); err != nil {
 		a.writeError(w, err)
 		return
 	}
@@ -215,6 +278,14 @@ func (a *API) getFunction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := map[string]any{"Configuration": f, "Code": map[string]string{"RepositoryType": "Hearth", "Location": ""}}
+	tags, err := a.cfg.Store.Tags(r.Context(), f.FunctionName)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if len(tags) > 0 {
+		out["Tags"] = tags
+	}
 	if n, err := a.cfg.Store.Concurrency(r.Context(), f.FunctionName); err == nil && n != nil {
 		out["Concurrency"] = map[string]int{"ReservedConcurrentExecutions": *n}
 	}
@@ -231,14 +302,29 @@ func (a *API) getFunctionConfiguration(w http.ResponseWriter, r *http.Request) {
 }
 
 type updateConfigRequest struct {
-	Runtime     string             `json:"Runtime"`
-	Handler     *string            `json:"Handler"`
-	Description *string            `json:"Description"`
-	MemorySize  *int               `json:"MemorySize"`
-	Timeout     *int               `json:"Timeout"`
-	Environment *store.Environment `json:"Environment"`
-	Role        *string            `json:"Role"`
-	RevisionID  string             `json:"RevisionId"`
+	Runtime          string                  `json:"Runtime"`
+	Handler          *string                 `json:"Handler"`
+	Description      *string                 `json:"Description"`
+	MemorySize       *int                    `json:"MemorySize"`
+	Timeout          *int                    `json:"Timeout"`
+	Environment      *store.Environment      `json:"Environment"`
+	Role             *string                 `json:"Role"`
+	RevisionID       string                  `json:"RevisionId"`
+	EphemeralStorage *store.EphemeralStorage `json:"EphemeralStorage"`
+	LoggingConfig    *store.LoggingConfig    `json:"LoggingConfig"`
+	SnapStart        *store.SnapStart        `json:"SnapStart"`
+}
+
+// check checks what UpdateFunctionConfiguration sends.
+func (req *updateConfigRequest) check() error {
+	if err := checkSettings(req.Runtime, req.MemorySize, req.Timeout, req.Environment); err != nil {
+		return err
+	}
+	if err := checkEphemeralStorage(req.EphemeralStorage); err != nil {
+		return err
+	}
+	_, err := checkSnapStart(req.SnapStart)
+	return err
 }
 
 func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request) {
@@ -248,13 +334,24 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 		a.writeError(w, err)
 		return
 	}
-	if err := checkSettings(req.Runtime, req.MemorySize, req.Timeout, req.Environment); err != nil {
+	if err := req.check(); err != nil {
 		a.writeError(w, err)
 		return
 	}
 	f, err := a.cfg.Store.UpdateFunction(r.Context(), name, func(f *store.Function) error {
 		if req.RevisionID != "" && req.RevisionID != f.RevisionID {
-			return lambdaerr.InvalidParameter("The Revision Id provided does not match the latest Revision Id.")
+			return lambdaerr.PreconditionFailed("The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+		}
+		logging, err := mergeLogging(f.FunctionName, f.LoggingConfig, req.LoggingConfig)
+		if err != nil {
+			return err
+		}
+		f.LoggingConfig = logging
+		if req.EphemeralStorage != nil {
+			f.EphemeralStorage = req.EphemeralStorage
+		}
+		if req.SnapStart != nil {
+			f.SnapStart, _ = checkSnapStart(req.SnapStart)
 		}
 		if req.Runtime != "" {
 			f.Runtime = req.Runtime
@@ -289,16 +386,22 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 }
 
 type updateCodeRequest struct {
-	ZipFile  []byte `json:"ZipFile"`
-	ImageURI string `json:"ImageUri"`
-	S3Bucket string `json:"S3Bucket"`
-	Publish  bool   `json:"Publish"`
+	ZipFile       []byte   `json:"ZipFile"`
+	ImageURI      string   `json:"ImageUri"`
+	S3Bucket      string   `json:"S3Bucket"`
+	Publish       bool     `json:"Publish"`
+	Architectures []string `json:"Architectures"`
+	RevisionID    string   `json:"RevisionId"`
 }
 
 func (a *API) updateFunctionCode(w http.ResponseWriter, r *http.Request) {
 	var req updateCodeRequest
 	name, _, err := refWithBody(r, &req)
 	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if err := checkArchitectures(req.Architectures); err != nil {
 		a.writeError(w, err)
 		return
 	}
@@ -312,6 +415,9 @@ func (a *API) updateFunctionCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, err := a.cfg.Store.UpdateFunction(r.Context(), name, func(f *store.Function) error {
+		if req.RevisionID != "" && req.RevisionID != f.RevisionID {
+			return lambdaerr.PreconditionFailed("The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+		}
 		f.CodeSha256, f.CodeSize = sum, size
 		f.LastModified, f.RevisionID = lastModified(), uuid.NewString()
 		return nil

@@ -1,5 +1,12 @@
 package api
 
+import (
+	"net/http"
+	"strings"
+
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+)
+
 // routes lists every operation, with the paths aws-sdk-go-v2's Lambda
 // client uses.
 func (a *API) routes() {
@@ -29,7 +36,63 @@ func (a *API) routes() {
 	m.HandleFunc("PUT /2021-10-31/functions/{name}/url", a.updateURLConfig)
 	m.HandleFunc("DELETE /2021-10-31/functions/{name}/url", a.deleteURLConfig)
 	m.HandleFunc("GET /2021-10-31/functions/{name}/urls", a.listURLConfigs)
+	m.HandleFunc("POST /2017-03-31/tags/{resource}", a.tagResource)
+	m.HandleFunc("DELETE /2017-03-31/tags/{resource}", a.untagResource)
+	m.HandleFunc("GET /2017-03-31/tags/{resource}", a.listTags)
+	m.HandleFunc("POST /2015-03-31/functions/{name}/policy", a.addPermission)
+	m.HandleFunc("GET /2015-03-31/functions/{name}/policy", a.getPolicy)
+	m.HandleFunc("DELETE /2015-03-31/functions/{name}/policy/{sid}", a.removePermission)
+	m.HandleFunc("GET /2016-08-19/account-settings", a.getAccountSettings)
+	m.HandleFunc("GET /2016-08-19/account-settings/{$}", a.getAccountSettings)
+	m.HandleFunc("GET /2020-06-30/functions/{name}/code-signing-config", a.getCodeSigningConfig)
 	// Hearth's own, beside Lambda's.
 	m.HandleFunc("GET /hearth/v1/functions/{name}/logs", a.logs)
 	m.HandleFunc("PUT /hearth/v1/functions/{name}/idle-policy", a.putIdlePolicy)
+}
+
+// methods a route may take, to tell a wrong method from an unknown path.
+var methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch}
+
+// route serves r with its handler, or answers that Hearth does not serve it.
+func (a *API) route(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := a.mux.Handler(r); pattern != "" {
+		a.mux.ServeHTTP(w, r)
+		return
+	}
+	allow := a.allowed(r)
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+	}
+	a.writeError(w, unknownOperation(r, allow))
+}
+
+// allowed lists the methods the mux serves at r's path.
+func (a *API) allowed(r *http.Request) []string {
+	var out []string
+	for _, m := range methods {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := a.mux.Handler(probe); pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// unknownOperation is the error for a request no route serves: 405 when
+// the path takes other methods, else 404; it names the Lambda operation
+// when the request is one of Lambda's.
+func unknownOperation(r *http.Request, allow []string) error {
+	status := http.StatusNotFound
+	if len(allow) > 0 {
+		status = http.StatusMethodNotAllowed
+	}
+	req := r.Method + " " + r.URL.Path
+	if op := operationFor(r.Method, r.URL.Path, r.URL.Query()); op != "" {
+		return lambdaerr.UnknownOperation(status, "The Lambda operation %s (%s) is not supported by Hearth", op, req)
+	}
+	if len(allow) > 0 {
+		return lambdaerr.UnknownOperation(status, "%s is not supported by Hearth: %s takes %s", req, r.URL.Path, strings.Join(allow, ", "))
+	}
+	return lambdaerr.UnknownOperation(status, "%s is not supported by Hearth: no Lambda operation has this path", req)
 }

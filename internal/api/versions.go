@@ -31,6 +31,10 @@ func (a *API) publishVersion(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, notFound(err, a.arn(name)))
 		return
 	}
+	if err := a.cfg.Invoker.Published(r.Context(), name, f.Version); err != nil {
+		// The version is published; only its head start is lost.
+		a.cfg.Log.Warn("readying a published version", "function", name, "version", f.Version, "err", err)
+	}
 	writeJSON(w, http.StatusCreated, f)
 }
 

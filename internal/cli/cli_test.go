@@ -53,7 +53,7 @@ func TestRunRefusesBadInput(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{"not a zip", nil, []string{"run", "--zip", notZip}, ExitBadInput, "InvalidZipFileException: Could not unzip"},
+		{"not a zip", nil, []string{"run", "--zip", notZip}, ExitBadInput, "InvalidParameterValueException: Could not unzip"},
 		{"missing zip", nil, []string{"run", "--zip", filepath.Join(dir, "nope.zip")}, ExitBadInput, "cannot read code package"},
 		{"event over 6 MB", nil, []string{"run", "--zip", hello, "--event-file", bigEvent}, ExitBadInput, "RequestTooLargeException"},
 		{"event not JSON", nil, []string{"run", "--zip", hello, "--event", "{nope"}, ExitBadInput, "not valid JSON"},

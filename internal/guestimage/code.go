@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -38,14 +40,20 @@ func ReadZipFile(p string) (*Code, error) {
 	return ReadZip(data)
 }
 
-// ReadZip validates a zip package held in memory.
+// UnzipFailed is Lambda's answer to a package it cannot unzip, word for
+// word: deployment tools match on the exception's name and show the message.
+const UnzipFailed = "Could not unzip uploaded file. Please check your file, then try to upload again."
+
+// ReadZip validates a zip package held in memory: its directory, its entry
+// names, sizes and bootstrap. It does not decompress the entries; ValidateZip
+// does, for uploads.
 func ReadZip(data []byte) (*Code, error) {
 	if len(data) > MaxZipBytes {
 		return nil, lambdaerr.RequestTooLarge("Zipped size must be smaller than %d bytes (got %d)", MaxZipBytes, len(data))
 	}
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
-		return nil, lambdaerr.InvalidZipFile("Could not unzip uploaded file. Please check your file, then try to upload again. (%v)", err)
+		return nil, lambdaerr.InvalidParameter("%s (%v)", UnzipFailed, err)
 	}
 	sum := sha256.Sum256(data)
 	c := &Code{digest: hex.EncodeToString(sum[:]), zipBytes: int64(len(data))}
@@ -54,7 +62,7 @@ func ReadZip(data []byte) (*Code, error) {
 	for _, f := range zr.File {
 		name, ok := cleanName(f.Name)
 		if !ok {
-			return nil, lambdaerr.InvalidZipFile("zip entry %q would land outside the task root", f.Name)
+			return nil, lambdaerr.InvalidParameter("%s (zip entry %q would land outside the task root)", UnzipFailed, f.Name)
 		}
 		if name == "" {
 			continue
@@ -84,6 +92,49 @@ func ReadZip(data []byte) (*Code, error) {
 		return nil, lambdaerr.InvalidParameter("bootstrap in the zip is not executable (mode %#o): run chmod 755 bootstrap before zipping it", m.Perm())
 	}
 	return c, nil
+}
+
+// ValidateZip is what an upload must pass: ReadZip, then every entry read
+// whole, so that corrupt data (a bad CRC, a broken deflate stream) is refused
+// at CreateFunction rather than found at the first cold start. The reads are
+// bounded: archive/zip fails an entry that inflates past its declared size,
+// and ReadZip has capped the declared sizes.
+func ValidateZip(data []byte) error {
+	c, err := ReadZip(data)
+	if err != nil {
+		return err
+	}
+	return c.verify()
+}
+
+// verify reads every entry to its end, which makes archive/zip check its
+// CRC-32.
+func (c *Code) verify() error {
+	for _, f := range c.files {
+		if err := readWhole(f); err != nil {
+			return lambdaerr.InvalidParameter("%s (%s: %v)", UnzipFailed, f.Name, err)
+		}
+	}
+	return nil
+}
+
+func readWhole(f *zip.File) error {
+	if f.Mode().IsDir() {
+		return nil
+	}
+	rc, err := f.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	n, err := io.Copy(io.Discard, rc)
+	if err != nil {
+		return err
+	}
+	if uint64(n) != f.UncompressedSize64 {
+		return fmt.Errorf("%d bytes where the directory says %d", n, f.UncompressedSize64)
+	}
+	return nil
 }
 
 // Digest is the SHA-256 of the zip, in hex.

@@ -51,13 +51,13 @@ func TestReadZip(t *testing.T) {
 	}{
 		{"valid", makeZip(t, entry{"bootstrap", 0o755, "#!/bin/sh", true}, entry{"lib/data.txt", 0o644, "x", true}), "", ""},
 		{"made without unix modes", makeZip(t, entry{"bootstrap", 0, "bin", false}), "", ""},
-		{"not a zip", []byte("this is not a zip file"), "InvalidZipFileException", "Could not unzip"},
-		{"empty file", nil, "InvalidZipFileException", "Could not unzip"},
+		{"not a zip", []byte("this is not a zip file"), "InvalidParameterValueException", "Could not unzip"},
+		{"empty file", nil, "InvalidParameterValueException", "Could not unzip"},
 		{"no bootstrap", makeZip(t, entry{"main", 0o755, "bin", true}, entry{"README.md", 0o644, "", true}), "InvalidParameterValueException", "(the root holds: README.md, main)"},
 		{"bootstrap in a folder only", makeZip(t, entry{"app/bootstrap", 0o755, "bin", true}), "InvalidParameterValueException", "no bootstrap at its root"},
 		{"bootstrap not executable", makeZip(t, entry{"bootstrap", 0o644, "bin", true}), "InvalidParameterValueException", "not executable (mode 0644)"},
-		{"path escapes", makeZip(t, entry{"bootstrap", 0o755, "bin", true}, entry{"../../etc/passwd", 0o644, "x", true}), "InvalidZipFileException", "outside the task root"},
-		{"absolute path", makeZip(t, entry{"bootstrap", 0o755, "bin", true}, entry{"/etc/passwd", 0o644, "x", true}), "InvalidZipFileException", "outside the task root"},
+		{"path escapes", makeZip(t, entry{"bootstrap", 0o755, "bin", true}, entry{"../../etc/passwd", 0o644, "x", true}), "InvalidParameterValueException", "outside the task root"},
+		{"absolute path", makeZip(t, entry{"bootstrap", 0o755, "bin", true}, entry{"/etc/passwd", 0o644, "x", true}), "InvalidParameterValueException", "outside the task root"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,5 +146,83 @@ func TestWriteInitramfs(t *testing.T) {
 		if g, ok := got[d]; !ok || !g.mode.IsDir() {
 			t.Errorf("directory %s missing", d)
 		}
+	}
+}
+
+// storedZip is a zip whose entries are stored, not deflated, so a test can
+// find an entry's bytes in it and damage them.
+func storedZip(t *testing.T, bootstrap, other string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, e := range []struct{ name, body string }{{"bootstrap", bootstrap}, {"data.txt", other}} {
+		h := &zip.FileHeader{Name: e.name, Method: zip.Store}
+		h.SetMode(0o755)
+		w, err := zw.CreateHeader(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(w, e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// damage flips one byte of the first occurrence of what in data.
+func damage(t *testing.T, data []byte, what string) []byte {
+	t.Helper()
+	i := bytes.Index(data, []byte(what))
+	if i < 0 {
+		t.Fatalf("%q not in the zip", what)
+	}
+	out := bytes.Clone(data)
+	out[i] ^= 0xff
+	return out
+}
+
+func TestValidateZipReadsEveryEntry(t *testing.T) {
+	good := storedZip(t, "#!/bin/sh\necho hi\n", "some data the function reads")
+	deflated := makeZip(t, entry{"bootstrap", 0o755, "#!/bin/sh", true}, entry{"big.txt", 0o644, strings.Repeat("abcdefgh", 4096), true})
+	// Damage the middle of the deflate stream of big.txt, past its header.
+	i := bytes.Index(deflated, []byte("big.txt")) // the local header; its data follows
+	brokenDeflate := bytes.Clone(deflated)
+	brokenDeflate[i+len("big.txt")+10] ^= 0xff
+	tests := []struct {
+		name    string
+		data    []byte
+		wantErr string // "" for success
+	}{
+		{"intact", good, ""},
+		{"intact deflated", deflated, ""},
+		{"bad CRC in a data file", damage(t, good, "some data"), "data.txt"},
+		{"bad CRC in bootstrap", damage(t, good, "echo hi"), "bootstrap"},
+		{"broken deflate stream", brokenDeflate, "big.txt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The directory is intact: ReadZip alone accepts them all.
+			if _, err := ReadZip(tt.data); err != nil {
+				t.Fatalf("ReadZip: %v", err)
+			}
+			err := ValidateZip(tt.data)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("ValidateZip: %v", err)
+				}
+				return
+			}
+			le, ok := lambdaerr.As(err)
+			if !ok {
+				t.Fatalf("got %v, want an InvalidParameterValueException", err)
+			}
+			if le.Type != "InvalidParameterValueException" || le.Status != 400 ||
+				!strings.HasPrefix(le.Message, UnzipFailed) || !strings.Contains(le.Message, tt.wantErr) {
+				t.Errorf("got %s %d %q, want InvalidParameterValueException 400 starting %q and naming %s", le.Type, le.Status, le.Message, UnzipFailed, tt.wantErr)
+			}
+		})
 	}
 }

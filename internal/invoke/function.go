@@ -26,7 +26,10 @@ func (s *Service) schedulerFunction(f store.Function, reserved *int) scheduler.F
 		Reserved:      reserved,
 		KeepWarm:      time.Duration(f.IdlePolicy.KeepWarmSeconds) * time.Second,
 		KeepSuspended: time.Duration(f.IdlePolicy.KeepSuspendedHours) * time.Hour,
-		SnapStart:     s.cfg.SnapStart,
+		// A version published while its function's SnapStart applied to
+		// published versions is optimized, as Lambda says; the daemon's
+		// --snap-start applies to every revision.
+		SnapStart: s.cfg.SnapStart || (f.SnapStart != nil && f.SnapStart.OptimizationStatus == "On"),
 	}
 	if f.Environment != nil {
 		fn.Env = f.Environment.Variables

@@ -46,6 +46,7 @@ type Functions interface {
 type Scheduler interface {
 	Acquire(ctx context.Context, fn scheduler.Function) (*scheduler.Lease, error)
 	Retire(ctx context.Context, function string)
+	Prepare(fn scheduler.Function)
 	Adopt(ctx context.Context, fn scheduler.Function, rec store.EnvRecord) error
 }
 
@@ -238,6 +239,19 @@ func (s *Service) logs(function string) io.Writer {
 // changed, or that was deleted; busy ones end when their invocation does.
 func (s *Service) Retire(ctx context.Context, function string) {
 	s.cfg.Scheduler.Retire(ctx, function)
+}
+
+// Published readies a newly published version: with SnapStart, its
+// template is made now, so that its first invocation is already a clone.
+func (s *Service) Published(ctx context.Context, function, version string) error {
+	fn, err := s.function(ctx, function, version)
+	if err != nil {
+		return err
+	}
+	if fn.SnapStart {
+		s.cfg.Scheduler.Prepare(fn)
+	}
+	return nil
 }
 
 // Adopt takes over an environment a previous daemon suspended, if its

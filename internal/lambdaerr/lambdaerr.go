@@ -37,9 +37,17 @@ func InvalidParameter(format string, args ...any) *Error {
 	return newf("InvalidParameterValueException", http.StatusBadRequest, format, args...)
 }
 
-// InvalidZipFile is Lambda's InvalidZipFileException (400).
-func InvalidZipFile(format string, args ...any) *Error {
-	return newf("InvalidZipFileException", http.StatusBadRequest, format, args...)
+// PreconditionFailed is Lambda's PreconditionFailedException (412): a
+// RevisionId that is not the current one.
+func PreconditionFailed(format string, args ...any) *Error {
+	return newf("PreconditionFailedException", http.StatusPreconditionFailed, format, args...)
+}
+
+// UnknownOperation answers a request for an operation Hearth does not
+// serve: 404 for a path it does not know, 405 for a known path with another
+// method.
+func UnknownOperation(status int, format string, args ...any) *Error {
+	return newf("UnknownOperationException", status, format, args...)
 }
 
 // RequestTooLarge is Lambda's RequestTooLargeException (413).

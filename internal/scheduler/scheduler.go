@@ -252,6 +252,19 @@ func (s *Scheduler) acquire(ctx context.Context, fn Function) (*sandbox.Env, err
 	return env, nil
 }
 
+// Prepare starts making fn's template ahead of its first invocation, when
+// fn uses SnapStart, as Lambda snapshots a version when it is published.
+func (s *Scheduler) Prepare(fn Function) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	p := s.pool(fn, true)
+	s.mu.Unlock()
+	s.maybeTemplate(fn, p)
+}
+
 // maybeTemplate starts making p's template in the background, once.
 func (s *Scheduler) maybeTemplate(fn Function, p *pool) {
 	if s.cfg.TemplatesDir == "" || !fn.SnapStart {

@@ -146,7 +146,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.cfg.URLDomain = "localhost"
 	}
 	s.api = api.New(api.Config{Store: st, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
-		ValidateCode: func(zip []byte) error { _, err := guestimage.ReadZip(zip); return err }})
+		ValidateCode: guestimage.ValidateZip, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
 	s.api.Handle("GET /hearth/v1/cost", s.cost)
 	s.api.Handle("GET /hearth/v1/status", s.status)
 	return s, nil

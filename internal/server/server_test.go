@@ -186,7 +186,7 @@ func TestLambdaAPIWithTheSDK(t *testing.T) {
 		}
 		_, err = d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("broken"), Runtime: types.RuntimeProvidedal2023,
 			Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: []byte("not a zip")}})
-		if code := apiErrorCode(err); code != "InvalidZipFileException" {
+		if code := apiErrorCode(err); code != "InvalidParameterValueException" {
 			t.Errorf("bad zip: %v", err)
 		}
 		_, err = d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("big"), Runtime: types.RuntimeProvidedal2023,

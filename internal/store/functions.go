@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Function is a function's configuration, in the shape of the Lambda API's
@@ -36,6 +37,13 @@ type Function struct {
 	PackageType      string       `json:"PackageType"`
 	Architectures    []string     `json:"Architectures"`
 	Environment      *Environment `json:"Environment,omitempty"`
+	// EphemeralStorage is the size of /tmp; LoggingConfig where and how
+	// the function's logs go; SnapStart whether published versions start
+	// from a snapshot. Rows stored before these existed load with Lambda's
+	// defaults (see withDefaults).
+	EphemeralStorage *EphemeralStorage `json:"EphemeralStorage,omitempty"`
+	LoggingConfig    *LoggingConfig    `json:"LoggingConfig,omitempty"`
+	SnapStart        *SnapStart        `json:"SnapStart,omitempty"`
 	// IdlePolicy is Hearth's: how long an idle environment stays warm
 	// before it is suspended, and how long a suspended one is kept.
 	IdlePolicy IdlePolicy `json:"HearthIdlePolicy"`
@@ -44,6 +52,73 @@ type Function struct {
 // Environment holds a function's environment variables.
 type Environment struct {
 	Variables map[string]string `json:"Variables"`
+}
+
+// EphemeralStorage is the size of a function's /tmp, in MB (512 to 10240).
+type EphemeralStorage struct {
+	Size int `json:"Size"`
+}
+
+// LoggingConfig is a function's log format and destination, as Lambda
+// shapes it; the levels apply to the JSON format only.
+type LoggingConfig struct {
+	LogFormat           string `json:"LogFormat,omitempty"`
+	ApplicationLogLevel string `json:"ApplicationLogLevel,omitempty"`
+	SystemLogLevel      string `json:"SystemLogLevel,omitempty"`
+	LogGroup            string `json:"LogGroup,omitempty"`
+}
+
+// SnapStart says whether published versions start from a snapshot
+// (ApplyOn "PublishedVersions") or boot ("None"). OptimizationStatus is
+// what Lambda reports: "On" for a published version made with ApplyOn
+// PublishedVersions, else "Off".
+type SnapStart struct {
+	ApplyOn            string `json:"ApplyOn"`
+	OptimizationStatus string `json:"OptimizationStatus,omitempty"`
+}
+
+// Lambda's defaults for the settings a function may leave out.
+const (
+	DefaultEphemeralStorageMB = 512
+	DefaultLogFormat          = "Text"
+	SnapStartNone             = "None"
+	SnapStartPublished        = "PublishedVersions"
+)
+
+// DefaultLogGroup is the log group Lambda gives a function.
+func DefaultLogGroup(function string) string { return "/aws/lambda/" + function }
+
+// withDefaults fills in the settings Lambda always reports, for functions
+// created without them or stored before Hearth had them.
+func (f *Function) withDefaults() {
+	if f.EphemeralStorage == nil {
+		f.EphemeralStorage = &EphemeralStorage{Size: DefaultEphemeralStorageMB}
+	}
+	if f.LoggingConfig == nil {
+		f.LoggingConfig = &LoggingConfig{}
+	}
+	if f.LoggingConfig.LogFormat == "" {
+		f.LoggingConfig.LogFormat = DefaultLogFormat
+	}
+	if f.LoggingConfig.LogGroup == "" {
+		f.LoggingConfig.LogGroup = DefaultLogGroup(f.FunctionName)
+	}
+	if f.SnapStart == nil {
+		f.SnapStart = &SnapStart{ApplyOn: SnapStartNone}
+	}
+	if f.SnapStart.OptimizationStatus == "" {
+		f.SnapStart.OptimizationStatus = "Off"
+	}
+}
+
+// decodeFunction reads a stored configuration.
+func decodeFunction(cfg string) (Function, error) {
+	var f Function
+	if err := json.Unmarshal([]byte(cfg), &f); err != nil {
+		return f, fmt.Errorf("stored function configuration: %w", err)
+	}
+	f.withDefaults()
+	return f, nil
 }
 
 // IdlePolicy says what happens to idle environments.
@@ -85,6 +160,7 @@ func (s *Store) CodePath(hexSum string) string { return filepath.Join(s.codeDir,
 
 // CreateFunction stores a new function ($LATEST).
 func (s *Store) CreateFunction(ctx context.Context, f Function) error {
+	f.withDefaults()
 	b, err := json.Marshal(f)
 	if err != nil {
 		return err
@@ -98,16 +174,15 @@ func (s *Store) CreateFunction(ctx context.Context, f Function) error {
 
 // GetFunction returns a function's $LATEST configuration.
 func (s *Store) GetFunction(ctx context.Context, name string) (Function, error) {
-	var f Function
 	var cfg string
 	err := s.db.QueryRowContext(ctx, `SELECT config FROM functions WHERE name = ?`, name).Scan(&cfg)
 	if errors.Is(err, sql.ErrNoRows) {
-		return f, fmt.Errorf("function %s: %w", name, ErrNotFound)
+		return Function{}, fmt.Errorf("function %s: %w", name, ErrNotFound)
 	}
 	if err != nil {
-		return f, err
+		return Function{}, err
 	}
-	return f, json.Unmarshal([]byte(cfg), &f)
+	return decodeFunction(cfg)
 }
 
 // GetVersion returns a function at a version ("$LATEST" or a number).
@@ -115,16 +190,15 @@ func (s *Store) GetVersion(ctx context.Context, name, version string) (Function,
 	if version == "" || version == "$LATEST" {
 		return s.GetFunction(ctx, name)
 	}
-	var f Function
 	var cfg string
 	err := s.db.QueryRowContext(ctx, `SELECT config FROM versions WHERE name = ? AND version = ?`, name, version).Scan(&cfg)
 	if errors.Is(err, sql.ErrNoRows) {
-		return f, fmt.Errorf("function %s version %s: %w", name, version, ErrNotFound)
+		return Function{}, fmt.Errorf("function %s version %s: %w", name, version, ErrNotFound)
 	}
 	if err != nil {
-		return f, err
+		return Function{}, err
 	}
-	return f, json.Unmarshal([]byte(cfg), &f)
+	return decodeFunction(cfg)
 }
 
 // ListFunctions returns up to max functions ($LATEST) in name order after
@@ -141,8 +215,8 @@ func (s *Store) ListFunctions(ctx context.Context, marker string, max int) ([]Fu
 		if err := rows.Scan(&cfg); err != nil {
 			return nil, "", err
 		}
-		var f Function
-		if err := json.Unmarshal([]byte(cfg), &f); err != nil {
+		f, err := decodeFunction(cfg)
+		if err != nil {
 			return nil, "", err
 		}
 		out = append(out, f)
@@ -173,8 +247,8 @@ func (s *Store) UpdateFunction(ctx context.Context, name string, fn func(*Functi
 	if err != nil {
 		return Function{}, err
 	}
-	var f Function
-	if err := json.Unmarshal([]byte(cfg), &f); err != nil {
+	f, err := decodeFunction(cfg)
+	if err != nil {
 		return Function{}, err
 	}
 	if err := fn(&f); err != nil {
@@ -204,7 +278,8 @@ func (s *Store) DeleteFunction(ctx context.Context, name string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("function %s: %w", name, ErrNotFound)
 	}
-	for _, q := range []string{`DELETE FROM versions WHERE name = ?`, `DELETE FROM aliases WHERE name = ?`, `DELETE FROM url_configs WHERE function = ?`} {
+	for _, q := range []string{`DELETE FROM versions WHERE name = ?`, `DELETE FROM aliases WHERE name = ?`, `DELETE FROM url_configs WHERE function = ?`,
+		`DELETE FROM tags WHERE function = ?`, `DELETE FROM policies WHERE function = ?`} {
 		if _, err := tx.ExecContext(ctx, q, name); err != nil {
 			return err
 		}
@@ -230,15 +305,14 @@ func (s *Store) PublishVersion(ctx context.Context, name, description string) (F
 	if err != nil {
 		return Function{}, err
 	}
-	var f Function
-	if err := json.Unmarshal([]byte(cfg), &f); err != nil {
+	f, err := decodeFunction(cfg)
+	if err != nil {
 		return Function{}, err
 	}
 	if seq > 0 {
 		var lastCfg string
 		if err := tx.QueryRowContext(ctx, `SELECT config FROM versions WHERE name = ? AND version = ?`, name, strconv.Itoa(seq)).Scan(&lastCfg); err == nil {
-			var last Function
-			if json.Unmarshal([]byte(lastCfg), &last) == nil && last.RevisionID == f.RevisionID {
+			if last, err := decodeFunction(lastCfg); err == nil && last.RevisionID == f.RevisionID {
 				return last, nil
 			}
 		}
@@ -250,6 +324,14 @@ func (s *Store) PublishVersion(ctx context.Context, name, description string) (F
 	if description != "" {
 		v.Description = description
 	}
+	// A version made while SnapStart applies to published versions is
+	// optimized; $LATEST never is.
+	snap := *f.SnapStart
+	snap.OptimizationStatus = "Off"
+	if snap.ApplyOn == SnapStartPublished {
+		snap.OptimizationStatus = "On"
+	}
+	v.SnapStart = &snap
 	b, err := json.Marshal(v)
 	if err != nil {
 		return Function{}, err
@@ -277,11 +359,11 @@ func (s *Store) ListVersions(ctx context.Context, name string) ([]Function, erro
 	out := []Function{latest}
 	for rows.Next() {
 		var cfg string
-		var f Function
 		if err := rows.Scan(&cfg); err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal([]byte(cfg), &f); err != nil {
+		f, err := decodeFunction(cfg)
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, f)
@@ -318,4 +400,42 @@ func (s *Store) SetConcurrency(ctx context.Context, name string, n *int) error {
 		return fmt.Errorf("function %s: %w", name, ErrNotFound)
 	}
 	return nil
+}
+
+// FunctionCount is how many functions there are.
+func (s *Store) FunctionCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM functions`).Scan(&n)
+	return n, err
+}
+
+// ReservedConcurrency is the sum of the functions' reserved concurrency.
+func (s *Store) ReservedConcurrency(ctx context.Context) (int, error) {
+	var n sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT SUM(concurrency) FROM functions`).Scan(&n)
+	return int(n.Int64), err
+}
+
+// CodeStorage is the bytes the stored code packages take, and the bytes
+// still free for more on the file system that holds them.
+func (s *Store) CodeStorage() (used, free int64, err error) {
+	entries, err := os.ReadDir(s.codeDir)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".zip") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed since the listing
+		}
+		used += fi.Size()
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.codeDir, &st); err != nil {
+		return used, 0, fmt.Errorf("statfs %s: %w", s.codeDir, err)
+	}
+	return used, int64(st.Bavail) * st.Bsize, nil
 }

@@ -1,7 +1,8 @@
 // Package store keeps Hearth's metadata in an embedded SQLite database:
 // functions and their configuration, published versions, aliases,
-// concurrency settings and the execution environments the daemon runs. Code
-// packages are kept beside it as files named by their SHA-256.
+// concurrency settings, tags, resource policies and the execution
+// environments the daemon runs. Code packages are kept beside it as files
+// named by their SHA-256.
 package store
 
 import (
@@ -54,6 +55,19 @@ CREATE TABLE IF NOT EXISTS url_configs (
 	qualifier TEXT NOT NULL,
 	url_id    TEXT NOT NULL UNIQUE,
 	config    TEXT NOT NULL,
+	PRIMARY KEY (function, qualifier)
+);
+CREATE TABLE IF NOT EXISTS tags (
+	function TEXT NOT NULL,
+	key      TEXT NOT NULL,
+	value    TEXT NOT NULL,
+	PRIMARY KEY (function, key)
+);
+CREATE TABLE IF NOT EXISTS policies (
+	function  TEXT NOT NULL,
+	qualifier TEXT NOT NULL,
+	revision  TEXT NOT NULL,
+	document  TEXT NOT NULL,
 	PRIMARY KEY (function, qualifier)
 );
 CREATE TABLE IF NOT EXISTS meter_records (

@@ -1,0 +1,107 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+func TestWriteErrorShapes(t *testing.T) {
+	a := &API{cfg: Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	tests := []struct {
+		name       string
+		err        error
+		wantStatus int
+		wantType   string
+		wantKind   string // the body's Type
+		wantRetry  bool
+	}{
+		{"invalid parameter", lambdaerr.InvalidParameter("bad"), 400, "InvalidParameterValueException", "User", false},
+		{"wrapped", fmt.Errorf("creating: %w", lambdaerr.ResourceConflict("exists")), 409, "ResourceConflictException", "User", false},
+		{"precondition", lambdaerr.PreconditionFailed("rev"), 412, "PreconditionFailedException", "User", false},
+		{"unknown operation", lambdaerr.UnknownOperation(404, "no"), 404, "UnknownOperationException", "User", false},
+		{"store miss", fmt.Errorf("function x: %w", store.ErrNotFound), 404, "ResourceNotFoundException", "User", false},
+		{"store conflict", fmt.Errorf("alias: %w", store.ErrExists), 409, "ResourceConflictException", "User", false},
+		{"throttled", lambdaerr.TooManyRequests("ConcurrentInvocationLimitExceeded", "slow down"), 429, "TooManyRequestsException", "User", true},
+		{"anything else", errors.New("disk full"), 500, "ServiceException", "Service", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			a.writeError(w, tt.err)
+			if w.Code != tt.wantStatus {
+				t.Errorf("status %d, want %d", w.Code, tt.wantStatus)
+			}
+			typ, kind, msg := lambdaError(t, w.Header(), w.Body.Bytes())
+			if typ != tt.wantType || kind != tt.wantKind || msg == "" {
+				t.Errorf("got %s %s %q, want %s %s", typ, kind, msg, tt.wantType, tt.wantKind)
+			}
+			if got := w.Header().Get("Retry-After") != ""; got != tt.wantRetry {
+				t.Errorf("Retry-After present %v, want %v", got, tt.wantRetry)
+			}
+		})
+	}
+}
+
+func TestParseFunctionRef(t *testing.T) {
+	tests := []struct {
+		ref, query         string
+		wantName, wantQual string
+		wantErr            bool
+	}{
+		{"fn", "", "fn", "", false},
+		{"fn:7", "", "fn", "7", false},
+		{"fn", "live", "fn", "live", false},
+		{"fn:live", "live", "fn", "live", false},
+		{"fn:live", "7", "", "", true}, // the name and the query disagree
+		{"arn:aws:lambda:local:000000000000:function:fn", "", "fn", "", false},
+		{"arn:aws:lambda:local:000000000000:function:fn:$LATEST", "", "fn", "$LATEST", false},
+		{"000000000000:function:fn:3", "", "fn", "3", false},
+		{"arn:aws:s3:::bucket", "", "", "", true},
+		{"arn:aws:lambda:local:000000000000:layer:x", "", "", "", true},
+		{"fn:", "", "", "", true},
+		{"fn:a:b", "", "", "", true},
+		{"bad name!", "", "", "", true},
+		{"", "", "", "", true},
+		{"a23456789012345678901234567890123456789012345678901234567890123456", "", "", "", true}, // 66 characters
+	}
+	for _, tt := range tests {
+		name, q, err := parseFunctionRef(tt.ref, tt.query)
+		if tt.wantErr {
+			if le, ok := lambdaerr.As(err); !ok || le.Type != "InvalidParameterValueException" {
+				t.Errorf("parseFunctionRef(%q, %q) = %q %q %v, want an InvalidParameterValueException", tt.ref, tt.query, name, q, err)
+			}
+			continue
+		}
+		if err != nil || name != tt.wantName || q != tt.wantQual {
+			t.Errorf("parseFunctionRef(%q, %q) = %q %q %v, want %q %q", tt.ref, tt.query, name, q, err, tt.wantName, tt.wantQual)
+		}
+	}
+}
+
+func TestTaggedFunction(t *testing.T) {
+	tests := []struct {
+		resource, want, wantType string
+	}{
+		{"arn:aws:lambda:local:000000000000:function:fn", "fn", ""},
+		{"arn:aws:lambda:local:000000000000:function:fn:1", "", "InvalidParameterValueException"},
+		{"fn", "", "InvalidParameterValueException"},
+		{"arn:aws:lambda:local:000000000000:event-source-mapping:abc", "", "ResourceNotFoundException"},
+	}
+	for _, tt := range tests {
+		got, err := taggedFunction(tt.resource)
+		le, _ := lambdaerr.As(err)
+		switch {
+		case tt.wantType == "" && (err != nil || got != tt.want):
+			t.Errorf("taggedFunction(%q) = %q %v, want %q", tt.resource, got, err, tt.want)
+		case tt.wantType != "" && (le == nil || le.Type != tt.wantType):
+			t.Errorf("taggedFunction(%q) = %v, want a %s", tt.resource, err, tt.wantType)
+		}
+	}
+}
