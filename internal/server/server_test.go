@@ -571,3 +571,43 @@ func TestUpdateCodeWhileInvoking(t *testing.T) {
 		t.Errorf("the new revision ran %s on %s (the old env was %s): want a cold start on a new env", recs[1].StartType, recs[1].EnvID, recs[0].EnvID)
 	}
 }
+
+// A function's own SnapStart (ApplyOn PublishedVersions), without the
+// daemon's --snap-start: publishing a version makes its template, so the
+// version's first invocation is a clone, not a cold start; $LATEST still
+// boots.
+func TestSnapStartPublishedVersions(t *testing.T) {
+	d := start(t, t.TempDir(), time.Minute)
+	ctx := context.Background()
+	if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("snap"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfunction")}, Timeout: aws.Int32(30),
+		SnapStart: &types.SnapStart{ApplyOn: types.SnapStartApplyOnPublishedVersions}}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := d.client.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("snap")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.SnapStart == nil || v.SnapStart.OptimizationStatus != types.SnapStartOptimizationStatusOn {
+		t.Fatalf("published version's SnapStart: %+v", v.SnapStart)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for d.srv.Scheduler().Stats().Templates != 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := d.srv.Scheduler().Stats(); st.Templates != 1 {
+		t.Fatalf("no template after publishing: %+v", st)
+	}
+	for _, q := range []string{aws.ToString(v.Version), "$LATEST"} {
+		if _, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("snap"), Qualifier: aws.String(q), Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := d.srv.Records(ctx)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("records %+v %v", recs, err)
+	}
+	if recs[0].Version != "1" || recs[0].StartType != "clone" || recs[1].Version != "$LATEST" || recs[1].StartType != "cold" {
+		t.Errorf("version 1 started %s, $LATEST %s: want clone, cold", recs[0].StartType, recs[1].StartType)
+	}
+}
