@@ -180,11 +180,10 @@ func record(fn store.Function, res *sandbox.Result) meter.Record {
 		MemoryMB: fn.MemorySize, MaxMemMB: int((res.MaxRSSKiB + 1023) / 1024), Error: res.Error != nil}
 	switch res.StartType {
 	case sandbox.StartCold:
-		r.InitMs = float64(res.Init.Total().Microseconds()) / 1000
+		r.InitMs, r.PlatformInitMs = meter.Ms(res.Init.RuntimeInit), meter.Ms(res.Init.PlatformInit())
 	case sandbox.StartResume, sandbox.StartClone:
 		r.RestoreMs = float64(res.Restore.Microseconds()) / 1000
 	}
-	r.Bill()
 	return r
 }
 
