@@ -48,23 +48,36 @@ func (c *CLI) costCmd() *cobra.Command {
 			if err := json.Unmarshal(b, &rep); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.Stdout, "from %s to %s; prices: %s\n\n", rep.Since.Format(time.RFC3339), rep.Until.Format(time.RFC3339), rep.Prices.Label)
-			tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "function\tmemory\trequests\terrors\tGB-s\tsnapshot GB-h\tcost $\talways-on $\twithout suspend $\t")
-			row := func(f meter.FunctionCost, mem string) {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.3f\t%.4f\t%.6f\t%.6f\t%.6f\t\n", f.Name, mem, f.Requests, f.Errors, f.GBSeconds,
-					f.SnapshotGBHours, f.Cost, f.AlwaysOnCost, f.NoSuspendCost)
-			}
-			for _, f := range rep.Functions {
-				row(f, fmt.Sprintf("%d MB", f.MemoryMB))
-			}
-			row(rep.Total, "")
-			return tw.Flush()
+			return writeCost(c.Stdout, rep)
 		},
 	}
 	cmd.Flags().StringVar(&since, "since", "", "the period: a duration back from now (1h, 24h) or an RFC 3339 time (default: everything)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
+}
+
+// writeCost prints a cost report as a table, the platform init beside the
+// billed time.
+func writeCost(w io.Writer, rep meter.Report) error {
+	fmt.Fprintf(w, "from %s to %s; prices: %s\n", rep.Since.Format(time.RFC3339), rep.Until.Format(time.RFC3339), rep.Prices.Label)
+	// Platform init is the VMM start and kernel boot of cold starts,
+	// outside Lambda's Init Duration.
+	billing := "not billed, as Lambda does not bill making its sandbox"
+	if rep.Prices.BillPlatformInit {
+		billing = "billed (prices: billPlatformInit)"
+	}
+	fmt.Fprintf(w, "platform init (VMM start, kernel boot): %s\n\n", billing)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "function\tmemory\trequests\terrors\tbilled s\tplatform init s\tGB-s\tsnapshot GB-h\tcost $\talways-on $\twithout suspend $\t")
+	row := func(f meter.FunctionCost, mem string) {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.3f\t%.3f\t%.3f\t%.4f\t%.6f\t%.6f\t%.6f\t\n", f.Name, mem, f.Requests, f.Errors,
+			f.BilledSeconds, f.PlatformInitSeconds, f.GBSeconds, f.SnapshotGBHours, f.Cost, f.AlwaysOnCost, f.NoSuspendCost)
+	}
+	for _, f := range rep.Functions {
+		row(f, fmt.Sprintf("%d MB", f.MemoryMB))
+	}
+	row(rep.Total, "")
+	return tw.Flush()
 }
 
 type statusView struct {

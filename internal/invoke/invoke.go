@@ -50,7 +50,8 @@ type Scheduler interface {
 	Adopt(ctx context.Context, fn scheduler.Function, rec store.EnvRecord) error
 }
 
-// Meter keeps each invocation's meter record.
+// Meter bills each invocation's meter record by its price table
+// (meter.Record.Bill) and keeps it.
 type Meter interface {
 	Invoked(rec meter.Record)
 }

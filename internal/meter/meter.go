@@ -15,11 +15,18 @@ type Record struct {
 	Version   string    `json:"version"`
 	EnvID     string    `json:"envId"`
 	StartType string    `json:"startType"`
-	InitMs    float64   `json:"initMs"`
-	RestoreMs float64   `json:"restoreMs"`
+	// InitMs is a cold start's INIT phase as Lambda means it: the runtime's
+	// and the function's own init. PlatformInitMs is Hearth's part before
+	// it, making the sandbox (VMM start and kernel boot), which Lambda
+	// neither reports nor bills. Records written before PlatformInitMs
+	// existed have none, and their InitMs is the whole cold start.
+	InitMs         float64 `json:"initMs"`
+	PlatformInitMs float64 `json:"platformInitMs"`
+	RestoreMs      float64 `json:"restoreMs"`
 	// DurationMs is the run; BilledMs the billed time: the run rounded up to
 	// the millisecond, plus the init of a cold start and the restore of a
-	// resume or clone, both billed as Lambda bills them today.
+	// resume or clone, as Lambda bills them today, plus the platform init
+	// if the prices bill it. It is what was billed when the record was made.
 	DurationMs float64 `json:"durationMs"`
 	BilledMs   int64   `json:"billedMs"`
 	MemoryMB   int     `json:"memoryMB"`
@@ -28,11 +35,22 @@ type Record struct {
 	Error      bool    `json:"error"`
 }
 
-// Bill fills BilledMs and GBSeconds from the durations and the memory.
-func (r *Record) Bill() {
-	r.BilledMs = int64(math.Ceil(r.DurationMs)) + int64(math.Ceil(r.InitMs)) + int64(math.Ceil(r.RestoreMs))
+// Bill fills BilledMs and GBSeconds from the durations and the memory, by
+// the price table p: each part rounded up to the millisecond; the platform
+// init only if p.BillPlatformInit.
+func (r *Record) Bill(p Prices) {
+	ms := ceilMs(r.DurationMs) + ceilMs(r.InitMs) + ceilMs(r.RestoreMs)
+	if p.BillPlatformInit {
+		ms += ceilMs(r.PlatformInitMs)
+	}
+	r.BilledMs = ms
 	r.GBSeconds = GBSeconds(r.MemoryMB, time.Duration(r.BilledMs)*time.Millisecond)
 }
+
+func ceilMs(ms float64) int64 { return int64(math.Ceil(ms)) }
+
+// Ms is d in milliseconds, to the microsecond, as records keep durations.
+func Ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // GBSeconds is memory held for d, in GB-seconds (1 GB = 1024 MB).
 func GBSeconds(memoryMB int, d time.Duration) float64 {
@@ -51,6 +69,11 @@ type Prices struct {
 	// snapshot (Lambda SnapStart's cache price, per GB-hour). Warm idle
 	// time is free, as on Lambda: it is not metered.
 	PerGBHourSuspended float64 `json:"perGBHourSuspended"`
+	// BillPlatformInit bills a cold start's platform init (VMM start and
+	// kernel boot) too. Lambda does not bill the making of its sandbox, so
+	// neither does Hearth by default; a host that wants its users to pay
+	// for its slower boots sets it.
+	BillPlatformInit bool `json:"billPlatformInit"`
 }
 
 // LambdaPrices are AWS Lambda's public x86 prices.
@@ -82,13 +105,18 @@ type Suspension struct {
 
 // FunctionCost is one function's usage and costs over a period.
 type FunctionCost struct {
-	Name            string  `json:"name"`
-	MemoryMB        int     `json:"memoryMB"`
-	Requests        int     `json:"requests"`
-	Errors          int     `json:"errors"`
-	GBSeconds       float64 `json:"gb_seconds"`
-	SnapshotGBHours float64 `json:"snapshot_gb_hours"`
-	Cost            float64 `json:"cost"`
+	Name     string `json:"name"`
+	MemoryMB int    `json:"memoryMB"`
+	Requests int    `json:"requests"`
+	Errors   int    `json:"errors"`
+	// BilledSeconds is the billed time; PlatformInitSeconds the cold
+	// starts' platform init beside it, in it only if it was billed (see
+	// Prices.BillPlatformInit).
+	BilledSeconds       float64 `json:"billed_seconds"`
+	PlatformInitSeconds float64 `json:"platform_init_seconds"`
+	GBSeconds           float64 `json:"gb_seconds"`
+	SnapshotGBHours     float64 `json:"snapshot_gb_hours"`
+	Cost                float64 `json:"cost"`
 	// AlwaysOnCost is the function's memory held for the whole period, like
 	// a rented server; NoSuspendCost its environments held warm for their
 	// whole lives instead of being suspended.
@@ -139,6 +167,8 @@ func Price(p Prices, since, until time.Time, recs []Record, spans []EnvSpan, sus
 		}
 		fc := get(r.Function)
 		fc.Requests++
+		fc.BilledSeconds += float64(r.BilledMs) / 1000
+		fc.PlatformInitSeconds += r.PlatformInitMs / 1000
 		fc.GBSeconds += r.GBSeconds
 		if r.Error {
 			fc.Errors++
@@ -172,6 +202,8 @@ func Price(p Prices, since, until time.Time, recs []Record, spans []EnvSpan, sus
 		t := &rep.Total
 		t.Requests += fc.Requests
 		t.Errors += fc.Errors
+		t.BilledSeconds += fc.BilledSeconds
+		t.PlatformInitSeconds += fc.PlatformInitSeconds
 		t.GBSeconds += fc.GBSeconds
 		t.SnapshotGBHours += fc.SnapshotGBHours
 		t.Cost += fc.Cost

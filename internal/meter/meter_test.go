@@ -9,22 +9,39 @@ import (
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9*math.Max(1, math.Abs(b)) }
 
 func TestBill(t *testing.T) {
+	lambda := Prices{}
+	withPlatform := Prices{BillPlatformInit: true}
 	tests := []struct {
 		name       string
+		prices     Prices
 		rec        Record
 		wantBilled int64
 		wantGBs    float64
 	}{
-		{"warm, rounded up to the ms", Record{DurationMs: 100.2, MemoryMB: 1024}, 101, 0.101},
-		{"cold: init is billed", Record{DurationMs: 50, InitMs: 1200.5, MemoryMB: 512}, 1251, 0.6255},
-		{"resume: restore is billed", Record{DurationMs: 10, RestoreMs: 80, MemoryMB: 2048}, 90, 0.18},
+		{"warm, rounded up to the ms", lambda, Record{DurationMs: 100.2, MemoryMB: 1024}, 101, 0.101},
+		{"cold: init is billed", lambda, Record{DurationMs: 50, InitMs: 1200.5, MemoryMB: 512}, 1251, 0.6255},
+		{"cold: the platform's init is not", lambda,
+			Record{DurationMs: 50, InitMs: 700.2, PlatformInitMs: 1980.4, MemoryMB: 1024}, 50 + 701, 0.751},
+		{"cold, platform billed by the switch", withPlatform,
+			Record{DurationMs: 50, InitMs: 700.2, PlatformInitMs: 1980.4, MemoryMB: 1024}, 50 + 701 + 1981, 2.732},
+		{"warm, switch on: nothing to add", withPlatform, Record{DurationMs: 100.2, MemoryMB: 1024}, 101, 0.101},
+		{"resume: restore is billed", lambda, Record{DurationMs: 10, RestoreMs: 80, MemoryMB: 2048}, 90, 0.18},
+		{"resume, switch on: restore billed once", withPlatform, Record{DurationMs: 10, RestoreMs: 80, MemoryMB: 2048}, 90, 0.18},
+		{"the switch comes with the public prices off", LambdaPrices,
+			Record{DurationMs: 1, InitMs: 1, PlatformInitMs: 1000, MemoryMB: 1024}, 2, 0.002},
 	}
 	for _, tt := range tests {
 		r := tt.rec
-		r.Bill()
+		r.Bill(tt.prices)
 		if r.BilledMs != tt.wantBilled || !near(r.GBSeconds, tt.wantGBs) {
 			t.Errorf("%s: billed %d GB-s %v, want %d %v", tt.name, r.BilledMs, r.GBSeconds, tt.wantBilled, tt.wantGBs)
 		}
+	}
+}
+
+func TestMs(t *testing.T) {
+	if got := Ms(1234567 * time.Microsecond); got != 1234.567 {
+		t.Errorf("Ms = %v, want 1234.567", got)
 	}
 }
 
@@ -33,9 +50,9 @@ func TestPrice(t *testing.T) {
 	hour := time.Hour
 	p := Prices{PerGBSecond: 1, PerMillionRequests: 1e6, PerGBHourSuspended: 10}
 	recs := []Record{
-		{Time: t0.Add(time.Minute), Function: "f", GBSeconds: 2, MemoryMB: 1024},
-		{Time: t0.Add(2 * time.Minute), Function: "f", GBSeconds: 3, MemoryMB: 1024, Error: true},
-		{Time: t0.Add(-time.Minute), Function: "f", GBSeconds: 100, MemoryMB: 1024}, // before the period
+		{Time: t0.Add(time.Minute), Function: "f", BilledMs: 2000, GBSeconds: 2, MemoryMB: 1024, PlatformInitMs: 1500},
+		{Time: t0.Add(2 * time.Minute), Function: "f", BilledMs: 3000, GBSeconds: 3, MemoryMB: 1024, Error: true},
+		{Time: t0.Add(-time.Minute), Function: "f", BilledMs: 1e5, GBSeconds: 100, MemoryMB: 1024, PlatformInitMs: 9000}, // before the period
 	}
 	// One env lived 10 minutes; it spent 30 minutes suspended with 1 GiB.
 	spans := []EnvSpan{{EnvID: "e", Function: "f", MemoryMB: 1024, Start: t0, End: t0.Add(10 * time.Minute)}}
@@ -52,6 +69,9 @@ func TestPrice(t *testing.T) {
 		{"requests", float64(f.Requests), 2},
 		{"errors", float64(f.Errors), 1},
 		{"GB-s: suspended time adds none", f.GBSeconds, 5},
+		{"billed seconds", f.BilledSeconds, 5},
+		{"platform init beside them", f.PlatformInitSeconds, 1.5},
+		{"total platform init", rep.Total.PlatformInitSeconds, 1.5},
 		{"snapshot GB-hours", f.SnapshotGBHours, 0.5},
 		{"cost", f.Cost, 5 + 2 + 0.5*10},
 		{"always on = memory × wall time", f.AlwaysOnCost, 3600 + 2},

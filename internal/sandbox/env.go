@@ -142,8 +142,14 @@ type BootTimings struct {
 	RuntimeInit time.Duration `json:"runtimeInit"`
 }
 
-// Total is the whole cold start.
-func (t BootTimings) Total() time.Duration { return t.VMMStart + t.KernelBoot + t.RuntimeInit }
+// Total is the whole cold start: the platform's part and the runtime's.
+func (t BootTimings) Total() time.Duration { return t.PlatformInit() + t.RuntimeInit }
+
+// PlatformInit is Hearth's part of a cold start, making the sandbox (VMM
+// start and kernel boot). It is not in Lambda's Init Duration, which is the
+// runtime's and the function's own init (RuntimeInit), so it is reported
+// beside it and, by default, not billed.
+func (t BootTimings) PlatformInit() time.Duration { return t.VMMStart + t.KernelBoot }
 
 // InitError is returned by Boot when the function's init failed; the
 // environment is closed.

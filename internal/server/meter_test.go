@@ -3,9 +3,12 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,15 +46,22 @@ func (d *daemon) cost(t *testing.T, query string) meter.Report {
 	return rep
 }
 
-// A load of known durations is billed as Lambda bills it; suspended time
-// adds no GB-seconds; always-on is memory × wall time; the records survive
-// a restart; /metrics agrees with them.
+// initSleepMs is how long the metered function sleeps at init: its INIT
+// phase, as Lambda means it, is that and the Go runtime's start.
+const initSleepMs = 700
+
+// A load of known durations is billed as Lambda bills it: a cold start's
+// billed time is the run and the function's init (which sleeps a known
+// time), not the platform's VMM start and kernel boot, recorded beside it;
+// suspended time adds no GB-seconds; always-on is memory × wall time; the
+// records survive a restart; /metrics agrees with them.
 func TestMetering(t *testing.T) {
 	data := t.TempDir()
 	d := start(t, data, time.Second)
 	ctx := context.Background()
 	if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("sleeper"), Runtime: types.RuntimeProvidedal2023,
-		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfunction")}, MemorySize: aws.Int32(1024), Timeout: aws.Int32(30)}); err != nil {
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfunction")}, MemorySize: aws.Int32(1024), Timeout: aws.Int32(30),
+		Environment: &types.Environment{Variables: map[string]string{"TESTFN_INIT_SLEEP_MS": strconv.Itoa(initSleepMs)}}}); err != nil {
 		t.Fatal(err)
 	}
 	sleep := func() {
@@ -82,19 +92,48 @@ func TestMetering(t *testing.T) {
 		t.Errorf("snapshot GB-hours %v, want some: it was suspended", f.SnapshotGBHours)
 	}
 	// Each record: billed = the run rounded up + init (cold) + restore
-	// (resume); GB-s = billed × 1 GB. The sum is the report's: suspended
-	// time added nothing.
+	// (resume), and not the platform init; GB-s = billed × 1 GB. The sum is
+	// the report's: suspended time added nothing.
 	records := d.records(t)
-	sum := 0.0
-	for _, r := range records {
+	sum, platform := 0.0, 0.0
+	var cold *meter.Record
+	for i, r := range records {
 		want := int64(math.Ceil(r.DurationMs)) + int64(math.Ceil(r.InitMs)) + int64(math.Ceil(r.RestoreMs))
 		if r.BilledMs != want || r.DurationMs < 300 || math.Abs(r.GBSeconds-float64(r.BilledMs)/1000) > 1e-9 {
 			t.Errorf("record %+v: billed %d, want %d; GB-s %v", r, r.BilledMs, want, r.GBSeconds)
 		}
-		if (r.StartType == "cold") != (r.InitMs > 0) || (r.StartType == "resume") != (r.RestoreMs > 0) {
+		if (r.StartType == "cold") != (r.InitMs > 0) || (r.StartType == "cold") != (r.PlatformInitMs > 0) ||
+			(r.StartType == "resume") != (r.RestoreMs > 0) {
 			t.Errorf("record %+v: init/restore do not match its start type", r)
 		}
+		if r.StartType == "cold" {
+			cold = &records[i]
+		}
 		sum += r.GBSeconds
+		platform += r.PlatformInitMs / 1000
+	}
+	// The cold start's init is the function's own: at least its sleep, and
+	// far less than that plus the platform's boot, which under emulation
+	// takes seconds; the platform's part is recorded beside it.
+	if cold == nil {
+		t.Fatalf("no cold start among %+v", records)
+	}
+	t.Logf("cold start: init %.2f ms, platform init %.2f ms, run %.2f ms, billed %d ms", cold.InitMs, cold.PlatformInitMs, cold.DurationMs, cold.BilledMs)
+	if cold.InitMs < initSleepMs || cold.InitMs >= initSleepMs+1500 {
+		t.Errorf("cold init %.2f ms, want the function's %d ms sleep and its runtime's start", cold.InitMs, initSleepMs)
+	}
+	if cold.PlatformInitMs <= 0 {
+		t.Errorf("cold platform init %.2f ms, want the VMM start and kernel boot", cold.PlatformInitMs)
+	}
+	if want := int64(math.Ceil(cold.DurationMs)) + int64(math.Ceil(cold.InitMs)); cold.BilledMs != want {
+		t.Errorf("cold billed %d ms, want run + init = %d ms (the platform init unbilled)", cold.BilledMs, want)
+	}
+	if math.Abs(f.PlatformInitSeconds-platform) > 1e-9 || math.Abs(f.BilledSeconds-f.GBSeconds) > 1e-9 {
+		t.Errorf("report platform init %v s (records %v), billed %v s for %v GB-s at 1 GB", f.PlatformInitSeconds, platform, f.BilledSeconds, f.GBSeconds)
+	}
+	// The function's log says the same as its record.
+	if log := string(d.signedGet(t, "/hearth/v1/functions/sleeper/logs?tail=100")); !strings.Contains(log, fmt.Sprintf("\tInit Duration: %.2f ms\tPlatform Init: %.2f ms\t", cold.InitMs, cold.PlatformInitMs)) {
+		t.Errorf("the REPORT line disagrees with the record (init %.2f, platform %.2f):\n%s", cold.InitMs, cold.PlatformInitMs, log)
 	}
 	if math.Abs(sum-f.GBSeconds) > 1e-9 {
 		t.Errorf("report GB-s %v, records %v", f.GBSeconds, sum)
@@ -136,7 +175,7 @@ func TestMetering(t *testing.T) {
 		t.Error("hearth_suspends_total is 0")
 	}
 	for _, name := range []string{"hearth_suspend_duration_seconds", "hearth_restore_duration_seconds", "hearth_invocation_duration_seconds",
-		"hearth_suspended_snapshot_bytes", "hearth_billed_gb_seconds_total", "hearth_environments_warm"} {
+		"hearth_suspended_snapshot_bytes", "hearth_billed_gb_seconds_total", "hearth_environments_warm", "hearth_platform_init_duration_seconds"} {
 		if _, ok := families[name]; !ok {
 			t.Errorf("/metrics lacks %s", name)
 		}

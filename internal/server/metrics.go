@@ -21,10 +21,13 @@ type metrics struct {
 	duration    *prometheus.HistogramVec
 	restore     *prometheus.HistogramVec
 	gbSeconds   *prometheus.CounterVec
-	suspends    prometheus.Counter
-	resumes     prometheus.Counter
-	suspendTime prometheus.Histogram
-	throttles   *prometheus.CounterVec
+	// platformInit is the cold starts' platform part, unbilled by default:
+	// beside the billed GB-s, what making sandboxes costs the host.
+	platformInit prometheus.Histogram
+	suspends     prometheus.Counter
+	resumes      prometheus.Counter
+	suspendTime  prometheus.Histogram
+	throttles    *prometheus.CounterVec
 
 	mu        sync.Mutex
 	starts    map[string]int   // invocations by start type, for hearth top
@@ -78,8 +81,13 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		}, []string{"start_type"}),
 		gbSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hearth_billed_gb_seconds_total", Help: "Billed GB-seconds (init and restore included, as Lambda bills).",
+			Name: "hearth_billed_gb_seconds_total", Help: "Billed GB-seconds (init and restore included, as Lambda bills; platform init only with prices.billPlatformInit).",
 		}, []string{"function"}),
+		platformInit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hearth_platform_init_duration_seconds",
+			Help:    "Cold starts' platform init (VMM start and kernel boot), outside Lambda's Init Duration; billed only with prices.billPlatformInit.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}),
 		suspends: prometheus.NewCounter(prometheus.CounterOpts{Name: "hearth_suspends_total", Help: "Environments suspended."}),
 		resumes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "hearth_resumes_total", Help: "Suspended environments taken to be resumed."}),
 		suspendTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hearth_suspend_duration_seconds",
@@ -89,7 +97,7 @@ func newMetrics() *metrics {
 		starts:    map[string]int{},
 		snapshots: map[string]int64{},
 	}
-	m.registry.MustRegister(m.invocations, m.duration, m.restore, m.gbSeconds, m.suspends, m.resumes, m.suspendTime, m.throttles,
+	m.registry.MustRegister(m.invocations, m.duration, m.restore, m.gbSeconds, m.platformInit, m.suspends, m.resumes, m.suspendTime, m.throttles,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_suspended_snapshot_bytes",
 			Help: "Disk held by the snapshots of suspended environments (state and sparse memory)."}, m.snapshotBytes))
 	return m

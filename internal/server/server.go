@@ -98,8 +98,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: no data folder")
 	}
-	if cfg.Prices == (meter.Prices{}) {
+	if p := cfg.Prices; p.PerGBSecond == 0 && p.PerMillionRequests == 0 && p.PerGBHourSuspended == 0 {
+		// No prices given (a config may set only billPlatformInit): Lambda's.
+		bill := p.BillPlatformInit
 		cfg.Prices = meter.LambdaPrices
+		cfg.Prices.BillPlatformInit = bill
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
@@ -129,7 +132,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
 	s.metrics = newMetrics()
-	usage := storeMeter{st: st, m: s.metrics, log: cfg.Log}
+	usage := storeMeter{st: st, m: s.metrics, log: cfg.Log, prices: cfg.Prices}
 	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log,
 		Meter: usage, TemplatesDir: filepath.Join(cfg.DataDir, "snapstart")}
 	// Templates are rebuilt by each daemon: one left by an earlier one may

@@ -15,11 +15,13 @@ import (
 )
 
 // storeMeter keeps the scheduler's usage in the store, and counts it in
-// the metrics.
+// the metrics. It bills each invocation by its prices as it records it, so
+// that a record says what was billed under the prices of its day.
 type storeMeter struct {
-	st  *store.Store
-	m   *metrics
-	log *slog.Logger
+	st     *store.Store
+	m      *metrics
+	log    *slog.Logger
+	prices meter.Prices
 }
 
 func (s storeMeter) warn(what string, err error) {
@@ -29,8 +31,12 @@ func (s storeMeter) warn(what string, err error) {
 }
 
 func (s storeMeter) Invoked(r meter.Record) {
+	r.Bill(s.prices)
 	s.warn("record", s.st.AddRecord(context.Background(), r))
 	s.m.gbSeconds.WithLabelValues(r.Function).Add(r.GBSeconds)
+	if r.PlatformInitMs > 0 {
+		s.m.platformInit.Observe(r.PlatformInitMs / 1000)
+	}
 }
 
 func (s storeMeter) EnvStarted(id, function string, memoryMB int, at time.Time) {

@@ -9,7 +9,9 @@ import (
 	"github.com/hearthdev/hearth/internal/meter"
 )
 
-// AddRecord stores one invocation's meter record.
+// AddRecord stores one invocation's meter record. The record is kept as
+// JSON, so a field added to meter.Record needs no migration: older rows read
+// with it zero (see meter.Record for what that means for each field).
 func (s *Store) AddRecord(ctx context.Context, r meter.Record) error {
 	b, err := json.Marshal(r)
 	if err != nil {

@@ -15,6 +15,8 @@
 // With TESTFN_INIT=exit the process exits during init; with
 // TESTFN_INIT=initerror it reports an init error through the Runtime API.
 // With TESTFN_INIT_MB=N it fills N MB of memory at init and keeps a checksum.
+// With TESTFN_INIT_SLEEP_MS=N it sleeps N ms at init, before it asks the
+// Runtime API for work: an init of known length, for metering.
 // With TESTFN_HOOKS=1, initialised for a snapshot (snap-start), it waits in
 // the Runtime API's /restore/next and records that its after-restore hook
 // ran; with TESTFN_HOOKS=fail the hook reports an error.
@@ -78,6 +80,9 @@ func init() {
 			binary.LittleEndian.PutUint64(loaded[i:], pattern(i))
 		}
 		loadedAt = time.Now()
+	}
+	if ms, _ := strconv.Atoi(os.Getenv("TESTFN_INIT_SLEEP_MS")); ms > 0 {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
 	}
 	switch os.Getenv("TESTFN_INIT") {
 	case "exit":
