@@ -133,11 +133,20 @@ func newEnv(cfg Config, fn Function, img Image, id, dir string) *Env {
 
 // connect makes m the VMM the environment runs in and starts reading its
 // agent channel; initing says the machine boots and its init is to come.
+// An environment closed meanwhile gets no VMM: m is stopped, and the
+// caller finds its channel gone.
 func (e *Env) connect(m vmm.Machine, initing bool) *conn {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.conn = newConn(m, initing, e.guest, e.logs, e.stream, e.log)
-	return e.conn
+	c := newConn(m, initing, e.guest, e.logs, e.stream, e.log)
+	dead := e.state == StateDead
+	if !dead {
+		e.conn = c
+	}
+	e.mu.Unlock()
+	if dead {
+		_ = c.stop(context.Background())
+	}
+	return c
 }
 
 // current is the VMM it runs in, or nil.

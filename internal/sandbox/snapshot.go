@@ -135,17 +135,18 @@ func (e *Env) restore(ctx context.Context, spec vmm.MachineSpec, snap vmm.Snapsh
 	c := e.connect(mach, false)
 	t1 := time.Now()
 	r, err := e.awaitResumed(ctx, c, clone)
+	e.mu.Lock()
+	if err == nil && e.state == StateDead {
+		err = fmt.Errorf("%s: closed while resuming: %w", e.id, ErrDead)
+	}
 	if err != nil {
-		_ = c.stop(context.Background())
-		e.mu.Lock()
 		if e.conn == c {
 			e.conn = nil
 		}
 		e.mu.Unlock()
+		_ = c.stop(context.Background())
 		return err
 	}
-	e.log.Debug("resumed", "vmm_ms", msf(t1.Sub(t0)), "guest_ms", msf(time.Since(t1)), "agent_freshen_ms", r.FreshenMs)
-	e.mu.Lock()
 	e.restores = r.Restores
 	e.ready = readiness{start: StartResume, restore: time.Since(t0)}
 	if clone {
@@ -153,6 +154,7 @@ func (e *Env) restore(ctx context.Context, spec vmm.MachineSpec, snap vmm.Snapsh
 	}
 	e.state = StateReady
 	e.mu.Unlock()
+	e.log.Debug("resumed", "vmm_ms", msf(t1.Sub(t0)), "guest_ms", msf(time.Since(t1)), "agent_freshen_ms", r.FreshenMs)
 	return nil
 }
 
