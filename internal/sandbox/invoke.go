@@ -92,17 +92,17 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 		return nil, ErrDead
 	}
 	e.state = StateBusy
-	l, exited := e.link, e.exited
-	res := &Result{EnvID: e.id, StartType: e.nextStart, Fallback: e.fallback}
+	c, g := e.conn, e.guest
+	res := &Result{EnvID: e.id, StartType: e.ready.start, Fallback: e.ready.fallback}
 	switch res.StartType {
 	case StartCold:
 		res.Init = e.timings
 	case StartResume, StartClone:
-		res.Restore = e.restoreDur
+		res.Restore = e.ready.restore
 	}
-	e.nextStart, e.fallback = StartWarm, ""
-	restoreErr := e.restoreErr
+	e.ready = readiness{start: StartWarm}
 	e.mu.Unlock()
+	restoreErr := g.restoreError()
 	if restoreErr != nil {
 		// Lambda fails such an invocation with a SnapStart error; the
 		// environment cannot be trusted after a failed after-restore hook.
@@ -112,7 +112,7 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 		return res, nil
 	}
 	select {
-	case <-exited:
+	case <-g.exited:
 		// The runtime ended after the last result (as aws-lambda-go does
 		// after a panic): this environment is done.
 		_ = e.Close(context.Background())
@@ -127,9 +127,7 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 		req.Payload = []byte("{}")
 	}
 	res.RequestID = req.RequestID
-	e.logMu.Lock()
-	e.tail.Reset()
-	e.logMu.Unlock()
+	e.logs.reset()
 
 	start := time.Now()
 	deadline := start.Add(e.fn.Timeout)
@@ -137,9 +135,9 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 		RequestID: req.RequestID, DeadlineMs: deadline.UnixMilli(), FunctionARN: e.fn.ARN(),
 		TraceID: req.TraceID, ClientContext: req.ClientContext, Stream: req.Stream != nil,
 	}
-	e.setStream(req.RequestID, req.Stream)
-	defer e.setStream("", nil)
-	if err := l.out.Write(guestproto.TypeInvoke, msg, req.Payload); err != nil {
+	e.stream.set(req.RequestID, req.Stream)
+	defer e.stream.set("", nil)
+	if err := c.out.Write(guestproto.TypeInvoke, msg, req.Payload); err != nil {
 		_ = e.Close(context.Background())
 		return nil, fmt.Errorf("%s: send invocation: %w", e.id, err)
 	}
@@ -147,11 +145,11 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	defer timer.Stop()
 	for done := false; !done; {
 		select {
-		case f := <-e.results:
+		case f := <-c.results:
 			var r guestproto.Result
 			_ = f.Decode(&r)
 			if r.RequestID != req.RequestID {
-				continue // a stale answer, from before a reconnection
+				continue // a stale answer, to an earlier request
 			}
 			done = true
 			res.Duration = time.Since(start)
@@ -163,17 +161,17 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 				// A runtime may exit right after reporting an error
 				// (aws-lambda-go does after a panic, or when its response
 				// was refused): wait until it asks for more work or ends.
-				e.awaitIdle(req.RequestID, l, exited)
+				e.awaitIdle(req.RequestID, c, g)
 			}
 			e.setState(StateReady)
-		case <-exited:
+		case <-g.exited:
 			done = true
 			res.Duration = time.Since(start)
 			// The agent reports the exit after the error it caused; take it.
 			res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
-				ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s", req.RequestID, e.exitStatus())}
+				ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s", req.RequestID, g.status())}
 			select {
-			case f := <-e.results:
+			case f := <-c.results:
 				var r guestproto.Result
 				_ = f.Decode(&r)
 				if r.RequestID == req.RequestID {
@@ -183,7 +181,7 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 			}
 			res.Payload = mustJSON(res.Error)
 			_ = e.Close(context.Background())
-		case <-l.gone:
+		case <-c.gone:
 			done = true
 			res.Duration = time.Since(start)
 			res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
@@ -204,41 +202,30 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 			return nil, ctx.Err()
 		}
 	}
-	e.logMu.Lock()
-	res.LogTail = e.tail.Bytes()
-	e.logMu.Unlock()
+	res.LogTail = e.logs.last()
 	return res, nil
 }
 
 // awaitIdle waits until the runtime asks for work after request id, or
 // exits (the environment is then closed), for a few seconds at most.
-func (e *Env) awaitIdle(id string, l *link, exited chan struct{}) {
+func (e *Env) awaitIdle(id string, c *conn, g *guest) {
 	timeout := time.After(5 * time.Second)
 	for {
 		select {
-		case after := <-e.idle:
+		case after := <-c.idle:
 			if after == id {
 				return
 			}
-		case <-exited:
+		case <-g.exited:
 			_ = e.Close(context.Background())
 			return
-		case <-l.gone:
+		case <-c.gone:
 			_ = e.Close(context.Background())
 			return
 		case <-timeout:
 			return
 		}
 	}
-}
-
-func (e *Env) exitStatus() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.exitState == "" {
-		return "unknown"
-	}
-	return e.exitState
 }
 
 // errorObject reads an error body, keeping Lambda's shape even when a

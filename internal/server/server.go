@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -80,8 +79,6 @@ type Server struct {
 	verifier *api.Verifier
 	urls     []*http.Server
 	urlAddrs []string // the function-URL listeners' addresses, http first
-
-	imagesMu sync.Mutex
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -171,13 +168,7 @@ func (s *Server) resolveAccel(ctx context.Context) error {
 // Image is the image of the code with this digest; it implements
 // scheduler.Images.
 func (s *Server) Image(ctx context.Context, digest string) (sandbox.Image, error) {
-	s.imagesMu.Lock()
-	defer s.imagesMu.Unlock()
-	code, err := guestimage.ReadZipFile(s.store.CodePath(digest))
-	if err != nil {
-		return sandbox.Image{}, err
-	}
-	return s.host.StoredImage(filepath.Join(s.cfg.DataDir, "images"), code)
+	return s.host.CodeImage(ctx, filepath.Join(s.cfg.DataDir, "images"), digest, s.store.CodePath(digest))
 }
 
 // urlBase is a function URL's address, on the plain HTTP listener (or the

@@ -5,14 +5,9 @@ package vmboot
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/sandbox"
@@ -43,6 +38,7 @@ type Host struct {
 	Accel       vmm.Accel
 	cache       string
 	log         *slog.Logger
+	images      imageCache
 }
 
 // Open finds and checks the host's parts.
@@ -74,33 +70,6 @@ func Open(opts Options) (*Host, error) {
 	}
 	log.Debug("host", "kernel", k.Path, "kernel_source", k.Source, "modules", len(k.Modules), "agent", agent)
 	return &Host{Driver: drv, Kernel: k, Agent: agent, AgentDigest: digest, Accel: accel, cache: cache, log: log}, nil
-}
-
-// Image writes the initramfs for code into dir.
-func (h *Host) Image(dir string, code *guestimage.Code) (sandbox.Image, error) {
-	p := filepath.Join(dir, "initramfs.cpio")
-	err := guestimage.BuildInitramfs(p, guestimage.InitramfsSpec{Agent: h.Agent, Modules: h.Kernel.Modules, Code: code})
-	if err != nil {
-		return sandbox.Image{}, fmt.Errorf("initramfs: %w", err)
-	}
-	return sandbox.Image{Kernel: h.Kernel, Initrd: p, AgentDigest: h.AgentDigest}, nil
-}
-
-// StoredImage returns the image of code kept under imagesDir, building it
-// once: a suspended environment needs its initramfs again to resume, so it
-// outlives the command that made it. The key covers all that goes into it.
-func (h *Host) StoredImage(imagesDir string, code *guestimage.Code) (sandbox.Image, error) {
-	sum := sha256.New()
-	fmt.Fprintln(sum, code.Digest(), h.AgentDigest, h.Kernel.Path, strings.Join(h.Kernel.Modules, ","))
-	dir := filepath.Join(imagesDir, hex.EncodeToString(sum.Sum(nil))[:16])
-	p := filepath.Join(dir, "initramfs.cpio")
-	if _, err := os.Stat(p); err == nil {
-		return sandbox.Image{Kernel: h.Kernel, Initrd: p, AgentDigest: h.AgentDigest}, nil
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return sandbox.Image{}, err
-	}
-	return h.Image(dir, code)
 }
 
 // ResolveAccel settles auto, probing with img once per host.

@@ -1,0 +1,125 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hearthdev/hearth/internal/guestproto"
+)
+
+// InitError is returned by Boot when the function's init failed; the
+// environment is closed.
+type InitError struct {
+	Object guestproto.ErrorObject
+	Raw    []byte
+}
+
+func (e *InitError) Error() string {
+	return fmt.Sprintf("function init failed: %s: %s", e.Object.ErrorType, e.Object.ErrorMessage)
+}
+
+// Boot starts an environment: the machine, the agent, the runtime's init.
+// On an init failure it returns an *InitError and leaves nothing behind.
+func Boot(ctx context.Context, cfg Config, fn Function, img Image) (*Env, error) {
+	cfg = cfg.withDefaults()
+	id := newID("env-")
+	e := newEnv(cfg, fn, img, id, filepath.Join(cfg.Dir, id))
+	if err := e.boot(ctx); err != nil {
+		_ = e.Close(context.Background())
+		return nil, err
+	}
+	if err := e.saveManifest(); err != nil {
+		_ = e.Close(context.Background())
+		return nil, err
+	}
+	return e, nil
+}
+
+// boot cold-boots the environment's machine and runs the runtime's init.
+// On an error the machine may still run: the caller closes the environment.
+func (e *Env) boot(ctx context.Context) error {
+	if err := os.MkdirAll(e.dir, 0o700); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.guest = newGuest()
+	e.mu.Unlock()
+	t0 := time.Now()
+	m, err := e.cfg.VMM.Boot(ctx, e.spec)
+	if err != nil {
+		return fmt.Errorf("boot %s: %w", e.id, err)
+	}
+	c := e.connect(m, true)
+	t1 := time.Now()
+	var tm BootTimings
+	tm.VMMStart = t1.Sub(t0)
+	if err := m.Start(ctx); err != nil {
+		return fmt.Errorf("start %s: %w", e.id, err)
+	}
+	var hello guestproto.Hello
+	select {
+	case hello = <-c.hello:
+	case <-c.gone:
+		return fmt.Errorf("%s: the microVM stopped before its agent answered%s", e.id, e.consoleTail())
+	case <-time.After(e.cfg.BootTimeout):
+		return fmt.Errorf("%s: no answer from the agent after %s%s", e.id, e.cfg.BootTimeout, e.consoleTail())
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t2 := time.Now()
+	tm.KernelBoot = t2.Sub(t1)
+	tm.GuestAgent = ms(hello.AgentMs)
+	tm.GuestKernel = max(ms(hello.UptimeMs)-tm.GuestAgent, 0)
+
+	initMsg := guestproto.Init{
+		FunctionName: e.fn.Name, FunctionVersion: e.fn.Version, FunctionARN: e.fn.ARN(),
+		MemoryMB: e.fn.MemoryMB, Handler: e.fn.Handler, Region: e.fn.Region,
+		LogGroup: "/aws/lambda/" + e.fn.Name, LogStream: time.Now().UTC().Format("2006/01/02") + "/[" + e.fn.Version + "]" + e.id,
+		Env: e.fn.Env, LogLimit: e.fn.LogLimit, UnixNano: time.Now().UnixNano(),
+		InitType: e.initType, EnvID: e.id,
+	}
+	if err := c.out.Write(guestproto.TypeInit, initMsg, entropy()); err != nil {
+		return fmt.Errorf("%s: init: %w", e.id, err)
+	}
+	select {
+	case f := <-c.initEnd:
+		if f.Type == guestproto.TypeInitError {
+			return initError(f.Body)
+		}
+		tm.RuntimeInit = time.Since(t2)
+	case <-c.gone:
+		return fmt.Errorf("%s: the microVM stopped during init%s", e.id, e.consoleTail())
+	case <-time.After(e.cfg.InitTimeout):
+		return &InitError{Object: guestproto.ErrorObject{
+			ErrorType:    "Runtime.Unknown",
+			ErrorMessage: fmt.Sprintf("Task timed out after %.2f seconds (init did not finish)", e.cfg.InitTimeout.Seconds()),
+		}}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	e.mu.Lock()
+	e.timings, e.ready = tm, readiness{start: StartCold}
+	if e.state != StateDead {
+		e.state = StateReady
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+func entropy() []byte {
+	b := make([]byte, 64)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func initError(body []byte) *InitError {
+	ie := &InitError{Raw: body}
+	if err := jsonUnmarshal(body, &ie.Object); err != nil || ie.Object.ErrorType == "" {
+		ie.Object = guestproto.ErrorObject{ErrorType: "Runtime.Unknown", ErrorMessage: string(body)}
+	}
+	return ie
+}

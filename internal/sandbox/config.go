@@ -1,0 +1,98 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/vmm"
+)
+
+// VMM starts machines; vmm/qemu's Driver is one.
+type VMM interface {
+	Boot(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine, error)
+	Restore(ctx context.Context, spec vmm.MachineSpec, snap vmm.Snapshot) (vmm.Machine, error)
+	Attach(ctx context.Context, spec vmm.MachineSpec, pid int) (vmm.Machine, error)
+}
+
+// Function is what an environment runs.
+type Function struct {
+	Name     string            `json:"name"`
+	Version  string            `json:"version"`
+	MemoryMB int               `json:"memoryMB"`
+	Timeout  time.Duration     `json:"timeout"`
+	Handler  string            `json:"handler,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`
+	Region   string            `json:"region,omitempty"`
+	// LogLimit caps the output kept per phase; 0 is the agent's default.
+	LogLimit int64 `json:"logLimit,omitempty"`
+}
+
+// DefaultRegion is the region a function is in when none is set.
+const DefaultRegion = "local"
+
+// ARN is the function's ARN in Hearth's account and region.
+func (f Function) ARN() string {
+	return fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", f.region(), f.Name)
+}
+
+func (f Function) region() string {
+	if f.Region == "" {
+		return DefaultRegion
+	}
+	return f.Region
+}
+
+// VCPUs is the number of vCPUs Lambda gives a memory size: one per
+// 1,769 MB, at least one, at most six.
+func VCPUs(memoryMB int) int {
+	return min(max((memoryMB+1768)/1769, 1), 6)
+}
+
+// Image is what the machine boots.
+type Image struct {
+	Kernel *guestimage.Kernel
+	Initrd string
+	// AgentDigest identifies the agent build in Initrd: a snapshot made with
+	// another build is refused.
+	AgentDigest string
+}
+
+// Config is how environments are run.
+type Config struct {
+	VMM VMM
+	// Dir is the folder under which each environment makes its own.
+	Dir   string
+	Accel vmm.Accel
+	// Logs receives the function's output; nil discards it.
+	Logs io.Writer
+	// Detached lets the VMM outlive this process.
+	Detached bool
+	// AgentDigest is the agent build this host runs now; snapshots made by
+	// another are refused. Empty skips the check.
+	AgentDigest string
+	// InitTimeout bounds the runtime's init (Lambda's is 10 s); BootTimeout
+	// the kernel's boot to the agent, and a restore to the agent's answer.
+	InitTimeout time.Duration
+	BootTimeout time.Duration
+	Log         *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Logs == nil {
+		c.Logs = io.Discard
+	}
+	if c.InitTimeout == 0 {
+		c.InitTimeout = 10 * time.Second
+	}
+	if c.BootTimeout == 0 {
+		c.BootTimeout = 60 * time.Second
+	}
+	return c
+}

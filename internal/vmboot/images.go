@@ -1,0 +1,178 @@
+package vmboot
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/sandbox"
+)
+
+// imageFile is the initramfs's name in its folder under the images folder.
+const imageFile = "initramfs.cpio"
+
+// imageCache makes each stored image once: callers that ask for one being
+// built wait for that build instead of starting their own, and builds of
+// different images run side by side. Its zero value is ready.
+type imageCache struct {
+	mu       sync.Mutex
+	building map[string]*imageBuild // by the image's path
+
+	partsOnce sync.Once
+	parts     string // what every image of this host holds besides the code
+
+	// readZip reads a code package; nil is guestimage.ReadZipFile. Tests
+	// count and hold the reads through it.
+	readZip func(path string) (*guestimage.Code, error)
+}
+
+// imageBuild is one build in flight; done closes when img and err are set.
+type imageBuild struct {
+	done chan struct{}
+	img  sandbox.Image
+	err  error
+}
+
+// Image writes the initramfs for code into dir.
+func (h *Host) Image(dir string, code *guestimage.Code) (sandbox.Image, error) {
+	p := filepath.Join(dir, imageFile)
+	err := guestimage.BuildInitramfs(p, guestimage.InitramfsSpec{Agent: h.Agent, Modules: h.Kernel.Modules, Code: code})
+	if err != nil {
+		return sandbox.Image{}, fmt.Errorf("initramfs: %w", err)
+	}
+	return h.image(p), nil
+}
+
+// StoredImage returns the image of code kept under imagesDir, building it
+// once: a suspended environment needs its initramfs again to resume, so it
+// outlives the command that made it. It is the image CodeImage returns for
+// the same code.
+func (h *Host) StoredImage(imagesDir string, code *guestimage.Code) (sandbox.Image, error) {
+	return h.storedImage(context.Background(), imagesDir, code.Digest(), func() (*guestimage.Code, error) { return code, nil })
+}
+
+// CodeImage returns the image of the code package whose SHA-256 (hex) is
+// digest, kept under imagesDir. The image is found by the digest alone: when
+// it is there, the zip at zipPath is not read. Otherwise the zip is read,
+// checked against digest and built into an image once, however many callers
+// ask for it at the same time.
+func (h *Host) CodeImage(ctx context.Context, imagesDir, digest, zipPath string) (sandbox.Image, error) {
+	return h.storedImage(ctx, imagesDir, digest, func() (*guestimage.Code, error) {
+		read := h.images.readZip
+		if read == nil {
+			read = guestimage.ReadZipFile
+		}
+		code, err := read(zipPath)
+		if err != nil {
+			return nil, err
+		}
+		if code.Digest() != digest {
+			return nil, fmt.Errorf("code package %s: its SHA-256 is %s, not %s", zipPath, code.Digest(), digest)
+		}
+		return code, nil
+	})
+}
+
+// storedImage returns the image under imagesDir for the code with digest,
+// calling load and building it when it is not there yet.
+func (h *Host) storedImage(ctx context.Context, imagesDir, digest string, load func() (*guestimage.Code, error)) (sandbox.Image, error) {
+	p := filepath.Join(imagesDir, h.imageKey(digest), imageFile)
+	if _, err := os.Stat(p); err == nil {
+		return h.image(p), nil
+	}
+	c := &h.images
+	c.mu.Lock()
+	if b, ok := c.building[p]; ok {
+		c.mu.Unlock()
+		select {
+		case <-b.done:
+			return b.img, b.err
+		case <-ctx.Done():
+			return sandbox.Image{}, ctx.Err()
+		}
+	}
+	b := &imageBuild{done: make(chan struct{})}
+	if c.building == nil {
+		c.building = map[string]*imageBuild{}
+	}
+	c.building[p] = b
+	c.mu.Unlock()
+
+	// The build goes on when ctx ends: others may be waiting for it, and
+	// the image is kept for the next caller anyway.
+	b.img, b.err = h.buildStored(p, load)
+	c.mu.Lock()
+	delete(c.building, p)
+	c.mu.Unlock()
+	close(b.done)
+	return b.img, b.err
+}
+
+// buildStored builds the image at p unless it appeared since the caller
+// looked (made by a build that just ended, or by another process).
+func (h *Host) buildStored(p string, load func() (*guestimage.Code, error)) (sandbox.Image, error) {
+	if _, err := os.Stat(p); err == nil {
+		return h.image(p), nil
+	}
+	code, err := load()
+	if err != nil {
+		return sandbox.Image{}, err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return sandbox.Image{}, err
+	}
+	// Written aside under a name of its own and renamed when complete: a
+	// crash leaves no half image under the name that is used, and another
+	// process building the same image does not write into this one's file.
+	f, err := os.CreateTemp(dir, imageFile+".*.tmp")
+	if err != nil {
+		return sandbox.Image{}, err
+	}
+	tmp := f.Name()
+	err = guestimage.WriteInitramfs(f, guestimage.InitramfsSpec{Agent: h.Agent, Modules: h.Kernel.Modules, Code: code})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return sandbox.Image{}, fmt.Errorf("initramfs: %w", err)
+	}
+	return h.image(p), nil
+}
+
+// imageKey names the folder of the image of the code with digest: it covers
+// all that goes into the image, so a new agent build or other kernel
+// modules make another image rather than reuse a stale one.
+func (h *Host) imageKey(digest string) string {
+	c := &h.images
+	c.partsOnce.Do(func() {
+		c.parts = fmt.Sprintln(h.AgentDigest, h.Kernel.Path)
+		for _, m := range h.Kernel.Modules {
+			// A module is known by its path, size and time: hashing them on
+			// every call would cost what this cache saves.
+			var size, mtime int64
+			if fi, err := os.Stat(m); err == nil {
+				size, mtime = fi.Size(), fi.ModTime().UnixNano()
+			}
+			c.parts += fmt.Sprintln(m, size, mtime)
+		}
+	})
+	sum := sha256.Sum256([]byte(digest + "\n" + c.parts))
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+func (h *Host) image(initrd string) sandbox.Image {
+	return sandbox.Image{Kernel: h.Kernel, Initrd: initrd, AgentDigest: h.AgentDigest}
+}
