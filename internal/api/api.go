@@ -12,6 +12,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
 )
@@ -52,6 +53,11 @@ type Config struct {
 	// URLBase makes a function URL from its id; nil when the daemon serves
 	// no function URLs.
 	URLBase func(id string) string
+	// Prices price usage for GET /hearth/v1/cost.
+	Prices meter.Prices
+	// Pools reports environments for GET /hearth/v1/status; nil reports
+	// none.
+	Pools Pools
 	// MaxConcurrency is the host's bound on invocations in flight (the
 	// daemon's --max-concurrency; 0 for the scheduler's default), and
 	// MaxZipBytes and MaxUnzippedBytes the code size limits ValidateCode
@@ -93,9 +99,6 @@ func New(cfg Config) *API {
 	a.routes()
 	return a
 }
-
-// Handle adds a route of Hearth's own, signed like the rest.
-func (a *API) Handle(pattern string, h http.HandlerFunc) { a.mux.HandleFunc(pattern, h) }
 
 // ServeHTTP authenticates the request and routes it; a request for an
 // operation Hearth does not serve is answered in Lambda's error shape, and

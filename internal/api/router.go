@@ -48,6 +48,8 @@ func (a *API) routes() {
 	// Hearth's own, beside Lambda's.
 	m.HandleFunc("GET /hearth/v1/functions/{name}/logs", a.logs)
 	m.HandleFunc("PUT /hearth/v1/functions/{name}/idle-policy", a.putIdlePolicy)
+	m.HandleFunc("GET /hearth/v1/cost", a.cost)
+	m.HandleFunc("GET /hearth/v1/status", a.status)
 }
 
 // methods a route may take, to tell a wrong method from an unknown path.

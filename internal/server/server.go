@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -146,9 +145,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.cfg.URLDomain = "localhost"
 	}
 	s.api = api.New(api.Config{Store: st, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
-		ValidateCode: guestimage.ValidateZip, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
-	s.api.Handle("GET /hearth/v1/cost", s.cost)
-	s.api.Handle("GET /hearth/v1/status", s.status)
+		Prices: cfg.Prices, Pools: pools{s.sched, s.metrics}, ValidateCode: guestimage.ValidateZip, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
 	return s, nil
 }
 
@@ -316,11 +313,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = cerr
 	}
 	return err
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // Records returns every meter record, for tests and tools.
