@@ -169,7 +169,13 @@ func (s *supervisor) maxRSSKiB() int64 {
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	return vmHWM(string(b))
+}
+
+// vmHWM reads the peak resident set, in KiB, from a /proc/PID/status text;
+// 0 when it has none.
+func vmHWM(status string) int64 {
+	for _, line := range strings.Split(status, "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			f := strings.Fields(rest)
 			if len(f) > 0 {

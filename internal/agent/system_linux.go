@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -80,13 +81,19 @@ func loadModules(log *slog.Logger) error {
 		return err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return loadModuleList(f, ModulesDir, loadModule, log)
+}
+
+// loadModuleList loads, with load, each module the order list names, in
+// its order, from dir.
+func loadModuleList(order io.Reader, dir string, load func(path string) error, log *slog.Logger) error {
+	sc := bufio.NewScanner(order)
 	for sc.Scan() {
 		name := strings.TrimSpace(sc.Text())
 		if name == "" {
 			continue
 		}
-		if err := loadModule(filepath.Join(ModulesDir, name)); err != nil {
+		if err := load(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("module %s: %w", name, err)
 		}
 		log.Debug("module loaded", "name", name)
@@ -144,11 +151,7 @@ func addEntropy(b []byte) error {
 		return err
 	}
 	defer f.Close()
-	// struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
-	info := make([]byte, 8+len(b))
-	binary.NativeEndian.PutUint32(info[0:4], uint32(len(b)*8))
-	binary.NativeEndian.PutUint32(info[4:8], uint32(len(b)))
-	copy(info[8:], b)
+	info := randPoolInfo(b)
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -169,6 +172,17 @@ func addEntropy(b []byte) error {
 		return err
 	}
 	return ioErr
+}
+
+// randPoolInfo lays b out as RNDADDENTROPY takes it, credited in full:
+// struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+// with entropy_count in bits and buf_size in bytes.
+func randPoolInfo(b []byte) []byte {
+	info := make([]byte, 8+len(b))
+	binary.NativeEndian.PutUint32(info[0:4], uint32(len(b)*8))
+	binary.NativeEndian.PutUint32(info[4:8], uint32(len(b)))
+	copy(info[8:], b)
+	return info
 }
 
 // bootUptimeMs is the time since the guest kernel started.
