@@ -94,7 +94,7 @@ func TestRunHello(t *testing.T) {
 		t.Errorf("stdout %q", stdout)
 	}
 	for _, field := range []string{"REPORT RequestId: ", "\tDuration: ", "\tBilled Duration: ", "\tMemory Size: 128 MB",
-		"\tInit Duration: ", "\tVMM Start: ", "\tKernel Boot: ", "\tRuntime Init: "} {
+		"\tInit Duration: ", "\tPlatform Init: ", "\tVMM Start: ", "\tKernel Boot: "} {
 		if !strings.Contains(stderr, field) {
 			t.Errorf("REPORT line lacks %q; stderr:\n%s", field, stderr)
 		}
