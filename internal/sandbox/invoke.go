@@ -75,9 +75,11 @@ var ErrBusy = errors.New("sandbox: environment is busy")
 var ErrDead = errors.New("sandbox: environment has stopped")
 
 // Invoke runs one invocation; a suspended environment is resumed first. It
-// enforces the function's timeout: past it the environment is killed and the
-// result is Lambda's timeout error. A runtime that exits fails the
-// invocation and leaves the environment dead.
+// enforces the function's timeout, from before the event is sent: past it,
+// whether the guest did not read the event or did not answer, the
+// environment is killed and the result is Lambda's timeout error. A runtime
+// that exits fails the invocation and leaves the environment dead. Lambda's
+// limits on the response hold here whatever the guest does.
 func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	if len(req.Payload) > MaxPayloadBytes {
 		return nil, lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation", MaxPayloadBytes)
@@ -171,8 +173,14 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("%s: send invocation: %w", e.id, err)
 	}
 	for done := false; !done; {
+		results := c.results
+		gone := c.gone
+		if len(results) > 0 {
+			// A result read before the channel broke still stands.
+			gone = nil
+		}
 		select {
-		case r := <-c.results:
+		case r := <-results:
 			if r.RequestID != req.RequestID {
 				continue // a stale answer, to an earlier request
 			}
@@ -194,6 +202,12 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 				responseTooLarge(res, guestproto.MaxResponseBytes)
 			}
 			e.setState(StateReady)
+			select {
+			case <-c.gone:
+				// The channel broke after the result: the VMM is stopped.
+				_ = e.Close(context.Background())
+			default:
+			}
 		case <-g.exited:
 			done = true
 			res.Duration = time.Since(start)
@@ -209,7 +223,10 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 			}
 			res.Payload = mustJSON(res.Error)
 			_ = e.Close(context.Background())
-		case <-c.gone:
+		case <-gone:
+			if len(c.results) > 0 {
+				continue // a result came in just before
+			}
 			done = true
 			res.Duration = time.Since(start)
 			var tl *guestproto.TooLargeError
