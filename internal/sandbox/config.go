@@ -78,6 +78,9 @@ type Config struct {
 	// the kernel's boot to the agent, and a restore to the agent's answer.
 	InitTimeout time.Duration
 	BootTimeout time.Duration
+	// StreamStall is how long the consumer of a streamed response may take
+	// nothing before the stream is abandoned; DefaultStreamStall if zero.
+	StreamStall time.Duration
 	Log         *slog.Logger
 }
 
@@ -93,6 +96,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BootTimeout == 0 {
 		c.BootTimeout = 60 * time.Second
+	}
+	if c.StreamStall == 0 {
+		c.StreamStall = DefaultStreamStall
 	}
 	return c
 }
