@@ -135,6 +135,7 @@ func configure(t *testing.T, img v1.Image, arch string) v1.Image {
 type testRegistry struct {
 	host string // 127.0.0.1:port
 	mu   sync.Mutex
+	deny string // requests whose path contains it are answered 401
 	reqs []string // "METHOD path"
 }
 
@@ -145,7 +146,14 @@ func newRegistry(t *testing.T) *testRegistry {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.reqs = append(r.reqs, req.Method+" "+req.URL.Path)
+		deny := r.deny
 		r.mu.Unlock()
+		if deny != "" && strings.Contains(req.URL.Path, deny) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			return
+		}
 		h.ServeHTTP(w, req)
 	}))
 	t.Cleanup(srv.Close)
