@@ -135,7 +135,7 @@ func configure(t *testing.T, img v1.Image, arch string) v1.Image {
 type testRegistry struct {
 	host string // 127.0.0.1:port
 	mu   sync.Mutex
-	deny string // requests whose path contains it are answered 401
+	deny string   // requests whose path contains it are answered 401
 	reqs []string // "METHOD path"
 }
 
