@@ -27,7 +27,7 @@ func TestResolveErrors(t *testing.T) {
 		mutate.IndexAddendum{Add: testImage(t, "arm"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}}},
 	))
 	private := reg.push(t, "private/img:v1", testImage(t, "amd64"))
-	reg.deny = "/private/"
+	reg.setDeny("/private/")
 	closed := closedPort(t)
 
 	tests := []struct {

@@ -189,6 +189,12 @@ func (r *testRegistry) pushIndex(t *testing.T, repoTag string, idx v1.ImageIndex
 	return uri
 }
 
+func (r *testRegistry) setDeny(s string) {
+	r.mu.Lock()
+	r.deny = s
+	r.mu.Unlock()
+}
+
 func (r *testRegistry) reset() {
 	r.mu.Lock()
 	r.reqs = nil
