@@ -216,15 +216,25 @@ func (s *Scheduler) acquire(ctx context.Context, fn Function) (*sandbox.Env, err
 	s.fnBusy[fn.Name]++
 	p := s.pool(fn, true)
 	var e *entry
-	switch {
-	case len(p.idle) > 0:
+	var dead []*entry
+	for e == nil && len(p.idle) > 0 {
 		e, p.idle = p.idle[len(p.idle)-1], p.idle[:len(p.idle)-1]
-	case len(p.suspended) > 0:
+		if e.env.State() == sandbox.StateDead {
+			// Its guest broke the link while it was idle: the sandbox
+			// ended its VMM; forget it and look further.
+			dead, e = append(dead, e), nil
+		}
+	}
+	if e == nil && len(p.suspended) > 0 {
 		// The invocation resumes it.
 		e, p.suspended = p.suspended[len(p.suspended)-1], p.suspended[:len(p.suspended)-1]
 	}
 	tpl := p.template
 	s.mu.Unlock()
+	for _, d := range dead {
+		d.timer.Stop()
+		s.closeEnv(d.env)
+	}
 	if e != nil {
 		e.timer.Stop()
 		if e.env.State() == sandbox.StateSuspended {
@@ -356,8 +366,14 @@ func (s *Scheduler) done(fn Function) {
 // function deleted) is ended: it must never serve another revision.
 func (s *Scheduler) release(fn Function, env *sandbox.Env) {
 	s.done(fn)
-	if env.State() == sandbox.StateDead {
+	switch env.State() {
+	case sandbox.StateDead:
 		s.forget(env)
+		return
+	case sandbox.StateSuspended:
+		// Its resume failed: it holds no VMM, and a snapshot that did not
+		// resume once is not trusted to resume later.
+		s.closeEnv(env)
 		return
 	}
 	s.mu.Lock()
