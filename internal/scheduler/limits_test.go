@@ -165,7 +165,7 @@ func TestMemoryLimit(t *testing.T) {
 		{"a", hour, sandbox.StartCold, pools{"a": {1, 0}}},
 		{"b", hour, sandbox.StartCold, pools{"a": {1, 0}, "b": {1, 0}}},
 		{"a", hour, sandbox.StartWarm, pools{"a": {1, 0}, "b": {1, 0}}},
-		{"c", hour, sandbox.StartCold, pools{"a": {1, 0}, "b": {0, 1}, "c": {1, 0}}},  // b, used least recently, suspended
+		{"c", hour, sandbox.StartCold, pools{"a": {1, 0}, "b": {0, 1}, "c": {1, 0}}},   // b, used least recently, suspended
 		{"b", hour, sandbox.StartResume, pools{"a": {0, 1}, "b": {1, 0}, "c": {1, 0}}}, // its resume suspends a
 	})
 	if u := fx.s.Usage(); u.Suspended != 2 || u.MemoryMB != 256 || u.Environments != 3 {
