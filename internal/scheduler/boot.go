@@ -75,6 +75,7 @@ func (s *Scheduler) boot(ctx context.Context, fn Function) (*sandbox.Env, error)
 	if err != nil {
 		return nil, err
 	}
+	queued := time.Now()
 	release, err := s.turn(ctx)
 	if err != nil {
 		return nil, err
@@ -86,6 +87,8 @@ func (s *Scheduler) boot(ctx context.Context, fn Function) (*sandbox.Env, error)
 		if err == nil {
 			s.record(env, fn)
 			s.cfg.Meter.EnvStarted(env.ID(), fn.Name, fn.MemoryMB, t0)
+			s.cfg.Log.Debug("booted", "function", fn.Name, "env", env.ID(), "attempts", attempt+1,
+				"queued", t0.Sub(queued), "boot", time.Since(t0))
 			return env, nil
 		}
 		if !platformFailure(ctx, err) {
