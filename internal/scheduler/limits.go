@@ -99,7 +99,8 @@ const (
 func (s *Scheduler) reserve(ctx context.Context, memMB int, newEnv, evict bool) error {
 	lim := s.cfg.Limits
 	if lim.MaxMemoryMB > 0 && memMB > lim.MaxMemoryMB {
-		return s.full(ReasonHostMemory, memMB)
+		return lambdaerr.TooManyRequests(ReasonHostMemory,
+			"Rate Exceeded: this host commits at most %d MB of guest memory, less than the function's %d MB", lim.MaxMemoryMB, memMB)
 	}
 	waitUntil := time.Now().Add(time.Second)
 	for {
