@@ -34,6 +34,16 @@ func newFixture(t *testing.T, vm *fakevmm.VMM, dir string, maxConcurrency int) f
 	if vm == nil {
 		vm = fakevmm.New()
 	}
+	return newFixtureWith(t, vm, vm, dir, func(c *Config) { c.MaxConcurrency = maxConcurrency })
+}
+
+// newFixtureWith is a scheduler whose environments run on machines of
+// sbxVMM (vm, or a wrapper of it), its configuration set by configure.
+func newFixtureWith(t *testing.T, vm *fakevmm.VMM, sbxVMM sandbox.VMM, dir string, configure func(*Config)) fixture {
+	t.Helper()
+	if sbxVMM == nil {
+		sbxVMM = vm
+	}
 	for _, f := range []string{"vmlinux", "initrd"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o600); err != nil {
 			t.Fatal(err)
@@ -46,9 +56,10 @@ func newFixture(t *testing.T, vm *fakevmm.VMM, dir string, maxConcurrency int) f
 	t.Cleanup(func() { st.Close() })
 	img := sandbox.Image{Kernel: &guestimage.Kernel{Path: filepath.Join(dir, "vmlinux")}, Initrd: filepath.Join(dir, "initrd")}
 	cfg := Config{
-		Sandbox: sandbox.Config{VMM: vm, Dir: filepath.Join(dir, "envs"), Accel: vmm.AccelTCG},
-		Images:  images{img}, Records: st, MaxConcurrency: maxConcurrency,
+		Sandbox: sandbox.Config{VMM: sbxVMM, Dir: filepath.Join(dir, "envs"), Accel: vmm.AccelTCG},
+		Images:  images{img}, Records: st, MaxConcurrency: 8,
 	}
+	configure(&cfg)
 	s := New(cfg)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
 	return fixture{s: s, vm: vm, store: st, cfg: cfg}

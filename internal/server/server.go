@@ -37,6 +37,11 @@ type Config struct {
 	Region string
 	// MaxConcurrency bounds the invocations in flight on this host.
 	MaxConcurrency int
+	// Limits bound the environments, guest memory and snapshot disk of this
+	// host, and its boots in flight. A zero field takes the host's default
+	// (scheduler.HostLimits: memory and disk derived from this host's RAM
+	// and the data folder's free space); a negative one is no bound.
+	Limits scheduler.Limits
 	// KeepWarm is how long a new function's idle environments stay warm
 	// before they are suspended; KeepSuspended how long they are kept then.
 	KeepWarm      time.Duration
@@ -129,8 +134,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
 	s.metrics = newMetrics()
 	usage := storeMeter{st: st, m: s.metrics, log: cfg.Log, prices: cfg.Prices}
+	hostLimits, err := scheduler.HostLimits(cfg.DataDir)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("host limits: %w", err)
+	}
+	limits := cfg.Limits.Or(hostLimits)
+	cfg.Log.Info("host limits", "environments", limits.MaxEnvironments, "guestMemoryMB", limits.MaxMemoryMB,
+		"snapshotMB", limits.MaxSnapshotBytes>>20, "bootsInFlight", limits.MaxBootsInFlight,
+		"bootQueueTimeout", limits.BootQueueTimeout, "bootRetries", limits.BootRetries)
 	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log,
-		Meter: usage, TemplatesDir: filepath.Join(cfg.DataDir, "snapstart")}
+		Meter: usage, TemplatesDir: filepath.Join(cfg.DataDir, "snapstart"), Limits: limits}
 	// Templates are rebuilt by each daemon: one left by an earlier one may
 	// be for code that has changed since.
 	_ = os.RemoveAll(schedCfg.TemplatesDir)

@@ -30,7 +30,7 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 	}
 	// rtc=on: without a CMOS clock the kernel spends 1–2 s polling for one.
 	machine := fmt.Sprintf("microvm,isa-serial=on,rtc=on,acpi=%s,memory-backend=mem", acpi)
-	cmdline := []string{"console=ttyS0", "quiet", "reboot=t", "panic=-1"}
+	cmdline := []string{"console=ttyS0", "quiet", "reboot=t", "panic=-1", "no_timer_check"}
 	if d.tscKHz > 0 {
 		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", d.tscKHz))
 	}
