@@ -80,7 +80,7 @@ func (e *Env) boot(ctx context.Context) error {
 		MemoryMB: e.fn.MemoryMB, Handler: e.fn.Handler, Region: e.fn.Region,
 		LogGroup: "/aws/lambda/" + e.fn.Name, LogStream: time.Now().UTC().Format("2006/01/02") + "/[" + e.fn.Version + "]" + e.id,
 		Env: e.fn.Env, LogLimit: e.fn.LogLimit, UnixNano: time.Now().UnixNano(),
-		InitType: e.initType, EnvID: e.id,
+		InitType: e.initType, EnvID: e.id, EphemeralStorageMB: e.fn.EphemeralStorageMB,
 	}
 	if err := c.out.Write(guestproto.TypeInit, initMsg, entropy()); err != nil {
 		return fmt.Errorf("%s: init: %w", e.id, err)
