@@ -11,6 +11,10 @@ import (
 // The runtime's environment: Lambda's reserved variables win over the
 // function's, the function's win over the defaults, and the list is sorted.
 func TestRuntimeEnv(t *testing.T) {
+	// What PID 1 gets from the kernel and the agent's own settings stay the
+	// agent's.
+	t.Setenv("TERM", "linux")
+	t.Setenv("HEARTH_AGENT_DEBUG", "1")
 	cfg := Config{RuntimeAPIAddr: "127.0.0.1:9001", TaskRoot: "/var/task"}
 	base := guestproto.Init{FunctionName: "hello", FunctionVersion: "$LATEST", MemoryMB: 256, Handler: "bootstrap",
 		Region: "local", LogGroup: "/aws/lambda/hello", LogStream: "2026/01/01/[$LATEST]abc"}
@@ -26,7 +30,7 @@ func TestRuntimeEnv(t *testing.T) {
 			"AWS_LAMBDA_LOG_STREAM_NAME": "2026/01/01/[$LATEST]abc", "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
 			"AWS_REGION": "local", "AWS_DEFAULT_REGION": "local", "LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": "/var/runtime",
 			"_HANDLER": "bootstrap", "TZ": ":UTC", "HOME": "/tmp", "PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin",
-		}, nil},
+		}, []string{"TERM", "HEARTH_AGENT_DEBUG"}},
 		{"the function's variables", func(in *guestproto.Init) { in.Env = map[string]string{"GREETING": "hi", "EMPTY": ""} },
 			map[string]string{"GREETING": "hi", "EMPTY": ""}, nil},
 		{"the function may change a default", func(in *guestproto.Init) { in.Env = map[string]string{"TZ": "Europe/Paris", "PATH": "/opt/x"} },
@@ -56,6 +60,11 @@ func TestRuntimeEnv(t *testing.T) {
 			for k, v := range tt.want {
 				if g, ok := got[k]; !ok || g != v {
 					t.Errorf("%s=%q (set %v), want %q", k, g, ok, v)
+				}
+			}
+			for _, k := range tt.missing {
+				if v, ok := got[k]; ok {
+					t.Errorf("%s=%q passed to the runtime", k, v)
 				}
 			}
 		})

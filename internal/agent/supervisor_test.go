@@ -97,6 +97,8 @@ func TestSupervisorStart(t *testing.T) {
 			wantStatus: "exit status 0", wantCode: 0, wantOut: "from-env {root}\n"},
 		{name: "killed", script: "echo bye\nkill -KILL $$\n", mode: 0o755,
 			wantStatus: "signal: killed", wantCode: 137, wantOut: "bye\n"},
+		{name: "cannot gain privileges by execve", script: "grep NoNewPrivs /proc/self/status\n", mode: 0o755,
+			wantStatus: "exit status 0", wantCode: 0, wantOut: "NoNewPrivs:\t1\n"},
 		{name: "no bootstrap", wantErr: "Couldn't find valid bootstrap(s): [{root}/bootstrap]"},
 		{name: "bootstrap not executable", script: "exit 0\n", mode: 0o644, wantErr: "permission denied (bootstrap is not executable)"},
 	}

@@ -74,6 +74,9 @@ type Init struct {
 	// "snap-start" for an environment that becomes a template.
 	InitType string `json:"initType,omitempty"`
 	EnvID    string `json:"envId"`
+	// EphemeralStorageMB is the size of /tmp; 0 keeps the guest's default,
+	// Lambda's 512 MB.
+	EphemeralStorageMB int `json:"ephemeralStorageMB,omitempty"`
 }
 
 // Ready says the runtime finished its init: it called /invocation/next.

@@ -84,7 +84,7 @@ func (e *Env) boot(ctx context.Context) error {
 		MemoryMB: e.fn.MemoryMB, Handler: e.fn.Handler, Region: e.fn.Region,
 		LogGroup: "/aws/lambda/" + e.fn.Name, LogStream: time.Now().UTC().Format("2006/01/02") + "/[" + e.fn.Version + "]" + e.id,
 		Env: e.fn.Env, LogLimit: e.fn.LogLimit, UnixNano: time.Now().UnixNano(),
-		InitType: e.initType, EnvID: e.id,
+		InitType: e.initType, EnvID: e.id, EphemeralStorageMB: e.fn.EphemeralStorageMB,
 	}
 	// The init phase's output is counted from here, against its own limit.
 	e.logs.reset()

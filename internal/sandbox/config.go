@@ -29,6 +29,9 @@ type Function struct {
 	Region   string            `json:"region,omitempty"`
 	// LogLimit caps the output kept per phase; 0 is the agent's default.
 	LogLimit int64 `json:"logLimit,omitempty"`
+	// EphemeralStorageMB is the size of the guest's /tmp; 0 is Lambda's
+	// default, 512 MB.
+	EphemeralStorageMB int `json:"ephemeralStorageMB,omitempty"`
 }
 
 // DefaultRegion is the region a function is in when none is set.
