@@ -79,7 +79,9 @@ func TestVerify(t *testing.T) {
 			editAuth(r, "Credential=AKIDTEST/", "Credential=AKIDOTHER/")
 			return r
 		}, "", "UnrecognizedClientException", "invalid"},
-		{"too old", func(t *testing.T) *http.Request { return signed(t, api, `{}`, "lambda", "local", now.Add(-20*time.Minute)) }, "", "InvalidSignatureException", "expired"},
+		{"too old", func(t *testing.T) *http.Request {
+			return signed(t, api, `{}`, "lambda", "local", now.Add(-20*time.Minute))
+		}, "", "InvalidSignatureException", "expired"},
 		{"body changed after signing", func(t *testing.T) *http.Request {
 			r := signed(t, api, `{"a":1}`, "lambda", "local", now)
 			r.Body = io.NopCloser(strings.NewReader(`{"a":2}`))
