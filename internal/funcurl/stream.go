@@ -164,5 +164,8 @@ func (s *streamWriter) finish() {
 		s.start(http.StatusOK)
 		_, _ = s.writeBody(s.buf.Bytes(), 0)
 	}
+	// The end of the stream (and net/http's last chunk after it) gets its
+	// own time, not what is left of the last chunk's.
+	s.deadline()
 	s.flush()
 }
