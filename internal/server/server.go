@@ -209,15 +209,18 @@ func (s *Server) URLAddrs() []string { return s.urlAddrs }
 
 // startURLs opens the function-URL listeners.
 func (s *Server) startURLs() error {
-	fe := funcurl.New(funcurl.Config{URLs: s.store, Invoker: s.invoke, Verifier: s.verifier, Log: s.log})
+	// Function URLs are signed for service lambda in the daemon's region,
+	// as AWS signs them.
+	fe := funcurl.New(funcurl.Config{URLs: s.store, Invoker: s.invoke, Verifier: s.verifier.InRegion(s.cfg.Region), Log: s.log})
+	limits := defaultHTTPLimits()
 	if s.cfg.URLListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.URLListen)
 		if err != nil {
 			return fmt.Errorf("function URLs: %w", err)
 		}
-		srv := &http.Server{Handler: fe, ReadHeaderTimeout: 10 * time.Second}
+		srv := limits.server(fe)
 		s.urls, s.urlAddrs = append(s.urls, srv), append(s.urlAddrs, ln.Addr().String())
-		go func() { _ = srv.Serve(ln) }()
+		go func() { _ = srv.Serve(limits.listen(ln)) }()
 	}
 	if s.cfg.URLTLSListen != "" {
 		cert, err := localCertificate(s.cfg.DataDir, s.cfg.TLSCert, s.cfg.TLSKey, s.cfg.URLDomain)
@@ -228,11 +231,12 @@ func (s *Server) startURLs() error {
 		if err != nil {
 			return fmt.Errorf("function URLs: %w", err)
 		}
-		// HTTP/2 comes with TLS in net/http.
-		srv := &http.Server{Handler: fe, ReadHeaderTimeout: 10 * time.Second,
-			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}}
+		// HTTP/2 comes with TLS in net/http; it keeps the limits (and
+		// bounds the streams of one connection to 250).
+		srv := limits.server(fe)
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 		s.urls, s.urlAddrs = append(s.urls, srv), append(s.urlAddrs, ln.Addr().String())
-		go func() { _ = srv.ServeTLS(ln, "", "") }()
+		go func() { _ = srv.ServeTLS(limits.listen(ln), "", "") }()
 	}
 	return nil
 }
@@ -252,9 +256,10 @@ func (s *Server) Start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
 	mux.Handle("/", s.api)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	limits := defaultHTTPLimits()
+	s.http = limits.server(mux)
 	go func() {
-		err := s.http.Serve(ln)
+		err := s.http.Serve(limits.listen(ln))
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
