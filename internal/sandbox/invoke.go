@@ -234,8 +234,11 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 				// The guest tried to send a response over Lambda's limit.
 				responseTooLarge(res, guestproto.MaxResponseBytes)
 			} else {
+				// The console is the guest's to write: it goes to the
+				// host's log, never to the caller.
+				e.cfg.Log.Warn("the microVM stopped during an invocation", "env", e.id, "request", req.RequestID, "console", e.consoleTail())
 				res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
-					ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: the microVM stopped%s", req.RequestID, e.consoleTail())}
+					ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: the microVM stopped", req.RequestID)}
 				res.Payload = mustJSON(res.Error)
 			}
 			_ = e.Close(context.Background())
