@@ -42,7 +42,10 @@ type limits struct {
 // (a full vCPU's worth at 1,769 MB: under contention, a 3,538 MB function
 // gets twice the CPU of a 1,769 MB one; a weight, not a cap, so an idle
 // host lends its CPU to anyone), its memory the guest's plus the VMM's.
-func limitsFor(spec vmm.MachineSpec) limits {
+// imageBytes is the kernel's and initramfs's size: QEMU keeps a copy of
+// each in its own memory (to reload on reset) besides the one in the
+// guest's, and a function's image can be hundreds of megabytes.
+func limitsFor(spec vmm.MachineSpec, imageBytes int64) limits {
 	over := overheadMiB
 	if spec.Accel != vmm.AccelKVM {
 		over = overheadTCGMiB
@@ -50,7 +53,8 @@ func limitsFor(spec vmm.MachineSpec) limits {
 	return limits{
 		cpuWeight:   min(max(spec.MemoryMiB*100/1769, 1), 10000),
 		cpuShares:   max(spec.MemoryMiB*1024/1769, 2),
-		memoryBytes: int64(spec.MemoryMiB+over) << 20,
+		// In whole pages, as the kernel keeps it.
+		memoryBytes: (int64(spec.MemoryMiB+over)<<20 + 2*imageBytes + 4095) &^ 4095,
 		pids:        pidsMax,
 	}
 }

@@ -106,7 +106,7 @@ func TestMachineIsJailed(t *testing.T) {
 	}
 
 	knobs := qemu.CgroupKnobs(t, m.PID())
-	wantMem := strconv.FormatInt(qemu.MemoryLimit(qemu.LimitsFor(spec)), 10)
+	wantMem := strconv.FormatInt(qemu.MemoryLimit(qemu.LimitsFor(spec, fileSize(t, k.Path)+fileSize(t, initrd))), 10)
 	if v, ok := knobs["memory.max"]; ok {
 		if v != wantMem {
 			t.Errorf("memory.max = %s, want %s", v, wantMem)
@@ -148,4 +148,13 @@ func procStatus(t *testing.T, pid int) map[string]string {
 		}
 	}
 	return st
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

@@ -82,7 +82,7 @@ func (d *Driver) start(ctx context.Context, spec vmm.MachineSpec, extra ...strin
 		return nil, fmt.Errorf("start %s: %w", d.bin, err)
 	}
 	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit}
-	cgs, err := limitProcess(spec.ID, m.pid, limitsFor(spec))
+	cgs, err := limitProcess(spec.ID, m.pid, limitsFor(spec, imageBytes(files[:2])))
 	if err != nil {
 		d.warnOnce.Do(func() { d.log.Warn("VMs run without some cgroup limits", "err", err) })
 	}
@@ -167,6 +167,17 @@ func listenUnix(path string) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// imageBytes is the size of the files, as far as it can be told.
+func imageBytes(files []*os.File) int64 {
+	var n int64
+	for _, f := range files {
+		if fi, err := f.Stat(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 func closeAll(files []*os.File) {
