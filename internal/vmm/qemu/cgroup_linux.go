@@ -51,8 +51,8 @@ func limitsFor(spec vmm.MachineSpec, imageBytes int64) limits {
 		over = overheadTCGMiB
 	}
 	return limits{
-		cpuWeight:   min(max(spec.MemoryMiB*100/1769, 1), 10000),
-		cpuShares:   max(spec.MemoryMiB*1024/1769, 2),
+		cpuWeight: min(max(spec.MemoryMiB*100/1769, 1), 10000),
+		cpuShares: max(spec.MemoryMiB*1024/1769, 2),
 		// In whole pages, as the kernel keeps it.
 		memoryBytes: (int64(spec.MemoryMiB+over)<<20 + 2*imageBytes + 4095) &^ 4095,
 		pids:        pidsMax,
