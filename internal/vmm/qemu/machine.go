@@ -255,8 +255,13 @@ func (m *machine) connect(ctx context.Context, fresh bool) error {
 		return fmt.Errorf("agent channel: %w", err)
 	}
 	m.agent = conn
+	consolePath := filepath.Join(sockDir(m.spec), consoleSocket)
+	if _, err := os.Stat(consolePath); !fresh && errors.Is(err, os.ErrNotExist) {
+		// A QEMU started by an older Hearth writes its console itself.
+		return nil
+	}
 	cc, err := waitFor(ctx, m.done, func(ctx context.Context) (net.Conn, error) {
-		return d.DialContext(ctx, "unix", filepath.Join(sockDir(m.spec), consoleSocket))
+		return d.DialContext(ctx, "unix", consolePath)
 	})
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
