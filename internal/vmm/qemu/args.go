@@ -108,7 +108,7 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 // under the system's temporary one, named by the machine's id so that
 // another process attaching to it finds the same place.
 func sockDir(spec vmm.MachineSpec) string {
-	if len(filepath.Join(spec.Dir, consoleSocket)) < 100 {
+	if len(filepath.Join(spec.Dir, agentSocket)) < 100 {
 		return spec.Dir
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("hearth-%d", os.Getuid()), spec.ID)
