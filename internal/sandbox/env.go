@@ -247,14 +247,15 @@ func (e *Env) Detach() error {
 	return nil
 }
 
-// consoleTail is the end of the guest's console, to explain a failure.
+// consoleTailBytes is how much of the guest's console an error carries.
+const consoleTailBytes = 1500
+
+// consoleTail is the end of the guest's console, to explain a failure:
+// only the end is read, however large the file.
 func (e *Env) consoleTail() string {
-	b, err := os.ReadFile(filepath.Join(e.dir, "console.log"))
+	b, err := vmm.ReadTail(filepath.Join(e.dir, "console.log"), consoleTailBytes)
 	if err != nil || len(b) == 0 {
 		return ""
-	}
-	if len(b) > 1500 {
-		b = b[len(b)-1500:]
 	}
 	return "; console:\n" + string(b)
 }
