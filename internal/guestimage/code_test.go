@@ -20,7 +20,7 @@ type entry struct {
 	unix bool
 }
 
-func makeZip(t *testing.T, entries ...entry) []byte {
+func makeZip(t testing.TB, entries ...entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
