@@ -52,8 +52,16 @@ func parseAuth(h string) (authHeader, bool) {
 	if !ok {
 		return a, false
 	}
+	// Only the three fields, each once, none holding "=": a header that
+	// parsers could read two ways is refused, since the function URL names
+	// its caller from the first "Credential=" it finds.
+	seen := map[string]bool{}
 	for _, part := range strings.Split(rest, ",") {
 		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		if seen[k] || strings.Contains(v, "=") {
+			return a, false
+		}
+		seen[k] = true
 		switch k {
 		case "Credential":
 			f := strings.Split(v, "/")
@@ -65,6 +73,8 @@ func parseAuth(h string) (authHeader, bool) {
 			a.signedHeaders = strings.Split(v, ";")
 		case "Signature":
 			a.signature = v
+		default:
+			return a, false
 		}
 	}
 	return a, a.accessKey != "" && a.signature != "" && len(a.signedHeaders) > 0
@@ -83,6 +93,11 @@ func (v *Verifier) Verify(r *http.Request) error {
 	t, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
 	if err != nil {
 		return lambdaerr.InvalidSignature("X-Amz-Date is missing or malformed")
+	}
+	// The signer scopes the signature with X-Amz-Date's day, so a
+	// credential naming another day would pass unless refused here.
+	if day := t.Format("20060102"); a.date != day {
+		return lambdaerr.InvalidSignature("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s', from '%s'.", a.date, day, t.Format("20060102T150405Z"))
 	}
 	if d := v.now().Sub(t); d > MaxClockSkew || d < -MaxClockSkew {
 		return lambdaerr.InvalidSignature("Signature expired: %s is now earlier than %s (%s - 15 min.)",
