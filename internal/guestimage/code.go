@@ -21,13 +21,15 @@ const (
 	MaxZipBytes      = 50 << 20  // a direct upload
 	MaxUnzippedBytes = 262144000 // the code once unpacked
 	// MaxZipEntries is Hearth's own limit (Lambda states none). Every entry
-	// becomes an inode in the guest's initramfs, unpacked by the guest kernel
-	// before anything runs: at about 1 KB of kernel memory each, 10,000 take
-	// ~10 MB of the smallest (128 MB) guest, where the ~690,000 entries a
-	// 50 MB zip can hold would not boot at all. Each entry also costs host
-	// heap while the package is held. Real provided-runtime packages (a
-	// binary and its files) have a handful; even a vendored node_modules
-	// tree of a small service stays under it.
+	// becomes a file in the guest's root file system, which the guest kernel
+	// unpacks into guest memory before anything runs: an inode and dentry
+	// (~1 KB) and, for a file, at least one 4 KB page. At 10,000 entries
+	// that is at most ~50 MB, which a 128 MB guest can still boot with; a
+	// 50 MB zip can declare over a million entries (central directory
+	// records may share one local header), which no guest could. Each entry
+	// also costs host heap while the package is held. A provided-runtime
+	// package is a binary and a few files; a vendored dependency tree of a
+	// typical service is a few thousand.
 	MaxZipEntries = 10000
 )
 
