@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -135,8 +136,11 @@ func (v *Verifier) Verify(r *http.Request) error {
 	if err := v.signer.SignHTTP(r.Context(), creds, again, payloadHash, a.service, a.region, t); err != nil {
 		return err
 	}
+	// The signer adds host and x-amz-date and sorts and lowercases the
+	// list, so a header may list its signed headers otherwise and still
+	// match: it must list exactly what was signed.
 	want, _ := parseAuth(again.Header.Get("Authorization"))
-	if !hmac.Equal([]byte(want.signature), []byte(a.signature)) {
+	if !hmac.Equal([]byte(want.signature), []byte(a.signature)) || !slices.Equal(want.signedHeaders, a.signedHeaders) {
 		return lambdaerr.InvalidSignature("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
 	}
 	return nil

@@ -16,10 +16,6 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
-type fuzzKeys map[string]string
-
-func (k fuzzKeys) Secret(id string) (string, bool) { s, ok := k[id]; return s, ok }
-
 const (
 	fuzzKeyID  = "AKIDEXAMPLE"
 	fuzzSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -72,8 +68,8 @@ func authFields(h string) (fields [][2]string, ok bool) {
 // FuzzSigV4Auth tries arbitrary Authorization headers on one request that
 // the SDK signed. Parsing and verifying must never panic, and a header may be
 // accepted only if it says exactly what the genuine one says: the same
-// credential scope, the same signed headers, the same signature, each once
-// and nothing else. Anything more is a header two parsers can read two ways
+// credential scope, the same signed headers (SigV4 lists them lowercase and
+// sorted, host included), the same signature, each once and nothing else. Anything more is a header two parsers can read two ways
 // (the function URL reports the first Credential= as the caller, say), or a
 // scope nobody signed.
 func FuzzSigV4Auth(f *testing.F) {
@@ -100,7 +96,7 @@ func FuzzSigV4Auth(f *testing.F) {
 	f.Add("AWS4-HMAC-SHA256 Credential=AKIDOTHER/" + scope + ", " + strings.TrimPrefix(auth, "AWS4-HMAC-SHA256 "))
 	// A scope nobody signed: the date in the credential is not X-Amz-Date's.
 	f.Add(strings.Replace(auth, "/20240101/", "/20991231/", 1))
-	v := NewVerifier(fuzzKeys{fuzzKeyID: fuzzSecret, "AKIDOTHER": "another secret"})
+	v := NewVerifier(testKeys{fuzzKeyID: fuzzSecret, "AKIDOTHER": "another secret"})
 	v.now = func() time.Time { return fuzzTime.Add(time.Minute) }
 	// Without this the property below could hold by refusing everything.
 	if err := v.Verify(fuzzRequest(f, genuine)); err != nil {
@@ -124,11 +120,7 @@ func FuzzSigV4Auth(f *testing.F) {
 				t.Fatalf("accepted %q: field %q unknown or repeated", h, k)
 			}
 			seen[k] = true
-			if k == "SignedHeaders" {
-				if !sameSet(v, want[k]) {
-					t.Fatalf("accepted %q: signed headers %q, the signer signed %q", h, v, want[k])
-				}
-			} else if v != want[k] {
+			if v != want[k] {
 				t.Fatalf("accepted %q: %s=%q, the signer wrote %q", h, k, v, want[k])
 			}
 		}
@@ -137,11 +129,4 @@ func FuzzSigV4Auth(f *testing.F) {
 			t.Fatalf("the body after Verify is %q", b)
 		}
 	})
-}
-
-func sameSet(a, b string) bool {
-	as, bs := strings.Split(a, ";"), strings.Split(b, ";")
-	slices.Sort(as)
-	slices.Sort(bs)
-	return slices.Equal(as, bs)
 }
