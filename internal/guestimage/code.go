@@ -33,6 +33,10 @@ const (
 	MaxZipEntries = 10000
 )
 
+// maxLinkTarget is the longest symlink target Linux takes (PATH_MAX less
+// its NUL).
+const maxLinkTarget = 4095
+
 // Code is a validated zip code package: it has an executable bootstrap at its
 // root, no entry escapes the task root, no two entries name one path, no
 // entry lies under a symlink or a file of the package, and it fits Lambda's
@@ -97,6 +101,11 @@ func ReadZip(data []byte) (*Code, error) {
 			return nil, lambdaerr.InvalidParameter("%s (zip entry %q is in the zip twice: an earlier entry is also %s)", UnzipFailed, f.Name, name)
 		}
 		kinds[name] = fileMode(f).Type()
+		// A symlink's target is its data. Linux makes no symlink to ""
+		// and none longer than a path, and the image keeps 4,096 bytes.
+		if kinds[name]&fs.ModeSymlink != 0 && (f.UncompressedSize64 == 0 || f.UncompressedSize64 > maxLinkTarget) {
+			return nil, lambdaerr.InvalidParameter("%s (zip entry %q is a symlink whose target is %d bytes: a target is 1 to %d bytes)", UnzipFailed, f.Name, f.UncompressedSize64, maxLinkTarget)
+		}
 		c.size += int64(f.UncompressedSize64)
 		if c.size > MaxUnzippedBytes {
 			return nil, lambdaerr.InvalidParameter("Unzipped size must be smaller than %d bytes", MaxUnzippedBytes)

@@ -43,21 +43,84 @@ func FuzzValidateZip(f *testing.F) {
 			}
 			return
 		}
-		zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
-		if err != nil {
-			t.Fatalf("accepted a zip archive/zip cannot open: %v", err)
-		}
-		checkLayout(t, zr.File)
-		code, err := ReadZip(data)
-		if err != nil {
-			t.Fatalf("ValidateZip accepted what ReadZip refuses: %v", err)
-		}
-		var img bytes.Buffer
-		if err := WriteInitramfs(&img, InitramfsSpec{Agent: agent, Code: code}); err != nil {
-			t.Fatalf("an accepted package does not make an image: %v", err)
-		}
-		checkImage(t, &img)
+		checkAccepted(t, data, agent)
 	})
+}
+
+// FuzzZipLayout builds zips from fuzzed entry lists, where FuzzValidateZip's
+// byte mutations seldom get past the zip format: names is one entry name a
+// line (a bootstrap is added first), and kinds[i] makes entry i a file, a
+// folder or a symlink (to the next name). The same invariants must hold for
+// whatever is accepted.
+func FuzzZipLayout(f *testing.F) {
+	f.Add("a\na/init", []byte{2, 0})
+	f.Add("x/\nx/y\n./x/y", []byte{1, 0, 0})
+	f.Add("lib\nlib/a\nlib-b/c", []byte{2, 0, 0})
+	f.Add("conf\nconf/app.json\n../up", []byte{0, 0, 0})
+	f.Add("real/x\nalias\nreal", []byte{0, 2, 1})
+	agent := f.TempDir() + "/agent"
+	if err := writeFile(agent, "AGENT"); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, names string, kinds []byte) {
+		lines := strings.Split(names, "\n")
+		if len(lines) > 64 {
+			lines = lines[:64]
+		}
+		entries := []entry{{"bootstrap", 0o755, "#!/bin/sh", true}}
+		for i, name := range lines {
+			name = name[:min(len(name), 1024)] // zip names are at most 65,535 bytes
+			var k byte
+			if i < len(kinds) {
+				k = kinds[i] % 3
+			}
+			switch k {
+			case 0:
+				entries = append(entries, entry{name, 0o644, name, true})
+			case 1:
+				entries = append(entries, entry{name, fs.ModeDir | 0o755, "", true})
+			case 2:
+				target := "/"
+				if i+1 < len(lines) {
+					target = lines[i+1]
+				}
+				entries = append(entries, entry{name, fs.ModeSymlink | 0o777, target, true})
+			}
+		}
+		for i := range entries {
+			if strings.HasSuffix(entries[i].name, "/") {
+				entries[i].body = "" // archive/zip writes no data to such a name
+			}
+		}
+		data := makeZip(t, entries...)
+		if err := ValidateZip(data); err != nil {
+			if _, ok := lambdaerr.As(err); !ok {
+				t.Fatalf("refused with %v, want a Lambda error", err)
+			}
+			return
+		}
+		checkAccepted(t, data, agent)
+	})
+}
+
+// checkAccepted checks a zip ValidateZip accepted, in itself and in the
+// initramfs it makes.
+func checkAccepted(t *testing.T, data []byte, agent string) {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatalf("accepted a zip archive/zip cannot open: %v", err)
+	}
+	checkLayout(t, zr.File)
+	code, err := ReadZip(data)
+	if err != nil {
+		t.Fatalf("ValidateZip accepted what ReadZip refuses: %v", err)
+	}
+	var img bytes.Buffer
+	if err := WriteInitramfs(&img, InitramfsSpec{Agent: agent, Code: code}); err != nil {
+		t.Fatalf("an accepted package does not make an image: %v", err)
+	}
+	checkImage(t, &img)
 }
 
 // checkLayout checks an accepted zip's entries: at most MaxZipEntries, none

@@ -284,10 +284,13 @@ func TestReadZipRefusesHostileLayouts(t *testing.T) {
 		{"a folder through a symlink", makeZip(t, bootstrap, link("a", "/etc"), dir("a/sub/")), `"a/sub/" would be written through the symlink "a"`},
 		{"a file used as a folder", makeZip(t, bootstrap, file("conf"), file("conf/app.json")), `"conf/app.json" is inside "conf", which is a file`},
 		{"a NUL in a name", makeZip(t, bootstrap, file("a\x00b")), "NUL"},
+		{"a symlink to nothing", makeZip(t, bootstrap, link("a", "")), `"a" is a symlink whose target is 0 bytes`},
+		{"a symlink target longer than a path", makeZip(t, bootstrap, link("a", strings.Repeat("x", 4096))), "target is 4096 bytes: a target is 1 to 4095 bytes"},
 		{"escape still refused", makeZip(t, bootstrap, file("lib/../../x")), "outside the task root"},
 
 		{"a symlink beside its look-alikes", makeZip(t, bootstrap, link("a", "/etc"), file("a-b/c"), file("a.b"), file("ab/c")), ""},
 		{"a symlink to a folder in the package", makeZip(t, bootstrap, dir("real/"), file("real/x"), link("alias", "real")), ""},
+		{"a symlink target as long as a path", makeZip(t, bootstrap, link("a", strings.Repeat("x", 4095))), ""},
 		{"a folder then its files", makeZip(t, bootstrap, dir("lib/"), dir("lib/sub/"), file("lib/sub/x")), ""},
 	}
 	for _, tt := range tests {
