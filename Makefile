@@ -7,7 +7,7 @@ GOFLAGS_STATIC := CGO_ENABLED=0
 LDFLAGS   := -s -w -X github.com/hearthdev/hearth/internal/agent.Version=$(VERSION)
 EXAMPLES  := examples/hello/hello.zip examples/counter/counter.zip examples/loaded/loaded.zip examples/web/web.zip examples/stream/stream.zip
 
-.PHONY: all build deps kernel examples test test-unit demo bench clean
+.PHONY: all build deps kernel examples test test-unit fuzz demo bench clean
 
 all: build
 
@@ -38,10 +38,22 @@ kernel:
 test: deps kernel build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) fuzz
 
 # Logic only: no VM is booted by these.
 test-unit:
 	$(GO) test -count=1 ./internal/guestproto/... ./internal/guestimage/... ./internal/agent/...
+
+# Each fuzz target for a few seconds beyond its seed corpus (testdata/fuzz,
+# which `go test ./...` runs as plain tests). A failing input is written to
+# the package's testdata/fuzz/FuzzX/: commit it with the fix.
+FUZZTIME ?= 5s
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME) ./internal/guestproto
+	$(GO) test -run='^$$' -fuzz='^FuzzValidateZip$$' -fuzztime=$(FUZZTIME) ./internal/guestimage
+	$(GO) test -run='^$$' -fuzz='^FuzzZipLayout$$' -fuzztime=$(FUZZTIME) ./internal/guestimage
+	$(GO) test -run='^$$' -fuzz='^FuzzBuildEvent$$' -fuzztime=$(FUZZTIME) ./internal/funcurl
+	$(GO) test -run='^$$' -fuzz='^FuzzSigV4Auth$$' -fuzztime=$(FUZZTIME) ./internal/api
 
 demo: deps kernel build
 	./scripts/demo.sh

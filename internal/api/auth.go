@@ -75,8 +75,16 @@ func parseAuth(h string) (authHeader, bool) {
 	if !ok {
 		return a, false
 	}
+	// Only the three fields, each once, none holding "=": a header that
+	// parsers could read two ways is refused, since the function URL names
+	// its caller from the first "Credential=" it finds.
+	seen := map[string]bool{}
 	for _, part := range strings.Split(rest, ",") {
 		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		if seen[k] || strings.Contains(v, "=") {
+			return a, false
+		}
+		seen[k] = true
 		switch k {
 		case "Credential":
 			f := strings.Split(v, "/")
@@ -88,6 +96,8 @@ func parseAuth(h string) (authHeader, bool) {
 			a.signedHeaders = strings.Split(v, ";")
 		case "Signature":
 			a.signature = v
+		default:
+			return a, false
 		}
 	}
 	return a, a.accessKey != "" && a.signature != "" && len(a.signedHeaders) > 0
@@ -176,8 +186,11 @@ func (v *Verifier) Verify(r *http.Request) error {
 	if err := v.signer.SignHTTP(r.Context(), creds, again, payloadHash, SigningService, v.region, t); err != nil {
 		return err
 	}
+	// The signer adds host and x-amz-date and sorts and lowercases the
+	// list, so a header may list its signed headers otherwise and still
+	// match: it must list exactly what was signed.
 	want, _ := parseAuth(again.Header.Get("Authorization"))
-	if !hmac.Equal([]byte(want.signature), []byte(a.signature)) {
+	if !hmac.Equal([]byte(want.signature), []byte(a.signature)) || !slices.Equal(want.signedHeaders, a.signedHeaders) {
 		return lambdaerr.InvalidSignature("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
 	}
 	return nil

@@ -20,10 +20,27 @@ import (
 const (
 	MaxZipBytes      = 50 << 20  // a direct upload
 	MaxUnzippedBytes = 262144000 // the code once unpacked
+	// MaxZipEntries is Hearth's own limit (Lambda states none). Every entry
+	// becomes a file in the guest's root file system, which the guest kernel
+	// unpacks into guest memory before anything runs: an inode and dentry
+	// (~1 KB) and, for a file, at least one 4 KB page. At 10,000 entries
+	// that is at most ~50 MB, which a 128 MB guest can still boot with; a
+	// 50 MB zip can declare over a million entries (central directory
+	// records may share one local header), which no guest could. Each entry
+	// also costs host heap while the package is held. A provided-runtime
+	// package is a binary and a few files; a vendored dependency tree of a
+	// typical service is a few thousand.
+	MaxZipEntries = 10000
 )
 
+// maxLinkTarget is the longest symlink target Linux takes (PATH_MAX less
+// its NUL).
+const maxLinkTarget = 4095
+
 // Code is a validated zip code package: it has an executable bootstrap at its
-// root, no entry escapes the task root, and it fits Lambda's size limits.
+// root, no entry escapes the task root, no two entries name one path, no
+// entry lies under a symlink or a file of the package, and it fits Lambda's
+// size limits and Hearth's entry count.
 type Code struct {
 	files    []*zip.File
 	size     int64
@@ -55,17 +72,39 @@ func ReadZip(data []byte) (*Code, error) {
 	if err != nil {
 		return nil, lambdaerr.InvalidParameter("%s (%v)", UnzipFailed, err)
 	}
+	// archive/zip has parsed the whole directory by now: the cap bounds
+	// what is kept and what the guest unpacks, not this first parse.
+	if n := len(zr.File); n > MaxZipEntries {
+		return nil, lambdaerr.InvalidParameter("%s (the zip has %d entries; at most %d are allowed)", UnzipFailed, n, MaxZipEntries)
+	}
 	sum := sha256.Sum256(data)
 	c := &Code{digest: hex.EncodeToString(sum[:]), zipBytes: int64(len(data))}
 	var bootstrap *zip.File
 	var rootNames []string
+	kinds := make(map[string]fs.FileMode, len(zr.File)) // cleaned name → type bits
 	for _, f := range zr.File {
+		if strings.ContainsRune(f.Name, 0) {
+			// The guest's cpio unpacker ends a name at its first NUL, so
+			// "a\x00b" would land on "a" unseen by the checks below.
+			return nil, lambdaerr.InvalidParameter("%s (zip entry %q has a NUL byte in its name)", UnzipFailed, f.Name)
+		}
 		name, ok := cleanName(f.Name)
 		if !ok {
 			return nil, lambdaerr.InvalidParameter("%s (zip entry %q would land outside the task root)", UnzipFailed, f.Name)
 		}
 		if name == "" {
 			continue
+		}
+		// In the guest a later entry silently replaces an earlier one of
+		// the same path, so which one runs would depend on the unpacker.
+		if _, dup := kinds[name]; dup {
+			return nil, lambdaerr.InvalidParameter("%s (zip entry %q is in the zip twice: an earlier entry is also %s)", UnzipFailed, f.Name, name)
+		}
+		kinds[name] = fileMode(f).Type()
+		// A symlink's target is its data. Linux makes no symlink to ""
+		// and none longer than a path, and the image keeps 4,096 bytes.
+		if kinds[name]&fs.ModeSymlink != 0 && (f.UncompressedSize64 == 0 || f.UncompressedSize64 > maxLinkTarget) {
+			return nil, lambdaerr.InvalidParameter("%s (zip entry %q is a symlink whose target is %d bytes: a target is 1 to %d bytes)", UnzipFailed, f.Name, f.UncompressedSize64, maxLinkTarget)
 		}
 		c.size += int64(f.UncompressedSize64)
 		if c.size > MaxUnzippedBytes {
@@ -78,6 +117,9 @@ func ReadZip(data []byte) (*Code, error) {
 			bootstrap = f
 		}
 		c.files = append(c.files, f)
+	}
+	if err := checkParents(c.files, kinds); err != nil {
+		return nil, err
 	}
 	if bootstrap == nil {
 		slices.Sort(rootNames)
@@ -176,6 +218,47 @@ func cleanName(name string) (string, bool) {
 		return "", false
 	}
 	return clean, true
+}
+
+// checkParents refuses an entry that lies under another entry that is not a
+// folder. Under a symlink it is the escape that matters: the guest kernel's
+// initramfs unpacker follows symlinks in the paths it creates, so a symlink
+// "a" to "/" and an entry "a/init" would replace the agent, which runs as
+// root. Under a file the guest would replace the file with a folder. The
+// check holds whatever the entries' order.
+func checkParents(files []*zip.File, kinds map[string]fs.FileMode) error {
+	// Names under "a/" are contiguous in sorted order, so each non-folder
+	// entry needs one search rather than every entry a walk up its path
+	// (names can be 65,535 bytes deep).
+	names := make([]string, 0, len(kinds))
+	for name := range kinds {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, parent := range names {
+		kind := kinds[parent]
+		if kind.IsDir() {
+			continue
+		}
+		prefix := parent + "/"
+		i, _ := slices.BinarySearch(names, prefix)
+		if i == len(names) || !strings.HasPrefix(names[i], prefix) {
+			continue
+		}
+		// Name the entry as the zip does.
+		child := names[i]
+		for _, f := range files {
+			if n, _ := cleanName(f.Name); n == child {
+				child = f.Name
+				break
+			}
+		}
+		if kind&fs.ModeSymlink != 0 {
+			return lambdaerr.InvalidParameter("%s (zip entry %q would be written through the symlink %q)", UnzipFailed, child, parent)
+		}
+		return lambdaerr.InvalidParameter("%s (zip entry %q is inside %q, which is a file, not a folder)", UnzipFailed, child, parent)
+	}
+	return nil
 }
 
 // walk calls fn for each entry with its cleaned name and mode.

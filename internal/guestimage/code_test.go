@@ -3,6 +3,7 @@ package guestimage
 import (
 	"archive/zip"
 	"bytes"
+	"fmt"
 	"io"
 	"io/fs"
 	"strings"
@@ -19,7 +20,7 @@ type entry struct {
 	unix bool
 }
 
-func makeZip(t *testing.T, entries ...entry) []byte {
+func makeZip(t testing.TB, entries ...entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
@@ -245,5 +246,143 @@ func TestValidateZipReadsEveryEntry(t *testing.T) {
 				t.Errorf("got %s %d %q, want InvalidParameterValueException 400 starting %q and naming %s", le.Type, le.Status, le.Message, UnzipFailed, tt.wantErr)
 			}
 		})
+	}
+}
+
+// namedZip is a zip of empty stored files with these names and a bootstrap:
+// quick to build with thousands of entries.
+func namedZip(t *testing.T, names []string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, name := range append([]string{"bootstrap"}, names...) {
+		h := &zip.FileHeader{Name: name, Method: zip.Store}
+		h.SetMode(0o755)
+		if _, err := zw.CreateHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func fileNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("lib/f%05d", i)
+	}
+	return names
+}
+
+// TestReadZipRefusesHostileLayouts covers the layouts that would make the
+// initramfs writer do something other than unpack files under /var/task: more
+// entries than a guest can hold, two entries for one path (the later one
+// silently wins in the guest), and an entry under a symlink, which the
+// guest kernel's unpacker follows: a symlink "a" to "/" and an entry
+// "a/init" would replace the agent, which runs as root.
+func TestReadZipRefusesHostileLayouts(t *testing.T) {
+	bootstrap := entry{"bootstrap", 0o755, "#!/bin/sh", true}
+	link := func(name, target string) entry { return entry{name, fs.ModeSymlink | 0o777, target, true} }
+	file := func(name string) entry { return entry{name, 0o644, "x", true} }
+	dir := func(name string) entry { return entry{name, fs.ModeDir | 0o755, "", true} }
+	tests := []struct {
+		name    string
+		data    []byte
+		wantMsg string // "" for success
+	}{
+		{"entries at the cap", namedZip(t, fileNames(MaxZipEntries-1)), ""},
+		{"one entry over the cap", namedZip(t, fileNames(MaxZipEntries)), "10001 entries; at most 10000"},
+		{"same name twice", makeZip(t, bootstrap, file("data.txt"), file("data.txt")), `"data.txt" is in the zip twice`},
+		{"same name after cleaning", makeZip(t, bootstrap, file("lib/a.so"), file("./lib//a.so")), `"./lib//a.so" is in the zip twice`},
+		{"bootstrap twice by a backslash", makeZip(t, bootstrap, entry{`.\bootstrap`, 0o755, "other", true}), `is in the zip twice: an earlier entry is also bootstrap`},
+		{"a folder and a file of one name", makeZip(t, bootstrap, dir("lib/"), file("lib")), `"lib" is in the zip twice`},
+		{"a folder twice", makeZip(t, bootstrap, dir("lib/"), dir("lib/")), `"lib/" is in the zip twice`},
+		{"an entry through a symlink", makeZip(t, bootstrap, link("a", "/"), file("a/init")), `"a/init" would be written through the symlink "a"`},
+		{"through a symlink deeper down", makeZip(t, bootstrap, dir("x/"), link("x/y", "/etc"), file("x/y/z/passwd")), `"x/y/z/passwd" would be written through the symlink "x/y"`},
+		{"the symlink after the entry", makeZip(t, bootstrap, file("a/init"), link("a", "/")), `"a/init" would be written through the symlink "a"`},
+		{"a folder through a symlink", makeZip(t, bootstrap, link("a", "/etc"), dir("a/sub/")), `"a/sub/" would be written through the symlink "a"`},
+		{"a file used as a folder", makeZip(t, bootstrap, file("conf"), file("conf/app.json")), `"conf/app.json" is inside "conf", which is a file`},
+		{"a NUL in a name", makeZip(t, bootstrap, file("a\x00b")), "NUL"},
+		{"a symlink to nothing", makeZip(t, bootstrap, link("a", "")), `"a" is a symlink whose target is 0 bytes`},
+		{"a symlink target longer than a path", makeZip(t, bootstrap, link("a", strings.Repeat("x", 4096))), "target is 4096 bytes: a target is 1 to 4095 bytes"},
+		{"escape still refused", makeZip(t, bootstrap, file("lib/../../x")), "outside the task root"},
+
+		{"a symlink beside its look-alikes", makeZip(t, bootstrap, link("a", "/etc"), file("a-b/c"), file("a.b"), file("ab/c")), ""},
+		{"a symlink to a folder in the package", makeZip(t, bootstrap, dir("real/"), file("real/x"), link("alias", "real")), ""},
+		{"a symlink target as long as a path", makeZip(t, bootstrap, link("a", strings.Repeat("x", 4095))), ""},
+		{"a folder then its files", makeZip(t, bootstrap, dir("lib/"), dir("lib/sub/"), file("lib/sub/x")), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, check := range []struct {
+				name string
+				fn   func([]byte) error
+			}{
+				{"ReadZip", func(b []byte) error { _, err := ReadZip(b); return err }},
+				{"ValidateZip", ValidateZip},
+			} {
+				err := check.fn(tt.data)
+				if tt.wantMsg == "" {
+					if err != nil {
+						t.Fatalf("%s: %v", check.name, err)
+					}
+					continue
+				}
+				le, ok := lambdaerr.As(err)
+				if !ok {
+					t.Fatalf("%s: got %v, want an InvalidParameterValueException", check.name, err)
+				}
+				if le.Type != "InvalidParameterValueException" || le.Status != 400 || !strings.Contains(le.Message, tt.wantMsg) {
+					t.Errorf("%s: got %s %d %q, want InvalidParameterValueException 400 containing %q", check.name, le.Type, le.Status, le.Message, tt.wantMsg)
+				}
+			}
+		})
+	}
+}
+
+// TestWriteInitramfsSymlink checks that a symlink in the package reaches the
+// guest as a symlink, its target as its body, and nothing is written under it.
+func TestWriteInitramfsSymlink(t *testing.T) {
+	code, err := ReadZip(makeZip(t,
+		entry{"bootstrap", 0o755, "#!/bin/sh", true},
+		entry{"real/x", 0o644, "x", true},
+		entry{"alias", fs.ModeSymlink | 0o777, "real", true},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := t.TempDir() + "/agent"
+	if err := writeFile(agent, "AGENT"); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := WriteInitramfs(&buf, InitramfsSpec{Agent: agent, Code: code}); err != nil {
+		t.Fatal(err)
+	}
+	r := cpio.NewReader(&buf)
+	var found bool
+	for {
+		h, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(h.Name, "var/task/alias/") {
+			t.Errorf("%s written under the symlink", h.Name)
+		}
+		if h.Name == "var/task/alias" {
+			found = true
+			// The reader hands a symlink's body over as its Linkname.
+			if h.Mode&^cpio.ModePerm != cpio.TypeSymlink || h.Linkname != "real" {
+				t.Errorf("alias: mode %o target %q, want a symlink to real", h.Mode, h.Linkname)
+			}
+		}
+	}
+	if !found {
+		t.Error("var/task/alias missing from the initramfs")
 	}
 }

@@ -149,7 +149,7 @@ func (iw *imageWriter) zipEntry(name string, mode fs.FileMode, f *zip.File) erro
 		if err != nil {
 			return err
 		}
-		target, err := io.ReadAll(io.LimitReader(rc, 4096))
+		target, err := io.ReadAll(io.LimitReader(rc, maxLinkTarget))
 		rc.Close()
 		if err != nil {
 			return err

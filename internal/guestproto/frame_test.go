@@ -183,9 +183,10 @@ func TestFrameReadInPieces(t *testing.T) {
 	}
 }
 
-// FuzzReader feeds the host's reader arbitrary bytes: it must return frames
-// within their limits or an error, never panic or allocate past them.
-func FuzzReader(f *testing.F) {
+// FuzzLimitedReader feeds the host's reader, with the agent's per-type
+// limits, arbitrary bytes: it must return frames within their limits or
+// an error, never panic or read past them.
+func FuzzLimitedReader(f *testing.F) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
 	_ = w.Write(TypeHello, Hello{AgentVersion: "v"}, nil)
