@@ -48,36 +48,9 @@ const UnzipFailed = "Could not unzip uploaded file. Please check your file, then
 // names, sizes and bootstrap. It does not decompress the entries; ValidateZip
 // does, for uploads.
 func ReadZip(data []byte) (*Code, error) {
-	if len(data) > MaxZipBytes {
-		return nil, lambdaerr.RequestTooLarge("Zipped size must be smaller than %d bytes (got %d)", MaxZipBytes, len(data))
-	}
-	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	c, rootNames, bootstrap, err := readEntries(data)
 	if err != nil {
-		return nil, lambdaerr.InvalidParameter("%s (%v)", UnzipFailed, err)
-	}
-	sum := sha256.Sum256(data)
-	c := &Code{digest: hex.EncodeToString(sum[:]), zipBytes: int64(len(data))}
-	var bootstrap *zip.File
-	var rootNames []string
-	for _, f := range zr.File {
-		name, ok := cleanName(f.Name)
-		if !ok {
-			return nil, lambdaerr.InvalidParameter("%s (zip entry %q would land outside the task root)", UnzipFailed, f.Name)
-		}
-		if name == "" {
-			continue
-		}
-		c.size += int64(f.UncompressedSize64)
-		if c.size > MaxUnzippedBytes {
-			return nil, lambdaerr.InvalidParameter("Unzipped size must be smaller than %d bytes", MaxUnzippedBytes)
-		}
-		if !strings.Contains(name, "/") {
-			rootNames = append(rootNames, name)
-		}
-		if name == "bootstrap" {
-			bootstrap = f
-		}
-		c.files = append(c.files, f)
+		return nil, err
 	}
 	if bootstrap == nil {
 		slices.Sort(rootNames)
@@ -92,6 +65,42 @@ func ReadZip(data []byte) (*Code, error) {
 		return nil, lambdaerr.InvalidParameter("bootstrap in the zip is not executable (mode %#o): run chmod 755 bootstrap before zipping it", m.Perm())
 	}
 	return c, nil
+}
+
+// readEntries reads a zip's directory: every entry stays inside the root
+// and the whole fits Lambda's size limits. It returns the names at the
+// root and the bootstrap entry, if any, for the caller's own checks.
+func readEntries(data []byte) (c *Code, rootNames []string, bootstrap *zip.File, err error) {
+	if len(data) > MaxZipBytes {
+		return nil, nil, nil, lambdaerr.RequestTooLarge("Zipped size must be smaller than %d bytes (got %d)", MaxZipBytes, len(data))
+	}
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, nil, nil, lambdaerr.InvalidParameter("%s (%v)", UnzipFailed, err)
+	}
+	sum := sha256.Sum256(data)
+	c = &Code{digest: hex.EncodeToString(sum[:]), zipBytes: int64(len(data))}
+	for _, f := range zr.File {
+		name, ok := cleanName(f.Name)
+		if !ok {
+			return nil, nil, nil, lambdaerr.InvalidParameter("%s (zip entry %q would land outside the task root)", UnzipFailed, f.Name)
+		}
+		if name == "" {
+			continue
+		}
+		c.size += int64(f.UncompressedSize64)
+		if c.size > MaxUnzippedBytes {
+			return nil, nil, nil, lambdaerr.InvalidParameter("Unzipped size must be smaller than %d bytes", MaxUnzippedBytes)
+		}
+		if !strings.Contains(name, "/") {
+			rootNames = append(rootNames, name)
+		}
+		if name == "bootstrap" {
+			bootstrap = f
+		}
+		c.files = append(c.files, f)
+	}
+	return c, rootNames, bootstrap, nil
 }
 
 // ValidateZip is what an upload must pass: ReadZip, then every entry read
