@@ -55,9 +55,9 @@ const layerArnPrefix = "arn:aws:lambda:local:000000000000:layer:"
 
 type layerOut struct {
 	LayerArn, LayerVersionArn, Description, CreatedDate, LicenseInfo string
-	Version                                                           int64
-	CompatibleRuntimes, CompatibleArchitectures                       []string
-	Content                                                           *struct {
+	Version                                                          int64
+	CompatibleRuntimes, CompatibleArchitectures                      []string
+	Content                                                          *struct {
 		Location, CodeSha256 string
 		CodeSize             int64
 	}
