@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/store"
 )
@@ -81,6 +82,7 @@ type createRequest struct {
 	EphemeralStorage *store.EphemeralStorage `json:"EphemeralStorage"`
 	LoggingConfig    *store.LoggingConfig    `json:"LoggingConfig"`
 	SnapStart        *store.SnapStart        `json:"SnapStart"`
+	Layers           []string                `json:"Layers"`
 }
 
 // check checks what CreateFunction sends beyond the name and the code, and
@@ -185,13 +187,24 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, err)
 		return
 	}
+	var layers []store.Layer
+	if len(req.Layers) > 0 {
+		codeSize, err := guestimage.UnzippedSize(req.Code.ZipFile)
+		if err == nil {
+			layers, err = a.functionLayers(r.Context(), req.Layers, codeSize)
+		}
+		if err != nil {
+			a.writeError(w, err)
+			return
+		}
+	}
 	f := store.Function{
 		FunctionName: req.FunctionName, FunctionArn: a.arn(req.FunctionName), Runtime: req.Runtime, Role: req.Role,
 		Handler: req.Handler, Description: req.Description, MemorySize: 128, Timeout: 3,
 		CodeSize: size, CodeSha256: sum, Version: "$LATEST", LastModified: lastModified(), RevisionID: uuid.NewString(),
 		State: "Active", LastUpdateStatus: "Successful", PackageType: "Zip", Architectures: []string{hostArchitecture},
 		Environment: req.Environment, IdlePolicy: a.cfg.IdlePolicy,
-		EphemeralStorage: req.EphemeralStorage, LoggingConfig: logging, SnapStart: snap,
+		EphemeralStorage: req.EphemeralStorage, LoggingConfig: logging, SnapStart: snap, Layers: layers,
 	}
 	if req.MemorySize != nil {
 		f.MemorySize = *req.MemorySize
@@ -313,6 +326,8 @@ type updateConfigRequest struct {
 	EphemeralStorage *store.EphemeralStorage `json:"EphemeralStorage"`
 	LoggingConfig    *store.LoggingConfig    `json:"LoggingConfig"`
 	SnapStart        *store.SnapStart        `json:"SnapStart"`
+	// Layers replaces the function's layers when sent ([] removes them).
+	Layers *[]string `json:"Layers"`
 }
 
 // check checks what UpdateFunctionConfiguration sends.
@@ -337,6 +352,22 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 	if err := req.check(); err != nil {
 		a.writeError(w, err)
 		return
+	}
+	var layers []store.Layer
+	if req.Layers != nil && len(*req.Layers) > 0 {
+		cur, err := a.cfg.Store.GetFunction(r.Context(), name)
+		if err != nil {
+			a.writeError(w, notFound(err, a.arn(name)))
+			return
+		}
+		codeSize, err := a.storedCodeSize(cur)
+		if err == nil {
+			layers, err = a.functionLayers(r.Context(), *req.Layers, codeSize)
+		}
+		if err != nil {
+			a.writeError(w, err)
+			return
+		}
 	}
 	f, err := a.cfg.Store.UpdateFunction(r.Context(), name, func(f *store.Function) error {
 		if req.RevisionID != "" && req.RevisionID != f.RevisionID {
@@ -374,12 +405,18 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 		if req.Role != nil {
 			f.Role = *req.Role
 		}
+		if req.Layers != nil {
+			f.Layers = layers
+		}
 		f.LastModified, f.RevisionID = lastModified(), uuid.NewString()
 		return nil
 	})
 	if err != nil {
 		a.writeError(w, notFound(err, a.arn(name)))
 		return
+	}
+	if req.Layers != nil {
+		a.pruneLayers(r.Context())
 	}
 	a.cfg.Invoker.Retire(r.Context(), name)
 	writeJSON(w, http.StatusOK, f)
@@ -405,12 +442,17 @@ func (a *API) updateFunctionCode(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, err)
 		return
 	}
-	if _, err := a.cfg.Store.GetFunction(r.Context(), name); err != nil {
+	cur, err := a.cfg.Store.GetFunction(r.Context(), name)
+	if err != nil {
 		a.writeError(w, notFound(err, a.arn(name)))
 		return
 	}
 	sum, size, err := a.putCode(functionCode{ZipFile: req.ZipFile, ImageURI: req.ImageURI, S3Bucket: req.S3Bucket})
 	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	if err := a.checkCodeWithLayers(r.Context(), cur, req.ZipFile); err != nil {
 		a.writeError(w, err)
 		return
 	}
@@ -446,6 +488,7 @@ func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, notFound(err, a.arn(name)))
 		return
 	}
+	a.pruneLayers(r.Context())
 	a.cfg.Invoker.Retire(r.Context(), name)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -118,6 +118,40 @@ func (a *API) policyTarget(ctx context.Context, name, qualifier string) (string,
 	return qualifier, arn + ":" + qualifier, nil
 }
 
+// addStatement adds st to p, as AddPermission and AddLayerVersionPermission
+// do: refused when revision is given and is not p's, or when st's Sid is
+// taken.
+func addStatement(p *store.Policy, st store.PolicyStatement, revision string) error {
+	if revision != "" && p.RevisionID != "" && revision != p.RevisionID {
+		return revisionMismatch()
+	}
+	for _, s := range p.Document.Statement {
+		if s.Sid == st.Sid {
+			return lambdaerr.ResourceConflict("The statement id (%s) provided already exists. Please provide a new statement id, or remove the existing statement.", st.Sid)
+		}
+	}
+	p.Document.Statement = append(p.Document.Statement, st)
+	return nil
+}
+
+// removeStatement removes the statement sid from p, as RemovePermission and
+// RemoveLayerVersionPermission do.
+func removeStatement(p *store.Policy, sid, revision string) error {
+	if len(p.Document.Statement) == 0 {
+		return lambdaerr.ResourceNotFound("No policy is associated with the given resource.")
+	}
+	if revision != "" && revision != p.RevisionID {
+		return revisionMismatch()
+	}
+	for i, s := range p.Document.Statement {
+		if s.Sid == sid {
+			p.Document.Statement = append(p.Document.Statement[:i], p.Document.Statement[i+1:]...)
+			return nil
+		}
+	}
+	return lambdaerr.ResourceNotFound("Statement %s is not found in resource policy.", sid)
+}
+
 func revisionMismatch() error {
 	return lambdaerr.PreconditionFailed("The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the latest Revision Id")
 }
@@ -140,16 +174,7 @@ func (a *API) addPermission(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = a.cfg.Store.UpdatePolicy(r.Context(), name, qualifier, uuid.NewString(), func(p *store.Policy) error {
-		if req.RevisionID != "" && p.RevisionID != "" && req.RevisionID != p.RevisionID {
-			return revisionMismatch()
-		}
-		for _, s := range p.Document.Statement {
-			if s.Sid == st.Sid {
-				return lambdaerr.ResourceConflict("The statement id (%s) provided already exists. Please provide a new statement id, or remove the existing statement.", st.Sid)
-			}
-		}
-		p.Document.Statement = append(p.Document.Statement, st)
-		return nil
+		return addStatement(p, st, req.RevisionID)
 	})
 	if err != nil {
 		a.writeError(w, notFound(err, a.arn(name)))
@@ -204,19 +229,7 @@ func (a *API) removePermission(w http.ResponseWriter, r *http.Request) {
 	}
 	sid, revision := r.PathValue("sid"), r.URL.Query().Get("RevisionId")
 	err = a.cfg.Store.UpdatePolicy(r.Context(), name, qualifier, uuid.NewString(), func(p *store.Policy) error {
-		if len(p.Document.Statement) == 0 {
-			return lambdaerr.ResourceNotFound("No policy is associated with the given resource.")
-		}
-		if revision != "" && revision != p.RevisionID {
-			return revisionMismatch()
-		}
-		for i, s := range p.Document.Statement {
-			if s.Sid == sid {
-				p.Document.Statement = append(p.Document.Statement[:i], p.Document.Statement[i+1:]...)
-				return nil
-			}
-		}
-		return lambdaerr.ResourceNotFound("Statement %s is not found in resource policy.", sid)
+		return removeStatement(p, sid, revision)
 	})
 	if err != nil {
 		a.writeError(w, notFound(err, a.arn(name)))

@@ -42,6 +42,17 @@ func (a *API) routes() {
 	m.HandleFunc("POST /2015-03-31/functions/{name}/policy", a.addPermission)
 	m.HandleFunc("GET /2015-03-31/functions/{name}/policy", a.getPolicy)
 	m.HandleFunc("DELETE /2015-03-31/functions/{name}/policy/{sid}", a.removePermission)
+	// GET /2018-10-31/layers is ListLayers, or GetLayerVersionByArn with
+	// ?find=LayerVersion.
+	m.HandleFunc("GET /2018-10-31/layers", a.layers)
+	m.HandleFunc("GET /2018-10-31/layers/{$}", a.layers)
+	m.HandleFunc("POST /2018-10-31/layers/{layer}/versions", a.publishLayerVersion)
+	m.HandleFunc("GET /2018-10-31/layers/{layer}/versions", a.listLayerVersions)
+	m.HandleFunc("GET /2018-10-31/layers/{layer}/versions/{version}", a.getLayerVersion)
+	m.HandleFunc("DELETE /2018-10-31/layers/{layer}/versions/{version}", a.deleteLayerVersion)
+	m.HandleFunc("POST /2018-10-31/layers/{layer}/versions/{version}/policy", a.addLayerVersionPermission)
+	m.HandleFunc("GET /2018-10-31/layers/{layer}/versions/{version}/policy", a.getLayerVersionPolicy)
+	m.HandleFunc("DELETE /2018-10-31/layers/{layer}/versions/{version}/policy/{sid}", a.removeLayerVersionPermission)
 	m.HandleFunc("GET /2016-08-19/account-settings", a.getAccountSettings)
 	m.HandleFunc("GET /2016-08-19/account-settings/{$}", a.getAccountSettings)
 	m.HandleFunc("GET /2020-06-30/functions/{name}/code-signing-config", a.getCodeSigningConfig)

@@ -20,9 +20,9 @@ func TestUnknownRoutesAnswerInLambdasShape(t *testing.T) {
 	}{
 		{"a Lambda operation Hearth lacks", "GET", "/2019-09-25/functions/fn/event-invoke-config", 404,
 			[]string{"GetFunctionEventInvokeConfig", "not supported by Hearth"}, ""},
-		{"one told from another by its query", "GET", "/2018-10-31/layers?find=LayerVersion&Arn=x", 404,
-			[]string{"GetLayerVersionByArn"}, ""},
-		{"the same path without it", "GET", "/2018-10-31/layers", 404, []string{"ListLayers"}, ""},
+		{"one told from another by its query", "GET", "/2019-09-30/functions/fn/provisioned-concurrency?List=ALL", 404,
+			[]string{"ListProvisionedConcurrencyConfigs"}, ""},
+		{"the same path without it", "GET", "/2019-09-30/functions/fn/provisioned-concurrency", 404, []string{"GetProvisionedConcurrencyConfig"}, ""},
 		{"a path no Lambda operation has", "GET", "/nothing/here", 404,
 			[]string{"GET /nothing/here is not supported by Hearth", "no Lambda operation"}, ""},
 		{"a known path with a method it does not take", "PATCH", "/2015-03-31/functions/fn", 405,

@@ -99,6 +99,7 @@ func (c *CLI) fnCmd() *cobra.Command {
 type fnSettings struct {
 	memory, timeout         int
 	env                     []string
+	layers                  []string
 	handler, desc           string
 	keepWarm, keepSuspended time.Duration
 }
@@ -113,6 +114,7 @@ func (s *fnSettings) register(cmd *cobra.Command, defaults bool) {
 	cmd.Flags().StringArrayVar(&s.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
 	cmd.Flags().StringVar(&s.handler, "handler", "bootstrap", "handler, passed as _HANDLER")
 	cmd.Flags().StringVar(&s.desc, "description", "", "description")
+	cmd.Flags().StringSliceVar(&s.layers, "layers", nil, "layer version ARNs, unpacked into /opt in this order (at most 5; on update, \"\" removes them)")
 	cmd.Flags().DurationVar(&s.keepWarm, "keep-warm", 0, "idle time before an environment is suspended (Hearth's; default: the daemon's)")
 	cmd.Flags().DurationVar(&s.keepSuspended, "keep-suspended", 0, "time a suspended environment is kept (Hearth's; default: the daemon's)")
 }
@@ -182,7 +184,7 @@ func (c *CLI) fnCreateCmd() *cobra.Command {
 				FunctionName: aws.String(args[0]), Runtime: types.RuntimeProvidedal2023, Handler: aws.String(s.handler),
 				Role: aws.String("arn:aws:iam::000000000000:role/hearth"), Code: &types.FunctionCode{ZipFile: code},
 				MemorySize: aws.Int32(int32(s.memory)), Timeout: aws.Int32(int32(s.timeout)), Environment: env,
-				Description: aws.String(s.desc),
+				Description: aws.String(s.desc), Layers: s.layers,
 			})
 			if err != nil {
 				return apiError(err)
@@ -305,6 +307,9 @@ func (c *CLI) fnUpdateConfigCmd() *cobra.Command {
 				return err
 			}
 			in.Environment = env
+			if cmd.Flags().Changed("layers") {
+				in.Layers = append([]string{}, s.layers...) // [] (not nil) removes them
+			}
 			cl, err := c.client(cmd)
 			if err != nil {
 				return err
@@ -312,7 +317,7 @@ func (c *CLI) fnUpdateConfigCmd() *cobra.Command {
 			if err := c.setIdlePolicy(cmd, args[0], s); err != nil {
 				return err
 			}
-			if in.MemorySize == nil && in.Timeout == nil && in.Handler == nil && in.Description == nil && in.Environment == nil {
+			if in.MemorySize == nil && in.Timeout == nil && in.Handler == nil && in.Description == nil && in.Environment == nil && in.Layers == nil {
 				return nil // only Hearth's idle policy changed: the environments stay
 			}
 			out, err := cl.UpdateFunctionConfiguration(cmd.Context(), in)

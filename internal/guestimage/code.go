@@ -65,60 +65,8 @@ const UnzipFailed = "Could not unzip uploaded file. Please check your file, then
 // names, sizes and bootstrap. It does not decompress the entries; ValidateZip
 // does, for uploads.
 func ReadZip(data []byte) (*Code, error) {
-	if len(data) > MaxZipBytes {
-		return nil, lambdaerr.RequestTooLarge("Zipped size must be smaller than %d bytes (got %d)", MaxZipBytes, len(data))
-	}
-	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	c, rootNames, bootstrap, err := readEntries(data)
 	if err != nil {
-		return nil, lambdaerr.InvalidParameter("%s (%v)", UnzipFailed, err)
-	}
-	// archive/zip has parsed the whole directory by now: the cap bounds
-	// what is kept and what the guest unpacks, not this first parse.
-	if n := len(zr.File); n > MaxZipEntries {
-		return nil, lambdaerr.InvalidParameter("%s (the zip has %d entries; at most %d are allowed)", UnzipFailed, n, MaxZipEntries)
-	}
-	sum := sha256.Sum256(data)
-	c := &Code{digest: hex.EncodeToString(sum[:]), zipBytes: int64(len(data))}
-	var bootstrap *zip.File
-	var rootNames []string
-	kinds := make(map[string]fs.FileMode, len(zr.File)) // cleaned name → type bits
-	for _, f := range zr.File {
-		if strings.ContainsRune(f.Name, 0) {
-			// The guest's cpio unpacker ends a name at its first NUL, so
-			// "a\x00b" would land on "a" unseen by the checks below.
-			return nil, lambdaerr.InvalidParameter("%s (zip entry %q has a NUL byte in its name)", UnzipFailed, f.Name)
-		}
-		name, ok := cleanName(f.Name)
-		if !ok {
-			return nil, lambdaerr.InvalidParameter("%s (zip entry %q would land outside the task root)", UnzipFailed, f.Name)
-		}
-		if name == "" {
-			continue
-		}
-		// In the guest a later entry silently replaces an earlier one of
-		// the same path, so which one runs would depend on the unpacker.
-		if _, dup := kinds[name]; dup {
-			return nil, lambdaerr.InvalidParameter("%s (zip entry %q is in the zip twice: an earlier entry is also %s)", UnzipFailed, f.Name, name)
-		}
-		kinds[name] = fileMode(f).Type()
-		// A symlink's target is its data. Linux makes no symlink to ""
-		// and none longer than a path, and the image keeps 4,096 bytes.
-		if kinds[name]&fs.ModeSymlink != 0 && (f.UncompressedSize64 == 0 || f.UncompressedSize64 > maxLinkTarget) {
-			return nil, lambdaerr.InvalidParameter("%s (zip entry %q is a symlink whose target is %d bytes: a target is 1 to %d bytes)", UnzipFailed, f.Name, f.UncompressedSize64, maxLinkTarget)
-		}
-		c.size += int64(f.UncompressedSize64)
-		if c.size > MaxUnzippedBytes {
-			return nil, lambdaerr.InvalidParameter("Unzipped size must be smaller than %d bytes", MaxUnzippedBytes)
-		}
-		if !strings.Contains(name, "/") {
-			rootNames = append(rootNames, name)
-		}
-		if name == "bootstrap" {
-			bootstrap = f
-		}
-		c.files = append(c.files, f)
-	}
-	if err := checkParents(c.files, kinds); err != nil {
 		return nil, err
 	}
 	if bootstrap == nil {
@@ -134,6 +82,67 @@ func ReadZip(data []byte) (*Code, error) {
 		return nil, lambdaerr.InvalidParameter("bootstrap in the zip is not executable (mode %#o): run chmod 755 bootstrap before zipping it", m.Perm())
 	}
 	return c, nil
+}
+
+// readEntries reads a zip's directory: every entry stays inside the root
+// and the whole fits Lambda's size limits. It returns the names at the
+// root and the bootstrap entry, if any, for the caller's own checks.
+func readEntries(data []byte) (c *Code, rootNames []string, bootstrap *zip.File, err error) {
+	if len(data) > MaxZipBytes {
+		return nil, nil, nil, lambdaerr.RequestTooLarge("Zipped size must be smaller than %d bytes (got %d)", MaxZipBytes, len(data))
+	}
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, nil, nil, lambdaerr.InvalidParameter("%s (%v)", UnzipFailed, err)
+	}
+	// archive/zip has parsed the whole directory by now: the cap bounds
+	// what is kept and what the guest unpacks, not this first parse.
+	if n := len(zr.File); n > MaxZipEntries {
+		return nil, nil, nil, lambdaerr.InvalidParameter("%s (the zip has %d entries; at most %d are allowed)", UnzipFailed, n, MaxZipEntries)
+	}
+	sum := sha256.Sum256(data)
+	c = &Code{digest: hex.EncodeToString(sum[:]), zipBytes: int64(len(data))}
+	kinds := make(map[string]fs.FileMode, len(zr.File)) // cleaned name → type bits
+	for _, f := range zr.File {
+		if strings.ContainsRune(f.Name, 0) {
+			// The guest's cpio unpacker ends a name at its first NUL, so
+			// "a\x00b" would land on "a" unseen by the checks below.
+			return nil, nil, nil, lambdaerr.InvalidParameter("%s (zip entry %q has a NUL byte in its name)", UnzipFailed, f.Name)
+		}
+		name, ok := cleanName(f.Name)
+		if !ok {
+			return nil, nil, nil, lambdaerr.InvalidParameter("%s (zip entry %q would land outside the task root)", UnzipFailed, f.Name)
+		}
+		if name == "" {
+			continue
+		}
+		// In the guest a later entry silently replaces an earlier one of
+		// the same path, so which one runs would depend on the unpacker.
+		if _, dup := kinds[name]; dup {
+			return nil, nil, nil, lambdaerr.InvalidParameter("%s (zip entry %q is in the zip twice: an earlier entry is also %s)", UnzipFailed, f.Name, name)
+		}
+		kinds[name] = fileMode(f).Type()
+		// A symlink's target is its data. Linux makes no symlink to ""
+		// and none longer than a path, and the image keeps 4,096 bytes.
+		if kinds[name]&fs.ModeSymlink != 0 && (f.UncompressedSize64 == 0 || f.UncompressedSize64 > maxLinkTarget) {
+			return nil, nil, nil, lambdaerr.InvalidParameter("%s (zip entry %q is a symlink whose target is %d bytes: a target is 1 to %d bytes)", UnzipFailed, f.Name, f.UncompressedSize64, maxLinkTarget)
+		}
+		c.size += int64(f.UncompressedSize64)
+		if c.size > MaxUnzippedBytes {
+			return nil, nil, nil, lambdaerr.InvalidParameter("Unzipped size must be smaller than %d bytes", MaxUnzippedBytes)
+		}
+		if !strings.Contains(name, "/") {
+			rootNames = append(rootNames, name)
+		}
+		if name == "bootstrap" {
+			bootstrap = f
+		}
+		c.files = append(c.files, f)
+	}
+	if err := checkParents(c.files, kinds); err != nil {
+		return nil, nil, nil, err
+	}
+	return c, rootNames, bootstrap, nil
 }
 
 // ValidateZip is what an upload must pass: ReadZip, then every entry read

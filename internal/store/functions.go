@@ -44,6 +44,8 @@ type Function struct {
 	EphemeralStorage *EphemeralStorage `json:"EphemeralStorage,omitempty"`
 	LoggingConfig    *LoggingConfig    `json:"LoggingConfig,omitempty"`
 	SnapStart        *SnapStart        `json:"SnapStart,omitempty"`
+	// Layers are the layer versions unpacked into /opt, in order.
+	Layers []Layer `json:"Layers,omitempty"`
 	// IdlePolicy is Hearth's: how long an idle environment stays warm
 	// before it is suspended, and how long a suspended one is kept.
 	IdlePolicy IdlePolicy `json:"HearthIdlePolicy"`
@@ -142,15 +144,8 @@ func (f Function) CodeDigest() string {
 func (s *Store) PutCode(zip []byte) (b64, hexSum string, err error) {
 	sum := sha256.Sum256(zip)
 	hexSum = hex.EncodeToString(sum[:])
-	p := s.CodePath(hexSum)
-	if _, err := os.Stat(p); err != nil {
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, zip, 0o600); err != nil {
-			return "", "", err
-		}
-		if err := os.Rename(tmp, p); err != nil {
-			return "", "", err
-		}
+	if err := writeOnce(s.CodePath(hexSum), zip); err != nil {
+		return "", "", err
 	}
 	return base64.StdEncoding.EncodeToString(sum[:]), hexSum, nil
 }

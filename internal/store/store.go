@@ -1,8 +1,8 @@
 // Package store keeps Hearth's metadata in an embedded SQLite database:
 // functions and their configuration, published versions, aliases,
-// concurrency settings, tags, resource policies and the execution
-// environments the daemon runs. Code packages are kept beside it as files
-// named by their SHA-256.
+// concurrency settings, tags, resource policies, layers and the execution
+// environments the daemon runs. Code packages and layer zips are kept
+// beside it as files named by their SHA-256.
 package store
 
 import (
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver: no cgo
 )
@@ -25,8 +26,11 @@ var (
 
 // Store is the database and the code folder.
 type Store struct {
-	db      *sql.DB
-	codeDir string
+	db       *sql.DB
+	codeDir  string
+	layerDir string
+	// layerMu orders writing a layer's zip against pruning one.
+	layerMu sync.Mutex
 }
 
 const schema = `
@@ -70,6 +74,19 @@ CREATE TABLE IF NOT EXISTS policies (
 	document  TEXT NOT NULL,
 	PRIMARY KEY (function, qualifier)
 );
+CREATE TABLE IF NOT EXISTS layers (
+	name        TEXT PRIMARY KEY,
+	version_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS layer_versions (
+	name     TEXT NOT NULL,
+	version  INTEGER NOT NULL,
+	config   TEXT NOT NULL,
+	deleted  INTEGER NOT NULL DEFAULT 0,
+	revision TEXT NOT NULL DEFAULT '',
+	policy   TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (name, version)
+);
 CREATE TABLE IF NOT EXISTS meter_records (
 	time        INTEGER NOT NULL,
 	function    TEXT NOT NULL,
@@ -104,9 +121,11 @@ CREATE TABLE IF NOT EXISTS envs (
 
 // Open opens (creating if needed) the store in dir.
 func Open(ctx context.Context, dir string) (*Store, error) {
-	codeDir := filepath.Join(dir, "code")
-	if err := os.MkdirAll(codeDir, 0o700); err != nil {
-		return nil, err
+	codeDir, layerDir := filepath.Join(dir, "code"), filepath.Join(dir, "layers")
+	for _, d := range []string{codeDir, layerDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	// WAL and a busy timeout: readers never block the writer, and a crash
 	// never leaves a half-written row.
@@ -120,7 +139,14 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: schema: %w", err)
 	}
-	return &Store{db: db, codeDir: codeDir}, nil
+	s := &Store{db: db, codeDir: codeDir, layerDir: layerDir}
+	// Deleted layer versions whose last function went since the last
+	// prune go now.
+	if err := s.PruneLayers(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return s, nil
 }
 
 // Close closes the database.
