@@ -50,6 +50,7 @@ test-unit:
 FUZZTIME ?= 5s
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME) ./internal/guestproto
+	$(GO) test -run='^$$' -fuzz='^FuzzLimitedReader$$' -fuzztime=$(FUZZTIME) ./internal/guestproto
 	$(GO) test -run='^$$' -fuzz='^FuzzValidateZip$$' -fuzztime=$(FUZZTIME) ./internal/guestimage
 	$(GO) test -run='^$$' -fuzz='^FuzzZipLayout$$' -fuzztime=$(FUZZTIME) ./internal/guestimage
 	$(GO) test -run='^$$' -fuzz='^FuzzBuildEvent$$' -fuzztime=$(FUZZTIME) ./internal/funcurl
