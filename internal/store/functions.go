@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/hearthdev/hearth/internal/atomicfile"
 )
 
 // Function is a function's configuration, in the shape of the Lambda API's
@@ -144,12 +146,10 @@ func (s *Store) PutCode(zip []byte) (b64, hexSum string, err error) {
 	hexSum = hex.EncodeToString(sum[:])
 	p := s.CodePath(hexSum)
 	if _, err := os.Stat(p); err != nil {
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, zip, 0o600); err != nil {
-			return "", "", err
-		}
-		if err := os.Rename(tmp, p); err != nil {
-			return "", "", err
+		// Durable before the function that names it is stored: a crash
+		// must never leave a function whose code is missing or half.
+		if err := atomicfile.Write(p, zip, 0o600); err != nil {
+			return "", "", fmt.Errorf("store code: %w", err)
 		}
 	}
 	return base64.StdEncoding.EncodeToString(sum[:]), hexSum, nil
