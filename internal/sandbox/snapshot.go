@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/atomicfile"
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/guestproto"
 	"github.com/hearthdev/hearth/internal/vmm"
@@ -50,17 +52,50 @@ func (e *Env) Suspend(ctx context.Context) (SuspendInfo, error) {
 	return info, nil
 }
 
+// ErrNoSpace is returned by a suspend that the disk has no room for; the
+// environment is left running.
+var ErrNoSpace = errors.New("not enough disk space for a snapshot")
+
+// snapshotReserve is the space a snapshot needs besides a memory it
+// carries: the device state (tens of kilobytes) and the manifest, with a
+// margin, so that a suspend never takes a disk's last blocks.
+const snapshotReserve = 8 << 20
+
+// reviveTimeout bounds how long a guest whose snapshot failed has to
+// answer again before its environment is ended.
+const reviveTimeout = 10 * time.Second
+
 // snapshot writes the machine's state into the environment's folder, ends
-// the VMM and records the snapshot in the manifest.
+// the VMM and records the snapshot in the manifest. No half snapshot is
+// ever left to be used: the state is written aside and put under its name
+// only complete and on disk, and the manifest that makes it a snapshot is
+// written last. A failure before the VMM ended leaves the environment
+// running (its guest continued, and answering); one after it ends the
+// environment and removes its folder.
 func (e *Env) snapshot(ctx context.Context, c *conn, next State) (SuspendInfo, error) {
 	t0 := time.Now()
-	snap, err := c.snapshot(ctx, filepath.Join(e.dir, stateFile))
-	if err != nil {
+	if err := e.checkSpace(); err != nil {
 		return SuspendInfo{}, fmt.Errorf("%s: suspend: %w", e.id, err)
 	}
-	sum, err := guestimage.FileDigest(snap.StatePath)
+	statePath := filepath.Join(e.dir, stateFile)
+	tmp := statePath + ".tmp"
+	snap, err := c.snapshot(ctx, tmp)
 	if err != nil {
-		return SuspendInfo{}, err
+		_ = os.Remove(tmp)
+		return SuspendInfo{}, e.snapshotFailed(c, fmt.Errorf("%s: suspend: %w", e.id, err))
+	}
+	// The VMM has ended: what cannot be completed now is ended too.
+	ended := func(err error) (SuspendInfo, error) {
+		_ = os.Remove(tmp)
+		_ = e.Close(context.Background())
+		return SuspendInfo{}, fmt.Errorf("%s: suspend: %w; the environment is ended", e.id, err)
+	}
+	sum, err := guestimage.FileDigest(tmp)
+	if err != nil {
+		return ended(err)
+	}
+	if err := atomicfile.Commit(tmp, statePath); err != nil {
+		return ended(err)
 	}
 	memPath := filepath.Join(e.dir, memoryFile)
 	ref := &snapshotRef{StateBytes: snap.StateBytes, StateSHA256: sum, MemoryInState: snap.MemoryInState, Created: time.Now().UTC()}
@@ -76,9 +111,79 @@ func (e *Env) snapshot(ctx context.Context, c *conn, next State) (SuspendInfo, e
 	e.conn, e.snap, e.state = nil, ref, next
 	e.mu.Unlock()
 	if err := e.saveManifest(); err != nil {
-		return SuspendInfo{}, err
+		return ended(err)
 	}
 	return SuspendInfo{Duration: time.Since(t0), StateBytes: snap.StateBytes, MemoryDiskBytes: vmm.DiskBytes(memPath)}, nil
+}
+
+// checkSpace refuses a snapshot the disk has no room for, before the
+// machine is touched. A machine whose memory is mapped privately (a clone)
+// writes its memory into the state; any other has its memory on disk
+// already.
+func (e *Env) checkSpace() error {
+	need := int64(snapshotReserve)
+	if e.spec.MemoryPrivate {
+		need += int64(e.spec.MemoryMiB) << 20
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(e.dir, &st); err != nil {
+		return fmt.Errorf("free space of %s: %w", e.dir, err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < need {
+		return fmt.Errorf("%w: %d MiB free in %s, it needs %d MiB", ErrNoSpace, free>>20, e.dir, need>>20)
+	}
+	return nil
+}
+
+// snapshotFailed settles what a failed snapshot leaves. A VMM that still
+// runs is continued (a snapshot that failed may leave its guest paused)
+// and its agent must answer: the environment then runs on as before.
+// Otherwise it is ended. err is returned, saying which.
+func (e *Env) snapshotFailed(c *conn, err error) error {
+	select {
+	case <-c.m.Done():
+	default:
+		rerr := e.revive(c)
+		if rerr == nil {
+			e.log.Warn("suspend failed; the environment runs on", "err", err)
+			return err
+		}
+		err = fmt.Errorf("%w; and then: %w", err, rerr)
+	}
+	_ = e.Close(context.Background())
+	return fmt.Errorf("%w; the environment is ended", err)
+}
+
+// revive runs the guest's vCPUs and waits for its agent to answer a ping.
+func (e *Env) revive(c *conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), reviveTimeout)
+	defer cancel()
+	if err := c.m.Start(ctx); err != nil {
+		return fmt.Errorf("continue the guest: %w", err)
+	}
+	select {
+	case <-c.pong: // a stale answer
+	default:
+	}
+	// A guest that stopped reading would block the write: it is abandoned
+	// then, and ends with the VMM when the environment is closed.
+	wrote := make(chan error, 1)
+	go func() { wrote <- c.out.Write(guestproto.TypePing, guestproto.Ping{Seq: 2}, nil) }()
+	for {
+		select {
+		case err := <-wrote:
+			if err != nil {
+				return fmt.Errorf("ping the agent: %w", err)
+			}
+			wrote = nil
+		case <-c.pong:
+			return nil
+		case <-c.gone:
+			return fmt.Errorf("the agent channel ended: %w", ErrDead)
+		case <-ctx.Done():
+			return fmt.Errorf("the agent did not answer within %s", reviveTimeout)
+		}
+	}
 }
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
