@@ -52,8 +52,8 @@ func (e *Env) Suspend(ctx context.Context) (SuspendInfo, error) {
 	return info, nil
 }
 
-// ErrNoSpace is returned by a suspend that the disk has no room for; the
-// environment is left running.
+// ErrNoSpace is returned by a suspend or a resume that the disk has no
+// room for; the environment is left as it was, running or suspended.
 var ErrNoSpace = errors.New("not enough disk space for a snapshot")
 
 // snapshotReserve is the space a snapshot needs besides a memory it
@@ -74,7 +74,7 @@ const reviveTimeout = 10 * time.Second
 // environment and removes its folder.
 func (e *Env) snapshot(ctx context.Context, c *conn, next State) (SuspendInfo, error) {
 	t0 := time.Now()
-	if err := e.checkSpace(); err != nil {
+	if err := e.checkSpace(e.spec.MemoryPrivate); err != nil {
 		return SuspendInfo{}, fmt.Errorf("%s: suspend: %w", e.id, err)
 	}
 	statePath := filepath.Join(e.dir, stateFile)
@@ -116,13 +116,14 @@ func (e *Env) snapshot(ctx context.Context, c *conn, next State) (SuspendInfo, e
 	return SuspendInfo{Duration: time.Since(t0), StateBytes: snap.StateBytes, MemoryDiskBytes: vmm.DiskBytes(memPath)}, nil
 }
 
-// checkSpace refuses a snapshot the disk has no room for, before the
-// machine is touched. A machine whose memory is mapped privately (a clone)
-// writes its memory into the state; any other has its memory on disk
-// already.
-func (e *Env) checkSpace() error {
+// checkSpace refuses a snapshot or a resume the disk has no room for,
+// before a machine is touched; memory says the guest's memory is written
+// too. A machine whose memory is mapped privately (a clone) writes its
+// memory into the state, and its resume writes it into a memory file of
+// its own; any other has its memory on disk already.
+func (e *Env) checkSpace(memory bool) error {
 	need := int64(snapshotReserve)
-	if e.spec.MemoryPrivate {
+	if memory {
 		need += int64(e.spec.MemoryMiB) << 20
 	}
 	var st syscall.Statfs_t
@@ -211,7 +212,12 @@ func (e *Env) Resume(ctx context.Context) error {
 	snap := vmm.Snapshot{StatePath: filepath.Join(e.dir, stateFile), MemoryInState: m.Snapshot.MemoryInState}
 	if snap.MemoryInState {
 		// The memory comes from the state file into a memory file of the
-		// environment's own, which later suspends keep using.
+		// environment's own, which later suspends keep using. Without room
+		// for it QEMU would die on its first write past the disk's end.
+		if err := e.checkSpace(true); err != nil {
+			e.setState(StateSuspended)
+			return fmt.Errorf("%s: resume: %w", e.id, err)
+		}
 		spec.MemoryPath, spec.MemoryPrivate = "", false
 		_ = os.Remove(spec.MemoryFile())
 	}
