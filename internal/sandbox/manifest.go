@@ -137,6 +137,28 @@ func readManifest(dir string) (manifest, error) {
 	return m, nil
 }
 
+// Folder is what an environment's or a template's folder says of itself,
+// for a process that did not make it: a daemon sweeping its data folder
+// at start tells its own leftovers from what `hearth env` runs.
+type Folder struct {
+	ID    string
+	Kind  string // "env" or "template"
+	State State
+	PID   int
+	// Detached: its VMM outlives the process that started it.
+	Detached bool
+}
+
+// ReadFolder reads the manifest in dir; a folder without one (a boot or a
+// clone cut short) is an error.
+func ReadFolder(dir string) (Folder, error) {
+	m, err := readManifest(dir)
+	if err != nil {
+		return Folder{}, err
+	}
+	return Folder{ID: m.ID, Kind: m.Kind, State: m.State, PID: m.PID, Detached: m.Spec.Detached}, nil
+}
+
 // validate checks that dir's snapshot can be restored by this host.
 func (m manifest) validate(dir, agentDigest string) error {
 	if m.Snapshot == nil {

@@ -221,7 +221,22 @@ func (e *Env) Resume(ctx context.Context) error {
 		spec.MemoryPath, spec.MemoryPrivate = "", false
 		_ = os.Remove(spec.MemoryFile())
 	}
-	if err := e.restore(ctx, spec, snap, false); err != nil {
+	// A guest that runs writes into its memory file, which its device
+	// state then no longer matches: the snapshot is spent once the
+	// restored machine is started, whether the resume then succeeds, fails
+	// or is cut short by a crash. Its state goes before the vCPUs run, so
+	// that it is never restored again. (A state that carries the memory
+	// stays valid until a resume succeeds.)
+	var spend func() error
+	if !snap.MemoryInState {
+		spend = func() error {
+			if err := os.Remove(snap.StatePath); err != nil {
+				return err
+			}
+			return atomicfile.SyncDir(e.dir)
+		}
+	}
+	if err := e.restoreSpending(ctx, spec, snap, false, spend); err != nil {
 		e.setState(StateSuspended)
 		return err
 	}
@@ -238,10 +253,22 @@ func (e *Env) Resume(ctx context.Context) error {
 // and makes the environment ready. On an error the VMM it started is
 // stopped.
 func (e *Env) restore(ctx context.Context, spec vmm.MachineSpec, snap vmm.Snapshot, clone bool) error {
+	return e.restoreSpending(ctx, spec, snap, clone, nil)
+}
+
+// restoreSpending is restore; spend, if set, runs once the state is loaded
+// and before the guest runs.
+func (e *Env) restoreSpending(ctx context.Context, spec vmm.MachineSpec, snap vmm.Snapshot, clone bool, spend func() error) error {
 	t0 := time.Now()
 	mach, err := e.cfg.VMM.Restore(ctx, spec, snap)
 	if err != nil {
 		return fmt.Errorf("%s: restore: %w", e.id, err)
+	}
+	if spend != nil {
+		if err := spend(); err != nil {
+			_ = mach.Stop(context.Background())
+			return fmt.Errorf("%s: restore: %w", e.id, err)
+		}
 	}
 	c := e.connect(mach, false)
 	t1 := time.Now()
