@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -148,6 +150,36 @@ func TestKillDaemonDuringInvocation(t *testing.T) {
 	for _, e := range oldEnvs {
 		if _, err := os.Stat(filepath.Join(data, "envs", e.Name())); err == nil {
 			t.Errorf("the crashed daemon's env %s was neither adopted nor ended", e.Name())
+		}
+	}
+}
+
+// A daemon starting on a data folder that a killed one left sweeps what no
+// record points to: the folder of a boot cut short, a half-written code
+// package, the templates.
+func TestStartSweepsLeftovers(t *testing.T) {
+	data := t.TempDir()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	left := []string{
+		filepath.Join(data, "envs", "env-cutshort"),
+		filepath.Join(data, "snapstart", "tpl-old"),
+		filepath.Join(data, "code", fmt.Sprintf("0123.zip.%d.42.tmp", gone.Process.Pid)),
+	}
+	for _, p := range []string{left[0], left[1], filepath.Dir(left[2])} {
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(left[2], []byte("half a zip"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start(t, data, time.Minute)
+	for _, p := range left {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left after the daemon started (%v)", p, err)
 		}
 	}
 }
