@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -24,12 +25,12 @@ import (
 	"github.com/hearthdev/hearth/internal/testvm"
 )
 
-// serveProcess runs `hearth serve` as its own process, as a user would.
-func serveProcess(t *testing.T, bin, data, addr string) *exec.Cmd {
+// serveProcess runs `hearth serve` as its own process, as a user would,
+// and stops it when the test ends.
+func serveProcess(t *testing.T, bin, data, addr string, flags ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", addr, "--accel", "tcg", "--url-listen", "", "--url-tls-listen", "")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	cmd, err := startServe(os.Stderr, bin, data, addr, flags...)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -42,16 +43,29 @@ func serveProcess(t *testing.T, bin, data, addr string) *exec.Cmd {
 			_ = cmd.Process.Kill()
 		}
 	})
+	return cmd
+}
+
+// startServe starts `hearth serve` on data and waits until it answers;
+// the caller ends it.
+func startServe(stderr io.Writer, bin, data, addr string, flags ...string) (*exec.Cmd, error) {
+	args := append([]string{"serve", "--data-dir", data, "--listen", addr, "--accel", "tcg", "--url-listen", "", "--url-tls-listen", ""}, flags...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
 			resp.Body.Close()
-			return cmd
+			return cmd, nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("hearth serve did not come up")
-	return nil
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return nil, errors.New("hearth serve did not come up")
 }
 
 // qemuChildren lists the QEMU processes (alive, not zombies) whose parent
