@@ -2,8 +2,8 @@ package server_test
 
 import (
 	"bytes"
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -64,9 +64,9 @@ type crashRun struct {
 	// operations that take milliseconds too, not only in invocations.
 	trigger string
 	at      chan struct{}
-	fns    map[string]*crashFn
-	gen    int
-	errs   []string // failures seen by the workload while the daemon ran
+	fns     map[string]*crashFn
+	gen     int
+	errs    []string // failures seen by the workload while the daemon ran
 
 	// What the run did, for its summary: operations acknowledged and cut
 	// by a kill, by kind; start types of the acknowledged invocations.
