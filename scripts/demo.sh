@@ -11,10 +11,10 @@ cleanup() { set +e; for id in $($hearth env list -o json | grep -o '"id":"[^"]*"
 trap cleanup EXIT
 
 step "hello, cold, in its own microVM"
-show $hearth run --zip examples/hello/hello.zip --event '{"name":"Ada"}'
+show $hearth run --zip examples/hello/hello.zip --payload '{"name":"Ada"}'
 
 step "a function error: exit status 1 and Lambda's error object"
-$hearth run --zip examples/hello/hello.zip --event '{"name": 42}' || echo "(exit status $?)"
+$hearth run --zip examples/hello/hello.zip --payload '{"name": 42}' || echo "(exit status $?)"
 
 step "bad input is refused before a VM starts"
 printf 'not a zip' > "$HEARTH_DATA_DIR/not.zip"

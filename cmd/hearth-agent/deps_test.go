@@ -14,7 +14,8 @@ func TestAgentDependencies(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	forbidden := []string{"modernc.org/sqlite", "github.com/prometheus/", "github.com/aws/aws-sdk-go-v2", "github.com/spf13/cobra",
-		"github.com/hearthdev/hearth/internal/sandbox", "github.com/hearthdev/hearth/internal/vmm"}
+		"github.com/hearthdev/hearth/internal/sandbox", "github.com/hearthdev/hearth/internal/vmm",
+		"github.com/google/go-containerregistry", "github.com/Microsoft/hcsshim", "github.com/hearthdev/hearth/internal/rootfs"}
 	for _, dep := range strings.Split(string(out), "\n") {
 		for _, f := range forbidden {
 			if strings.HasPrefix(dep, f) {

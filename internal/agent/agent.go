@@ -66,7 +66,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Log}
 	if cfg.System {
-		if err := prepareSystem(cfg.Log); err != nil {
+		if err := prepareSystem(cfg.TaskRoot, cfg.Log); err != nil {
 			return fmt.Errorf("prepare system: %w", err)
 		}
 	}
@@ -82,6 +82,10 @@ func Run(ctx context.Context, cfg Config) error {
 	a.out = guestproto.NewWriter(ch)
 	a.inv = newInvocations(a.out)
 	a.procs = newSupervisor(cfg.System, a.out, a.log)
+	if cfg.System {
+		// In a guest, the function never runs as root (see user.go).
+		a.procs.cred = functionCredential()
+	}
 	a.inv.stats = a.procs
 
 	api := runtimeapi.New(a.inv, a.log)
@@ -199,6 +203,21 @@ func (a *Agent) resume(r guestproto.Resume, entropy []byte) error {
 	return a.out.Write(guestproto.TypeResumed, ack, nil)
 }
 
+// confine readies the guest for the function just before it starts: /tmp
+// gets its configured size, and device nodes that appeared since boot (a
+// port whose driver probed late) are closed to it.
+func (a *Agent) confine(in guestproto.Init) error {
+	if !a.cfg.System {
+		return nil
+	}
+	if in.EphemeralStorageMB > 0 && in.EphemeralStorageMB != DefaultTmpMB {
+		if err := tmpRemount(in.EphemeralStorageMB).apply(); err != nil {
+			return err
+		}
+	}
+	return lockDevices("/dev")
+}
+
 // init applies the host's clock and entropy, then starts the runtime.
 func (a *Agent) init(in guestproto.Init, entropy []byte) error {
 	a.mu.Lock()
@@ -214,6 +233,9 @@ func (a *Agent) init(in guestproto.Init, entropy []byte) error {
 	a.mu.Unlock()
 	a.inv.setARN(in.FunctionARN)
 	a.procs.logs.setLimit(in.LogLimit)
+	if err := a.confine(in); err != nil {
+		return a.inv.initFailed("Runtime.Unknown", err.Error())
+	}
 	a.inv.initStarted(time.Now())
 	err := a.procs.start(a.cfg.TaskRoot, runtimeEnv(in, a.cfg), a.inv.runtimeExited)
 	if err != nil {

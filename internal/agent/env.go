@@ -16,7 +16,9 @@ func runtimeEnv(in guestproto.Init, cfg Config) []string {
 		"LANG":            "en_US.UTF-8",
 		"LD_LIBRARY_PATH": "/var/task:/var/task/lib:/opt/lib:/lib64:/usr/lib64",
 		"TZ":              ":UTC",
-		"HOME":            "/tmp",
+		// Lambda sets no HOME (lambci/docker-lambda#115), which breaks
+		// tools that want one; /tmp is the one writable place.
+		"HOME": FunctionHome,
 	}
 	maps.Copy(env, in.Env)
 	reserved := map[string]string{

@@ -128,23 +128,25 @@ func (s *invocations) Next(ctx context.Context) (runtimeapi.Event, error) {
 		return runtimeapi.Event{}, err
 	}
 	s.mu.Lock()
+	dropped := s.current
+	s.current = nil
+	if dropped != nil {
+		s.lastID = dropped.RequestID
+	}
+	last := s.lastID
+	s.mu.Unlock()
+	if dropped != nil {
+		// The runtime asked for more work without answering: fail the
+		// invocation it dropped rather than leave the caller hanging.
+		s.sendError(dropped.RequestID, "Runtime.InvalidResponse", "the runtime asked for the next event without answering this one")
+	}
 	if !ended {
 		// Tell the host the runtime survived its last invocation: after an
 		// error it waits for this, or for the exit, before reusing the env.
-		last := s.lastID
-		s.mu.Unlock()
+		// It comes after that error, so the host sees it follow the
+		// invocation it waits on.
 		_ = s.out.Write(guestproto.TypeIdle, guestproto.Idle{After: last}, nil)
-		s.mu.Lock()
 	}
-	if cur := s.current; cur != nil {
-		// The runtime asked for more work without answering: fail the
-		// invocation it dropped rather than leave the caller hanging.
-		s.current = nil
-		s.mu.Unlock()
-		s.sendError(cur.RequestID, "Runtime.InvalidResponse", "the runtime asked for the next event without answering this one")
-		s.mu.Lock()
-	}
-	s.mu.Unlock()
 	for {
 		var p *pending
 		select {

@@ -13,7 +13,7 @@ import (
 
 // port is the guest end of the virtio-serial channel.
 type port struct {
-	f *os.File
+	f io.ReadWriteCloser // the device; a plain stream in tests
 }
 
 // openPort waits for the virtio-serial port with the given name to appear

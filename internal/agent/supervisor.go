@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,8 @@ import (
 // supervisor runs the function's runtime process and watches it end.
 type supervisor struct {
 	reap bool // PID 1: reap every child, including orphans
+	// cred is who the runtime runs as; nil runs it as the agent's user.
+	cred *syscall.Credential
 	log  *slog.Logger
 	logs *logPump
 
@@ -65,11 +68,10 @@ func (s *supervisor) start(root string, env []string, onExit func(status string,
 	cmd.Env = env
 	cmd.Stdout = outW
 	cmd.Stderr = errW
-	// Its own process group, so that stop ends its children too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = runtimeAttr(s.cred)
 
 	s.mu.Lock()
-	err = cmd.Start()
+	err = startUnprivileged(cmd)
 	outW.Close()
 	errW.Close()
 	if err != nil {
@@ -89,6 +91,33 @@ func (s *supervisor) start(root string, env []string, onExit func(status string,
 		}()
 	}
 	return nil
+}
+
+// runtimeAttr is how the runtime process is made: in a process group of its
+// own, so that stop ends its children too, and as cred when set. With a
+// non-root cred the runtime keeps no capability: the kernel clears them on a
+// change from uid 0 to others, and execve gives none back to a non-root
+// user.
+func runtimeAttr(cred *syscall.Credential) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+}
+
+// startUnprivileged starts cmd with no_new_privs set, so that neither it nor
+// anything it runs gains privileges by execve: a setuid-root program or a
+// file with capabilities in the function's package runs with the function's.
+// The flag belongs to a thread and what it forks, so it is set on a thread
+// locked to this goroutine that ends with it, not on one the agent reuses.
+func startUnprivileged(cmd *exec.Cmd) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			done <- fmt.Errorf("no_new_privs: %w", err)
+			return
+		}
+		done <- cmd.Start()
+	}()
+	return <-done
 }
 
 // reaper collects every child that ends, as PID 1 must, and passes the
@@ -169,7 +198,13 @@ func (s *supervisor) maxRSSKiB() int64 {
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	return vmHWM(string(b))
+}
+
+// vmHWM reads the peak resident set, in KiB, from a /proc/PID/status text;
+// 0 when it has none.
+func vmHWM(status string) int64 {
+	for _, line := range strings.Split(status, "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			f := strings.Fields(rest)
 			if len(f) > 0 {

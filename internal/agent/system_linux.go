@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,27 +25,17 @@ const (
 
 // prepareSystem makes the initramfs a usable Linux userland: the virtual
 // file systems, the kernel modules of the devices, and a loopback interface
-// for the Runtime API.
-func prepareSystem(log *slog.Logger) error {
-	mounts := []struct {
-		target, fstype string
-		flags          uintptr
-		data           string
-	}{
-		{"/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-		{"/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-		{"/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
-		{"/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0620,ptmxmode=0666"},
-		{"/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
-		{"/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
-		{"/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+// for the Runtime API. It also shuts the function out of what is the
+// agent's: see systemMounts and lockDevices.
+func prepareSystem(taskRoot string, log *slog.Logger) error {
+	// The initramfs root may be a tmpfs, whose root folder is
+	// world-writable by default.
+	if err := os.Chmod("/", 0o755); err != nil {
+		return fmt.Errorf("chmod /: %w", err)
 	}
-	for _, m := range mounts {
-		if err := os.MkdirAll(m.target, 0o755); err != nil {
+	for _, m := range systemMounts(taskRoot) {
+		if err := m.apply(); err != nil {
 			return err
-		}
-		if err := unix.Mount(m.fstype, m.target, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mount %s: %w", m.target, err)
 		}
 	}
 	// The kernel found no /dev/console in the initramfs to give PID 1 its
@@ -60,13 +52,125 @@ func prepareSystem(log *slog.Logger) error {
 	} {
 		_ = os.Symlink(target, link)
 	}
+	for name, body := range map[string]string{"/etc/passwd": passwdFile(), "/etc/group": groupFile()} {
+		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
 	if err := loadModules(log); err != nil {
+		return err
+	}
+	if err := lockDevices("/dev"); err != nil {
 		return err
 	}
 	if err := loopbackUp(); err != nil {
 		return fmt.Errorf("loopback: %w", err)
 	}
 	_ = unix.Sethostname([]byte("hearth"))
+	return nil
+}
+
+// mountSpec is one mount(2) call.
+type mountSpec struct {
+	source, target, fstype string
+	flags                  uintptr
+	data                   string
+}
+
+func (m mountSpec) apply() error {
+	if err := os.MkdirAll(m.target, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("mount %s: %w", m.target, err)
+	}
+	return nil
+}
+
+// DefaultTmpMB is the size of /tmp until the host says otherwise: Lambda's
+// default EphemeralStorage.
+const DefaultTmpMB = 512
+
+// Mount flags: no setuid programs, no device nodes, and no programs.
+const (
+	noSuidDev     = unix.MS_NOSUID | unix.MS_NODEV
+	noSuidDevExec = noSuidDev | unix.MS_NOEXEC
+)
+
+// systemMounts is how the guest's file systems are laid out, in order. The
+// function runs as an unprivileged user, for whom:
+//   - /tmp (and /dev/shm) is the one writable place, as in Lambda;
+//   - the code (taskRoot) and the layers (/opt) are read-only mounts, so
+//     that not even a root-owned file left writable by the zip's modes can
+//     be changed, and setuid bits in them count for nothing;
+//   - /proc hides other users' processes (hidepid=2): the agent's memory
+//     map, environment and command line are not the function's to read;
+//   - /sys is read-only.
+func systemMounts(taskRoot string) []mountSpec {
+	ms := []mountSpec{
+		{"proc", "/proc", "proc", noSuidDevExec, "hidepid=2"},
+		{"sysfs", "/sys", "sysfs", noSuidDevExec | unix.MS_RDONLY, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755"},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0620,ptmxmode=0666"},
+		{"tmpfs", "/dev/shm", "tmpfs", noSuidDev, "mode=1777"},
+		{"tmpfs", "/tmp", "tmpfs", noSuidDev, tmpData(DefaultTmpMB)},
+		{"tmpfs", "/run", "tmpfs", noSuidDevExec, "mode=0755"},
+	}
+	for _, dir := range []string{taskRoot, "/opt"} {
+		// A folder of the initramfs is no mount of its own: bind it onto
+		// itself, then make that bind read-only (a bind ignores the flags
+		// it is made with but for MS_REC).
+		ms = append(ms,
+			mountSpec{dir, dir, "", unix.MS_BIND | unix.MS_REC, ""},
+			mountSpec{"", dir, "", unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | noSuidDev, ""})
+	}
+	return ms
+}
+
+// tmpRemount resizes /tmp to the function's EphemeralStorage.
+func tmpRemount(mb int) mountSpec {
+	return mountSpec{"tmpfs", "/tmp", "tmpfs", unix.MS_REMOUNT | noSuidDev, tmpData(mb)}
+}
+
+func tmpData(mb int) string { return fmt.Sprintf("mode=1777,size=%dm", mb) }
+
+// publicDevices are the device nodes any process may open. Every other node
+// in /dev (the virtio-serial port to the host, the console and serial
+// ports, /dev/kmsg, memory and disks) is root's alone.
+var publicDevices = map[string]bool{
+	"null": true, "zero": true, "full": true, "random": true, "urandom": true,
+	"tty": true, "ptmx": true,
+}
+
+// devicePrivate says whether the node name in /dev, of type mode, must be
+// closed to the function.
+func devicePrivate(name string, mode fs.FileMode) bool {
+	if mode&(fs.ModeDevice|fs.ModeCharDevice) == 0 {
+		return false // folders (pts, shm), symlinks, files
+	}
+	return !publicDevices[name]
+}
+
+// lockDevices makes every private device node in dir root's, mode 0600:
+// devtmpfs gives some of them (the ttys, kmsg) modes that let others read
+// or write.
+func lockDevices(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !devicePrivate(e.Name(), e.Type()) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.Lchown(p, 0, 0); err != nil {
+			return fmt.Errorf("lock device: %w", err)
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			return fmt.Errorf("lock device: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -80,13 +184,19 @@ func loadModules(log *slog.Logger) error {
 		return err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return loadModuleList(f, ModulesDir, loadModule, log)
+}
+
+// loadModuleList loads, with load, each module the order list names, in
+// its order, from dir.
+func loadModuleList(order io.Reader, dir string, load func(path string) error, log *slog.Logger) error {
+	sc := bufio.NewScanner(order)
 	for sc.Scan() {
 		name := strings.TrimSpace(sc.Text())
 		if name == "" {
 			continue
 		}
-		if err := loadModule(filepath.Join(ModulesDir, name)); err != nil {
+		if err := load(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("module %s: %w", name, err)
 		}
 		log.Debug("module loaded", "name", name)
@@ -144,11 +254,7 @@ func addEntropy(b []byte) error {
 		return err
 	}
 	defer f.Close()
-	// struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
-	info := make([]byte, 8+len(b))
-	binary.NativeEndian.PutUint32(info[0:4], uint32(len(b)*8))
-	binary.NativeEndian.PutUint32(info[4:8], uint32(len(b)))
-	copy(info[8:], b)
+	info := randPoolInfo(b)
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
@@ -169,6 +275,17 @@ func addEntropy(b []byte) error {
 		return err
 	}
 	return ioErr
+}
+
+// randPoolInfo lays b out as RNDADDENTROPY takes it, credited in full:
+// struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+// with entropy_count in bits and buf_size in bytes.
+func randPoolInfo(b []byte) []byte {
+	info := make([]byte, 8+len(b))
+	binary.NativeEndian.PutUint32(info[0:4], uint32(len(b)*8))
+	binary.NativeEndian.PutUint32(info[4:8], uint32(len(b)))
+	copy(info[8:], b)
+	return info
 }
 
 // bootUptimeMs is the time since the guest kernel started.

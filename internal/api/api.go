@@ -95,7 +95,7 @@ func New(cfg Config) *API {
 	if cfg.MaxConcurrency <= 0 {
 		cfg.MaxConcurrency = defaultMaxConcurrency
 	}
-	a := &API{cfg: cfg, verify: NewVerifier(cfg.Keys), mux: http.NewServeMux()}
+	a := &API{cfg: cfg, verify: NewVerifier(cfg.Keys).InRegion(cfg.Region), mux: http.NewServeMux()}
 	a.routes()
 	return a
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/sandbox"
 )
 
 // MaxClockSkew is how far a request's X-Amz-Date may be from now.
@@ -26,18 +28,39 @@ type Keys interface {
 	Secret(accessKeyID string) (string, bool)
 }
 
-// Verifier checks AWS Signature Version 4 on requests: it signs the request
-// again, with aws-sdk-go-v2's signer and the stored secret, over exactly the
-// headers the client signed, and compares the signatures.
+// SigningService is the service every request must be signed for: the
+// API's, and function URLs' too, as AWS signs URL calls for "lambda".
+const SigningService = "lambda"
+
+// Verifier checks AWS Signature Version 4 on requests: it checks the
+// credential scope (service, region, day) and that the Host is signed,
+// then signs the request again, with aws-sdk-go-v2's signer and the stored
+// secret, over exactly the headers the client signed, and compares the
+// signatures. Everything that needs only the headers is checked before the
+// body is read: a stranger cannot make the daemon read a body.
 type Verifier struct {
-	keys   Keys
-	signer *v4.Signer
-	now    func() time.Time
+	keys    Keys
+	region  string
+	maxBody int64
+	signer  *v4.Signer
+	now     func() time.Time
 }
 
-// NewVerifier returns a Verifier for keys.
+// NewVerifier returns a Verifier for keys, for requests signed for the
+// default region (see InRegion) with bodies of at most MaxRequestBytes.
 func NewVerifier(keys Keys) *Verifier {
-	return &Verifier{keys: keys, signer: v4.NewSigner(), now: time.Now}
+	return &Verifier{keys: keys, region: sandbox.DefaultRegion, maxBody: MaxRequestBytes, signer: v4.NewSigner(), now: time.Now}
+}
+
+// InRegion is a copy of v that accepts requests signed for region (the
+// daemon's; empty is the default region).
+func (v *Verifier) InRegion(region string) *Verifier {
+	c := *v
+	if region == "" {
+		region = sandbox.DefaultRegion
+	}
+	c.region = region
+	return &c
 }
 
 type authHeader struct {
@@ -70,23 +93,55 @@ func parseAuth(h string) (authHeader, bool) {
 	return a, a.accessKey != "" && a.signature != "" && len(a.signedHeaders) > 0
 }
 
-// Verify checks r's signature. It reads the body and puts it back.
+// checkScope refuses a signature made for another service, region or day,
+// or one that does not cover the Host: such a signature, valid elsewhere
+// (on AWS, or on another daemon with the same keys), must not be valid
+// here.
+func (v *Verifier) checkScope(a authHeader, t time.Time) error {
+	if a.service != SigningService {
+		return lambdaerr.InvalidSignature("Credential should be scoped to correct service: '%s'.", SigningService)
+	}
+	if a.region != v.region {
+		return lambdaerr.InvalidSignature("Credential should be scoped to a valid region: '%s', not '%s'.", v.region, a.region)
+	}
+	if !slices.Contains(a.signedHeaders, "host") {
+		return lambdaerr.InvalidSignature("'Host' must be a 'SignedHeader' in the AWS Authorization.")
+	}
+	if !slices.Contains(a.signedHeaders, "x-amz-date") {
+		return lambdaerr.InvalidSignature("'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.")
+	}
+	if day := t.Format("20060102"); a.date != day {
+		return lambdaerr.InvalidSignature("Credential should be scoped to a valid date: '%s', not '%s'.", day, a.date)
+	}
+	return nil
+}
+
+// Verify checks r's signature. It reads the body and puts it back; a body
+// over the bound (r.Body should be an http.MaxBytesReader) ends with the
+// reader's *http.MaxBytesError, and a declared Content-Length over it with
+// RequestTooLargeException, before any of it is read.
 func (v *Verifier) Verify(r *http.Request) error {
 	a, ok := parseAuth(r.Header.Get("Authorization"))
 	if !ok {
 		return lambdaerr.UnrecognizedClient("The request is not signed: an AWS Signature Version 4 Authorization header is required (sign with the keys in the daemon's credentials file)")
 	}
-	secret, ok := v.keys.Secret(a.accessKey)
-	if !ok {
-		return lambdaerr.UnrecognizedClient("The security token included in the request is invalid.")
-	}
 	t, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
 	if err != nil {
 		return lambdaerr.InvalidSignature("X-Amz-Date is missing or malformed")
 	}
+	if err := v.checkScope(a, t); err != nil {
+		return err
+	}
+	secret, ok := v.keys.Secret(a.accessKey)
+	if !ok {
+		return lambdaerr.UnrecognizedClient("The security token included in the request is invalid.")
+	}
 	if d := v.now().Sub(t); d > MaxClockSkew || d < -MaxClockSkew {
 		return lambdaerr.InvalidSignature("Signature expired: %s is now earlier than %s (%s - 15 min.)",
 			t.Format("20060102T150405Z"), v.now().UTC().Add(-MaxClockSkew).Format("20060102T150405Z"), v.now().UTC().Format("20060102T150405Z"))
+	}
+	if r.ContentLength > v.maxBody {
+		return lambdaerr.RequestTooLarge("Request must be smaller than %d bytes", v.maxBody)
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -100,7 +155,8 @@ func (v *Verifier) Verify(r *http.Request) error {
 	}
 
 	// The request as the client signed it: its method, path, query and the
-	// signed headers only.
+	// signed headers only. The Host is the one this request came with, so
+	// a signature made for another host does not match.
 	u := &url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	again, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), nil)
 	if err != nil {
@@ -117,7 +173,7 @@ func (v *Verifier) Verify(r *http.Request) error {
 		}
 	}
 	creds := aws.Credentials{AccessKeyID: a.accessKey, SecretAccessKey: secret}
-	if err := v.signer.SignHTTP(r.Context(), creds, again, payloadHash, a.service, a.region, t); err != nil {
+	if err := v.signer.SignHTTP(r.Context(), creds, again, payloadHash, SigningService, v.region, t); err != nil {
 		return err
 	}
 	want, _ := parseAuth(again.Header.Get("Authorization"))

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/google/uuid"
+
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/store"
 )
@@ -14,8 +16,17 @@ import (
 func (a *API) WriteError(w http.ResponseWriter, err error) { a.writeError(w, err) }
 
 // writeError answers with Lambda's error shape: the exception's name in
-// X-Amzn-ErrorType, {"Type", "message"} in the body, the matching status.
+// X-Amzn-ErrorType, {"Type", "message"} in the body, the matching status,
+// and a request id in X-Amzn-RequestId. An error that is not one of
+// Lambda's is the daemon's own failure: its text may hold host paths or a
+// guest's console, so the caller gets only a ServiceException with the
+// request id, and the log the whole error under that id.
 func (a *API) writeError(w http.ResponseWriter, err error) {
+	requestID := w.Header().Get("X-Amzn-RequestId")
+	if requestID == "" {
+		requestID = uuid.NewString()
+		w.Header().Set("X-Amzn-RequestId", requestID)
+	}
 	var le *lambdaerr.Error
 	var th *lambdaerr.Throttled
 	body := map[string]any{}
@@ -30,8 +41,8 @@ func (a *API) writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, store.ErrExists):
 		le = lambdaerr.ResourceConflict("%s", err.Error())
 	default:
-		a.cfg.Log.Error("api", "err", err)
-		le = lambdaerr.Service("%s", err.Error())
+		a.cfg.Log.Error("api: internal error", "request_id", requestID, "err", err)
+		le = lambdaerr.Service("An internal error occurred. Request ID: %s", requestID)
 	}
 	body["message"] = le.Message
 	body["Type"] = "User"

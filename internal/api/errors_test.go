@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
@@ -103,5 +104,50 @@ func TestTaggedFunction(t *testing.T) {
 		case tt.wantType != "" && (le == nil || le.Type != tt.wantType):
 			t.Errorf("taggedFunction(%q) = %v, want a %s", tt.resource, err, tt.wantType)
 		}
+	}
+}
+
+// An internal error's text (host paths, a guest's console) stays in the
+// log, under a request id the caller is given.
+func TestWriteErrorHidesInternalErrors(t *testing.T) {
+	const secret = "/var/lib/hearth/envs/env-42/console.log: Kernel panic - not syncing"
+	tests := []struct {
+		name     string
+		err      error
+		wantMsg  string // in the message; "" checks only what must not be there
+		wantType string
+	}{
+		{"a plain error", errors.New("boot env-42: " + secret), "", "ServiceException"},
+		{"a wrapped one", fmt.Errorf("invoke: %w", fmt.Errorf("restore: %s", secret)), "", "ServiceException"},
+		{"Lambda's own ServiceException keeps its message", lambdaerr.Service("logs are not kept by this daemon"), "logs are not kept", "ServiceException"},
+		{"a user error keeps its message", lambdaerr.InvalidParameter("Timeout must be 1 to 900"), "Timeout must be", "InvalidParameterValueException"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs strings.Builder
+			a := &API{cfg: Config{Log: slog.New(slog.NewTextHandler(&logs, nil))}}
+			w := httptest.NewRecorder()
+			a.writeError(w, tt.err)
+			typ, _, msg := lambdaError(t, w.Header(), w.Body.Bytes())
+			id := w.Header().Get("X-Amzn-RequestId")
+			if strings.Contains(w.Body.String(), "/var/lib") || strings.Contains(w.Body.String(), "Kernel panic") {
+				t.Errorf("the answer shows the internal error: %s", w.Body.String())
+			}
+			if typ != tt.wantType || id == "" {
+				t.Fatalf("type %s, request id %q", typ, id)
+			}
+			if tt.wantMsg != "" {
+				if !strings.Contains(msg, tt.wantMsg) {
+					t.Errorf("message %q, want %q in it", msg, tt.wantMsg)
+				}
+				return
+			}
+			if !strings.Contains(msg, id) {
+				t.Errorf("message %q does not give the request id %s", msg, id)
+			}
+			if !strings.Contains(logs.String(), id) || !strings.Contains(logs.String(), "Kernel panic") {
+				t.Errorf("the log does not hold the error under its request id:\n%s", logs.String())
+			}
+		})
 	}
 }

@@ -4,10 +4,14 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 )
+
+// answerWrite bounds how long an invocation's answer may take to send.
+const answerWrite = 2 * time.Minute
 
 // invoke answers Invoke: the request becomes an invocation on the one
 // invocation path, and its result Lambda's answer.
@@ -39,6 +43,9 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, err)
 		return
 	}
+	// The invocation is over: a caller that does not read its answer may
+	// hold this handler for a bounded time only, not the daemon's 20 min.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerWrite))
 	h := w.Header()
 	h.Set("X-Amz-Executed-Version", res.Version)
 	h.Set("X-Amzn-RequestId", res.RequestID)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,12 @@ func checkURLConfig(b urlConfigBody, create bool) error {
 		}
 		if c.MaxAge < 0 || c.MaxAge > 86400 {
 			return lambdaerr.InvalidParameter("Cors.MaxAge must be between 0 and 86400")
+		}
+		// Browsers refuse "Access-Control-Allow-Origin: *" with
+		// credentials; answering it by echoing each caller's origin would
+		// let any site read the answer with the user's cookies.
+		if c.AllowCredentials && slices.Contains(c.AllowOrigins, "*") {
+			return lambdaerr.InvalidParameter("Cors: AllowOrigins \"*\" cannot go with AllowCredentials true: list the origins that may send credentials")
 		}
 	}
 	return nil

@@ -16,8 +16,14 @@ import (
 // run runs the CLI in-process and returns its exit code and output.
 func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
+	return runStdin(t, env, "", args...)
+}
+
+// runStdin is run with stdin.
+func runStdin(t *testing.T, env map[string]string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	c := &CLI{Stdout: &stdout, Stderr: &stderr, Stdin: strings.NewReader(""), Getenv: func(k string) string {
+	c := &CLI{Stdout: &stdout, Stderr: &stderr, Stdin: strings.NewReader(stdin), Getenv: func(k string) string {
 		if v, ok := env[k]; ok {
 			return v
 		}
@@ -55,8 +61,8 @@ func TestRunRefusesBadInput(t *testing.T) {
 	}{
 		{"not a zip", nil, []string{"run", "--zip", notZip}, ExitBadInput, "InvalidParameterValueException: Could not unzip"},
 		{"missing zip", nil, []string{"run", "--zip", filepath.Join(dir, "nope.zip")}, ExitBadInput, "cannot read code package"},
-		{"event over 6 MB", nil, []string{"run", "--zip", hello, "--event-file", bigEvent}, ExitBadInput, "RequestTooLargeException"},
-		{"event not JSON", nil, []string{"run", "--zip", hello, "--event", "{nope"}, ExitBadInput, "not valid JSON"},
+		{"event over 6 MB", nil, []string{"run", "--zip", hello, "--payload", "file://" + bigEvent}, ExitBadInput, "RequestTooLargeException"},
+		{"event not JSON", nil, []string{"run", "--zip", hello, "--payload", "{nope"}, ExitBadInput, "not valid JSON"},
 		{"memory out of range", nil, []string{"run", "--zip", hello, "--memory", "64"}, ExitBadInput, "MemorySize must be between 128 and 10240"},
 		{"timeout out of range", nil, []string{"run", "--zip", hello, "--timeout", "901"}, ExitBadInput, "Timeout must be between 1 and 900"},
 		{"missing kernel", nil, []string{"run", "--zip", hello, "--kernel", filepath.Join(dir, "no-kernel")}, ExitHostError, "no guest kernel found"},
@@ -76,10 +82,11 @@ func TestRunRefusesBadInput(t *testing.T) {
 	}
 }
 
+// --payload reaches the function.
 func TestRunHello(t *testing.T) {
 	testvm.Driver(t)
 	code, stdout, stderr := run(t, nil, "run", "--zip", testvm.FunctionZip(t, "./examples/hello"),
-		"--agent", testvm.Agent(t), "--accel", "tcg", "--event", `{"name":"Ada"}`)
+		"--agent", testvm.Agent(t), "--accel", "tcg", "--payload", `{"name":"Ada"}`)
 	if code != ExitOK {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 	}
@@ -87,19 +94,23 @@ func TestRunHello(t *testing.T) {
 		t.Errorf("stdout %q", stdout)
 	}
 	for _, field := range []string{"REPORT RequestId: ", "\tDuration: ", "\tBilled Duration: ", "\tMemory Size: 128 MB",
-		"\tInit Duration: ", "\tVMM Start: ", "\tKernel Boot: ", "\tRuntime Init: "} {
+		"\tInit Duration: ", "\tPlatform Init: ", "\tVMM Start: ", "\tKernel Boot: "} {
 		if !strings.Contains(stderr, field) {
 			t.Errorf("REPORT line lacks %q; stderr:\n%s", field, stderr)
 		}
 	}
 }
 
+// The deprecated --event still works, and says so on stderr only.
 func TestRunFunctionError(t *testing.T) {
 	testvm.Driver(t)
 	code, stdout, stderr := run(t, nil, "run", "--zip", testvm.FunctionZip(t, "./internal/testfunction"),
 		"--agent", testvm.Agent(t), "--accel", "tcg", "--event", `{"action":"error"}`)
 	if code != ExitFunctionError {
 		t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitFunctionError, stderr)
+	}
+	if !strings.Contains(stderr, "--event is deprecated; use --payload") {
+		t.Errorf("no deprecation notice on stderr:\n%s", stderr)
 	}
 	var obj map[string]any
 	if err := json.Unmarshal([]byte(stdout), &obj); err != nil {

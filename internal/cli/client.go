@@ -351,15 +351,19 @@ func (c *CLI) invokeCmd() *cobra.Command {
 	var payload, qualifier, output string
 	var tail bool
 	cmd := &cobra.Command{
-		Use:   "invoke NAME [--payload JSON]",
+		Use:   "invoke NAME [--payload JSON|file://PATH|fileb://PATH|-]",
 		Short: "Invoke a function on the daemon; prints its response",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			event, err := readPayload(payload, c.Stdin)
+			if err != nil {
+				return err
+			}
 			cl, err := c.client(cmd)
 			if err != nil {
 				return err
 			}
-			in := &lambda.InvokeInput{FunctionName: aws.String(args[0]), Payload: []byte(payload)}
+			in := &lambda.InvokeInput{FunctionName: aws.String(args[0]), Payload: event}
 			if qualifier != "" {
 				in.Qualifier = aws.String(qualifier)
 			}
@@ -396,7 +400,7 @@ func (c *CLI) invokeCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&payload, "payload", "{}", "the event, as JSON")
+	registerPayload(cmd, &payload)
 	cmd.Flags().StringVar(&qualifier, "qualifier", "", "a version or an alias")
 	cmd.Flags().BoolVar(&tail, "log-tail", false, "print the last 4 KB of the invocation's logs on stderr")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")

@@ -86,8 +86,13 @@ func TestDaemonVerbs(t *testing.T) {
 		t.Errorf("top: %s", out)
 	}
 	hearth(ExitOK, "keys", "rotate")
-	if out, _ = hearth(ExitOK, "invoke", "counter"); !strings.Contains(out, `"count":1`) { // new memory: a new env
+	// New code (hello's), so a new env; --payload reaches it, from stdin too.
+	hearth(ExitOK, "fn", "update-code", "counter", "--zip", testvm.FunctionZip(t, "./examples/hello"))
+	if out, _ = hearth(ExitOK, "invoke", "counter", "--payload", `{"name":"Ada"}`); !strings.Contains(out, `"message":"Hello, Ada!"`) {
 		t.Errorf("invoke with the rotated key: %s", out)
+	}
+	if code, out, errOut := runStdin(t, env, `{"name":"Grace"}`, "invoke", "counter", "--payload", "-"); code != ExitOK || !strings.Contains(out, `"message":"Hello, Grace!"`) {
+		t.Errorf("invoke --payload -: exit %d, %s %s", code, out, errOut)
 	}
 	hearth(ExitOK, "fn", "delete", "counter")
 	if _, errOut = hearth(ExitBadInput, "invoke", "counter"); !strings.Contains(errOut, "ResourceNotFoundException") {

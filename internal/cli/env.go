@@ -172,27 +172,30 @@ func (c *CLI) openEnv(cmd *cobra.Command, hf hostFlags, id string) (*envSession,
 
 func (c *CLI) envInvokeCmd() *cobra.Command {
 	var hf hostFlags
-	var output string
+	var output, payload string
 	cmd := &cobra.Command{
-		Use:   "invoke ENV [EVENT]",
+		Use:   "invoke ENV [--payload JSON|file://PATH|fileb://PATH|-]",
 		Short: "Invoke an environment; a suspended one is resumed first",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `Invokes an environment with the event --payload gives. The event may also
+follow the environment's id, as a second argument (the older form).`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			event := "{}"
+			arg := payload
 			if len(args) == 2 {
-				event = args[1]
+				if cmd.Flags().Changed("payload") {
+					return lambdaerr.InvalidParameter("give the payload once: --payload or the second argument, not both")
+				}
+				arg = args[1]
 			}
-			if len(event) > sandbox.MaxPayloadBytes {
-				return tooLarge(len(event))
-			}
-			if !json.Valid([]byte(event)) {
-				return lambdaerr.InvalidParameter("the event is not valid JSON")
+			event, err := readPayload(arg, c.Stdin)
+			if err != nil {
+				return err
 			}
 			_, env, err := c.openEnv(cmd, hf, args[0])
 			if err != nil {
 				return err
 			}
-			res, err := env.Invoke(cmd.Context(), sandbox.Request{Payload: []byte(event)})
+			res, err := env.Invoke(cmd.Context(), sandbox.Request{Payload: event})
 			if err != nil {
 				return err
 			}
@@ -206,6 +209,7 @@ func (c *CLI) envInvokeCmd() *cobra.Command {
 		},
 	}
 	hf.register(cmd)
+	registerPayload(cmd, &payload)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +25,12 @@ type hearthProc struct {
 
 func (h hearthProc) run(args ...string) (string, string, int) {
 	h.t.Helper()
+	return h.runStdin("", args...)
+}
+
+// runStdin is run with stdin.
+func (h hearthProc) runStdin(stdin string, args ...string) (string, string, int) {
+	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if args[len(args)-1] != "json" { // every command but list runs VMs
@@ -31,6 +38,7 @@ func (h hearthProc) run(args ...string) (string, string, int) {
 	}
 	cmd := exec.CommandContext(ctx, h.bin, args...)
 	cmd.Env = append(os.Environ(), "HEARTH_DATA_DIR="+h.data)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -140,6 +148,28 @@ func TestEnvCommandsAcrossProcesses(t *testing.T) {
 	}
 	if _, errOut, code := h.run("env", "invoke", "env-nosuchenv", "{}"); code != ExitBadInput || !strings.Contains(errOut, "ResourceNotFoundException") {
 		t.Errorf("unknown env: exit %d, %s", code, errOut)
+	}
+
+	// The event reaches the function however it is given: --payload from a
+	// file or stdin, or the older second argument.
+	event := filepath.Join(t.TempDir(), "event.json")
+	if err := os.WriteFile(event, []byte(`{"name":"Ada"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hello, _ := h.must("env", "start", "--zip", testvm.FunctionZip(t, "./examples/hello"))
+	for _, tt := range []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"", []string{"--payload", "file://" + event}, "Hello, Ada!"},
+		{`{"name":"Grace"}`, []string{"--payload", "-"}, "Hello, Grace!"},
+		{"", []string{`{"name":"Alan"}`}, "Hello, Alan!"},
+	} {
+		out, errOut, code := h.runStdin(tt.stdin, append([]string{"env", "invoke", hello}, tt.args...)...)
+		if code != ExitOK || !strings.Contains(out, tt.want) {
+			t.Errorf("env invoke %v: exit %d, %s %s; want %q", tt.args, code, out, errOut, tt.want)
+		}
 	}
 }
 

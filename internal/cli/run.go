@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,8 +17,9 @@ import (
 type runFlags struct {
 	host      hostFlags
 	zip       string
-	event     string
-	eventFile string
+	payload   string
+	event     string // deprecated alias of payload
+	eventFile string // deprecated alias of payload, as a path
 	name      string
 	handler   string
 	memory    int
@@ -32,7 +31,7 @@ type runFlags struct {
 func (c *CLI) runCmd() *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
-		Use:   "run --zip FILE [--event JSON]",
+		Use:   "run --zip FILE [--payload JSON|file://PATH|fileb://PATH|-]",
 		Short: "Run a function once, cold, in a fresh microVM",
 		Long: `Boots a microVM with the function's code, invokes it once with the event and
 prints the response on stdout. On stderr: the function's logs and a Lambda-style
@@ -43,8 +42,12 @@ function error (its error object is printed), 2 on bad input, 3 on a host error.
 	}
 	f.host.register(cmd)
 	cmd.Flags().StringVar(&f.zip, "zip", "", "the function's code: a zip with an executable bootstrap at its root")
-	cmd.Flags().StringVar(&f.event, "event", "{}", "the event, as JSON")
-	cmd.Flags().StringVar(&f.eventFile, "event-file", "", "read the event from this file (- for stdin)")
+	registerPayload(cmd, &f.payload)
+	// The names this command had before every command took --payload.
+	cmd.Flags().StringVar(&f.event, "event", "", "deprecated: use --payload")
+	cmd.Flags().StringVar(&f.eventFile, "event-file", "", "deprecated: use --payload file://PATH (or - for stdin)")
+	_ = cmd.Flags().MarkHidden("event")
+	_ = cmd.Flags().MarkHidden("event-file")
 	cmd.Flags().StringVar(&f.name, "name", "", "function name (default: the zip's base name)")
 	cmd.Flags().StringVar(&f.handler, "handler", "bootstrap", "handler, passed as _HANDLER")
 	cmd.Flags().IntVar(&f.memory, "memory", 128, "memory in MB (128–10240); sets the vCPUs as Lambda does")
@@ -79,40 +82,30 @@ func validateFunction(memory, timeout int, env []string) (map[string]string, err
 	return vars, nil
 }
 
-func (c *CLI) readEvent(f runFlags) ([]byte, error) {
-	var ev []byte
-	switch {
-	case f.eventFile == "-":
-		b, err := io.ReadAll(io.LimitReader(c.Stdin, sandbox.MaxPayloadBytes+1))
-		if err != nil {
-			return nil, err
-		}
-		ev = b
-	case f.eventFile != "":
-		fi, err := os.Stat(f.eventFile)
-		if err != nil {
-			return nil, lambdaerr.InvalidParameter("event file: %v", err)
-		}
-		if fi.Size() > sandbox.MaxPayloadBytes {
-			return nil, tooLarge(int(fi.Size()))
-		}
-		if ev, err = os.ReadFile(f.eventFile); err != nil {
-			return nil, err
-		}
-	default:
-		ev = []byte(f.event)
+// payloadArg is the --payload argument, or what one of its deprecated
+// aliases gives, with a warning on stderr (cobra's own deprecation notice
+// would go to stdout, which scripts read).
+func (c *CLI) payloadArg(cmd *cobra.Command, f runFlags) (string, error) {
+	eventFile := "file://" + f.eventFile
+	if f.eventFile == "-" {
+		eventFile = "-"
 	}
-	if len(ev) > sandbox.MaxPayloadBytes {
-		return nil, tooLarge(len(ev))
+	args := map[string]string{"payload": f.payload, "event": f.event, "event-file": eventFile}
+	arg, given := f.payload, 0
+	for _, name := range []string{"payload", "event", "event-file"} {
+		if !cmd.Flags().Changed(name) {
+			continue
+		}
+		arg = args[name]
+		given++
+		if name != "payload" {
+			fmt.Fprintf(c.Stderr, "hearth: --%s is deprecated; use --payload\n", name)
+		}
 	}
-	if !json.Valid(ev) {
-		return nil, lambdaerr.InvalidParameter("the event is not valid JSON")
+	if given > 1 {
+		return "", lambdaerr.InvalidParameter("give the payload once, with --payload")
 	}
-	return ev, nil
-}
-
-func tooLarge(n int) error {
-	return lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation (got %d bytes)", sandbox.MaxPayloadBytes, n)
+	return arg, nil
 }
 
 func (c *CLI) run(cmd *cobra.Command, f runFlags) error {
@@ -123,7 +116,11 @@ func (c *CLI) run(cmd *cobra.Command, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	event, err := c.readEvent(f)
+	arg, err := c.payloadArg(cmd, f)
+	if err != nil {
+		return err
+	}
+	event, err := readPayload(arg, c.Stdin)
 	if err != nil {
 		return err
 	}
@@ -190,20 +187,26 @@ func (c *CLI) printError(output string, obj any) {
 }
 
 func reportJSON(res *sandbox.Result, fn sandbox.Function) map[string]any {
+	// As the REPORT line: Lambda's INIT is billed, the platform's part is
+	// reported beside it.
+	billed := sandbox.BilledMs(res.Duration)
 	out := map[string]any{
-		"startType": res.StartType, "durationMs": msf(res.Duration), "billedDurationMs": sandbox.BilledMs(res.Duration),
+		"startType": res.StartType, "durationMs": msf(res.Duration),
 		"memorySizeMB": fn.MemoryMB, "maxMemoryUsedMB": (res.MaxRSSKiB + 1023) / 1024,
 	}
 	switch res.StartType {
 	case sandbox.StartCold:
 		t := res.Init
-		out["initDurationMs"], out["vmmStartMs"], out["kernelBootMs"] = msf(t.Total()), msf(t.VMMStart), msf(t.KernelBoot)
-		out["guestKernelMs"], out["guestAgentMs"], out["runtimeInitMs"] = msf(t.GuestKernel), msf(t.GuestAgent), msf(t.RuntimeInit)
+		billed += sandbox.BilledMs(t.RuntimeInit)
+		out["initDurationMs"], out["platformInitMs"] = msf(t.RuntimeInit), msf(t.PlatformInit())
+		out["vmmStartMs"], out["kernelBootMs"] = msf(t.VMMStart), msf(t.KernelBoot)
+		out["guestKernelMs"], out["guestAgentMs"] = msf(t.GuestKernel), msf(t.GuestAgent)
 	case sandbox.StartResume, sandbox.StartClone:
 		out["restoreDurationMs"] = msf(res.Restore)
 	}
 	if res.Fallback != "" {
 		out["fallback"] = res.Fallback
 	}
+	out["billedDurationMs"] = billed
 	return out
 }

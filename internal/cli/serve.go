@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hearthdev/hearth/internal/meter"
+	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/server"
 	"github.com/hearthdev/hearth/internal/vmboot"
 )
@@ -19,6 +20,8 @@ func (c *CLI) serveCmd() *cobra.Command {
 	var listen string
 	var keepWarm, keepSuspended time.Duration
 	var maxConcurrency int
+	var limits scheduler.Limits
+	var maxSnapshotMB int64
 	var snapStart bool
 	var urlListen, urlTLSListen, urlDomain, tlsCert, tlsKey string
 	cmd := &cobra.Command{
@@ -48,8 +51,12 @@ suspended, and the next daemon resumes them.`,
 			if fc.Prices != nil {
 				prices = *fc.Prices
 			}
+			limits.MaxSnapshotBytes = maxSnapshotMB << 20
+			if maxSnapshotMB < 0 {
+				limits.MaxSnapshotBytes = -1
+			}
 			srv, err := server.New(ctx, server.Config{
-				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency,
+				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency, Limits: limits,
 				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
 				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey, Prices: prices,
 				Host: vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
@@ -82,6 +89,15 @@ suspended, and the next daemon resumes them.`,
 	cmd.Flags().DurationVar(&keepWarm, "keep-warm", 60*time.Second, "how long an idle environment stays warm before it is suspended")
 	cmd.Flags().DurationVar(&keepSuspended, "keep-suspended", 24*time.Hour, "how long a suspended environment is kept before it is deleted")
 	cmd.Flags().IntVar(&maxConcurrency, "max-concurrency", 64, "invocations in flight on this host at most (429 past it)")
+	cmd.Flags().IntVar(&limits.MaxEnvironments, "max-environments", 0,
+		"environments on this host at most, booting, busy, warm or suspended (0: 1000; -1: no limit); past it the oldest suspended are deleted, then the least recently used warm")
+	cmd.Flags().IntVar(&limits.MaxMemoryMB, "max-guest-memory-mb", 0,
+		"guest memory committed to environments holding a VMM, in MB (0: 80% of the host's RAM less 1 GiB; -1: no limit); past it the least recently used warm environment is suspended")
+	cmd.Flags().Int64Var(&maxSnapshotMB, "max-snapshot-disk-mb", 0,
+		"disk held by suspended environments and templates, in MB (0: half the data folder's free space at start; -1: no limit); past it the oldest suspended are deleted, and an environment that cannot fit is ended rather than suspended")
+	cmd.Flags().IntVar(&limits.MaxBootsInFlight, "max-boots", 0, "microVMs booting at once (0: the number of CPUs; -1: no limit); more wait their turn in order")
+	cmd.Flags().DurationVar(&limits.BootQueueTimeout, "boot-queue-timeout", 0, "how long a boot waits for its turn before a 429 (0: 30s; negative: as long as its caller)")
+	cmd.Flags().IntVar(&limits.BootRetries, "boot-retries", 0, "fresh microVMs a cold start gets when its machine fails before the function runs (0: 2; -1: none)")
 	cmd.Flags().BoolVar(&snapStart, "snap-start", false, "snapshot each function after its first init and clone new environments from it")
 	cmd.Flags().StringVar(&urlListen, "url-listen", "127.0.0.1:9080", "function URLs over HTTP (empty: off)")
 	cmd.Flags().StringVar(&urlTLSListen, "url-tls-listen", "127.0.0.1:9443", "function URLs over HTTPS and HTTP/2 (empty: off)")

@@ -12,35 +12,35 @@ import (
 )
 
 // allowedOrigin is the Access-Control-Allow-Origin value for origin, or ""
-// when the configuration does not allow it.
-func allowedOrigin(c *store.Cors, origin string) string {
+// when the configuration does not allow it, and whether credentials may be
+// allowed with it. An origin listed by name is echoed; "*" is answered
+// with "*" and never with credentials: echoing any origin with
+// credentials would let every site read the answer with the user's
+// cookies (browsers forbid "*" with credentials for that reason, and the
+// API refuses such a configuration; one stored before is served so).
+func allowedOrigin(c *store.Cors, origin string) (string, bool) {
 	if origin == "" {
-		return ""
+		return "", false
 	}
-	for _, o := range c.AllowOrigins {
-		if o == "*" {
-			if c.AllowCredentials {
-				return origin // "*" cannot go with credentials: echo the origin
-			}
-			return "*"
-		}
-		if strings.EqualFold(o, origin) {
-			return origin
-		}
+	if i := slices.IndexFunc(c.AllowOrigins, func(o string) bool { return o != "*" && strings.EqualFold(o, origin) }); i >= 0 {
+		return origin, c.AllowCredentials
 	}
-	return ""
+	if slices.Contains(c.AllowOrigins, "*") {
+		return "*", false
+	}
+	return "", false
 }
 
 // corsHeaders adds the CORS headers of an actual (not preflight) request.
 func corsHeaders(w http.ResponseWriter, r *http.Request, c *store.Cors) {
-	origin := allowedOrigin(c, r.Header.Get("Origin"))
+	origin, credentials := allowedOrigin(c, r.Header.Get("Origin"))
 	if origin == "" {
 		return
 	}
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Add("Vary", "Origin")
-	if c.AllowCredentials {
+	if credentials {
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}
 	if len(c.ExposeHeaders) > 0 {
@@ -53,7 +53,7 @@ func corsHeaders(w http.ResponseWriter, r *http.Request, c *store.Cors) {
 func preflight(w http.ResponseWriter, r *http.Request, c *store.Cors) {
 	h := w.Header()
 	h.Add("Vary", "Origin")
-	origin := allowedOrigin(c, r.Header.Get("Origin"))
+	origin, credentials := allowedOrigin(c, r.Header.Get("Origin"))
 	method := strings.ToUpper(r.Header.Get("Access-Control-Request-Method"))
 	methodOK := slices.ContainsFunc(c.AllowMethods, func(m string) bool { return m == "*" || strings.EqualFold(m, method) })
 	if origin == "" || !methodOK {
@@ -69,7 +69,7 @@ func preflight(w http.ResponseWriter, r *http.Request, c *store.Cors) {
 	} else if len(c.AllowHeaders) > 0 {
 		h.Set("Access-Control-Allow-Headers", strings.Join(c.AllowHeaders, ","))
 	}
-	if c.AllowCredentials {
+	if credentials {
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}
 	if c.MaxAge > 0 {

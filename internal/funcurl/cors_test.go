@@ -71,9 +71,16 @@ func TestPreflight(t *testing.T) {
 			want: map[string]string{hAllowOrigin: "*", hAllowMethods: "*", hAllowHeaders: "x-a, x-b"},
 		},
 		{
-			name: "wildcard origin with credentials: the origin is echoed", origin: "https://any.test", method: "GET",
+			// The API refuses this configuration; one stored before it did
+			// must not echo any origin with credentials.
+			name: "wildcard origin with credentials: *, never the origin, and no credentials", origin: "https://any.test", method: "GET",
 			cors: &store.Cors{AllowOrigins: []string{"*"}, AllowMethods: []string{"GET"}, AllowCredentials: true},
-			want: map[string]string{hAllowOrigin: "https://any.test", hAllowMethods: "GET", hAllowCredentials: "true"},
+			want: map[string]string{hAllowOrigin: "*", hAllowMethods: "GET"},
+		},
+		{
+			name: "a named origin beside * keeps its credentials", origin: "https://app.test", method: "GET",
+			cors: &store.Cors{AllowOrigins: []string{"*", "https://app.test"}, AllowMethods: []string{"GET"}, AllowCredentials: true},
+			want: map[string]string{hAllowOrigin: "https://app.test", hAllowMethods: "GET", hAllowCredentials: "true"},
 		},
 		{
 			name: "wildcard headers and none requested", origin: "https://any.test", method: "GET",
@@ -143,8 +150,8 @@ func TestCORSHeaders(t *testing.T) {
 			want: map[string]string{hAllowOrigin: "*"},
 		},
 		{
-			name: "wildcard with credentials", origin: "https://any.test", cors: &store.Cors{AllowOrigins: []string{"*"}, AllowCredentials: true},
-			want: map[string]string{hAllowOrigin: "https://any.test", hAllowCredentials: "true"},
+			name: "wildcard with credentials: never the origin", origin: "https://any.test", cors: &store.Cors{AllowOrigins: []string{"*"}, AllowCredentials: true},
+			want: map[string]string{hAllowOrigin: "*"},
 		},
 		{name: "no origins configured", origin: "https://any.test", cors: &store.Cors{AllowMethods: []string{"*"}}},
 	}

@@ -8,10 +8,15 @@ package funcurl
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
@@ -39,7 +44,31 @@ type Config struct {
 	URLs     URLConfigs
 	Invoker  Invoker
 	Verifier Verifier
+	Timeouts Timeouts
 	Log      *slog.Logger
+}
+
+// Timeouts bound the writes to a client, which may be slow or hostile and
+// never read: nothing is written while the function runs, so they start
+// when there is something to write, and a long invocation is never cut.
+type Timeouts struct {
+	// StreamWrite bounds one chunk of a streamed response (and its
+	// status line): a client that takes longer is abandoned, and the rest
+	// of the stream dropped. Default 30 s.
+	StreamWrite time.Duration
+	// AnswerWrite bounds writing a buffered answer (at most 6 MB, so 2
+	// minutes is 50 KB/s) or an error. Default 2 min.
+	AnswerWrite time.Duration
+}
+
+func (t Timeouts) orDefaults() Timeouts {
+	if t.StreamWrite <= 0 {
+		t.StreamWrite = 30 * time.Second
+	}
+	if t.AnswerWrite <= 0 {
+		t.AnswerWrite = 2 * time.Minute
+	}
+	return t
 }
 
 // Handler is the function-URL HTTP handler.
@@ -52,6 +81,7 @@ func New(cfg Config) *Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	cfg.Timeouts = cfg.Timeouts.orDefaults()
 	return &Handler{cfg: cfg}
 }
 
@@ -104,9 +134,28 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cfg.Cors != nil {
 		corsHeaders(w, r, cfg.Cors)
 	}
+	// A body over Lambda's limit is refused before a byte of it is read
+	// when its length is declared, and as soon as it goes over otherwise;
+	// no body over it could make an event under the limit.
+	if r.ContentLength > MaxPayload {
+		refuseTooLarge(w)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxPayload)
 	var iam *iamCaller
 	if cfg.AuthType == "AWS_IAM" {
-		if f.cfg.Verifier == nil || f.cfg.Verifier.Verify(r) != nil {
+		// The verifier refuses an unsigned request (or one for another
+		// service, region or host, or by an unknown key) before it reads
+		// the body.
+		if f.cfg.Verifier == nil {
+			message(w, http.StatusForbidden, "Forbidden")
+			return
+		}
+		if err := f.cfg.Verifier.Verify(r); err != nil {
+			if isTooLarge(err) {
+				refuseTooLarge(w)
+				return
+			}
 			message(w, http.StatusForbidden, "Forbidden")
 			return
 		}
@@ -114,17 +163,17 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	event, err := buildEvent(r, id, domain, path, iam)
 	if err != nil {
-		if le, ok := lambdaerr.As(err); ok && le.Status == http.StatusRequestEntityTooLarge {
-			message(w, http.StatusRequestEntityTooLarge, le.Message)
+		if isTooLarge(err) {
+			refuseTooLarge(w)
 			return
 		}
-		message(w, http.StatusBadRequest, err.Error())
+		message(w, http.StatusBadRequest, "Bad Request: the request body could not be read")
 		return
 	}
 	req := invoke.Request{Function: cfg.Function, Qualifier: cfg.Qualifier, Payload: event}
 	var stream *streamWriter
 	if cfg.InvokeMode == "RESPONSE_STREAM" {
-		stream = newStreamWriter(w)
+		stream = newStreamWriter(w, f.cfg.Timeouts)
 		req.Stream = stream
 	}
 	// The invocation runs to its end even if the client hangs up (a browser
@@ -135,6 +184,9 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		stream.finish()
 		return
 	}
+	// Nothing was written while the function ran: the answer's own time
+	// starts now.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(f.cfg.Timeouts.AnswerWrite))
 	if err != nil {
 		var th *lambdaerr.Throttled
 		le, _ := lambdaerr.As(err)
@@ -148,10 +200,17 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case le != nil && le.Status == http.StatusRequestEntityTooLarge:
 			message(w, http.StatusRequestEntityTooLarge, le.Message)
 		default:
-			f.cfg.Log.Warn("function url invocation failed", "url", id, "err", err)
+			// The error's text may hold host paths or a guest's console:
+			// it goes to the log, the caller gets a request id to quote.
+			requestID := uuid.NewString()
+			f.cfg.Log.Warn("function url invocation failed", "url", id, "request_id", requestID, "err", err)
+			w.Header().Set("X-Amzn-RequestId", requestID)
 			message(w, http.StatusInternalServerError, "Internal Server Error")
 		}
 		return
+	}
+	if res.RequestID != "" {
+		w.Header().Set("X-Amzn-RequestId", res.RequestID)
 	}
 	if res.Error != nil {
 		// A function error, a crash or a timeout: Lambda answers 502.
@@ -163,4 +222,20 @@ func (f *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeResponse(w, res.Payload)
+}
+
+// refuseTooLarge answers 413 with Lambda's message.
+func refuseTooLarge(w http.ResponseWriter) {
+	message(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Request must be smaller than %d bytes for the InvokeFunction operation", MaxPayload))
+}
+
+// isTooLarge says whether err is a body over the bound: the
+// MaxBytesReader's error, or a RequestTooLargeException.
+func isTooLarge(err error) bool {
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		return true
+	}
+	le, ok := lambdaerr.As(err)
+	return ok && le.Status == http.StatusRequestEntityTooLarge
 }

@@ -3,7 +3,9 @@ package funcurl
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"time"
 )
 
 // integrationResponse is the content type of a function URL's streamed
@@ -15,20 +17,27 @@ const integrationResponse = "application/vnd.awslambda.http-integration-response
 var preludeEnd = make([]byte, 8)
 
 // streamWriter turns a streamed response into an HTTP response, flushing
-// each chunk to the client as it comes.
+// each chunk to the client as it comes. Each write to the client has its
+// own deadline: a client that stops reading is abandoned when one expires,
+// and the rest of the stream is dropped, so that the function's stream
+// (and the invocation's slot) is never held by a client that does not
+// read; the invocation runs to its end.
 type streamWriter struct {
 	w        http.ResponseWriter
-	flusher  http.Flusher
-	prelude  bool         // still reading the prelude
-	buffered bool         // a plain JSON answer: mapped as a buffered one
-	buf      bytes.Buffer // the prelude so far, or the buffered answer
-	tooBig   bool         // the buffered answer went over MaxPayload
-	sent     bool         // the status line is out
+	rc       *http.ResponseController
+	timeout  time.Duration // for one write to the client
+	answer   time.Duration // for writing a buffered answer whole
+	prelude  bool          // still reading the prelude
+	buffered bool          // a plain JSON answer: mapped as a buffered one
+	buf      bytes.Buffer  // the prelude so far, or the buffered answer
+	tooBig   bool          // the buffered answer went over MaxPayload
+	sent     bool          // the status line is out
+	gone     error         // why the client was abandoned; nil while it reads
 }
 
-func newStreamWriter(w http.ResponseWriter) *streamWriter {
-	f, _ := w.(http.Flusher)
-	return &streamWriter{w: w, flusher: f}
+func newStreamWriter(w http.ResponseWriter, t Timeouts) *streamWriter {
+	t = t.orDefaults()
+	return &streamWriter{w: w, rc: http.NewResponseController(w), timeout: t.StreamWrite, answer: t.AnswerWrite}
 }
 
 // Begin learns the response's kind: an integration response starts with a
@@ -53,13 +62,23 @@ func (s *streamWriter) Begin(contentType string) {
 
 func (s *streamWriter) start(status int) {
 	s.sent = true
+	s.deadline()
 	s.w.WriteHeader(status)
 	s.flush()
 }
 
+// deadline gives the next write to the client its time. A ResponseWriter
+// without deadlines (a test's recorder) is written without.
+func (s *streamWriter) deadline() {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+}
+
 func (s *streamWriter) flush() {
-	if s.flusher != nil {
-		s.flusher.Flush()
+	if s.gone != nil {
+		return
+	}
+	if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.gone = err
 	}
 }
 
@@ -112,12 +131,18 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 }
 
 // writeBody sends b and reports n written, whatever the client does: a
-// client that left must not fail the function.
+// client that left or stopped reading must not fail, nor hold, the
+// function.
 func (s *streamWriter) writeBody(b []byte, n int) (int, error) {
-	if len(b) > 0 {
-		_, _ = s.w.Write(b)
-		s.flush()
+	if len(b) == 0 || s.gone != nil {
+		return n, nil
 	}
+	s.deadline()
+	if _, err := s.w.Write(b); err != nil {
+		s.gone = err
+		return n, nil
+	}
+	s.flush()
 	return n, nil
 }
 
@@ -127,6 +152,7 @@ func (s *streamWriter) started() bool { return s.sent }
 // that never ended is sent as a body.
 func (s *streamWriter) finish() {
 	if s.buffered {
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.answer))
 		if s.tooBig {
 			message(s.w, http.StatusBadGateway, "Internal Server Error")
 			return
@@ -136,9 +162,10 @@ func (s *streamWriter) finish() {
 	}
 	if !s.sent {
 		s.start(http.StatusOK)
-		if s.buf.Len() > 0 {
-			_, _ = s.w.Write(s.buf.Bytes())
-		}
+		_, _ = s.writeBody(s.buf.Bytes(), 0)
 	}
+	// The end of the stream (and net/http's last chunk after it) gets its
+	// own time, not what is left of the last chunk's.
+	s.deadline()
 	s.flush()
 }

@@ -1,15 +1,19 @@
 package funcurl
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/hearthdev/hearth/internal/invoke"
 )
 
 // lambdaPrelude is the prelude aws-lambda-go writes for a streamed
@@ -123,7 +127,7 @@ func TestStreamWriter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
-			s := newStreamWriter(w)
+			s := newStreamWriter(w, Timeouts{})
 			s.Begin(tt.contentType)
 			for _, c := range tt.chunks {
 				if n, err := s.Write([]byte(c)); n != len(c) || err != nil {
@@ -181,7 +185,7 @@ func TestStreamWriterError(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
-			s := newStreamWriter(w)
+			s := newStreamWriter(w, Timeouts{})
 			s.Begin(tt.contentType)
 			for _, c := range tt.chunks {
 				_, _ = s.Write([]byte(c))
@@ -206,7 +210,7 @@ func TestStreamWriterFlushesEachChunk(t *testing.T) {
 	next := make(chan struct{})
 	prelude := lambdaPrelude(t, 207, map[string]string{"Content-Type": "text/plain", "X-Streamed": "yes"}, []string{"s=1"})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := newStreamWriter(w)
+		s := newStreamWriter(w, Timeouts{})
 		s.Begin(integrationResponse)
 		_, _ = s.Write([]byte(prelude))
 		for _, c := range chunks {
@@ -245,5 +249,79 @@ func TestStreamWriterFlushesEachChunk(t *testing.T) {
 	rest, err := io.ReadAll(resp.Body)
 	if err != nil || len(rest) != 0 {
 		t.Fatalf("after the last chunk: %q, %v", rest, err)
+	}
+}
+
+// A RESPONSE_STREAM client that sends its request and never reads must not
+// hold the function's stream: once a chunk's write deadline passes the
+// client is abandoned, the rest of the stream is dropped, the invocation
+// runs to its end and the handler returns.
+func TestStreamToAClientThatNeverReads(t *testing.T) {
+	const chunks, chunk = 256, 256 << 10 // 64 MB: far more than the sockets and HTTP/2 windows hold
+	const deadline = 300 * time.Millisecond
+	newHandler := func(wrote *atomic.Int64) http.Handler {
+		inv := &stubInvoker{invoke: func(req invoke.Request) (*invoke.Result, error) {
+			req.Stream.Begin("application/octet-stream")
+			b := bytes.Repeat([]byte("z"), chunk)
+			for range chunks {
+				n, err := req.Stream.Write(b)
+				if err != nil {
+					return nil, err
+				}
+				wrote.Add(int64(n))
+			}
+			return &invoke.Result{RequestID: "r-1"}, nil
+		}}
+		return New(Config{URLs: oneURL{Function: "f", AuthType: "NONE", InvokeMode: "RESPONSE_STREAM"}, Invoker: inv, Log: quietLog(),
+			Timeouts: Timeouts{StreamWrite: deadline}})
+	}
+	tests := []struct {
+		name string
+		// stall sends a request to the handler and never reads the
+		// answer; done is closed when the handler returns.
+		stall func(t *testing.T, h http.Handler) (done chan struct{})
+	}{
+		{"HTTP/1.1, a small receive buffer", func(t *testing.T, h http.Handler) chan struct{} {
+			addr, done := serveUntilDone(t, h)
+			stalledClient(t, addr, "GET /fn-url/abc/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+			return done
+		}},
+		{"HTTP/2 over TLS", func(t *testing.T, h http.Handler) chan struct{} {
+			done := make(chan struct{})
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				defer close(done)
+				h.ServeHTTP(w, r)
+			}))
+			srv.EnableHTTP2 = true
+			srv.StartTLS()
+			t.Cleanup(srv.Close)
+			resp, err := srv.Client().Get(srv.URL + "/fn-url/abc/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { resp.Body.Close() })
+			if resp.ProtoMajor != 2 {
+				t.Fatalf("served over %s, want HTTP/2", resp.Proto)
+			}
+			return done
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var wrote atomic.Int64
+			start := time.Now()
+			done := tt.stall(t, newHandler(&wrote))
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the handler is still held by a client that does not read (%d bytes streamed)", wrote.Load())
+			}
+			if took := time.Since(start); took > 10*deadline {
+				t.Errorf("the handler took %s to give up on the client, want about %s", took, deadline)
+			}
+			if wrote.Load() != chunks*chunk {
+				t.Errorf("the function streamed %d bytes, want all %d: the invocation must run to its end", wrote.Load(), chunks*chunk)
+			}
+		})
 	}
 }

@@ -86,6 +86,12 @@ func TestWriteInitramfs(t *testing.T) {
 	code, err := ReadZip(makeZip(t,
 		entry{"bootstrap", 0o755, "#!/bin/sh\necho hi\n", true},
 		entry{"conf/app.json", 0o644, `{"a":1}`, true},
+		// Modes the function, not root, could not use or should not have.
+		entry{"bin/tool", 0o700, "tool", true},
+		entry{"secret.txt", 0o600, "s", true},
+		entry{"open.txt", 0o666, "o", true},
+		entry{"private/", fs.ModeDir | 0o700, "", true},
+		entry{"private/data", 0o640, "d", true},
 	))
 	if err != nil {
 		t.Fatal(err)
@@ -101,10 +107,12 @@ func TestWriteInitramfs(t *testing.T) {
 	if err := WriteInitramfs(&buf, InitramfsSpec{Agent: agent, Modules: []string{mod}, Code: code}); err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]struct {
-		mode cpio.FileMode
-		body string
-	}{}
+	type file struct {
+		mode     cpio.FileMode
+		body     string
+		uid, gid int
+	}
+	got := map[string]file{}
 	r := cpio.NewReader(&buf)
 	for {
 		h, err := r.Next()
@@ -115,10 +123,7 @@ func TestWriteInitramfs(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(r)
-		got[h.Name] = struct {
-			mode cpio.FileMode
-			body string
-		}{h.Mode, string(b)}
+		got[h.Name] = file{h.Mode, string(b), h.Uid, h.Guid}
 	}
 	want := []struct {
 		name string
@@ -128,6 +133,10 @@ func TestWriteInitramfs(t *testing.T) {
 		{"init", 0o755, "AGENT"},
 		{"var/task/bootstrap", 0o755, "#!/bin/sh\necho hi\n"},
 		{"var/task/conf/app.json", 0o644, `{"a":1}`},
+		{"var/task/bin/tool", 0o755, "tool"},
+		{"var/task/secret.txt", 0o644, "s"},
+		{"var/task/open.txt", 0o644, "o"},
+		{"var/task/private/data", 0o644, "d"},
 		{"lib/modules/hearth/virtio_console.ko", 0o644, "MODULE"},
 		{"lib/modules/hearth/order", 0o644, "virtio_console.ko\n"},
 		{"etc/hosts", 0o644, "127.0.0.1\tlocalhost\n::1\tlocalhost\n"},
@@ -142,9 +151,21 @@ func TestWriteInitramfs(t *testing.T) {
 			t.Errorf("%s: mode %o body %q, want %o %q", w.name, g.mode.Perm(), g.body, w.perm, w.body)
 		}
 	}
-	for _, d := range []string{"dev", "proc", "sys", "tmp", "var/task/conf"} {
-		if g, ok := got[d]; !ok || !g.mode.IsDir() {
-			t.Errorf("directory %s missing", d)
+	for _, d := range []string{"dev", "proc", "sys", "tmp", "var/task/conf", "var/task/private"} {
+		if g, ok := got[d]; !ok || !g.mode.IsDir() || g.mode.Perm() != 0o755 {
+			t.Errorf("directory %s missing or not 0755: %+v", d, g)
+		}
+	}
+	// Root owns everything: the function, another user, cannot chmod it.
+	for name, g := range got {
+		if g.uid != 0 || g.gid != 0 {
+			t.Errorf("%s owned by %d:%d", name, g.uid, g.gid)
+		}
+	}
+	// The agent writes the users: one list of them, in the agent.
+	for _, name := range []string{"etc/passwd", "etc/group"} {
+		if _, ok := got[name]; ok {
+			t.Errorf("%s in the initramfs", name)
 		}
 	}
 }

@@ -44,15 +44,10 @@ func WriteInitramfs(w io.Writer, spec InitramfsSpec) error {
 	if err := iw.hostFile("init", spec.Agent, 0o755); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	etc := map[string]string{
-		"etc/hosts":  "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nsbx_user1051:x:993:990::/home/sbx_user1051:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n",
-		"etc/group":  "root:x:0:\nnobody:x:65534:\n",
-	}
-	for name, body := range etc {
-		if err := iw.bytes(name, []byte(body), 0o644); err != nil {
-			return err
-		}
+	// The agent writes /etc/passwd and /etc/group, as it owns the user the
+	// function runs as.
+	if err := iw.bytes("etc/hosts", []byte("127.0.0.1\tlocalhost\n::1\tlocalhost\n"), 0o644); err != nil {
+		return err
 	}
 	var order strings.Builder
 	for _, m := range spec.Modules {
@@ -79,6 +74,21 @@ func WriteInitramfs(w io.Writer, spec InitramfsSpec) error {
 		return err
 	}
 	return bw.Flush()
+}
+
+// codePerm is the mode a file of the code gets in the guest: 0755 if the
+// zip made it executable by anyone, else 0644. The files are root's and the
+// function runs as another user, so what the zip lets its owner (the
+// developer) read or run, the function may: a bootstrap zipped as 0700
+// still starts, as ReadZip accepts it. Only root may write, and the mount
+// is read-only anyway. (Lambda keeps the zip's modes and fails such a
+// function with "permission denied"; Hearth is lenient, as there is nothing
+// in the code to hide from the function itself.)
+func codePerm(perm fs.FileMode) fs.FileMode {
+	if perm&0o111 != 0 {
+		return 0o755
+	}
+	return 0o644
 }
 
 // imageWriter adds entries, creating parent directories once each.
@@ -133,7 +143,7 @@ func (iw *imageWriter) hostFile(name, src string, perm fs.FileMode) error {
 func (iw *imageWriter) zipEntry(name string, mode fs.FileMode, f *zip.File) error {
 	switch {
 	case mode.IsDir():
-		return iw.dir(name, mode.Perm()|0o700)
+		return iw.dir(name, 0o755)
 	case mode&fs.ModeSymlink != 0:
 		rc, err := f.Open()
 		if err != nil {
@@ -159,7 +169,7 @@ func (iw *imageWriter) zipEntry(name string, mode fs.FileMode, f *zip.File) erro
 			return err
 		}
 		defer rc.Close()
-		if err := iw.header(name, cpio.TypeReg|cpio.FileMode(mode.Perm()), int64(f.UncompressedSize64)); err != nil {
+		if err := iw.header(name, cpio.TypeReg|cpio.FileMode(codePerm(mode.Perm())), int64(f.UncompressedSize64)); err != nil {
 			return err
 		}
 		if _, err := io.Copy(iw.cw, rc); err != nil {

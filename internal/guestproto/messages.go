@@ -74,6 +74,9 @@ type Init struct {
 	// "snap-start" for an environment that becomes a template.
 	InitType string `json:"initType,omitempty"`
 	EnvID    string `json:"envId"`
+	// EphemeralStorageMB is the size of /tmp; 0 keeps the guest's default,
+	// Lambda's 512 MB.
+	EphemeralStorageMB int `json:"ephemeralStorageMB,omitempty"`
 }
 
 // Ready says the runtime finished its init: it called /invocation/next.
@@ -163,4 +166,41 @@ type ErrorObject struct {
 	ErrorMessage string   `json:"errorMessage"`
 	ErrorType    string   `json:"errorType"`
 	StackTrace   []string `json:"stackTrace,omitempty"`
+}
+
+// MaxResponseBytes is Lambda's limit on a buffered response (and an error
+// object): 6 MB and the 100 bytes Lambda allows over it, as its error
+// message says.
+const MaxResponseBytes = 6291556
+
+// Bounds of what an agent may send, per frame type (AgentLimit).
+const (
+	// maxAgentHeader bounds every header an agent sends: they carry ids,
+	// error types, a content type and counters.
+	maxAgentHeader = 64 << 10
+	// MaxLogFrame bounds one Log frame: the agent forwards output in reads
+	// of its pipes (32 KiB) and short notices.
+	MaxLogFrame = 256 << 10
+	// MaxChunkFrame bounds one part of a streamed response.
+	MaxChunkFrame = 1 << 20
+	// maxControlBody bounds the body of a frame that carries none.
+	maxControlBody = 4 << 10
+)
+
+// AgentLimit is what a host accepts from its agent in one frame of type t:
+// a response or an error object up to Lambda's limit, output and stream
+// chunks in small pieces, and nothing large in a control frame, so that a
+// hostile guest cannot make the host buffer more than one response's worth
+// per environment. A frame over its limit breaks the channel.
+func AgentLimit(t Type) Limit {
+	switch t {
+	case TypeResponse, TypeFunctionError, TypeInitError:
+		return Limit{Header: maxAgentHeader, Body: MaxResponseBytes}
+	case TypeLog:
+		return Limit{Header: maxAgentHeader, Body: MaxLogFrame}
+	case TypeResponseChunk:
+		return Limit{Header: maxAgentHeader, Body: MaxChunkFrame}
+	default:
+		return Limit{Header: maxAgentHeader, Body: maxControlBody}
+	}
 }

@@ -34,6 +34,9 @@ func (s *Service) schedulerFunction(f store.Function, reserved *int) scheduler.F
 	if f.Environment != nil {
 		fn.Env = f.Environment.Variables
 	}
+	if f.EphemeralStorage != nil {
+		fn.EphemeralStorageMB = f.EphemeralStorage.Size
+	}
 	if f.IdlePolicy == (store.IdlePolicy{}) {
 		fn.KeepWarm, fn.KeepSuspended = defaultKeepWarm, defaultKeepSuspended
 	}

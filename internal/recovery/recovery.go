@@ -186,10 +186,12 @@ func commandLines() map[int]string {
 	return out
 }
 
-// mentions reports whether a command line names dir or a path in it.
+// mentions reports whether a command line is of the environment in dir:
+// it names dir or a path in it, or it is a VMM named after the folder
+// (QEMU is named hearth-<env id>, and handed its files as descriptors).
 func mentions(cmdline, dir string) bool {
 	dir = filepath.Clean(dir)
-	for _, s := range []string{dir + "/", dir + " ", dir + ","} {
+	for _, s := range []string{dir + "/", dir + " ", dir + ",", " hearth-" + filepath.Base(dir) + " "} {
 		if strings.Contains(cmdline+" ", s) {
 			return true
 		}

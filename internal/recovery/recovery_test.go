@@ -158,7 +158,7 @@ func TestRun(t *testing.T) {
 	manifest(t, env("env-detached"), "ready", false)
 	manifest(t, env("env-hand-driven"), "suspended", true)
 
-	vmm := process(t, true, "-m", "128M", "-chardev", "file,id=console,path="+env("env-busy")+"/console.log")
+	vmm := process(t, true, "-name", "hearth-env-busy", "-m", "128M", "-object", "memory-backend-file,id=mem,mem-path=/proc/self/fd/5")
 	reused := process(t, true, "-chardev", "file,id=console,path="+env("env-other")+"/console.log")
 	user := process(t, false, env("env-in-use")+"/memory")
 
@@ -238,6 +238,8 @@ func TestMentions(t *testing.T) {
 		{"sh /d/envs/env-a", "/d/envs/env-a/", true},
 		{"qemu path=/d/envs/env-ab/console.log", "/d/envs/env-a", false},
 		{"qemu path=/other/envs/env-a/console.log", "/d/envs/env-a", false},
+		{"qemu -name hearth-env-a -m 128M", "/d/envs/env-a", true},
+		{"qemu -name hearth-env-ab -m 128M", "/d/envs/env-a", false},
 	}
 	for _, c := range cases {
 		if got := mentions(c.cmdline, c.dir); got != c.want {

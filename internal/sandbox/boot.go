@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,30 +62,45 @@ func (e *Env) boot(ctx context.Context) error {
 		return fmt.Errorf("start %s: %w", e.id, err)
 	}
 	var hello guestproto.Hello
+	bootTimer := time.NewTimer(e.cfg.BootTimeout)
+	defer bootTimer.Stop()
 	select {
 	case hello = <-c.hello:
 	case <-c.gone:
 		return fmt.Errorf("%s: the microVM stopped before its agent answered%s", e.id, e.consoleTail())
-	case <-time.After(e.cfg.BootTimeout):
+	case <-bootTimer.C:
 		return fmt.Errorf("%s: no answer from the agent after %s%s", e.id, e.cfg.BootTimeout, e.consoleTail())
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	t2 := time.Now()
 	tm.KernelBoot = t2.Sub(t1)
-	tm.GuestAgent = ms(hello.AgentMs)
-	tm.GuestKernel = max(ms(hello.UptimeMs)-tm.GuestAgent, 0)
+	// The guest's account of its boot is bounded by the host's measure.
+	tm.GuestAgent = msIn(hello.AgentMs, tm.KernelBoot)
+	tm.GuestKernel = min(max(msIn(hello.UptimeMs, tm.KernelBoot)-tm.GuestAgent, 0), tm.KernelBoot-tm.GuestAgent)
 
 	initMsg := guestproto.Init{
 		FunctionName: e.fn.Name, FunctionVersion: e.fn.Version, FunctionARN: e.fn.ARN(),
 		MemoryMB: e.fn.MemoryMB, Handler: e.fn.Handler, Region: e.fn.Region,
 		LogGroup: "/aws/lambda/" + e.fn.Name, LogStream: time.Now().UTC().Format("2006/01/02") + "/[" + e.fn.Version + "]" + e.id,
 		Env: e.fn.Env, LogLimit: e.fn.LogLimit, UnixNano: time.Now().UnixNano(),
-		InitType: e.initType, EnvID: e.id,
+		InitType: e.initType, EnvID: e.id, EphemeralStorageMB: e.fn.EphemeralStorageMB,
 	}
-	if err := c.out.Write(guestproto.TypeInit, initMsg, entropy()); err != nil {
+	// The init phase's output is counted from here, against its own limit.
+	e.logs.reset()
+	initDeadline := time.Now().Add(e.cfg.InitTimeout)
+	initTimedOut := &InitError{Object: guestproto.ErrorObject{
+		ErrorType:    "Runtime.Unknown",
+		ErrorMessage: fmt.Sprintf("Task timed out after %.2f seconds (init did not finish)", e.cfg.InitTimeout.Seconds()),
+	}}
+	if err := c.send(ctx, initDeadline, guestproto.TypeInit, initMsg, entropy()); err != nil {
+		if errors.Is(err, errGuestDeadline) {
+			return initTimedOut
+		}
 		return fmt.Errorf("%s: init: %w", e.id, err)
 	}
+	timer := time.NewTimer(time.Until(initDeadline))
+	defer timer.Stop()
 	select {
 	case f := <-c.initEnd:
 		if f.Type == guestproto.TypeInitError {
@@ -93,21 +109,35 @@ func (e *Env) boot(ctx context.Context) error {
 		tm.RuntimeInit = time.Since(t2)
 	case <-c.gone:
 		return fmt.Errorf("%s: the microVM stopped during init%s", e.id, e.consoleTail())
-	case <-time.After(e.cfg.InitTimeout):
-		return &InitError{Object: guestproto.ErrorObject{
-			ErrorType:    "Runtime.Unknown",
-			ErrorMessage: fmt.Sprintf("Task timed out after %.2f seconds (init did not finish)", e.cfg.InitTimeout.Seconds()),
-		}}
+	case <-timer.C:
+		return initTimedOut
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	select {
+	case <-c.gone:
+		// The channel broke as the init ended: the VMM is stopped.
+		return fmt.Errorf("%s: the agent channel broke after init: %w", e.id, c.err())
+	default:
+	}
 	e.timings, e.ready = tm, readiness{start: StartCold}
 	if e.state != StateDead {
 		e.state = StateReady
 	}
-	e.mu.Unlock()
 	return nil
+}
+
+// msIn is a duration in milliseconds a guest reported, within [0, limit].
+func msIn(f float64, limit time.Duration) time.Duration {
+	if !(f > 0) { // negative, zero or NaN
+		return 0
+	}
+	if f >= float64(limit)/float64(time.Millisecond) {
+		return limit
+	}
+	return ms(f)
 }
 
 func entropy() []byte {

@@ -29,6 +29,9 @@ type Function struct {
 	Region   string            `json:"region,omitempty"`
 	// LogLimit caps the output kept per phase; 0 is the agent's default.
 	LogLimit int64 `json:"logLimit,omitempty"`
+	// EphemeralStorageMB is the size of the guest's /tmp; 0 is Lambda's
+	// default, 512 MB.
+	EphemeralStorageMB int `json:"ephemeralStorageMB,omitempty"`
 }
 
 // DefaultRegion is the region a function is in when none is set.
@@ -78,6 +81,9 @@ type Config struct {
 	// the kernel's boot to the agent, and a restore to the agent's answer.
 	InitTimeout time.Duration
 	BootTimeout time.Duration
+	// StreamStall is how long the consumer of a streamed response may take
+	// nothing before the stream is abandoned; DefaultStreamStall if zero.
+	StreamStall time.Duration
 	Log         *slog.Logger
 }
 
@@ -93,6 +99,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BootTimeout == 0 {
 		c.BootTimeout = 60 * time.Second
+	}
+	if c.StreamStall == 0 {
+		c.StreamStall = DefaultStreamStall
 	}
 	return c
 }

@@ -121,7 +121,7 @@ func newEnv(cfg Config, fn Function, img Image, id, dir string) *Env {
 	e := &Env{
 		id: id, dir: dir, kind: kindEnv, fn: fn, img: img, cfg: cfg,
 		log:    cfg.Log.With("env", id),
-		logs:   newLogSink(cfg.Logs),
+		logs:   newLogSink(cfg.Logs, fn.LogLimit),
 		stream: &streamRoute{},
 		state:  StateBooting,
 		guest:  newGuest(),
@@ -143,7 +143,7 @@ func newEnv(cfg Config, fn Function, img Image, id, dir string) *Env {
 // caller finds its channel gone.
 func (e *Env) connect(m vmm.Machine, initing bool) *conn {
 	e.mu.Lock()
-	c := newConn(m, initing, e.guest, e.logs, e.stream, e.log)
+	c := newConn(m, initing, e.guest, e.logs, e.stream, e.log, e.linkLost)
 	dead := e.state == StateDead
 	if !dead {
 		e.conn = c
@@ -153,6 +153,20 @@ func (e *Env) connect(m vmm.Machine, initing bool) *conn {
 		_ = c.stop(context.Background())
 	}
 	return c
+}
+
+// linkLost is told that c's agent channel broke under this process, and
+// its VMM was stopped. An environment that was ready is then dead; one in
+// another state is in the hands of whoever put it there (a boot, a restore
+// or an invocation, which see the channel gone).
+func (e *Env) linkLost(c *conn) {
+	e.mu.Lock()
+	ready := e.conn == c && e.state == StateReady
+	e.mu.Unlock()
+	if ready {
+		e.log.Warn("agent channel broke while ready; environment ended", "err", c.err())
+		_ = e.Close(context.Background())
+	}
 }
 
 // current is the VMM it runs in, or nil.
@@ -233,14 +247,15 @@ func (e *Env) Detach() error {
 	return nil
 }
 
-// consoleTail is the end of the guest's console, to explain a failure.
+// consoleTailBytes is how much of the guest's console an error carries.
+const consoleTailBytes = 1500
+
+// consoleTail is the end of the guest's console, to explain a failure:
+// only the end is read, however large the file.
 func (e *Env) consoleTail() string {
-	b, err := os.ReadFile(filepath.Join(e.dir, "console.log"))
+	b, err := vmm.ReadTail(filepath.Join(e.dir, "console.log"), consoleTailBytes)
 	if err != nil || len(b) == 0 {
 		return ""
-	}
-	if len(b) > 1500 {
-		b = b[len(b)-1500:]
 	}
 	return "; console:\n" + string(b)
 }

@@ -55,3 +55,14 @@ func (g *guest) restoreError() *guestproto.ErrorObject {
 	defer g.mu.Unlock()
 	return g.restoreErr
 }
+
+// maxRestoreError bounds the error object of a failed after-restore hook
+// that an environment keeps for its next caller.
+const maxRestoreError = 64 << 10
+
+func restoreError(body []byte) *guestproto.ErrorObject {
+	if len(body) > maxRestoreError {
+		body = body[:maxRestoreError]
+	}
+	return errorObject("Runtime.RestoreError", body)
+}

@@ -29,7 +29,12 @@ type Request struct {
 	Stream ResponseStream
 }
 
-// ResponseStream receives a streamed response.
+// ResponseStream receives a streamed response. Its calls come from a
+// goroutine of their own, one at a time, through a bounded buffer: a
+// consumer that takes nothing for Config.StreamStall is abandoned, and
+// Invoke then returns while its Write may still be running (it must
+// return on its own, at the consumer's own write deadline); no call follows
+// an abandoned one.
 type ResponseStream interface {
 	// Begin is called once, before the first bytes, with the response's
 	// content type as the runtime gave it.
@@ -70,9 +75,11 @@ var ErrBusy = errors.New("sandbox: environment is busy")
 var ErrDead = errors.New("sandbox: environment has stopped")
 
 // Invoke runs one invocation; a suspended environment is resumed first. It
-// enforces the function's timeout: past it the environment is killed and the
-// result is Lambda's timeout error. A runtime that exits fails the
-// invocation and leaves the environment dead.
+// enforces the function's timeout, from before the event is sent: past it,
+// whether the guest did not read the event or did not answer, the
+// environment is killed and the result is Lambda's timeout error. A runtime
+// that exits fails the invocation and leaves the environment dead. Lambda's
+// limits on the response hold here whatever the guest does.
 func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	if len(req.Payload) > MaxPayloadBytes {
 		return nil, lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation", MaxPayloadBytes)
@@ -102,6 +109,13 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	}
 	e.ready = readiness{start: StartWarm}
 	e.mu.Unlock()
+	select {
+	case <-c.gone:
+		// Its agent channel broke while it waited: its VMM is stopped.
+		_ = e.Close(context.Background())
+		return nil, ErrDead
+	default:
+	}
 	restoreErr := g.restoreError()
 	if restoreErr != nil {
 		// Lambda fails such an invocation with a SnapStart error; the
@@ -129,41 +143,71 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	res.RequestID = req.RequestID
 	e.logs.reset()
 
+	// The invocation's clock runs from here: whatever the guest does from
+	// now on, reading the event included, the invocation ends by its
+	// deadline.
 	start := time.Now()
 	deadline := start.Add(e.fn.Timeout)
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	c.expect(req.RequestID)
+	defer c.expect("")
+	var pump *streamPump
+	if req.Stream != nil {
+		pump = e.stream.begin(req.RequestID, req.Stream, e.cfg.StreamStall, guestproto.MaxStreamBytes)
+		defer e.stream.end(pump)
+	}
 	msg := guestproto.Invoke{
 		RequestID: req.RequestID, DeadlineMs: deadline.UnixMilli(), FunctionARN: e.fn.ARN(),
 		TraceID: req.TraceID, ClientContext: req.ClientContext, Stream: req.Stream != nil,
 	}
-	e.stream.set(req.RequestID, req.Stream)
-	defer e.stream.set("", nil)
-	if err := c.out.Write(guestproto.TypeInvoke, msg, req.Payload); err != nil {
+	if err := c.send(ctx, deadline, guestproto.TypeInvoke, msg, req.Payload); err != nil {
 		_ = e.Close(context.Background())
+		switch {
+		case errors.Is(err, errGuestDeadline):
+			e.timedOut(res, start)
+			return res, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("%s: send invocation: %w", e.id, err)
 	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
 	for done := false; !done; {
+		results := c.results
+		gone := c.gone
+		if len(results) > 0 {
+			// A result read before the channel broke still stands.
+			gone = nil
+		}
 		select {
-		case f := <-c.results:
-			var r guestproto.Result
-			_ = f.Decode(&r)
+		case r := <-results:
 			if r.RequestID != req.RequestID {
 				continue // a stale answer, to an earlier request
 			}
 			done = true
 			res.Duration = time.Since(start)
-			res.MaxRSSKiB, res.LogDropped = r.MaxRSSKiB, r.LogDropped
-			res.Payload = f.Body
-			if f.Type == guestproto.TypeFunctionError {
-				res.Error = errorObject(r.ErrorType, f.Body)
+			// What the guest says of itself is bounded by what it can be.
+			res.MaxRSSKiB = clamp(r.MaxRSSKiB, 0, int64(e.fn.MemoryMB)<<10)
+			res.LogDropped = clamp(r.LogDropped, 0, maxLogDropped)
+			res.Payload = r.frame.Body
+			if r.frame.Type == guestproto.TypeFunctionError {
+				res.Error = errorObject(printable(r.ErrorType, maxErrorType), r.frame.Body)
 				res.Payload = mustJSON(res.Error)
 				// A runtime may exit right after reporting an error
 				// (aws-lambda-go does after a panic, or when its response
 				// was refused): wait until it asks for more work or ends.
 				e.awaitIdle(req.RequestID, c, g)
 			}
+			if len(r.frame.Body) > guestproto.MaxResponseBytes {
+				responseTooLarge(res, guestproto.MaxResponseBytes)
+			}
 			e.setState(StateReady)
+			select {
+			case <-c.gone:
+				// The channel broke after the result: the VMM is stopped.
+				_ = e.Close(context.Background())
+			default:
+			}
 		case <-g.exited:
 			done = true
 			res.Duration = time.Since(start)
@@ -171,30 +215,37 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 			res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
 				ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s", req.RequestID, g.status())}
 			select {
-			case f := <-c.results:
-				var r guestproto.Result
-				_ = f.Decode(&r)
+			case r := <-c.results:
 				if r.RequestID == req.RequestID {
-					res.Error = errorObject(r.ErrorType, f.Body)
+					res.Error = errorObject(printable(r.ErrorType, maxErrorType), r.frame.Body)
 				}
 			case <-time.After(100 * time.Millisecond):
 			}
 			res.Payload = mustJSON(res.Error)
 			_ = e.Close(context.Background())
-		case <-c.gone:
+		case <-gone:
+			if len(c.results) > 0 {
+				continue // a result came in just before
+			}
 			done = true
 			res.Duration = time.Since(start)
-			res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
-				ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: the microVM stopped%s", req.RequestID, e.consoleTail())}
-			res.Payload = mustJSON(res.Error)
+			var tl *guestproto.TooLargeError
+			if errors.As(c.err(), &tl) && (tl.Type == guestproto.TypeResponse || tl.Type == guestproto.TypeFunctionError) {
+				// The guest tried to send a response over Lambda's limit.
+				responseTooLarge(res, guestproto.MaxResponseBytes)
+			} else {
+				// The console is the guest's to write: it goes to the
+				// host's log, never to the caller.
+				e.cfg.Log.Warn("the microVM stopped during an invocation", "env", e.id, "request", req.RequestID, "console", e.consoleTail())
+				res.Error = &guestproto.ErrorObject{ErrorType: "Runtime.ExitError",
+					ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: the microVM stopped", req.RequestID)}
+				res.Payload = mustJSON(res.Error)
+			}
 			_ = e.Close(context.Background())
 		case <-timer.C:
-			done = true
-			res.Duration = time.Since(start)
-			res.Error = &guestproto.ErrorObject{ErrorType: "Sandbox.Timedout",
-				ErrorMessage: fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", req.RequestID, e.fn.Timeout.Seconds())}
-			res.Payload = mustJSON(res.Error)
 			_ = e.Close(context.Background())
+			e.timedOut(res, start)
+			done = true
 		case <-ctx.Done():
 			// The caller went away: the invocation's state is unknown, so
 			// the environment cannot be reused.
@@ -202,8 +253,43 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 			return nil, ctx.Err()
 		}
 	}
+	if pump != nil {
+		e.stream.end(pump)
+		tooLarge, abandoned := pump.state()
+		if tooLarge {
+			responseTooLarge(res, guestproto.MaxStreamBytes)
+		}
+		if abandoned {
+			e.log.Warn("streamed response abandoned: its consumer took nothing", "request", req.RequestID, "stall", e.cfg.StreamStall)
+		}
+	}
+	res.LogDropped += e.logs.droppedBytes()
 	res.LogTail = e.logs.last()
 	return res, nil
+}
+
+// maxLogDropped bounds the dropped output a guest may report: more than a
+// function could write at full speed for Lambda's longest timeout.
+const maxLogDropped = 1 << 40
+
+// maxErrorType bounds an error type a guest names in a frame's header.
+const maxErrorType = 256
+
+func clamp(v, lo, hi int64) int64 { return min(max(v, lo), hi) }
+
+// timedOut makes res Lambda's timeout error.
+func (e *Env) timedOut(res *Result, start time.Time) {
+	res.Duration = time.Since(start)
+	res.Error = &guestproto.ErrorObject{ErrorType: "Sandbox.Timedout",
+		ErrorMessage: fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", res.RequestID, e.fn.Timeout.Seconds())}
+	res.Payload = mustJSON(res.Error)
+}
+
+// responseTooLarge makes res Lambda's error for a response over limit.
+func responseTooLarge(res *Result, limit int) {
+	res.Error = &guestproto.ErrorObject{ErrorType: "Function.ResponseSizeTooLarge",
+		ErrorMessage: fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", limit)}
+	res.Payload = mustJSON(res.Error)
 }
 
 // awaitIdle waits until the runtime asks for work after request id, or

@@ -9,6 +9,9 @@ import (
 	"github.com/hearthdev/hearth/internal/guestproto"
 )
 
+// pingTimeout bounds the answer to the ping that checks an attached agent.
+const pingTimeout = 10 * time.Second
+
 // Open finds the environment in dir, as a process that did not start it:
 // a suspended one is ready to resume; a running one (detached) is attached
 // to and must answer a ping.
@@ -40,16 +43,21 @@ func Open(ctx context.Context, cfg Config, dir string) (*Env, error) {
 		return nil, fmt.Errorf("%s: %w: %w", m.ID, ErrDead, err)
 	}
 	c := e.connect(mach, false)
-	if err := c.out.Write(guestproto.TypePing, guestproto.Ping{Seq: 1}, nil); err != nil {
+	// An agent that does not even read a ping in time is hung or hostile:
+	// send stops its VMM.
+	deadline := time.Now().Add(pingTimeout)
+	if err := c.send(ctx, deadline, guestproto.TypePing, guestproto.Ping{Seq: 1}, nil); err != nil {
 		c.disconnect()
-		return nil, err
+		return nil, fmt.Errorf("%s: ping: %w", m.ID, err)
 	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
 	select {
 	case <-c.pong:
 	case <-c.gone:
 		c.disconnect()
 		return nil, fmt.Errorf("%s: %w", m.ID, ErrDead)
-	case <-time.After(10 * time.Second):
+	case <-timer.C:
 		c.disconnect()
 		return nil, fmt.Errorf("%s: the agent did not answer", m.ID)
 	}

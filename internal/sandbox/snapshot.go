@@ -277,6 +277,14 @@ func (e *Env) restoreSpending(ctx context.Context, spec vmm.MachineSpec, snap vm
 	if err == nil && e.state == StateDead {
 		err = fmt.Errorf("%s: closed while resuming: %w", e.id, ErrDead)
 	}
+	if err == nil {
+		select {
+		case <-c.gone:
+			// The channel broke as the agent answered: the VMM is stopped.
+			err = fmt.Errorf("%s: the agent channel broke after resuming: %w", e.id, c.err())
+		default:
+		}
+	}
 	if err != nil {
 		if e.conn == c {
 			e.conn = nil
@@ -285,33 +293,38 @@ func (e *Env) restoreSpending(ctx context.Context, spec vmm.MachineSpec, snap vm
 		_ = c.stop(context.Background())
 		return err
 	}
-	e.restores = r.Restores
+	// The guest's count of its restores is its own account: bounded.
+	e.restores = int(clamp(int64(r.Restores), 0, 1<<31-1))
 	e.ready = readiness{start: StartResume, restore: time.Since(t0)}
 	if clone {
 		e.ready.start = StartClone
 	}
 	e.state = StateReady
 	e.mu.Unlock()
-	e.log.Debug("resumed", "vmm_ms", msf(t1.Sub(t0)), "guest_ms", msf(time.Since(t1)), "agent_freshen_ms", r.FreshenMs)
+	e.log.Debug("resumed", "vmm_ms", msf(t1.Sub(t0)), "guest_ms", msf(time.Since(t1)), "agent_freshen_ms", msf(msIn(r.FreshenMs, time.Since(t1))))
 	return nil
 }
 
 // awaitResumed starts the restored machine and tells its agent it was
-// restored, with fresh entropy and the time, and waits for its answer.
+// restored, with fresh entropy and the time, and waits for its answer, the
+// whole within the boot timeout.
 func (e *Env) awaitResumed(ctx context.Context, c *conn, clone bool) (guestproto.Resumed, error) {
+	deadline := time.Now().Add(e.cfg.BootTimeout)
 	if err := c.m.Start(ctx); err != nil {
 		return guestproto.Resumed{}, fmt.Errorf("%s: restore: %w", e.id, err)
 	}
 	msg := guestproto.Resume{UnixNano: time.Now().UnixNano(), EnvID: e.id, Clone: clone}
-	if err := c.out.Write(guestproto.TypeResume, msg, entropy()); err != nil {
+	if err := c.send(ctx, deadline, guestproto.TypeResume, msg, entropy()); err != nil {
 		return guestproto.Resumed{}, fmt.Errorf("%s: restore: %w", e.id, err)
 	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
 	select {
 	case r := <-c.resumed:
 		return r, nil
 	case <-c.gone:
 		return guestproto.Resumed{}, fmt.Errorf("%s: the microVM stopped while resuming%s", e.id, e.consoleTail())
-	case <-time.After(e.cfg.BootTimeout):
+	case <-timer.C:
 		return guestproto.Resumed{}, fmt.Errorf("%s: no answer from the agent %s after a restore", e.id, e.cfg.BootTimeout)
 	case <-ctx.Done():
 		return guestproto.Resumed{}, ctx.Err()

@@ -87,6 +87,9 @@ type Config struct {
 	Meter Meter
 	// MaxConcurrency bounds the invocations in flight on this host.
 	MaxConcurrency int
+	// Limits bound the environments, guest memory and snapshot disk of
+	// this host, and the boots at once.
+	Limits Limits
 	// TemplatesDir holds templates: for a function with SnapStart, after a
 	// revision's first cold boot, a template is made there in the
 	// background, and environments beyond the warm and suspended ones are
@@ -97,13 +100,22 @@ type Config struct {
 
 // Scheduler runs invocations on pooled environments.
 type Scheduler struct {
-	cfg Config
+	cfg  Config
+	gate *gate
 
 	mu     sync.Mutex
 	pools  map[string]*pool // by poolKey
 	fnBusy map[string]int   // in-flight invocations per function name
 	busy   int              // in flight on this host
 	closed bool
+
+	// What the environments hold against the host's limits.
+	envs        int   // alive: booting, busy, warm, suspended
+	memMB       int   // guest memory of those holding a VMM
+	disk        int64 // bytes of suspended environments and templates
+	diskPending int64 // bytes reserved for snapshots being written
+	freeing     int   // evictions under way
+	usage       Usage // counters
 }
 
 type pool struct {
@@ -111,12 +123,22 @@ type pool struct {
 	idle          []*entry // warm, most recently used last
 	suspended     []*entry
 	template      string // folder of the template to clone, if made
+	templateBytes int64  // the disk it holds
 	templating    bool   // a template is being made
 }
 
+// entry is an environment in a pool: warm (it holds a VMM and memMB of
+// guest memory) or suspended (it holds disk bytes).
 type entry struct {
 	env   *sandbox.Env
+	fn    Function
+	p     *pool
 	timer *time.Timer
+	// since is when a warm environment was last released, or when a
+	// suspended one was suspended: the eviction order.
+	since time.Time
+	memMB int
+	disk  int64
 }
 
 // New returns a scheduler.
@@ -130,7 +152,7 @@ func New(cfg Config) *Scheduler {
 	if cfg.Meter == nil {
 		cfg.Meter = noMeter{}
 	}
-	return &Scheduler{cfg: cfg, pools: map[string]*pool{}, fnBusy: map[string]int{}}
+	return &Scheduler{cfg: cfg, gate: newGate(cfg.Limits.MaxBootsInFlight), pools: map[string]*pool{}, fnBusy: map[string]int{}}
 }
 
 // poolKey names the pool of a function at a version and revision: a change
@@ -216,115 +238,53 @@ func (s *Scheduler) acquire(ctx context.Context, fn Function) (*sandbox.Env, err
 	s.fnBusy[fn.Name]++
 	p := s.pool(fn, true)
 	var e *entry
-	switch {
-	case len(p.idle) > 0:
+	var dead []*entry
+	for e == nil && len(p.idle) > 0 {
 		e, p.idle = p.idle[len(p.idle)-1], p.idle[:len(p.idle)-1]
-	case len(p.suspended) > 0:
+		if e.env.State() == sandbox.StateDead {
+			// Its guest broke the link while it was idle: the sandbox
+			// ended its VMM; forget it and look further.
+			dead, e = append(dead, e), nil
+		}
+	}
+	if e == nil && len(p.suspended) > 0 {
 		// The invocation resumes it.
 		e, p.suspended = p.suspended[len(p.suspended)-1], p.suspended[:len(p.suspended)-1]
 	}
 	tpl := p.template
-	s.mu.Unlock()
 	if e != nil {
 		e.timer.Stop()
-		if e.env.State() == sandbox.StateSuspended {
+	}
+	s.mu.Unlock()
+	for _, d := range dead {
+		d.timer.Stop()
+		s.end(d)
+	}
+	if e != nil {
+		if e.memMB == 0 {
+			// Suspended: its resume takes a VMM again, and memory.
+			if err := s.reserve(ctx, fn.MemoryMB, false, true); err != nil {
+				s.shelve(e)
+				s.done(fn)
+				return nil, err
+			}
+			s.mu.Lock()
+			s.disk -= e.disk
+			s.mu.Unlock()
 			s.cfg.Meter.Resumed(e.env.ID())
 		}
 		return e.env, nil
 	}
-	if tpl != "" {
-		t0 := time.Now()
-		env, err := sandbox.Clone(ctx, s.sandboxConfig(fn.Name), tpl)
-		if err == nil {
-			s.record(env, fn)
-			s.cfg.Meter.EnvStarted(env.ID(), fn.Name, fn.MemoryMB, t0)
-			return env, nil
-		}
-		s.cfg.Log.Warn("clone failed; booting instead", "function", fn.Name, "err", err)
-		s.dropTemplate(p, tpl)
-	}
-	env, err := s.boot(ctx, fn)
-	if err != nil {
+	if err := s.reserve(ctx, fn.MemoryMB, true, true); err != nil {
 		s.done(fn)
 		return nil, err
 	}
-	s.maybeTemplate(fn, p)
-	return env, nil
-}
-
-// Prepare starts making fn's template ahead of its first invocation, when
-// fn uses SnapStart, as Lambda snapshots a version when it is published.
-func (s *Scheduler) Prepare(fn Function) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	p := s.pool(fn, true)
-	s.mu.Unlock()
-	s.maybeTemplate(fn, p)
-}
-
-// maybeTemplate starts making p's template in the background, once.
-func (s *Scheduler) maybeTemplate(fn Function, p *pool) {
-	if s.cfg.TemplatesDir == "" || !fn.SnapStart {
-		return
-	}
-	s.mu.Lock()
-	if p.template != "" || p.templating || s.closed {
-		s.mu.Unlock()
-		return
-	}
-	p.templating = true
-	s.mu.Unlock()
-	go func() {
-		ctx := context.Background()
-		var dir string
-		img, err := s.cfg.Images.Image(ctx, fn.CodeDigest)
-		if err == nil {
-			cfg := s.sandboxConfig(fn.Name)
-			cfg.Dir = s.cfg.TemplatesDir
-			var tpl *sandbox.Template
-			if tpl, err = sandbox.NewTemplate(ctx, cfg, fn.Function, img); err == nil {
-				dir = tpl.Dir
-			}
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		p.templating = false
-		switch {
-		case err != nil:
-			s.cfg.Log.Warn("making a template failed", "function", fn.Name, "err", err)
-		case s.closed || s.pools[p.key] != p:
-			_ = os.RemoveAll(dir) // retired meanwhile
-		default:
-			p.template = dir
-			s.cfg.Log.Info("template ready", "function", fn.Name, "dir", dir)
-		}
-	}()
-}
-
-func (s *Scheduler) dropTemplate(p *pool, dir string) {
-	s.mu.Lock()
-	if p.template == dir {
-		p.template = ""
-	}
-	s.mu.Unlock()
-	_ = os.RemoveAll(dir)
-}
-
-func (s *Scheduler) boot(ctx context.Context, fn Function) (*sandbox.Env, error) {
-	img, err := s.cfg.Images.Image(ctx, fn.CodeDigest)
+	env, err := s.start(ctx, fn, p, tpl)
 	if err != nil {
+		s.unreserve(fn.MemoryMB, true)
+		s.done(fn)
 		return nil, err
 	}
-	t0 := time.Now() // its memory is held from the start of its boot
-	env, err := sandbox.Boot(ctx, s.sandboxConfig(fn.Name), fn.Function, img)
-	if err != nil {
-		return nil, err
-	}
-	s.record(env, fn)
-	s.cfg.Meter.EnvStarted(env.ID(), fn.Name, fn.MemoryMB, t0)
 	return env, nil
 }
 
@@ -353,23 +313,34 @@ func (s *Scheduler) done(fn Function) {
 // release returns an environment after an invocation: a live one goes back
 // to its pool with its keep-warm timer; a dead one is forgotten, and one
 // whose pool was retired meanwhile (new code or configuration, or the
-// function deleted) is ended: it must never serve another revision.
+// function deleted) is ended: it must never serve another revision; and
+// so is one whose resume failed.
 func (s *Scheduler) release(fn Function, env *sandbox.Env) {
 	s.done(fn)
-	if env.State() == sandbox.StateDead {
+	e := &entry{env: env, fn: fn, memMB: fn.MemoryMB, since: time.Now()}
+	switch env.State() {
+	case sandbox.StateDead:
 		s.forget(env)
+		s.mu.Lock()
+		s.envs--
+		s.memMB -= e.memMB
+		s.mu.Unlock()
+		return
+	case sandbox.StateSuspended:
+		// Its resume failed: it holds no VMM, and a snapshot that did not
+		// resume once is not trusted to resume later.
+		s.end(e)
 		return
 	}
 	s.mu.Lock()
-	p := s.pool(fn, false)
-	if s.closed || p == nil {
+	e.p = s.pool(fn, false)
+	if s.closed || e.p == nil {
 		s.mu.Unlock()
-		s.closeEnv(env)
+		s.end(e)
 		return
 	}
-	e := &entry{env: env}
-	e.timer = time.AfterFunc(fn.KeepWarm, func() { s.suspendIdle(fn, p, e) })
-	p.idle = append(p.idle, e)
+	e.timer = time.AfterFunc(fn.KeepWarm, func() { s.suspendIdle(e) })
+	e.p.idle = append(e.p.idle, e)
 	s.mu.Unlock()
 	s.record(env, fn)
 }
@@ -387,45 +358,44 @@ func take(list *[]*entry, e *entry) bool {
 
 // suspendIdle suspends an environment that stayed idle for its keep-warm
 // time, and schedules its deletion after the keep-suspended time.
-func (s *Scheduler) suspendIdle(fn Function, p *pool, e *entry) {
+func (s *Scheduler) suspendIdle(e *entry) {
 	s.mu.Lock()
-	ok := take(&p.idle, e)
+	ok := take(&e.p.idle, e)
+	if ok {
+		s.freeing++
+	}
 	s.mu.Unlock()
 	if !ok {
-		return // taken by an invocation meanwhile
+		return // taken by an invocation, or evicted, meanwhile
 	}
-	info, err := e.env.Suspend(context.Background())
-	if err != nil {
-		s.cfg.Log.Warn("suspend failed; ending the environment", "env", e.env.ID(), "err", err)
-		s.closeEnv(e.env)
-		return
+	defer func() {
+		s.mu.Lock()
+		s.freeing--
+		s.mu.Unlock()
+	}()
+	if s.suspend(context.Background(), e) {
+		s.shelve(e)
 	}
-	s.cfg.Meter.Suspended(e.env.ID(), fn.Name, info.StateBytes+info.MemoryDiskBytes, info.Duration)
-	s.record(e.env, fn)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.pools[p.key] != p {
-		go s.closeEnv(e.env)
-		return
-	}
-	s.keepSuspended(fn, p, e)
 }
 
 // keepSuspended adds a suspended entry with its deletion timer; s.mu held.
-func (s *Scheduler) keepSuspended(fn Function, p *pool, e *entry) {
-	keep := fn.KeepSuspended
+func (s *Scheduler) keepSuspended(e *entry) {
+	keep := e.fn.KeepSuspended
 	if keep <= 0 {
 		keep = 24 * time.Hour
 	}
+	if e.since.IsZero() {
+		e.since = time.Now()
+	}
 	e.timer = time.AfterFunc(keep, func() {
 		s.mu.Lock()
-		ok := take(&p.suspended, e)
+		ok := take(&e.p.suspended, e)
 		s.mu.Unlock()
 		if ok {
-			s.closeEnv(e.env)
+			s.end(e)
 		}
 	})
-	p.suspended = append(p.suspended, e)
+	e.p.suspended = append(e.p.suspended, e)
 }
 
 func (s *Scheduler) closeEnv(env *sandbox.Env) {
@@ -438,7 +408,7 @@ func (s *Scheduler) closeEnv(env *sandbox.Env) {
 // Retire ends the idle and suspended environments of a function: its code
 // or configuration changed, or it was deleted. Busy ones end when released.
 func (s *Scheduler) Retire(ctx context.Context, function string) {
-	var envs []*sandbox.Env
+	var ended []*entry
 	s.mu.Lock()
 	for k, p := range s.pools {
 		if p.function != function {
@@ -446,20 +416,25 @@ func (s *Scheduler) Retire(ctx context.Context, function string) {
 		}
 		for _, e := range append(p.idle, p.suspended...) {
 			e.timer.Stop()
-			envs = append(envs, e.env)
+			ended = append(ended, e)
 		}
+		p.idle, p.suspended = nil, nil
 		if p.template != "" {
 			_ = os.RemoveAll(p.template)
+			s.disk -= p.templateBytes
+			p.template, p.templateBytes = "", 0
 		}
 		delete(s.pools, k)
 	}
 	s.mu.Unlock()
-	for _, env := range envs {
-		s.closeEnv(env)
+	for _, e := range ended {
+		s.end(e)
 	}
 }
 
-// Adopt takes over an environment a previous daemon suspended.
+// Adopt takes over an environment a previous daemon suspended. When the
+// host then holds more than its limits allow, the oldest suspended
+// environments are deleted.
 func (s *Scheduler) Adopt(ctx context.Context, fn Function, rec store.EnvRecord) error {
 	env, err := sandbox.Open(ctx, s.sandboxConfig(fn.Name), rec.Dir)
 	if err != nil {
@@ -469,10 +444,17 @@ func (s *Scheduler) Adopt(ctx context.Context, fn Function, rec store.EnvRecord)
 		_ = env.Close(ctx)
 		return errors.New("not suspended")
 	}
+	e := &entry{env: env, fn: fn, since: time.Now(), disk: dirBytes(rec.Dir)}
+	if fi, err := os.Stat(rec.Dir); err == nil {
+		e.since = fi.ModTime() // about when it was suspended
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.pool(fn, true)
-	s.keepSuspended(fn, p, &entry{env: env})
+	e.p = s.pool(fn, true)
+	s.envs++
+	s.disk += e.disk
+	s.keepSuspended(e)
+	s.mu.Unlock()
+	s.trim()
 	return nil
 }
 
@@ -520,8 +502,8 @@ func (s *Scheduler) StatsByFunction() map[string]Stats {
 }
 
 // Shutdown stops taking invocations, waits for those in flight (until ctx
-// ends) and suspends every warm environment, so that the next daemon
-// resumes them.
+// ends) and suspends every warm environment within the snapshot budget,
+// so that the next daemon resumes them.
 func (s *Scheduler) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	s.closed = true
@@ -549,16 +531,6 @@ func (s *Scheduler) Shutdown(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	for _, e := range warm {
-		info, err := e.env.Suspend(ctx)
-		if err != nil {
-			s.cfg.Log.Warn("suspend at shutdown failed", "env", e.env.ID(), "err", err)
-			s.closeEnv(e.env)
-			continue
-		}
-		s.cfg.Meter.Suspended(e.env.ID(), e.env.Function().Name, info.StateBytes+info.MemoryDiskBytes, info.Duration)
-		if err := s.cfg.Records.PutEnv(ctx, store.EnvRecord{ID: e.env.ID(), Function: e.env.Function().Name,
-			Version: e.env.Function().Version, Dir: e.env.Dir(), State: string(sandbox.StateSuspended)}); err != nil {
-			s.cfg.Log.Warn("record env", "env", e.env.ID(), "err", err)
-		}
+		_ = s.suspend(ctx, e)
 	}
 }

@@ -34,6 +34,16 @@ func newFixture(t *testing.T, vm *fakevmm.VMM, dir string, maxConcurrency int) f
 	if vm == nil {
 		vm = fakevmm.New()
 	}
+	return newFixtureWith(t, vm, vm, dir, func(c *Config) { c.MaxConcurrency = maxConcurrency })
+}
+
+// newFixtureWith is a scheduler whose environments run on machines of
+// sbxVMM (vm, or a wrapper of it), its configuration set by configure.
+func newFixtureWith(t *testing.T, vm *fakevmm.VMM, sbxVMM sandbox.VMM, dir string, configure func(*Config)) fixture {
+	t.Helper()
+	if sbxVMM == nil {
+		sbxVMM = vm
+	}
 	for _, f := range []string{"vmlinux", "initrd"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o600); err != nil {
 			t.Fatal(err)
@@ -46,9 +56,10 @@ func newFixture(t *testing.T, vm *fakevmm.VMM, dir string, maxConcurrency int) f
 	t.Cleanup(func() { st.Close() })
 	img := sandbox.Image{Kernel: &guestimage.Kernel{Path: filepath.Join(dir, "vmlinux")}, Initrd: filepath.Join(dir, "initrd")}
 	cfg := Config{
-		Sandbox: sandbox.Config{VMM: vm, Dir: filepath.Join(dir, "envs"), Accel: vmm.AccelTCG},
-		Images:  images{img}, Records: st, MaxConcurrency: maxConcurrency,
+		Sandbox: sandbox.Config{VMM: sbxVMM, Dir: filepath.Join(dir, "envs"), Accel: vmm.AccelTCG},
+		Images:  images{img}, Records: st, MaxConcurrency: 8,
 	}
+	configure(&cfg)
 	s := New(cfg)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
 	return fixture{s: s, vm: vm, store: st, cfg: cfg}
@@ -305,4 +316,37 @@ func TestRetireWhileBusy(t *testing.T) {
 	if res.StartType != sandbox.StartCold || n != 1 || res.EnvID == old.EnvID {
 		t.Errorf("new revision: %s count %d env %s (old %s), want a cold new env", res.StartType, n, res.EnvID, old.EnvID)
 	}
+}
+
+// Environments a hostile guest broke are never handed out again: one whose
+// link broke while it was idle is skipped (and ended), and one whose
+// resume failed is not put back.
+func TestBrokenEnvironmentsAreNotReused(t *testing.T) {
+	t.Run("link broken while idle", func(t *testing.T) {
+		fx := newFixture(t, nil, t.TempDir(), 8)
+		f := fn("f", 60)
+		res, err := invoke(fx.s, f, sandbox.Request{Payload: []byte(`{"hostile":"answer-then-oversized"}`)})
+		if err != nil || res.Error != nil {
+			t.Fatalf("first call: %+v %v", res, err)
+		}
+		waitFor(t, "the broken env to be ended", func() bool { return fx.vm.Running() == 0 })
+		res, n := call(t, fx.s, f, `{}`)
+		if res.StartType != sandbox.StartCold || n != 1 {
+			t.Errorf("after the break: %s count %d, want a cold new env", res.StartType, n)
+		}
+	})
+	t.Run("resume fails", func(t *testing.T) {
+		fx := newFixture(t, nil, t.TempDir(), 8)
+		fx.s.cfg.Sandbox.BootTimeout = 300 * time.Millisecond // bounds the wait on the silent resume
+		f := fn("f", 0)
+		f.Env = map[string]string{"FAKE_RESUME": "silent"}
+		call(t, fx.s, f, `{}`)
+		waitFor(t, "the idle env to be suspended", func() bool { return fx.s.Stats().Suspended == 1 })
+		if _, err := invoke(fx.s, f, sandbox.Request{Payload: []byte(`{}`)}); err == nil {
+			t.Fatal("a resume the guest never answers succeeded")
+		}
+		if st := fx.s.Stats(); st.Warm != 0 || st.Suspended != 0 || fx.vm.Running() != 0 {
+			t.Errorf("after the failed resume: %+v, %d machines running; want the env ended", st, fx.vm.Running())
+		}
+	})
 }

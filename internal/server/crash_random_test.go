@@ -114,7 +114,7 @@ func TestCrashAtRandomPoints(t *testing.T) {
 	})
 
 	t0 := time.Now()
-	kills := 0
+	kills, withVMs := 0, 0 // withVMs: kills with a QEMU of the test running
 	for kills < crashKills && time.Since(t0) < crashBudget {
 		daemon := r.start()
 		r.check()
@@ -144,6 +144,9 @@ func TestCrashAtRandomPoints(t *testing.T) {
 		case <-r.at:
 			time.Sleep(time.Duration(r.rng.IntN(5000)) * time.Microsecond)
 		}
+		if len(qemusOf(r.data)) > 0 {
+			withVMs++
+		}
 		r.killed.Store(true)
 		_ = daemon.Process.Signal(syscall.SIGKILL)
 		_ = daemon.Wait()
@@ -162,6 +165,10 @@ func TestCrashAtRandomPoints(t *testing.T) {
 	rep := r.log.String()
 	t.Logf("the daemons adopted %d envs, ended %d, swept leftovers %d times", strings.Count(rep, "adopted suspended env"),
 		strings.Count(rep, "ended env left by a previous daemon"), strings.Count(rep, "removed what a previous daemon left"))
+	if withVMs == 0 {
+		t.Error("no kill found a QEMU of the test running: the checks for leftover QEMUs see none")
+	}
+	t.Logf("%d kills found QEMUs running", withVMs)
 	if kills < crashKills/2 {
 		t.Errorf("only %d kills within %s", kills, crashBudget)
 	}
@@ -437,8 +444,9 @@ func (r *crashRun) check() {
 	}
 }
 
-// qemusOf lists the running QEMUs (not zombies) whose command line names
-// a path in data: this test's, and no other's.
+// qemusOf lists the running QEMUs (not zombies) of data: this test's, and
+// no other's. A QEMU is handed its files as descriptors, so it is known by
+// what they point to (its memory file), or by a path on its command line.
 func qemusOf(data string) []int {
 	var out []int
 	entries, _ := os.ReadDir("/proc")
@@ -447,12 +455,27 @@ func qemusOf(data string) []int {
 		if err != nil || !isQEMUProcess(pid) || !testvm.Alive(pid) {
 			continue
 		}
-		cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cl, []byte(data+"/")) {
+		if usesPath(pid, data+"/") {
 			out = append(out, pid)
 		}
 	}
 	return out
+}
+
+// usesPath reports whether pid's command line or open files name a path
+// under prefix.
+func usesPath(pid int, prefix string) bool {
+	proc := filepath.Join("/proc", strconv.Itoa(pid))
+	if cl, err := os.ReadFile(filepath.Join(proc, "cmdline")); err == nil && bytes.Contains(cl, []byte(prefix)) {
+		return true
+	}
+	fds, _ := os.ReadDir(filepath.Join(proc, "fd"))
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join(proc, "fd", fd.Name())); err == nil && strings.HasPrefix(target, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func isQEMUProcess(pid int) bool {

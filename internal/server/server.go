@@ -37,6 +37,11 @@ type Config struct {
 	Region string
 	// MaxConcurrency bounds the invocations in flight on this host.
 	MaxConcurrency int
+	// Limits bound the environments, guest memory and snapshot disk of this
+	// host, and its boots in flight. A zero field takes the host's default
+	// (scheduler.HostLimits: memory and disk derived from this host's RAM
+	// and the data folder's free space); a negative one is no bound.
+	Limits scheduler.Limits
 	// KeepWarm is how long a new function's idle environments stay warm
 	// before they are suspended; KeepSuspended how long they are kept then.
 	KeepWarm      time.Duration
@@ -129,8 +134,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
 	s.metrics = newMetrics()
 	usage := storeMeter{st: st, m: s.metrics, log: cfg.Log, prices: cfg.Prices}
+	hostLimits, err := scheduler.HostLimits(cfg.DataDir)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("host limits: %w", err)
+	}
+	limits := cfg.Limits.Or(hostLimits)
+	cfg.Log.Info("host limits", "environments", limits.MaxEnvironments, "guestMemoryMB", limits.MaxMemoryMB,
+		"snapshotMB", limits.MaxSnapshotBytes>>20, "bootsInFlight", limits.MaxBootsInFlight,
+		"bootQueueTimeout", limits.BootQueueTimeout, "bootRetries", limits.BootRetries)
 	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log,
-		Meter: usage, TemplatesDir: filepath.Join(cfg.DataDir, "snapstart")}
+		Meter: usage, TemplatesDir: filepath.Join(cfg.DataDir, "snapstart"), Limits: limits}
 	s.sched = scheduler.New(schedCfg)
 	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs,
 		Region: cfg.Region, SnapStart: cfg.SnapStart, Log: cfg.Log})
@@ -192,15 +206,18 @@ func (s *Server) URLAddrs() []string { return s.urlAddrs }
 
 // startURLs opens the function-URL listeners.
 func (s *Server) startURLs() error {
-	fe := funcurl.New(funcurl.Config{URLs: s.store, Invoker: s.invoke, Verifier: s.verifier, Log: s.log})
+	// Function URLs are signed for service lambda in the daemon's region,
+	// as AWS signs them.
+	fe := funcurl.New(funcurl.Config{URLs: s.store, Invoker: s.invoke, Verifier: s.verifier.InRegion(s.cfg.Region), Log: s.log})
+	limits := defaultHTTPLimits()
 	if s.cfg.URLListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.URLListen)
 		if err != nil {
 			return fmt.Errorf("function URLs: %w", err)
 		}
-		srv := &http.Server{Handler: fe, ReadHeaderTimeout: 10 * time.Second}
+		srv := limits.server(fe)
 		s.urls, s.urlAddrs = append(s.urls, srv), append(s.urlAddrs, ln.Addr().String())
-		go func() { _ = srv.Serve(ln) }()
+		go func() { _ = srv.Serve(limits.listen(ln)) }()
 	}
 	if s.cfg.URLTLSListen != "" {
 		cert, err := localCertificate(s.cfg.DataDir, s.cfg.TLSCert, s.cfg.TLSKey, s.cfg.URLDomain)
@@ -211,11 +228,12 @@ func (s *Server) startURLs() error {
 		if err != nil {
 			return fmt.Errorf("function URLs: %w", err)
 		}
-		// HTTP/2 comes with TLS in net/http.
-		srv := &http.Server{Handler: fe, ReadHeaderTimeout: 10 * time.Second,
-			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}}
+		// HTTP/2 comes with TLS in net/http; it keeps the limits (and
+		// bounds the streams of one connection to 250).
+		srv := limits.server(fe)
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 		s.urls, s.urlAddrs = append(s.urls, srv), append(s.urlAddrs, ln.Addr().String())
-		go func() { _ = srv.ServeTLS(ln, "", "") }()
+		go func() { _ = srv.ServeTLS(limits.listen(ln), "", "") }()
 	}
 	return nil
 }
@@ -235,9 +253,10 @@ func (s *Server) Start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
 	mux.Handle("/", s.api)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	limits := defaultHTTPLimits()
+	s.http = limits.server(mux)
 	go func() {
-		err := s.http.Serve(ln)
+		err := s.http.Serve(limits.listen(ln))
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}

@@ -331,7 +331,10 @@ func TestClientHangUpKeepsEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if last := records[len(records)-1]; last.StartType != "warm" || last.DurationMs < 1500 || last.Error {
+	// The guest's clock times its sleep, the host's the invocation: allow
+	// them to disagree by a little, not by the 1.2 s a cancelled call
+	// would have saved.
+	if last := records[len(records)-1]; last.StartType != "warm" || last.DurationMs < 1400 || last.Error {
 		t.Errorf("the abandoned invocation: %+v, want a warm one that ran its 1.5 s", last)
 	}
 }

@@ -9,6 +9,8 @@
 //	{"action":"exit","code":N}      exits the process mid-invocation
 //	{"action":"big","bytes":N}      returns a string of N bytes
 //	{"action":"random"}             returns 16 bytes from crypto/rand
+//	{"action":"whoami"}             reports its user, privileges, mounts and
+//	                                which paths it can write (see whoami)
 //
 //	{"action":"verify"}             checks the data loaded at init (TESTFN_INIT_MB)
 //
@@ -33,6 +35,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -128,6 +132,8 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	case "verify":
 		return map[string]any{"inits": inits, "loadedMB": len(loaded) >> 20, "intact": intact(),
 			"loadedAt": loadedAt.UnixMilli()}, nil
+	case "whoami":
+		return whoami(), nil
 	case "random":
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)
@@ -179,3 +185,73 @@ func restoreHooks(mode string) {
 }
 
 func main() { lambda.Start(handle) }
+
+// whoami reports what a hostile function could try: who it runs as, with
+// what privileges, and whether it can write its code, the agent's channel
+// to the host, the console, the kernel log or the root file system. For
+// each path, "" means the write worked, else the error.
+func whoami() map[string]any {
+	groups, _ := os.Getgroups()
+	name := ""
+	if u, err := user.LookupId(strconv.Itoa(os.Getuid())); err == nil {
+		name = u.Username
+	}
+	status, _ := os.ReadFile("/proc/self/status")
+	field := func(key string) string {
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, key+":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	writes := map[string]string{}
+	create := func(p string) {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err == nil {
+			_, err = f.WriteString("hostile\n")
+			f.Close()
+			os.Remove(p)
+		}
+		writes[p] = errText(err)
+	}
+	open := func(p string) {
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err == nil {
+			f.Close()
+		}
+		writes[p] = errText(err)
+	}
+	create("/var/task/hostile")
+	create("/tmp/hostile")
+	create("/hostile")
+	create("/etc/hostile")
+	open("/var/task/bootstrap")
+	open("/etc/passwd")
+	ports, _ := filepath.Glob("/dev/vport*")
+	for _, p := range append(ports, "/dev/console", "/dev/ttyS0", "/dev/kmsg") {
+		open(p)
+	}
+	mounts := map[string]string{}
+	b, _ := os.ReadFile("/proc/self/mounts")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 {
+			mounts[f[1]] = f[3] // the last mount on a path wins
+		}
+	}
+	_, pid1Err := os.Stat("/proc/1")
+	return map[string]any{
+		"uid": os.Getuid(), "gid": os.Getgid(), "euid": os.Geteuid(), "groups": groups, "user": name,
+		"noNewPrivs": field("NoNewPrivs"), "capEff": field("CapEff"), "capPrm": field("CapPrm"),
+		"writes": writes, "ports": ports, "mounts": mounts,
+		"pid1Visible": pid1Err == nil, "home": os.Getenv("HOME"), "term": os.Getenv("TERM"),
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

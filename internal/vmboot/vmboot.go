@@ -24,6 +24,8 @@ type Options struct {
 	Accel string
 	// QEMU overrides the QEMU binary.
 	QEMU string
+	// VMMUser is who QEMU runs as; empty is qemu.DefaultUser when root.
+	VMMUser string
 	// CacheDir is Hearth's cache (the minimal kernel, the probe's answer).
 	CacheDir string
 	Log      *slog.Logger
@@ -60,7 +62,7 @@ func Open(opts Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	drv, err := qemu.New(qemu.Options{Binary: opts.QEMU, Log: log})
+	drv, err := qemu.New(qemu.Options{Binary: opts.QEMU, User: opts.VMMUser, Log: log})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 )
 
@@ -36,7 +37,9 @@ type MachineSpec struct {
 	// ID names the machine in logs and process listings.
 	ID string
 	// Dir is the machine's state folder: its memory file, its sockets, its
-	// console log. The caller owns it and removes it.
+	// console log. The caller owns it and removes it. The VMM may run as
+	// another user and needs no right to the folder or those above it: the
+	// driver opens its files and hands them over.
 	Dir string
 	// Kernel is an ELF vmlinux; Initrd an uncompressed newc cpio.
 	Kernel string
@@ -77,7 +80,8 @@ type Machine interface {
 	Stop(ctx context.Context) error
 	// Done is closed when the VMM process has exited.
 	Done() <-chan struct{}
-	// ConsolePath is the file that receives the guest's serial console.
+	// ConsolePath is the file that receives the guest's serial console. It
+	// is bounded in size; read it with ReadTail.
 	ConsolePath() string
 	// Snapshot pauses the guest, writes its device state to statePath and
 	// ends the VMM. The guest's memory stays in its memory file (whose page
@@ -108,4 +112,25 @@ func (s MachineSpec) MemoryFile() string {
 		return s.MemoryPath
 	}
 	return filepath.Join(s.Dir, "memory")
+}
+
+// ReadTail returns at most the last n bytes of the file at path: logs a
+// guest writes (its console) are read only this way, never whole.
+func ReadTail(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off := max(fi.Size()-max(n, 0), 0)
+	b := make([]byte, fi.Size()-off)
+	k, err := f.ReadAt(b, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b[:k], nil
 }

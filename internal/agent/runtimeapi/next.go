@@ -20,9 +20,15 @@ const (
 func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	ev, err := s.inv.Next(r.Context())
 	if err != nil {
-		// The runtime went away (its connection closed) or the agent is
-		// stopping; nobody is there to read an answer.
-		s.log.Debug("next ended", "err", err)
+		if r.Context().Err() != nil {
+			// The runtime went away (its connection closed) or the agent
+			// is stopping; nobody is there to read an answer.
+			s.log.Debug("next ended", "err", err)
+			return
+		}
+		// Left unanswered, the runtime would get a 200 with no event.
+		s.log.Error("next", "err", err)
+		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
 		return
 	}
 	h := w.Header()

@@ -38,11 +38,36 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", msg)
 		return
 	}
+	// A runtime that streams (aws-lambda-go does for a streaming handler)
+	// reports a failure midway in the trailers, also when its caller takes
+	// the response whole.
+	if errType, errBody, failed := trailerError(r); failed {
+		if err := s.inv.Fail(id, errType, errBody); err != nil {
+			s.writeStateError(w, err)
+			return
+		}
+		writeAccepted(w)
+		return
+	}
 	if err := s.inv.Respond(id, body); err != nil {
 		s.writeStateError(w, err)
 		return
 	}
 	writeAccepted(w)
+}
+
+// trailerError reads the error a runtime put in its response's trailers,
+// once the body has been read to its end.
+func trailerError(r *http.Request) (string, []byte, bool) {
+	errType := r.Trailer.Get(TrailerErrorType)
+	if errType == "" {
+		return "", nil, false
+	}
+	body, err := base64.StdEncoding.DecodeString(r.Trailer.Get(TrailerErrorBody))
+	if err != nil || len(body) == 0 {
+		body = errorObject(errType, "the function failed while streaming its response")
+	}
+	return errType, body, true
 }
 
 func (s *Server) writeStateError(w http.ResponseWriter, err error) {
@@ -89,11 +114,7 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, id strin
 			return
 		}
 	}
-	if errType := r.Trailer.Get(TrailerErrorType); errType != "" {
-		body, err := base64.StdEncoding.DecodeString(r.Trailer.Get(TrailerErrorBody))
-		if err != nil || len(body) == 0 {
-			body = errorObject(errType, "the function failed while streaming its response")
-		}
+	if errType, body, failed := trailerError(r); failed {
 		if err := s.inv.Fail(id, errType, body); err != nil {
 			s.writeStateError(w, err)
 			return

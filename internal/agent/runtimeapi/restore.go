@@ -8,7 +8,12 @@ import "net/http"
 // returns.
 func (s *Server) restoreNext(w http.ResponseWriter, r *http.Request) {
 	if err := s.inv.RestoreNext(r.Context()); err != nil {
-		s.log.Debug("restore/next ended", "err", err)
+		if r.Context().Err() != nil {
+			s.log.Debug("restore/next ended", "err", err)
+			return
+		}
+		s.log.Error("restore/next", "err", err)
+		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
 		return
 	}
 	w.WriteHeader(http.StatusOK)

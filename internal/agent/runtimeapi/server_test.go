@@ -2,12 +2,9 @@ package runtimeapi
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 )
@@ -15,15 +12,31 @@ import (
 // fakeInvocations records what the API passes down; it is the no-op twin of
 // the agent's invocation state.
 type fakeInvocations struct {
-	mu        sync.Mutex
-	event     Event
-	responses map[string]string
-	failures  map[string]string // id → error type
-	initType  string
-	initBody  string
+	mu         sync.Mutex
+	event      Event
+	nextErr    error
+	stream     bool // the invocation in flight wants chunks
+	chunks     []chunk
+	responses  map[string]string
+	failures   map[string]string // id → error type and body
+	initType   string
+	initBody   string
+	restoreErr error
+	restored   chan struct{} // RestoreNext waits on it when not nil
 }
 
-func (f *fakeInvocations) Next(ctx context.Context) (Event, error) { return f.event, nil }
+type chunk struct {
+	contentType string
+	n           int
+	body        string // kept for small chunks only
+}
+
+func (f *fakeInvocations) Next(ctx context.Context) (Event, error) {
+	if f.nextErr != nil {
+		return Event{}, f.nextErr
+	}
+	return f.event, nil
+}
 
 func (f *fakeInvocations) Respond(id string, body []byte) error {
 	f.mu.Lock()
@@ -46,6 +59,8 @@ func (f *fakeInvocations) Fail(id, errType string, body []byte) error {
 }
 
 func (f *fakeInvocations) InitFail(errType string, body []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.initType != "" {
 		return ErrInvalidState
 	}
@@ -53,16 +68,43 @@ func (f *fakeInvocations) InitFail(errType string, body []byte) error {
 	return nil
 }
 
-func (f *fakeInvocations) RestoreNext(ctx context.Context) error { return nil }
+func (f *fakeInvocations) RestoreNext(ctx context.Context) error {
+	if f.restoreErr != nil {
+		return f.restoreErr
+	}
+	if f.restored == nil {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-f.restored:
+		return nil
+	}
+}
 
 func (f *fakeInvocations) RestoreFail(errType string, body []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.initType, f.initBody = "restore:"+errType, string(body)
 	return nil
 }
 
-func (f *fakeInvocations) Streaming(string) bool { return false }
+func (f *fakeInvocations) Streaming(id string) bool { return f.stream && id == f.event.RequestID }
 
-func (f *fakeInvocations) Chunk(string, string, []byte) error { return nil }
+func (f *fakeInvocations) Chunk(id, contentType string, b []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id != f.event.RequestID {
+		return ErrUnknownRequest
+	}
+	c := chunk{contentType: contentType, n: len(b)}
+	if len(b) <= 64<<10 {
+		c.body = string(b)
+	}
+	f.chunks = append(f.chunks, c)
+	return nil
+}
 
 func newTestServer(t *testing.T) (*fakeInvocations, *httptest.Server) {
 	inv := &fakeInvocations{
@@ -70,105 +112,12 @@ func newTestServer(t *testing.T) (*fakeInvocations, *httptest.Server) {
 			TraceID: "Root=1-abc", Payload: []byte(`{"k":"v"}`)},
 		responses: map[string]string{}, failures: map[string]string{},
 	}
+	return inv, newServerFor(t, inv)
+}
+
+// newServerFor serves the API over inv on a loopback port.
+func newServerFor(t *testing.T, inv Invocations) *httptest.Server {
 	srv := httptest.NewServer(New(inv, slog.New(slog.NewTextHandler(io.Discard, nil))).Handler())
 	t.Cleanup(srv.Close)
-	return inv, srv
-}
-
-func TestNextSendsEventAndHeaders(t *testing.T) {
-	_, srv := newTestServer(t)
-	resp, err := http.Get(srv.URL + "/2018-06-01/runtime/invocation/next")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	want := map[string]string{
-		"Lambda-Runtime-Aws-Request-Id":       "req-1",
-		"Lambda-Runtime-Deadline-Ms":          "1700000000123",
-		"Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:local:000000000000:function:f",
-		"Lambda-Runtime-Trace-Id":             "Root=1-abc",
-	}
-	for k, v := range want {
-		if got := resp.Header.Get(k); got != v {
-			t.Errorf("%s: %q, want %q", k, got, v)
-		}
-	}
-	if resp.StatusCode != 200 || string(body) != `{"k":"v"}` {
-		t.Errorf("status %d body %s", resp.StatusCode, body)
-	}
-}
-
-func TestPosts(t *testing.T) {
-	tests := []struct {
-		name       string
-		path       string
-		header     string
-		body       string
-		wantStatus int
-		check      func(t *testing.T, f *fakeInvocations)
-	}{
-		{"response", "/invocation/req-1/response", "", `{"ok":true}`, 202, func(t *testing.T, f *fakeInvocations) {
-			if f.responses["req-1"] != `{"ok":true}` {
-				t.Errorf("response %q", f.responses["req-1"])
-			}
-		}},
-		{"response to an unknown id", "/invocation/other/response", "", `{}`, 400, nil},
-		{"response over 6 MB", "/invocation/req-1/response", "", strings.Repeat("a", MaxResponseBytes+1), 413, func(t *testing.T, f *fakeInvocations) {
-			if !strings.HasPrefix(f.failures["req-1"], "Function.ResponseSizeTooLarge ") {
-				t.Errorf("failure %q", f.failures["req-1"])
-			}
-		}},
-		{"error object with type header", "/invocation/req-1/error", "MyError", `{"errorMessage":"boom","errorType":"MyError"}`, 202, func(t *testing.T, f *fakeInvocations) {
-			if f.failures["req-1"] != `MyError {"errorMessage":"boom","errorType":"MyError"}` {
-				t.Errorf("failure %q", f.failures["req-1"])
-			}
-		}},
-		{"error that is not an error object", "/invocation/req-1/error", "", `plain text`, 202, func(t *testing.T, f *fakeInvocations) {
-			typ, body, _ := strings.Cut(f.failures["req-1"], " ")
-			var obj map[string]string
-			if typ != "Runtime.Unknown" || json.Unmarshal([]byte(body), &obj) != nil || obj["errorMessage"] != "plain text" {
-				t.Errorf("failure %q", f.failures["req-1"])
-			}
-		}},
-		{"init error", "/init/error", "Runtime.ConfigError", `{"errorMessage":"no config","errorType":"Runtime.ConfigError"}`, 202, func(t *testing.T, f *fakeInvocations) {
-			if f.initType != "Runtime.ConfigError" {
-				t.Errorf("init type %q", f.initType)
-			}
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f, srv := newTestServer(t)
-			req, _ := http.NewRequest(http.MethodPost, srv.URL+prefix+tt.path, strings.NewReader(tt.body))
-			if tt.header != "" {
-				req.Header.Set(HeaderErrorType, tt.header)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tt.wantStatus {
-				t.Fatalf("status %d, want %d", resp.StatusCode, tt.wantStatus)
-			}
-			if tt.check != nil {
-				tt.check(t, f)
-			}
-		})
-	}
-}
-
-func TestInitErrorTwiceIsRefused(t *testing.T) {
-	_, srv := newTestServer(t)
-	for i, want := range []int{202, 403} {
-		resp, err := http.Post(srv.URL+prefix+"/init/error", "application/json", strings.NewReader(`{"errorMessage":"x","errorType":"E"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("post %d: status %d, want %d", i+1, resp.StatusCode, want)
-		}
-	}
+	return srv
 }

@@ -1,53 +1,99 @@
-// Package fakevmm is a fake VMM for fast tests of the logic above the
-// sandbox (the scheduler): its machines are goroutines speaking the agent
-// protocol over an in-memory pipe, with a counter for memory, so that
-// boots, invocations, suspends and resumes take microseconds. Nothing here
-// is used by the product.
+// Package fakevmm is a fake VMM for fast tests of the logic above the VMM
+// (the sandbox, the scheduler): its machines are goroutines speaking the
+// agent protocol over an in-memory pipe, with a counter for memory, so that
+// boots, invocations, suspends and resumes take microseconds. Its agent can
+// misbehave on command, as a guest taken over by hostile code would
+// (hostile.go), over the real framing. Nothing here is used by the product.
 package fakevmm
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/hearthdev/hearth/internal/guestproto"
 	"github.com/hearthdev/hearth/internal/vmm"
 )
 
 // VMM boots fake machines. It counts what it was asked to do.
 type VMM struct {
 	Boots, Restores, Attaches atomic.Int64
+	// Overlaps counts the machines asked to start on a memory file that a
+	// running machine uses (a real VMM would corrupt the guest); such a
+	// start fails.
+	Overlaps atomic.Int64
+	// BootMode makes the machines it boots misbehave before their init.
+	BootMode Mode
 
-	mu     sync.Mutex
-	memory map[string]*int64 // memory file → the guest's counter
+	mu      sync.Mutex
+	memory  map[string]*guestMemory // memory file → the guest's state
+	running map[*machine]string     // running machine → its shared memory file, or ""
+}
+
+// guestMemory is what a guest keeps across a suspend: its counter and the
+// configuration its init was given.
+type guestMemory struct {
+	count atomic.Int64
+	mu    sync.Mutex
+	env   map[string]string
+}
+
+func (g *guestMemory) setEnv(env map[string]string) {
+	g.mu.Lock()
+	g.env = maps.Clone(env)
+	g.mu.Unlock()
+}
+
+func (g *guestMemory) getEnv(k string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.env[k]
+}
+
+func (g *guestMemory) clone() *guestMemory {
+	c := &guestMemory{}
+	c.count.Store(g.count.Load())
+	g.mu.Lock()
+	c.env = maps.Clone(g.env)
+	g.mu.Unlock()
+	return c
 }
 
 // New returns a fake VMM.
-func New() *VMM { return &VMM{memory: map[string]*int64{}} }
+func New() *VMM {
+	return &VMM{memory: map[string]*guestMemory{}, running: map[*machine]string{}}
+}
 
-func (v *VMM) counter(path string, fresh bool) *int64 {
+// Running is the number of machines running now.
+func (v *VMM) Running() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	c, ok := v.memory[path]
+	return len(v.running)
+}
+
+func (v *VMM) guestMemory(path string, fresh bool) *guestMemory {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	g, ok := v.memory[path]
 	if !ok || fresh {
-		c = new(int64)
-		v.memory[path] = c
+		g = &guestMemory{}
+		v.memory[path] = g
 	}
-	return c
+	return g
 }
 
 // Boot starts a fresh fake machine.
 func (v *VMM) Boot(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine, error) {
 	v.Boots.Add(1)
 	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := v.claim(spec); err != nil {
 		return nil, err
 	}
 	// A memory file, as a real VMM leaves, so a snapshot validates.
@@ -60,7 +106,7 @@ func (v *VMM) Boot(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine, erro
 		return nil, err
 	}
 	f.Close()
-	return v.start(spec, v.counter(spec.MemoryFile(), true), true), nil
+	return v.start(spec, v.guestMemory(spec.MemoryFile(), true), true), nil
 }
 
 // Restore continues a fake machine from its memory.
@@ -69,12 +115,30 @@ func (v *VMM) Restore(ctx context.Context, spec vmm.MachineSpec, snap vmm.Snapsh
 	if _, err := os.Stat(snap.StatePath); err != nil {
 		return nil, err
 	}
-	c := v.counter(spec.MemoryFile(), false)
-	if spec.MemoryPrivate { // a clone: its own copy of the template's memory
-		n := atomic.LoadInt64(c)
-		c = &n
+	if err := v.claim(spec); err != nil {
+		return nil, err
 	}
-	return v.start(spec, c, false), nil
+	g := v.guestMemory(spec.MemoryFile(), false)
+	if spec.MemoryPrivate { // a clone: its own copy of the template's memory
+		g = g.clone()
+	}
+	return v.start(spec, g, false), nil
+}
+
+// claim refuses a machine whose memory file a running machine shares.
+func (v *VMM) claim(spec vmm.MachineSpec) error {
+	if spec.MemoryPrivate {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, path := range v.running {
+		if path == spec.MemoryFile() {
+			v.Overlaps.Add(1)
+			return fmt.Errorf("fakevmm: memory file %s is in use by a running machine", path)
+		}
+	}
+	return nil
 }
 
 // Attach is not supported: fake machines live in one process.
@@ -85,18 +149,26 @@ func (v *VMM) Attach(ctx context.Context, spec vmm.MachineSpec, pid int) (vmm.Ma
 
 var pids atomic.Int64
 
-func (v *VMM) start(spec vmm.MachineSpec, count *int64, boot bool) *machine {
+func (v *VMM) start(spec vmm.MachineSpec, mem *guestMemory, boot bool) *machine {
 	host, guest := net.Pipe()
-	m := &machine{spec: spec, host: host, guest: guest, count: count, boot: boot,
+	m := &machine{v: v, spec: spec, host: host, guest: guest, mem: mem, boot: boot,
 		pid: int(1_000_000 + pids.Add(1)), done: make(chan struct{}), started: make(chan struct{})}
+	shared := ""
+	if !spec.MemoryPrivate {
+		shared = spec.MemoryFile()
+	}
+	v.mu.Lock()
+	v.running[m] = shared
+	v.mu.Unlock()
 	go m.agent()
 	return m
 }
 
 type machine struct {
+	v           *VMM
 	spec        vmm.MachineSpec
 	host, guest net.Conn
-	count       *int64
+	mem         *guestMemory
 	boot        bool
 	pid         int
 	done        chan struct{}
@@ -119,66 +191,19 @@ func (m *machine) Stop(context.Context) error {
 	m.once.Do(func() {
 		m.host.Close()
 		m.guest.Close()
+		m.v.mu.Lock()
+		delete(m.v.running, m)
+		m.v.mu.Unlock()
 		close(m.done)
 	})
 	return nil
 }
 
 func (m *machine) Snapshot(ctx context.Context, statePath string) (vmm.Snapshot, error) {
-	state := []byte(fmt.Sprintf("fake state of %s: count %d\n", m.spec.ID, atomic.LoadInt64(m.count)))
+	state := []byte(fmt.Sprintf("fake state of %s: count %d\n", m.spec.ID, m.mem.count.Load()))
 	if err := os.WriteFile(statePath, state, 0o600); err != nil {
 		return vmm.Snapshot{}, err
 	}
 	_ = m.Stop(ctx)
 	return vmm.Snapshot{StatePath: statePath, StateBytes: int64(len(state)), MemoryInState: m.spec.MemoryPrivate}, nil
-}
-
-// agent plays the guest agent and a function that counts its calls; an
-// event {"sleepMs":N} makes the call take that long, and {"print":"text"}
-// writes text to the function's output first.
-func (m *machine) agent() {
-	<-m.started
-	out := guestproto.NewWriter(m.guest)
-	if m.boot {
-		if err := out.Write(guestproto.TypeHello, guestproto.Hello{AgentVersion: "fake"}, nil); err != nil {
-			return
-		}
-	}
-	r := guestproto.NewReader(m.guest)
-	for {
-		f, err := r.Read()
-		if err != nil {
-			return
-		}
-		switch f.Type {
-		case guestproto.TypeInit:
-			var in guestproto.Init
-			_ = f.Decode(&in)
-			if strings.Contains(in.Env["FAIL_INIT"], "yes") {
-				_ = out.Write(guestproto.TypeInitError, guestproto.ErrorInfo{ErrorType: "Fake.InitError"},
-					[]byte(`{"errorMessage":"init failed","errorType":"Fake.InitError"}`))
-				continue
-			}
-			_ = out.Write(guestproto.TypeReady, guestproto.Ready{}, nil)
-		case guestproto.TypeResume:
-			_ = out.Write(guestproto.TypeResumed, guestproto.Resumed{}, nil)
-		case guestproto.TypeInvoke:
-			var iv guestproto.Invoke
-			_ = f.Decode(&iv)
-			var ev struct {
-				SleepMs int    `json:"sleepMs"`
-				Print   string `json:"print"`
-			}
-			_ = json.Unmarshal(f.Body, &ev)
-			if ev.Print != "" {
-				_ = out.Write(guestproto.TypeLog, guestproto.Log{Stream: "stdout"}, []byte(ev.Print))
-			}
-			time.Sleep(time.Duration(ev.SleepMs) * time.Millisecond)
-			n := atomic.AddInt64(m.count, 1)
-			body, _ := json.Marshal(map[string]any{"count": n, "machine": m.spec.ID})
-			_ = out.Write(guestproto.TypeResponse, guestproto.Result{RequestID: iv.RequestID}, body)
-		case guestproto.TypePing:
-			_ = out.Write(guestproto.TypePong, guestproto.Ping{}, nil)
-		}
-	}
 }

@@ -11,26 +11,58 @@ import (
 
 // Files in a machine's folder.
 const (
-	qmpSocket   = "qmp.sock"
-	agentSocket = "agent.sock"
-	consoleFile = "console.log"
-	vmmLogFile  = "qemu.log"
+	qmpSocket     = "qmp.sock"
+	agentSocket   = "agent.sock"
+	consoleSocket = "console.sock"
+	consoleFile   = "console.log"
+	vmmLogFile    = "qemu.log"
 )
+
+// sandboxOpts is QEMU's seccomp filter: no obsolete system calls, no change
+// of user or group, no new processes or programs, no change of priorities or
+// affinities. A QEMU that a guest took over can still do what QEMU does, but
+// not start a shell or regain privileges.
+const sandboxOpts = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+// tbSizeMiB caps TCG's translated-code cache. QEMU's default (up to 1 GiB)
+// would let a long-lived emulated guest grow QEMU past its cgroup's memory
+// limit; this one holds a booted Linux and its runtime many times over.
+const tbSizeMiB = 128
+
+// Descriptors QEMU inherits, in this order, from 3 on: it opens nothing by
+// path, so it needs no right to any folder on the way to the machine's.
+const (
+	fdKernel = 3 + iota
+	fdInitrd
+	fdMemory
+	fdQMP
+	fdAgent
+	fdConsole
+)
+
+// procFD is how QEMU names an inherited descriptor where it wants a path:
+// opening it reopens the same file, with the file's own permissions checked
+// and not those of the folders above it.
+func procFD(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
 
 // args is QEMU's command line for spec. The machine starts paused (-S) and
 // exits instead of rebooting, so a guest that reboots or panics ends it.
+// Its files and listening sockets are the descriptors above.
 func (d *Driver) args(spec vmm.MachineSpec) []string {
 	acpi := "off"
 	if spec.ACPI {
 		acpi = "on"
 	}
 	cpu := "max"
+	accel := string(spec.Accel)
 	if spec.Accel == vmm.AccelKVM {
 		cpu = "host"
+	} else {
+		accel += fmt.Sprintf(",tb-size=%d", tbSizeMiB)
 	}
 	// rtc=on: without a CMOS clock the kernel spends 1–2 s polling for one.
 	machine := fmt.Sprintf("microvm,isa-serial=on,rtc=on,acpi=%s,memory-backend=mem", acpi)
-	cmdline := []string{"console=ttyS0", "quiet", "reboot=t", "panic=-1"}
+	cmdline := []string{"console=ttyS0", "quiet", "reboot=t", "panic=-1", "no_timer_check"}
 	if d.tscKHz > 0 {
 		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", d.tscKHz))
 	}
@@ -43,29 +75,30 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 	if spec.MemoryPrivate {
 		share = "off"
 	}
-	dir := spec.Dir
 	return []string{
 		"-name", "hearth-" + spec.ID,
 		"-M", machine,
-		"-accel", string(spec.Accel),
+		"-accel", accel,
 		"-cpu", cpu,
 		"-smp", fmt.Sprint(max(spec.VCPUs, 1)),
 		"-m", fmt.Sprintf("%dM", spec.MemoryMiB),
 		// The guest's RAM is this file, mapped shared: a suspend then writes
 		// only the device state, and a resume maps the file back.
-		"-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s", spec.MemoryMiB, optValue(spec.MemoryFile()), share),
+		"-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s", spec.MemoryMiB, procFD(fdMemory), share),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-S",
-		"-kernel", spec.Kernel,
-		"-initrd", spec.Initrd,
+		"-sandbox", sandboxOpts,
+		"-kernel", procFD(fdKernel),
+		"-initrd", procFD(fdInitrd),
 		"-append", strings.Join(cmdline, " "),
-		// Paths go in key=value options only (never QEMU's "unix:PATH" or
-		// "file:PATH" shorthands, which break on '='), commas doubled.
-		"-chardev", "file,id=console,path=" + optValue(filepath.Join(dir, consoleFile)),
+		// The sockets are bound by the driver and listened on by QEMU. The
+		// console is a socket too: the driver reads it into a file of
+		// bounded size, and while no one reads it QEMU drops the output.
+		"-chardev", fmt.Sprintf("socket,id=console,fd=%d,server=on,wait=off", fdConsole),
 		"-serial", "chardev:console",
-		"-chardev", "socket,id=qmp,path=" + optValue(filepath.Join(sockDir(spec), qmpSocket)) + ",server=on,wait=off",
+		"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d,server=on,wait=off", fdQMP),
 		"-mon", "chardev=qmp,mode=control",
 		"-device", "virtio-serial-device",
-		"-chardev", "socket,id=agent,path=" + optValue(filepath.Join(sockDir(spec), agentSocket)) + ",server=on,wait=off",
+		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d,server=on,wait=off", fdAgent),
 		"-device", "virtserialport,chardev=agent,name=hearth.agent",
 	}
 }
@@ -80,7 +113,3 @@ func sockDir(spec vmm.MachineSpec) string {
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("hearth-%d", os.Getuid()), spec.ID)
 }
-
-// optValue escapes a value for QEMU's key=value options: a comma is
-// written twice.
-func optValue(v string) string { return strings.ReplaceAll(v, ",", ",,") }

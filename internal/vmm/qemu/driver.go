@@ -1,7 +1,10 @@
 // Package qemu drives QEMU's microvm machine over QMP: boot from a
 // vmm.MachineSpec with the guest's memory in a file under the machine's
-// folder, the serial console captured to a file, and the agent channel on a
-// virtio-serial port backed by a unix socket.
+// folder, the serial console captured to a file of bounded size, and the
+// agent channel on a virtio-serial port backed by a unix socket. QEMU runs
+// as an unprivileged user (DefaultUser) under its seccomp sandbox, in
+// cgroups that cap its memory and tasks, and opens no file by path: the
+// driver hands it its kernel, initramfs, memory file and sockets.
 package qemu
 
 import (
@@ -32,15 +35,24 @@ type Options struct {
 	// under emulation can spend a minute calibrating its clock. Zero reads
 	// the host's from /proc/cpuinfo.
 	TSCkHz int
-	Log    *slog.Logger
+	// User is who QEMU runs as. Empty is DefaultUser when this process is
+	// root and that user exists, else this process's own user (with a
+	// warning when root). Naming a user other than one's own needs root.
+	User string
+	// ConsoleLimit caps each machine's console.log, in bytes; zero is
+	// DefaultConsoleLimit.
+	ConsoleLimit int64
+	Log          *slog.Logger
 }
 
 // Driver boots QEMU microvm machines. It implements vmm.Driver.
 type Driver struct {
-	bin      string
-	tscKHz   int
-	log      *slog.Logger
-	warnOnce sync.Once
+	bin          string
+	tscKHz       int
+	jail         jail
+	consoleLimit int64
+	log          *slog.Logger
+	warnOnce     sync.Once
 }
 
 // New finds QEMU and returns a Driver.
@@ -59,8 +71,18 @@ func New(opts Options) (*Driver, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Driver{bin: path, tscKHz: opts.TSCkHz, log: opts.Log}, nil
+	if opts.ConsoleLimit <= 0 {
+		opts.ConsoleLimit = DefaultConsoleLimit
+	}
+	j, err := resolveJail(opts.User, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &Driver{bin: path, tscKHz: opts.TSCkHz, jail: j, consoleLimit: opts.ConsoleLimit, log: opts.Log}, nil
 }
+
+// User is who QEMU runs as; empty is this process's own user.
+func (d *Driver) User() string { return d.jail.name }
 
 // hostTSCkHz reads the CPU's clock from /proc/cpuinfo, in kHz.
 func hostTSCkHz() int {

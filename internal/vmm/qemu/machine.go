@@ -21,12 +21,17 @@ import (
 
 // machine is one QEMU process. It implements vmm.Machine.
 type machine struct {
-	spec  vmm.MachineSpec
-	pid   int
-	proc  *os.Process
-	qmp   *qmp
-	agent net.Conn
-	done  chan struct{}
+	spec         vmm.MachineSpec
+	pid          int
+	proc         *os.Process
+	qmp          *qmp
+	agent        net.Conn
+	done         chan struct{}
+	consoleLimit int64
+
+	mu          sync.Mutex
+	console     net.Conn
+	consoleDone chan struct{} // closed when the console's copy has ended
 
 	stopOnce sync.Once
 }
@@ -53,13 +58,11 @@ func (d *Driver) start(ctx context.Context, spec vmm.MachineSpec, extra ...strin
 	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(sockDir(spec), 0o700); err != nil {
+	files, err := d.openFiles(spec)
+	if err != nil {
 		return nil, err
 	}
-	// Sockets of an earlier QEMU in this folder would make the new one fail.
-	for _, s := range []string{qmpSocket, agentSocket} {
-		_ = os.Remove(filepath.Join(sockDir(spec), s))
-	}
+	defer closeAll(files)
 	logf, err := os.OpenFile(filepath.Join(spec.Dir, vmmLogFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
@@ -67,7 +70,10 @@ func (d *Driver) start(ctx context.Context, spec vmm.MachineSpec, extra ...strin
 	defer logf.Close()
 	cmd := exec.Command(d.bin, append(d.args(spec), extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.ExtraFiles = files
+	// QEMU's cwd is never used; / keeps it from holding the caller's.
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: d.jail.credential(spec)}
 	if !spec.Detached {
 		// A VM started for one command must not outlive it.
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
@@ -75,24 +81,125 @@ func (d *Driver) start(ctx context.Context, spec vmm.MachineSpec, extra ...strin
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", d.bin, err)
 	}
-	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
-	cg, err := cpuShare(spec.ID, m.pid, spec.MemoryMiB)
+	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit}
+	cgs, err := limitProcess(spec.ID, m.pid, limitsFor(spec, imageBytes(files[:2])))
 	if err != nil {
-		d.warnOnce.Do(func() { d.log.Warn("VMs run without a CPU share", "err", err) })
+		d.warnOnce.Do(func() { d.log.Warn("VMs run without some cgroup limits", "err", err) })
 	}
+	exited := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
-		if cg != "" {
+		for _, cg := range cgs {
 			_ = os.Remove(cg) // empty now that QEMU has exited
 		}
-		close(m.done)
+		close(exited)
 	}()
-	if err := m.connect(ctx); err != nil {
+	go m.finish(exited)
+	if err := m.connect(ctx, true); err != nil {
 		_ = m.Stop(context.Background())
 		return nil, fmt.Errorf("qemu: %w%s", err, m.vmmLog())
 	}
-	d.log.Debug("qemu started", "id", spec.ID, "pid", m.pid)
+	d.log.Debug("qemu started", "id", spec.ID, "pid", m.pid, "user", d.jail.name)
 	return m, nil
+}
+
+// openFiles opens what QEMU is handed, in the order of the fd constants:
+// the kernel and initramfs (made readable to its user), the memory file
+// (made its user's), and the three sockets it listens on, bound here.
+func (d *Driver) openFiles(spec vmm.MachineSpec) (files []*os.File, err error) {
+	defer func() {
+		if err != nil {
+			closeAll(files)
+		}
+	}()
+	for _, p := range []string{spec.Kernel, spec.Initrd} {
+		f, err := os.Open(p)
+		if err != nil {
+			return files, fmt.Errorf("qemu: %w", err)
+		}
+		files = append(files, f)
+		if err := d.jail.grantRead(f); err != nil {
+			return files, err
+		}
+	}
+	// A private memory file is a template's: QEMU maps it copy-on-write.
+	flags := os.O_RDWR | os.O_CREATE
+	if spec.MemoryPrivate {
+		flags = os.O_RDONLY
+	}
+	mem, err := os.OpenFile(spec.MemoryFile(), flags, 0o600)
+	if err != nil {
+		return files, fmt.Errorf("qemu: memory file: %w", err)
+	}
+	files = append(files, mem)
+	// QEMU reopens it read-write through /proc/self/fd: its user must own it.
+	if err := d.jail.own(mem); err != nil {
+		return files, err
+	}
+	dir := sockDir(spec)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return files, err
+	}
+	for _, name := range []string{qmpSocket, agentSocket, consoleSocket} {
+		f, err := listenUnix(filepath.Join(dir, name))
+		if err != nil {
+			return files, fmt.Errorf("qemu: %w", err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+// listenUnix binds and listens on a unix socket at path (replacing one an
+// earlier QEMU left) and returns the listening descriptor for QEMU to
+// accept on; the path stays for clients to dial.
+func listenUnix(path string) (*os.File, error) {
+	_ = os.Remove(path)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	l.SetUnlinkOnClose(false)
+	f, err := l.File()
+	l.Close()
+	if err != nil {
+		_ = os.Remove(path)
+		return nil, err
+	}
+	return f, nil
+}
+
+// imageBytes is the size of the files, as far as it can be told.
+func imageBytes(files []*os.File) int64 {
+	var n int64
+	for _, f := range files {
+		if fi, err := f.Stat(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// finish closes done once QEMU has exited and the last of its console is
+// in the file (bounded: a console copy that cannot finish is not waited for).
+func (m *machine) finish(exited <-chan struct{}) {
+	<-exited
+	m.mu.Lock()
+	cd := m.consoleDone
+	m.mu.Unlock()
+	if cd != nil {
+		select {
+		case <-cd:
+		case <-time.After(consoleDrainWait):
+		}
+	}
+	close(m.done)
 }
 
 // Attach connects to a QEMU that another process started (a detached
@@ -107,7 +214,9 @@ func (d *Driver) Attach(ctx context.Context, spec vmm.MachineSpec, pid int) (vmm
 		unix.Close(pidfd)
 		return nil, err
 	}
-	m := &machine{spec: spec, pid: pid, proc: proc, done: make(chan struct{})}
+	m := &machine{spec: spec, pid: pid, proc: proc, done: make(chan struct{}), consoleLimit: d.consoleLimit}
+	exited := make(chan struct{})
+	go m.finish(exited)
 	go func() {
 		// A pidfd becomes readable when the process exits.
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
@@ -117,15 +226,18 @@ func (d *Driver) Attach(ctx context.Context, spec vmm.MachineSpec, pid int) (vmm
 			}
 		}
 		unix.Close(pidfd)
-		close(m.done)
+		close(exited)
 	}()
-	if err := m.connect(ctx); err != nil {
+	if err := m.connect(ctx, false); err != nil {
 		return nil, fmt.Errorf("attach to qemu %d: %w", pid, err)
 	}
 	return m, nil
 }
 
-func (m *machine) connect(ctx context.Context) error {
+// connect dials QEMU's sockets: QMP, the agent channel and the console,
+// whose copy into console.log starts afresh when fresh (a new QEMU) and
+// appends otherwise (an attach).
+func (m *machine) connect(ctx context.Context, fresh bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	q, err := waitFor(ctx, m.done, func(ctx context.Context) (*qmp, error) {
@@ -143,12 +255,34 @@ func (m *machine) connect(ctx context.Context) error {
 		return fmt.Errorf("agent channel: %w", err)
 	}
 	m.agent = conn
+	consolePath := filepath.Join(sockDir(m.spec), consoleSocket)
+	if _, err := os.Stat(consolePath); !fresh && errors.Is(err, os.ErrNotExist) {
+		// A QEMU started by an older Hearth writes its console itself.
+		return nil
+	}
+	cc, err := waitFor(ctx, m.done, func(ctx context.Context) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", consolePath)
+	})
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	done := make(chan struct{})
+	if err := copyConsole(cc, m.ConsolePath(), m.consoleLimit, fresh, done); err != nil {
+		cc.Close()
+		return fmt.Errorf("console: %w", err)
+	}
+	m.mu.Lock()
+	m.console, m.consoleDone = cc, done
+	m.mu.Unlock()
 	return nil
 }
 
-// vmmLog returns QEMU's own output, for errors.
+// vmmLogTail bounds how much of QEMU's own output an error carries.
+const vmmLogTail = 4 << 10
+
+// vmmLog returns the end of QEMU's own output, for errors.
 func (m *machine) vmmLog() string {
-	b, _ := os.ReadFile(filepath.Join(m.spec.Dir, vmmLogFile))
+	b, _ := vmm.ReadTail(filepath.Join(m.spec.Dir, vmmLogFile), vmmLogTail)
 	if s := strings.TrimSpace(string(b)); s != "" {
 		return ": " + s
 	}
@@ -174,6 +308,12 @@ func (m *machine) Disconnect() {
 	if m.agent != nil {
 		_ = m.agent.Close()
 	}
+	m.mu.Lock()
+	cc := m.console
+	m.mu.Unlock()
+	if cc != nil {
+		_ = cc.Close()
+	}
 }
 
 // Stop asks QEMU to quit, and kills it by PID if it has not within a
@@ -196,7 +336,7 @@ func (m *machine) Stop(ctx context.Context) error {
 			}
 		}
 		m.Disconnect()
-		for _, s := range []string{qmpSocket, agentSocket} {
+		for _, s := range []string{qmpSocket, agentSocket, consoleSocket} {
 			_ = os.Remove(filepath.Join(sockDir(m.spec), s))
 		}
 		if d := sockDir(m.spec); d != m.spec.Dir {
