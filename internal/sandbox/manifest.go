@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/atomicfile"
 	"github.com/hearthdev/hearth/internal/vmm"
 )
 
@@ -118,11 +119,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 func readManifest(dir string) (manifest, error) {
@@ -138,6 +135,28 @@ func readManifest(dir string) (manifest, error) {
 		return m, fmt.Errorf("%w: manifest format %d, this Hearth reads %d", ErrSnapshotInvalid, m.Format, manifestFormat)
 	}
 	return m, nil
+}
+
+// Folder is what an environment's or a template's folder says of itself,
+// for a process that did not make it: a daemon sweeping its data folder
+// at start tells its own leftovers from what `hearth env` runs.
+type Folder struct {
+	ID    string
+	Kind  string // "env" or "template"
+	State State
+	PID   int
+	// Detached: its VMM outlives the process that started it.
+	Detached bool
+}
+
+// ReadFolder reads the manifest in dir; a folder without one (a boot or a
+// clone cut short) is an error.
+func ReadFolder(dir string) (Folder, error) {
+	m, err := readManifest(dir)
+	if err != nil {
+		return Folder{}, err
+	}
+	return Folder{ID: m.ID, Kind: m.Kind, State: m.State, PID: m.PID, Detached: m.Spec.Detached}, nil
 }
 
 // validate checks that dir's snapshot can be restored by this host.

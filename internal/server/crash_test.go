@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -22,12 +25,12 @@ import (
 	"github.com/hearthdev/hearth/internal/testvm"
 )
 
-// serveProcess runs `hearth serve` as its own process, as a user would.
-func serveProcess(t *testing.T, bin, data, addr string) *exec.Cmd {
+// serveProcess runs `hearth serve` as its own process, as a user would,
+// and stops it when the test ends.
+func serveProcess(t *testing.T, bin, data, addr string, flags ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", addr, "--accel", "tcg", "--url-listen", "", "--url-tls-listen", "")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	cmd, err := startServe(os.Stderr, bin, data, addr, flags...)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -40,16 +43,29 @@ func serveProcess(t *testing.T, bin, data, addr string) *exec.Cmd {
 			_ = cmd.Process.Kill()
 		}
 	})
+	return cmd
+}
+
+// startServe starts `hearth serve` on data and waits until it answers;
+// the caller ends it.
+func startServe(stderr io.Writer, bin, data, addr string, flags ...string) (*exec.Cmd, error) {
+	args := append([]string{"serve", "--data-dir", data, "--listen", addr, "--accel", "tcg", "--url-listen", "", "--url-tls-listen", ""}, flags...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
 			resp.Body.Close()
-			return cmd
+			return cmd, nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("hearth serve did not come up")
-	return nil
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return nil, errors.New("hearth serve did not come up")
 }
 
 // qemuChildren lists the QEMU processes (alive, not zombies) whose parent
@@ -148,6 +164,36 @@ func TestKillDaemonDuringInvocation(t *testing.T) {
 	for _, e := range oldEnvs {
 		if _, err := os.Stat(filepath.Join(data, "envs", e.Name())); err == nil {
 			t.Errorf("the crashed daemon's env %s was neither adopted nor ended", e.Name())
+		}
+	}
+}
+
+// A daemon starting on a data folder that a killed one left sweeps what no
+// record points to: the folder of a boot cut short, a half-written code
+// package, the templates.
+func TestStartSweepsLeftovers(t *testing.T) {
+	data := t.TempDir()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	left := []string{
+		filepath.Join(data, "envs", "env-cutshort"),
+		filepath.Join(data, "snapstart", "tpl-old"),
+		filepath.Join(data, "code", fmt.Sprintf("0123.zip.%d.42.tmp", gone.Process.Pid)),
+	}
+	for _, p := range []string{left[0], left[1], filepath.Dir(left[2])} {
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(left[2], []byte("half a zip"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start(t, data, time.Minute)
+	for _, p := range left {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left after the daemon started (%v)", p, err)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hearthdev/hearth/internal/atomicfile"
 )
 
 // credentials are the daemon's access keys, kept in the AWS shared
@@ -62,11 +64,7 @@ func writeProfiles(path string, ps []Profile) error {
 	for _, p := range ps {
 		fmt.Fprintf(&b, "[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n\n", p.Name, p.AccessKeyID, p.SecretAccessKey)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, []byte(b.String()), 0o600)
 }
 
 // RotateKeys makes a new default key. The one it replaces stays valid as

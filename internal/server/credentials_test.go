@@ -4,6 +4,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/hearthdev/hearth/internal/testdisk"
 )
 
 func TestKeyRotation(t *testing.T) {
@@ -40,5 +42,31 @@ func TestKeyRotation(t *testing.T) {
 			t.Errorf("%s: new key valid %v", st.name, ok)
 		}
 		old = next
+	}
+}
+
+// A rotation that cannot be written (a full disk) keeps the old keys, and
+// leaves no half-written file beside them.
+func TestKeyRotationFullDisk(t *testing.T) {
+	dir := testdisk.Mount(t, 64<<10)
+	if _, err := loadCredentials(CredentialsFile(dir)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(CredentialsFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testdisk.Fill(t, dir, 0)
+	if _, err := RotateKeys(dir, false); err == nil {
+		t.Fatal("rotation on a full disk succeeded")
+	}
+	if after, _ := os.ReadFile(CredentialsFile(dir)); string(after) != string(before) {
+		t.Errorf("the keys changed after a failed rotation:\n%s", after)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != "credentials" && e.Name() != "filler" {
+			t.Errorf("the failed rotation left %s", e.Name())
+		}
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/hearthdev/hearth/internal/api"
@@ -22,6 +21,7 @@ import (
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/meter"
+	"github.com/hearthdev/hearth/internal/recovery"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
@@ -73,6 +73,7 @@ type Server struct {
 	host   *vmboot.Host
 	sched  *scheduler.Scheduler
 	invoke *invoke.Service
+	usage  storeMeter
 	api    *api.API
 	http   *http.Server
 	ln     net.Listener
@@ -134,6 +135,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
 	s.metrics = newMetrics()
 	usage := storeMeter{st: st, m: s.metrics, log: cfg.Log, prices: cfg.Prices}
+	s.usage = usage
 	hostLimits, err := scheduler.HostLimits(cfg.DataDir)
 	if err != nil {
 		st.Close()
@@ -144,10 +146,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		"snapshotMB", limits.MaxSnapshotBytes>>20, "bootsInFlight", limits.MaxBootsInFlight,
 		"bootQueueTimeout", limits.BootQueueTimeout, "bootRetries", limits.BootRetries)
 	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log,
-		Meter: usage, TemplatesDir: filepath.Join(cfg.DataDir, "snapstart"), Limits: limits}
-	// Templates are rebuilt by each daemon: one left by an earlier one may
-	// be for code that has changed since.
-	_ = os.RemoveAll(schedCfg.TemplatesDir)
+		Meter: usage, TemplatesDir: templatesDir(cfg.DataDir), Limits: limits}
 	s.sched = scheduler.New(schedCfg)
 	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs,
 		Region: cfg.Region, SnapStart: cfg.SnapStart, Log: cfg.Log})
@@ -270,39 +269,25 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// adopt takes over the environments a previous daemon suspended, and ends
-// whatever else it left: its running VMs died with it, but a folder or a
-// stray process may remain.
+// adopt takes over the environments a previous daemon suspended, ends
+// the others, and sweeps what it left that no record points to.
 func (s *Server) adopt(ctx context.Context) {
-	recs, err := s.store.Envs(ctx)
+	data := s.cfg.DataDir
+	rep, err := recovery.Run(ctx, recovery.Config{Records: s.store, Adopter: s.invoke,
+		EnvsDir: filepath.Join(data, "envs"), TemplatesDir: templatesDir(data),
+		TempDirs: []string{data, filepath.Join(data, "code"), filepath.Join(data, "layers")}, ImagesDir: filepath.Join(data, "images"), Log: s.log})
 	if err != nil {
-		s.log.Warn("reading env records", "err", err)
-		return
+		s.log.Warn("recovering what a previous daemon left", "err", err)
 	}
-	for _, rec := range recs {
-		if rec.State == string(sandbox.StateSuspended) {
-			err := s.invoke.Adopt(ctx, rec)
-			if err == nil {
-				s.log.Info("adopted suspended env", "env", rec.ID, "function", rec.Function)
-				continue
-			}
-			s.log.Warn("cannot adopt env", "env", rec.ID, "err", err)
-		}
-		if rec.PID > 0 && syscall.Kill(rec.PID, 0) == nil && isQEMU(rec.PID) {
-			_ = syscall.Kill(rec.PID, syscall.SIGKILL)
-		}
-		_ = os.RemoveAll(rec.Dir)
-		_ = s.store.DeleteEnv(ctx, rec.ID)
-		s.log.Info("ended env left by a previous daemon", "env", rec.ID, "state", rec.State)
+	// The environments a previous daemon left and this one ended: their
+	// lives end now in the meter's records too.
+	for _, id := range rep.Ended {
+		s.usage.EnvEnded(id)
 	}
 }
 
-// isQEMU checks that pid is a QEMU before it is killed: a PID may have been
-// reused since it was recorded.
-func isQEMU(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return err == nil && len(b) >= 4 && string(b[:4]) == "qemu"
-}
+// templatesDir holds the daemon's SnapStart templates.
+func templatesDir(dataDir string) string { return filepath.Join(dataDir, "snapstart") }
 
 // Ready is closed once the daemon serves.
 func (s *Server) Ready() <-chan struct{} { return s.ready }

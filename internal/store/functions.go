@@ -144,8 +144,10 @@ func (f Function) CodeDigest() string {
 func (s *Store) PutCode(zip []byte) (b64, hexSum string, err error) {
 	sum := sha256.Sum256(zip)
 	hexSum = hex.EncodeToString(sum[:])
+	// Durable before the function that names it is stored: a crash must
+	// never leave a function whose code is missing or half written.
 	if err := writeOnce(s.CodePath(hexSum), zip); err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("store code: %w", err)
 	}
 	return base64.StdEncoding.EncodeToString(sum[:]), hexSum, nil
 }

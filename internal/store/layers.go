@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/hearthdev/hearth/internal/atomicfile"
 )
 
 // Layers: each layer name has versions numbered from 1, never reused (the
@@ -55,16 +57,12 @@ func (s *Store) LayerPath(hexSum string) string {
 }
 
 // writeOnce writes data to p unless p exists, through a temporary file so
-// that p is never seen half-written.
+// that p is never seen half-written, and durably (file and folder synced).
 func writeOnce(p string, data []byte) error {
 	if _, err := os.Stat(p); err == nil {
 		return nil
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return atomicfile.Write(p, data, 0o600)
 }
 
 // PublishLayerVersion stores zip and lv as the next version of

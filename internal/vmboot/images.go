@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/hearthdev/hearth/internal/atomicfile"
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/sandbox"
 )
@@ -130,23 +132,10 @@ func (h *Host) buildStored(p string, load func() (*guestimage.Code, error)) (san
 	// Written aside under a name of its own and renamed when complete: a
 	// crash leaves no half image under the name that is used, and another
 	// process building the same image does not write into this one's file.
-	f, err := os.CreateTemp(dir, imageFile+".*.tmp")
+	err = atomicfile.WriteFunc(p, 0o600, func(w io.Writer) error {
+		return guestimage.WriteInitramfs(w, guestimage.InitramfsSpec{Agent: h.Agent, Modules: h.Kernel.Modules, Code: code})
+	})
 	if err != nil {
-		return sandbox.Image{}, err
-	}
-	tmp := f.Name()
-	err = guestimage.WriteInitramfs(f, guestimage.InitramfsSpec{Agent: h.Agent, Modules: h.Kernel.Modules, Code: code})
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
 		return sandbox.Image{}, fmt.Errorf("initramfs: %w", err)
 	}
 	return h.image(p), nil
