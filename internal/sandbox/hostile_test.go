@@ -160,20 +160,24 @@ func TestBrokenLinkEndsTheVMM(t *testing.T) {
 		}
 		return e
 	}
-	// resumeFails resumes, through Invoke as the scheduler does, twice: both
-	// fail and the environment stays suspended with no VMM.
+	// resumeFails resumes, through Invoke as the scheduler does: it fails
+	// and leaves no VMM. The snapshot is spent once its guest ran, so a
+	// second invocation never resumes it again: it cold-starts.
 	resumeFails := func(t *testing.T, h *hostile, e *sandbox.Env) {
 		t.Helper()
-		for i := range 2 {
-			res, err := invokeWithin(t, 3*time.Second, e, event(`{}`))
-			if err == nil {
-				t.Fatalf("invoke %d resumed a hostile guest: %s", i, res.Payload)
-			}
-			if s := e.State(); s != sandbox.StateSuspended {
-				t.Fatalf("state %s after a failed resume, want suspended", s)
-			}
-			eventually(t, "no VMM after a failed resume", func() bool { return h.v.Running() == 0 && e.PID() == 0 })
+		res, err := invokeWithin(t, 3*time.Second, e, event(`{}`))
+		if err == nil {
+			t.Fatalf("invoke resumed a hostile guest: %s", res.Payload)
 		}
+		if s := e.State(); s != sandbox.StateSuspended {
+			t.Fatalf("state %s after a failed resume, want suspended", s)
+		}
+		eventually(t, "no VMM after a failed resume", func() bool { return h.v.Running() == 0 && e.PID() == 0 })
+		res, err = invokeWithin(t, 3*time.Second, e, event(`{}`))
+		if err == nil && (res.StartType != sandbox.StartCold || res.Fallback == "") {
+			t.Fatalf("second invoke after a failed resume: %s start, fallback %q; want a cold start", res.StartType, res.Fallback)
+		}
+		_ = e.Close(context.Background())
 	}
 	// ended checks that the VMM whose link broke is gone, and that the
 	// environment is dead, or (when the link broke as the resume ended)

@@ -20,12 +20,18 @@ func (m *machine) Snapshot(ctx context.Context, statePath string) (vmm.Snapshot,
 	if _, err := m.qmp.execute(ctx, "stop", nil); err != nil {
 		return snap, err
 	}
+	// From here on the guest is paused but whole: any failure lets it run
+	// again before it is reported.
+	resume := func(err error) (vmm.Snapshot, error) {
+		_, _ = m.qmp.execute(context.Background(), "cont", nil)
+		return snap, fmt.Errorf("snapshot: %w", err)
+	}
 	if err := m.setMigration(ctx, !snap.MemoryInState); err != nil {
-		return snap, err
+		return resume(err)
 	}
 	f, err := os.OpenFile(statePath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		return snap, err
+		return resume(err)
 	}
 	err = m.qmp.sendFD(ctx, "state", f)
 	if err == nil {
@@ -39,9 +45,7 @@ func (m *machine) Snapshot(ctx context.Context, statePath string) (vmm.Snapshot,
 	}
 	f.Close()
 	if err != nil {
-		// The guest is paused but whole: let it run again.
-		_, _ = m.qmp.execute(context.Background(), "cont", nil)
-		return snap, fmt.Errorf("snapshot: %w", err)
+		return resume(err)
 	}
 	fi, err := os.Stat(statePath)
 	if err != nil {
