@@ -59,7 +59,7 @@ func (e *Env) boot(ctx context.Context) error {
 	var tm BootTimings
 	tm.VMMStart = t1.Sub(t0)
 	if err := m.Start(ctx); err != nil {
-		return fmt.Errorf("start %s: %w", e.id, err)
+		return fmt.Errorf("start %s: %w: %w", e.id, ErrMachineFailed, err)
 	}
 	var hello guestproto.Hello
 	bootTimer := time.NewTimer(e.cfg.BootTimeout)
@@ -67,9 +67,9 @@ func (e *Env) boot(ctx context.Context) error {
 	select {
 	case hello = <-c.hello:
 	case <-c.gone:
-		return fmt.Errorf("%s: the microVM stopped before its agent answered%s", e.id, e.consoleTail())
+		return fmt.Errorf("%s: %w: the microVM stopped before its agent answered%s", e.id, ErrMachineFailed, e.consoleTail())
 	case <-bootTimer.C:
-		return fmt.Errorf("%s: no answer from the agent after %s%s", e.id, e.cfg.BootTimeout, e.consoleTail())
+		return fmt.Errorf("%s: %w: no answer from the agent after %s%s", e.id, ErrMachineFailed, e.cfg.BootTimeout, e.consoleTail())
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -108,7 +108,7 @@ func (e *Env) boot(ctx context.Context) error {
 		}
 		tm.RuntimeInit = time.Since(t2)
 	case <-c.gone:
-		return fmt.Errorf("%s: the microVM stopped during init%s", e.id, e.consoleTail())
+		return fmt.Errorf("%s: %w: the microVM stopped during init%s", e.id, ErrMachineFailed, e.consoleTail())
 	case <-timer.C:
 		return initTimedOut
 	case <-ctx.Done():

@@ -71,6 +71,12 @@ type Result struct {
 // while one runs, or to suspend during one.
 var ErrBusy = errors.New("sandbox: environment is busy")
 
+// ErrMachineFailed marks a boot that failed because of the machine, not
+// the function: the microVM died or went silent before the function's
+// init could report (a guest kernel panicking on a starved vCPU, say). A
+// fresh machine may well succeed.
+var ErrMachineFailed = errors.New("sandbox: the microVM failed")
+
 // ErrDead is returned for an environment that has stopped.
 var ErrDead = errors.New("sandbox: environment has stopped")
 

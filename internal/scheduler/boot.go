@@ -108,14 +108,15 @@ func (s *Scheduler) boot(ctx context.Context, fn Function) (*sandbox.Env, error)
 
 // platformFailure tells a boot that failed because of the platform (the
 // machine died or went silent: a guest kernel that panics at boot on a
-// starved vCPU, a VMM that does not answer in time) from the function's
-// own failure. The agent reports every failure of the function's init
-// (its process exits, errors or outlasts the init timeout) as an
-// *sandbox.InitError: that is the function's, and booting it again would
-// fail again. A caller that gave up is not retried either.
+// starved vCPU, a VMM that does not answer in time: sandbox's
+// ErrMachineFailed) from any other failure. The agent reports every
+// failure of the function's init (its process exits, errors or outlasts
+// the init timeout) as an *sandbox.InitError: that is the function's, and
+// booting it again would fail again; a host that cannot start a VMM at all
+// would fail again too. A caller that gave up is not retried either.
 func platformFailure(ctx context.Context, err error) bool {
 	var ie *sandbox.InitError
-	return !errors.As(err, &ie) && ctx.Err() == nil
+	return errors.Is(err, sandbox.ErrMachineFailed) && !errors.As(err, &ie) && ctx.Err() == nil
 }
 
 // Prepare starts making fn's template ahead of its first invocation, when
