@@ -14,8 +14,8 @@
 // packages for the language (bookworm ships Python 3.11 and Node.js 18) and
 // the RIC. scripts/build-runtimes.sh builds them (`make runtimes`):
 // mmdebstrap writes the packages as a tar, and internal/runtimes/mkroot
-// (WriteRoot) adds
-// the RIC, the function user and the mount points and turns the stream into
-// ext4 with hcsshim's tar2ext4, without root or a loop device. The roots are
-// cached by a hash of their inputs; RootPath finds the one for a runtime.
+// (WriteRoot) adds the RIC, the function's user and the mount points and
+// turns the stream into ext4 with hcsshim's tar2ext4, without root or a loop
+// device. The roots are cached by a hash of their inputs; RootPath finds the
+// one for a runtime.
 package runtimes
