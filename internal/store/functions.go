@@ -93,6 +93,19 @@ type FunctionImage struct {
 	Command    []string `json:"Command,omitempty"`
 	WorkingDir string   `json:"WorkingDir,omitempty"`
 	Env        []string `json:"Env,omitempty"`
+	// Update is the image being built for the function (at its creation,
+	// or for an UpdateFunctionCode), until the build ends.
+	Update *ImageUpdate `json:"Update,omitempty"`
+}
+
+// ImageUpdate is an image build in progress: a daemon that restarts finds
+// it here and builds it again.
+type ImageUpdate struct {
+	ID          string       `json:"Id"`
+	ImageURI    string       `json:"ImageUri"`
+	ImageConfig *ImageConfig `json:"ImageConfig,omitempty"`
+	// Publish publishes a version once the image is built.
+	Publish bool `json:"Publish,omitempty"`
 }
 
 // Environment holds a function's environment variables.
