@@ -349,6 +349,7 @@ type updateConfigRequest struct {
 	EphemeralStorage *store.EphemeralStorage `json:"EphemeralStorage"`
 	LoggingConfig    *store.LoggingConfig    `json:"LoggingConfig"`
 	SnapStart        *store.SnapStart        `json:"SnapStart"`
+	ImageConfig      *store.ImageConfig      `json:"ImageConfig"`
 }
 
 // check checks what UpdateFunctionConfiguration sends.
@@ -357,6 +358,9 @@ func (req *updateConfigRequest) check() error {
 		return err
 	}
 	if err := checkEphemeralStorage(req.EphemeralStorage); err != nil {
+		return err
+	}
+	if err := checkImageConfig(req.ImageConfig); err != nil {
 		return err
 	}
 	_, err := checkSnapStart(req.SnapStart)
@@ -374,6 +378,7 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 		a.writeError(w, err)
 		return
 	}
+	rebuild := false
 	f, err := a.cfg.Store.UpdateFunction(r.Context(), name, func(f *store.Function) error {
 		if req.RevisionID != "" && req.RevisionID != f.RevisionID {
 			return lambdaerr.PreconditionFailed("The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
@@ -410,12 +415,20 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 		if req.Role != nil {
 			f.Role = *req.Role
 		}
+		if req.ImageConfig != nil {
+			if rebuild, err = a.setImageConfig(f, req.ImageConfig); err != nil {
+				return err
+			}
+		}
 		f.LastModified, f.RevisionID = lastModified(), uuid.NewString()
 		return nil
 	})
 	if err != nil {
 		a.writeError(w, notFound(err, a.arn(name)))
 		return
+	}
+	if rebuild {
+		a.startImageBuild(f)
 	}
 	a.cfg.Invoker.Retire(r.Context(), name)
 	writeJSON(w, http.StatusOK, f)

@@ -214,6 +214,47 @@ func (a *API) startImageBuild(f store.Function) {
 	}()
 }
 
+// setImageConfig changes an image function's ImageConfig: checked against
+// its built root now, or kept for the build in progress. A Failed function
+// is built again with it (rebuild: the caller starts that build once the
+// change is stored).
+func (a *API) setImageConfig(f *store.Function, ic *store.ImageConfig) (rebuild bool, err error) {
+	if f.PackageType != store.PackageImage || f.Image == nil {
+		return false, lambdaerr.InvalidParameter("ImageConfig is for functions of PackageType Image")
+	}
+	if up := f.Image.Update; up != nil {
+		up.ImageConfig = ic
+		if f.State == pendingState {
+			f.ImageConfigResponse = imageConfigOf(ic)
+			return false, nil
+		}
+	}
+	if f.State == failedState {
+		f.State, f.StateReason, f.StateReasonCode = pendingState, creatingReason, creatingReasonCode
+		f.LastUpdateStatus = updateInProgress
+		f.ImageConfigResponse = imageConfigOf(ic)
+		f.Image.Update = &store.ImageUpdate{ID: uuid.NewString(), ImageURI: f.Image.ImageURI, ImageConfig: ic}
+		return true, nil
+	}
+	if a.cfg.Images == nil {
+		return false, lambdaerr.InvalidParameter(noImagesMessage)
+	}
+	root, ok := a.cfg.Images.Lookup(f.Image.Digest)
+	if !ok {
+		return false, lambdaerr.ResourceConflict("The image %s of this function is no longer in this host's cache: update its code", f.Image.ResolvedImageURI)
+	}
+	argv, wd := imageCommand(root.Config, ic)
+	if err := root.CheckEntryPoint(argv); err != nil {
+		if re, ok := rootfs.AsError(err); ok {
+			return false, lambdaerr.InvalidParameter("%s", re.Message)
+		}
+		return false, err
+	}
+	f.Image.Command, f.Image.WorkingDir = argv, wd
+	f.ImageConfigResponse = imageConfigOf(ic)
+	return false, nil
+}
+
 var errStaleBuild = errors.New("the function changed since its image build started")
 
 // ResumeImageBuilds restarts the image builds a previous daemon left

@@ -216,6 +216,22 @@ func TestContainerImageFunction(t *testing.T) {
 		}
 	})
 
+	t.Run("ImageConfig updated", func(t *testing.T) {
+		_, err := d.client.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("img"),
+			ImageConfig: &types.ImageConfig{EntryPoint: []string{"/app/nothere"}}})
+		if httpStatus(err) != 400 {
+			t.Errorf("a bad entry point for an Active function: %v, want 400", err)
+		}
+		// A Failed function is built again with its new ImageConfig.
+		if _, err := d.client.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("bad-entrypoint"),
+			ImageConfig: &types.ImageConfig{EntryPoint: []string{"/app/testfunction"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if c := settled(t, d, "bad-entrypoint").Configuration; c.State != types.StateActive {
+			t.Errorf("after fixing its entry point: %s %q", c.State, aws.ToString(c.StateReason))
+		}
+	})
+
 	t.Run("imported image", func(t *testing.T) {
 		tb := filepath.Join(t.TempDir(), "image.tar")
 		if err := tarball.WriteToFile(tb, nil, img); err != nil {
