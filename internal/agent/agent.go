@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"sync"
 	"time"
 
@@ -210,6 +211,13 @@ func (a *Agent) confine(in guestproto.Init) error {
 	if !a.cfg.System {
 		return nil
 	}
+	if in.Root != nil {
+		// The function's /tmp is its disk, in its own root.
+		if err := mountRoot(in.Root, a.cfg.TaskRoot); err != nil {
+			return err
+		}
+		return lockDevices("/dev")
+	}
 	if in.EphemeralStorageMB > 0 && in.EphemeralStorageMB != DefaultTmpMB {
 		if err := tmpRemount(in.EphemeralStorageMB).apply(); err != nil {
 			return err
@@ -237,9 +245,33 @@ func (a *Agent) init(in guestproto.Init, entropy []byte) error {
 		return a.inv.initFailed("Runtime.Unknown", err.Error())
 	}
 	a.inv.initStarted(time.Now())
-	err := a.procs.start(a.cfg.TaskRoot, runtimeEnv(in, a.cfg), a.inv.runtimeExited)
+	rc, err := a.runtimeCmd(in)
+	if err == nil {
+		err = a.procs.run(rc, a.inv.runtimeExited)
+	}
 	if err != nil {
 		return a.inv.initFailed("Runtime.InvalidEntrypoint", err.Error())
 	}
 	return nil
+}
+
+// runtimeCmd is how in's runtime starts: a zip's bootstrap in the task
+// root, or, in a root of its own, an image's command in its working folder
+// (a zip on a root runs its bootstrap there, its code bound in).
+func (a *Agent) runtimeCmd(in guestproto.Init) (runtimeCmd, error) {
+	env := runtimeEnv(in, a.cfg)
+	if in.Root == nil {
+		return bootstrapCmd(a.cfg.TaskRoot, env)
+	}
+	rc := runtimeCmd{argv: in.Root.Command, dir: in.Root.WorkingDir, env: env}
+	if len(rc.argv) == 0 {
+		rc.argv, rc.dir = []string{path.Join(a.cfg.TaskRoot, "bootstrap")}, a.cfg.TaskRoot
+	}
+	if rc.dir == "" {
+		rc.dir = "/"
+	}
+	if a.cfg.System {
+		rc.chroot = RootDir
+	}
+	return rc, nil
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -42,16 +43,44 @@ func newSupervisor(reap bool, out *guestproto.Writer, log *slog.Logger) *supervi
 	return s
 }
 
-// start runs root/bootstrap with env; onExit is called once it has ended and
-// its output has been forwarded.
-func (s *supervisor) start(root string, env []string, onExit func(status string, code int)) error {
+// runtimeCmd is how the runtime is started.
+type runtimeCmd struct {
+	argv []string
+	dir  string
+	// chroot, when set, is the root the runtime runs in; argv[0] and dir
+	// are paths in it.
+	chroot string
+	env    []string
+}
+
+// bootstrapCmd runs root/bootstrap of a zip, in root.
+func bootstrapCmd(root string, env []string) (runtimeCmd, error) {
 	bootstrap := filepath.Join(root, "bootstrap")
 	fi, err := os.Stat(bootstrap)
 	switch {
 	case err != nil:
-		return fmt.Errorf("Couldn't find valid bootstrap(s): [%s]: %w", bootstrap, err)
+		return runtimeCmd{}, fmt.Errorf("Couldn't find valid bootstrap(s): [%s]: %w", bootstrap, err)
 	case fi.Mode()&0o111 == 0:
-		return fmt.Errorf("fork/exec %s: permission denied (bootstrap is not executable)", bootstrap)
+		return runtimeCmd{}, fmt.Errorf("fork/exec %s: permission denied (bootstrap is not executable)", bootstrap)
+	}
+	return runtimeCmd{argv: []string{bootstrap}, dir: root, env: env}, nil
+}
+
+// start runs root/bootstrap with env; onExit is called once it has ended and
+// its output has been forwarded.
+func (s *supervisor) start(root string, env []string, onExit func(status string, code int)) error {
+	rc, err := bootstrapCmd(root, env)
+	if err != nil {
+		return err
+	}
+	return s.run(rc, onExit)
+}
+
+// run starts rc as the runtime; onExit is called once it has ended and its
+// output has been forwarded.
+func (s *supervisor) run(rc runtimeCmd, onExit func(status string, code int)) error {
+	if len(rc.argv) == 0 {
+		return errors.New("no command to start")
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -63,12 +92,13 @@ func (s *supervisor) start(root string, env []string, onExit func(status string,
 		outW.Close()
 		return err
 	}
-	cmd := exec.Command(bootstrap)
-	cmd.Dir = root
-	cmd.Env = env
-	cmd.Stdout = outW
-	cmd.Stderr = errW
+	// Not exec.Command: argv[0] is a path in the chroot, not to be looked
+	// up in the agent's PATH.
+	cmd := &exec.Cmd{Path: rc.argv[0], Args: rc.argv, Dir: rc.dir, Env: rc.env, Stdout: outW, Stderr: errW}
 	cmd.SysProcAttr = runtimeAttr(s.cred)
+	// The kernel enters the root before it changes to dir and drops to the
+	// function's user, so dir and the program are the root's.
+	cmd.SysProcAttr.Chroot = rc.chroot
 
 	s.mu.Lock()
 	err = startUnprivileged(cmd)

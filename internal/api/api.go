@@ -65,7 +65,9 @@ type Config struct {
 	MaxConcurrency   int
 	MaxZipBytes      int64
 	MaxUnzippedBytes int64
-	Log              *slog.Logger
+	// Images builds container images' roots; nil refuses PackageType Image.
+	Images ImageBuilder
+	Log    *slog.Logger
 }
 
 // defaultMaxConcurrency is the scheduler's bound when the daemon sets none.

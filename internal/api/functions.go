@@ -83,6 +83,7 @@ type createRequest struct {
 	LoggingConfig    *store.LoggingConfig    `json:"LoggingConfig"`
 	SnapStart        *store.SnapStart        `json:"SnapStart"`
 	Layers           []string                `json:"Layers"`
+	ImageConfig      *store.ImageConfig      `json:"ImageConfig"`
 }
 
 // check checks what CreateFunction sends beyond the name and the code, and
@@ -136,7 +137,7 @@ func checkSettings(runtime string, memory, timeout *int, env *store.Environment)
 // putCode validates and stores a zip, returning its digest and size.
 func (a *API) putCode(code functionCode) (string, int64, error) {
 	if code.ImageURI != "" || code.S3Bucket != "" {
-		return "", 0, lambdaerr.InvalidParameter("only Code.ZipFile is supported (container images and S3 come later)")
+		return "", 0, lambdaerr.InvalidParameter("a function of PackageType Zip takes Code.ZipFile (Code.ImageUri needs PackageType Image; S3 is not supported)")
 	}
 	if len(code.ZipFile) == 0 {
 		return "", 0, lambdaerr.InvalidParameter("Code.ZipFile is required")
@@ -166,14 +167,30 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, lambdaerr.InvalidParameter("FunctionName %q must be 1 to 64 letters, digits, hyphens or underscores", req.FunctionName))
 		return
 	}
-	if req.Runtime == "" {
+	image := req.PackageType == store.PackageImage
+	switch {
+	case req.PackageType != "" && req.PackageType != store.PackageZip && !image:
+		a.writeError(w, lambdaerr.InvalidParameter("Value '%s' at 'packageType' failed to satisfy constraint: Member must satisfy enum value set: [Zip, Image]", req.PackageType))
+		return
+	case image:
+		// An image brings its own runtime; Handler is for zips.
+		req.Runtime = ""
+	case req.Runtime == "":
 		req.Runtime = "provided.al2023"
 	}
-	if req.PackageType != "" && req.PackageType != "Zip" {
-		a.writeError(w, lambdaerr.InvalidParameter("PackageType %s is not supported yet; use Zip", req.PackageType))
+	logging, snap, err := req.check()
+	if err != nil {
+		a.writeError(w, err)
 		return
 	}
-	logging, snap, err := req.check()
+	if image && len(req.Layers) > 0 {
+		// As Lambda: an image carries its dependencies itself.
+		err = lambdaerr.InvalidParameter("Layers are not supported for functions with a container image.")
+	} else if image {
+		err = a.checkImageCode(req.Code, req.ImageConfig)
+	} else if req.ImageConfig != nil {
+		err = lambdaerr.InvalidParameter("ImageConfig is for functions of PackageType Image")
+	}
 	if err != nil {
 		a.writeError(w, err)
 		return
@@ -182,10 +199,13 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, lambdaerr.ResourceConflict("Function already exist: %s", req.FunctionName))
 		return
 	}
-	sum, size, err := a.putCode(req.Code)
-	if err != nil {
-		a.writeError(w, err)
-		return
+	var sum string
+	var size int64
+	if !image {
+		if sum, size, err = a.putCode(req.Code); err != nil {
+			a.writeError(w, err)
+			return
+		}
 	}
 	var layers []store.Layer
 	if len(req.Layers) > 0 {
@@ -212,6 +232,15 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 	if req.Timeout != nil {
 		f.Timeout = *req.Timeout
 	}
+	if image {
+		// Pending until its root is built, as Lambda's "optimization".
+		f.PackageType, f.State, f.StateReason, f.StateReasonCode = store.PackageImage, pendingState, creatingReason, creatingReasonCode
+		f.LastUpdateStatus = updateInProgress
+		f.ImageConfigResponse = imageConfigOf(req.ImageConfig)
+		f.Image = &store.FunctionImage{ImageURI: req.Code.ImageURI, Update: &store.ImageUpdate{
+			ID: uuid.NewString(), ImageURI: req.Code.ImageURI, ImageConfig: req.ImageConfig, Publish: req.Publish}}
+		req.Publish = false // once built
+	}
 	if err := a.cfg.Store.CreateFunction(r.Context(), f); err != nil {
 		a.writeError(w, err)
 		return
@@ -237,6 +266,9 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 			a.writeError(w, err)
 			return
 		}
+	}
+	if image {
+		a.startImageBuild(f)
 	}
 	writeJSON(w, http.StatusCreated, f)
 }
@@ -290,7 +322,14 @@ func (a *API) getFunction(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, err)
 		return
 	}
-	out := map[string]any{"Configuration": f, "Code": map[string]string{"RepositoryType": "Hearth", "Location": ""}}
+	code := map[string]string{"RepositoryType": "Hearth", "Location": ""}
+	if f.PackageType == store.PackageImage && f.Image != nil {
+		code = map[string]string{"RepositoryType": imageRepositoryType, "ImageUri": f.Image.ImageURI}
+		if f.Image.ResolvedImageURI != "" {
+			code["ResolvedImageUri"] = f.Image.ResolvedImageURI
+		}
+	}
+	out := map[string]any{"Configuration": f, "Code": code}
 	tags, err := a.cfg.Store.Tags(r.Context(), f.FunctionName)
 	if err != nil {
 		a.writeError(w, err)
@@ -327,7 +366,8 @@ type updateConfigRequest struct {
 	LoggingConfig    *store.LoggingConfig    `json:"LoggingConfig"`
 	SnapStart        *store.SnapStart        `json:"SnapStart"`
 	// Layers replaces the function's layers when sent ([] removes them).
-	Layers *[]string `json:"Layers"`
+	Layers      *[]string          `json:"Layers"`
+	ImageConfig *store.ImageConfig `json:"ImageConfig"`
 }
 
 // check checks what UpdateFunctionConfiguration sends.
@@ -336,6 +376,9 @@ func (req *updateConfigRequest) check() error {
 		return err
 	}
 	if err := checkEphemeralStorage(req.EphemeralStorage); err != nil {
+		return err
+	}
+	if err := checkImageConfig(req.ImageConfig); err != nil {
 		return err
 	}
 	_, err := checkSnapStart(req.SnapStart)
@@ -369,6 +412,7 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 			return
 		}
 	}
+	rebuild := false
 	f, err := a.cfg.Store.UpdateFunction(r.Context(), name, func(f *store.Function) error {
 		if req.RevisionID != "" && req.RevisionID != f.RevisionID {
 			return lambdaerr.PreconditionFailed("The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
@@ -408,6 +452,11 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 		if req.Layers != nil {
 			f.Layers = layers
 		}
+		if req.ImageConfig != nil {
+			if rebuild, err = a.setImageConfig(f, req.ImageConfig); err != nil {
+				return err
+			}
+		}
 		f.LastModified, f.RevisionID = lastModified(), uuid.NewString()
 		return nil
 	})
@@ -417,6 +466,9 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 	}
 	if req.Layers != nil {
 		a.pruneLayers(r.Context())
+	}
+	if rebuild {
+		a.startImageBuild(f)
 	}
 	a.cfg.Invoker.Retire(r.Context(), name)
 	writeJSON(w, http.StatusOK, f)
@@ -445,6 +497,17 @@ func (a *API) updateFunctionCode(w http.ResponseWriter, r *http.Request) {
 	cur, err := a.cfg.Store.GetFunction(r.Context(), name)
 	if err != nil {
 		a.writeError(w, notFound(err, a.arn(name)))
+		return
+	}
+	switch {
+	case cur.PackageType == store.PackageImage && req.ImageURI == "":
+		a.writeError(w, lambdaerr.InvalidParameter(zipOnImageMessage))
+		return
+	case cur.PackageType != store.PackageImage && req.ImageURI != "":
+		a.writeError(w, lambdaerr.InvalidParameter(imageOnZipMessage))
+		return
+	case cur.PackageType == store.PackageImage:
+		a.updateImageCode(w, r, name, req)
 		return
 	}
 	sum, size, err := a.putCode(functionCode{ZipFile: req.ZipFile, ImageURI: req.ImageURI, S3Bucket: req.S3Bucket})
@@ -476,6 +539,57 @@ func (a *API) updateFunctionCode(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, f)
+}
+
+// updateImageCode starts building the new image of an image function: the
+// function keeps running its current image, with LastUpdateStatus
+// InProgress, until the new one is ready.
+func (a *API) updateImageCode(w http.ResponseWriter, r *http.Request, name string, req updateCodeRequest) {
+	if err := a.checkImageCode(functionCode{ImageURI: req.ImageURI, ZipFile: req.ZipFile, S3Bucket: req.S3Bucket}, nil); err != nil {
+		a.writeError(w, err)
+		return
+	}
+	f, err := a.cfg.Store.UpdateFunction(r.Context(), name, func(f *store.Function) error {
+		if req.RevisionID != "" && req.RevisionID != f.RevisionID {
+			return lambdaerr.PreconditionFailed("The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+		}
+		if f.State == pendingState {
+			return lambdaerr.ResourceConflict("The operation cannot be performed at this time. An update is in progress for resource: %s", f.FunctionArn)
+		}
+		var ic *store.ImageConfig
+		if f.ImageConfigResponse != nil {
+			ic = f.ImageConfigResponse.ImageConfig
+		}
+		if f.Image == nil {
+			f.Image = &store.FunctionImage{}
+		}
+		f.Image.Update = &store.ImageUpdate{ID: uuid.NewString(), ImageURI: req.ImageURI, ImageConfig: ic, Publish: req.Publish}
+		f.LastUpdateStatus, f.LastUpdateStatusReason, f.LastUpdateStatusReasonCode = updateInProgress, updatingReason, updatingReasonCode
+		return nil
+	})
+	if err != nil {
+		a.writeError(w, notFound(err, a.arn(name)))
+		return
+	}
+	a.startImageBuild(f)
+	writeJSON(w, http.StatusOK, f)
+}
+
+// checkImageCode checks an image function's Code and ImageConfig.
+func (a *API) checkImageCode(code functionCode, ic *store.ImageConfig) error {
+	if a.cfg.Images == nil {
+		return lambdaerr.InvalidParameter(noImagesMessage)
+	}
+	if len(code.ZipFile) > 0 || code.S3Bucket != "" {
+		return lambdaerr.InvalidParameter("Please provide ImageUri only for a function of PackageType Image")
+	}
+	if code.ImageURI == "" {
+		return lambdaerr.InvalidParameter("Code.ImageUri is required for a function of PackageType Image")
+	}
+	if err := checkImageURI(code.ImageURI); err != nil {
+		return err
+	}
+	return checkImageConfig(ic)
 }
 
 func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request) {

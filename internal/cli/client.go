@@ -163,34 +163,50 @@ func printConfig(c *CLI, f *lambda.GetFunctionConfigurationOutput) {
 func (c *CLI) fnCreateCmd() *cobra.Command {
 	var s fnSettings
 	var zip string
+	var img imageFlags
 	cmd := &cobra.Command{
-		Use:   "create NAME --zip FILE",
-		Short: "Create a function from a zip with a bootstrap",
+		Use:   "create NAME --zip FILE | --image URI",
+		Short: "Create a function from a zip with a bootstrap, or from a container image",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := os.ReadFile(zip)
-			if err != nil {
-				return &exitError{code: ExitBadInput, err: err}
+			if (zip == "") == (img.uri == "") {
+				return &exitError{code: ExitBadInput, err: errors.New("give either --zip or --image")}
 			}
 			env, err := envVars(s.env)
 			if err != nil {
 				return err
 			}
+			in := &lambda.CreateFunctionInput{
+				FunctionName: aws.String(args[0]), Role: aws.String("arn:aws:iam::000000000000:role/hearth"),
+				MemorySize: aws.Int32(int32(s.memory)), Timeout: aws.Int32(int32(s.timeout)), Environment: env,
+				Description: aws.String(s.desc), Layers: s.layers,
+			}
+			if zip != "" {
+				code, err := os.ReadFile(zip)
+				if err != nil {
+					return &exitError{code: ExitBadInput, err: err}
+				}
+				in.Runtime, in.Handler, in.Code = types.RuntimeProvidedal2023, aws.String(s.handler), &types.FunctionCode{ZipFile: code}
+			} else {
+				in.PackageType, in.Code, in.ImageConfig = types.PackageTypeImage, &types.FunctionCode{ImageUri: aws.String(img.uri)}, img.config()
+			}
 			cl, err := c.client(cmd)
 			if err != nil {
 				return err
 			}
-			out, err := cl.CreateFunction(cmd.Context(), &lambda.CreateFunctionInput{
-				FunctionName: aws.String(args[0]), Runtime: types.RuntimeProvidedal2023, Handler: aws.String(s.handler),
-				Role: aws.String("arn:aws:iam::000000000000:role/hearth"), Code: &types.FunctionCode{ZipFile: code},
-				MemorySize: aws.Int32(int32(s.memory)), Timeout: aws.Int32(int32(s.timeout)), Environment: env,
-				Description: aws.String(s.desc), Layers: s.layers,
-			})
+			out, err := cl.CreateFunction(cmd.Context(), in)
 			if err != nil {
 				return apiError(err)
 			}
 			if err := c.setIdlePolicy(cmd, args[0], s); err != nil {
 				return err
+			}
+			if out.State == types.StatePending {
+				// An image's root is being built: wait, as the SDK's
+				// FunctionActiveV2 waiter does, and say how it ended.
+				if err := waitActive(cmd, cl, args[0]); err != nil {
+					return err
+				}
 			}
 			c.output(cmd, out, func() { fmt.Fprintln(c.Stdout, aws.ToString(out.FunctionArn)) })
 			return nil
@@ -198,8 +214,56 @@ func (c *CLI) fnCreateCmd() *cobra.Command {
 	}
 	s.register(cmd, true)
 	cmd.Flags().StringVar(&zip, "zip", "", "the code: a zip with an executable bootstrap at its root")
-	_ = cmd.MarkFlagRequired("zip")
+	img.register(cmd)
 	return cmd
+}
+
+// imageFlags are a container image function's code and ImageConfig.
+type imageFlags struct {
+	uri                 string
+	entryPoint, command []string
+	workDir             string
+}
+
+func (f *imageFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.uri, "image", "", "the code: a container image, host/repo:tag or @sha256:… from a registry, or hearth-local@sha256:… from `hearth image import`")
+	cmd.Flags().StringArrayVar(&f.entryPoint, "image-entrypoint", nil, "overrides the image's ENTRYPOINT, one word per flag (repeatable)")
+	cmd.Flags().StringArrayVar(&f.command, "image-command", nil, "overrides the image's CMD, one word per flag (repeatable)")
+	cmd.Flags().StringVar(&f.workDir, "image-workdir", "", "overrides the image's WORKDIR")
+}
+
+func (f *imageFlags) config() *types.ImageConfig {
+	if f.entryPoint == nil && f.command == nil && f.workDir == "" {
+		return nil
+	}
+	ic := &types.ImageConfig{EntryPoint: f.entryPoint, Command: f.command}
+	if f.workDir != "" {
+		ic.WorkingDirectory = aws.String(f.workDir)
+	}
+	return ic
+}
+
+// waitActive waits while a function is Pending; a Failed one is a bad
+// input, with Lambda's reason.
+func waitActive(cmd *cobra.Command, cl *lambda.Client, name string) error {
+	for {
+		out, err := cl.GetFunctionConfiguration(cmd.Context(), &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(name)})
+		if err != nil {
+			return apiError(err)
+		}
+		switch out.State {
+		case types.StatePending:
+		case types.StateFailed:
+			return &exitError{code: ExitBadInput, err: fmt.Errorf("function %s failed: %s: %s", name, out.StateReasonCode, aws.ToString(out.StateReason))}
+		default:
+			return nil
+		}
+		select {
+		case <-cmd.Context().Done():
+			return &exitError{code: ExitHostError, err: cmd.Context().Err()}
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (c *CLI) fnListCmd() *cobra.Command {
@@ -255,21 +319,30 @@ func (c *CLI) fnGetCmd() *cobra.Command {
 }
 
 func (c *CLI) fnUpdateCodeCmd() *cobra.Command {
-	var zip string
+	var zip, image string
 	cmd := &cobra.Command{
-		Use:   "update-code NAME --zip FILE",
+		Use:   "update-code NAME --zip FILE | --image URI",
 		Short: "Replace a function's code; its environments are retired",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := os.ReadFile(zip)
-			if err != nil {
-				return &exitError{code: ExitBadInput, err: err}
+			if (zip == "") == (image == "") {
+				return &exitError{code: ExitBadInput, err: errors.New("give either --zip or --image")}
+			}
+			in := &lambda.UpdateFunctionCodeInput{FunctionName: aws.String(args[0])}
+			if zip != "" {
+				code, err := os.ReadFile(zip)
+				if err != nil {
+					return &exitError{code: ExitBadInput, err: err}
+				}
+				in.ZipFile = code
+			} else {
+				in.ImageUri = aws.String(image)
 			}
 			cl, err := c.client(cmd)
 			if err != nil {
 				return err
 			}
-			out, err := cl.UpdateFunctionCode(cmd.Context(), &lambda.UpdateFunctionCodeInput{FunctionName: aws.String(args[0]), ZipFile: code})
+			out, err := cl.UpdateFunctionCode(cmd.Context(), in)
 			if err != nil {
 				return apiError(err)
 			}
@@ -278,7 +351,7 @@ func (c *CLI) fnUpdateCodeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&zip, "zip", "", "the new code")
-	_ = cmd.MarkFlagRequired("zip")
+	cmd.Flags().StringVar(&image, "image", "", "the new image, for a function of PackageType Image")
 	return cmd
 }
 

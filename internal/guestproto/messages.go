@@ -77,6 +77,25 @@ type Init struct {
 	// EphemeralStorageMB is the size of /tmp; 0 keeps the guest's default,
 	// Lambda's 512 MB.
 	EphemeralStorageMB int `json:"ephemeralStorageMB,omitempty"`
+	// Root, when set, runs the function in a root file system of its own
+	// (a container image's) instead of the initramfs.
+	Root *Root `json:"root,omitempty"`
+}
+
+// Root is a function's root file system on disks the host attached,
+// named by their virtio-blk serials.
+type Root struct {
+	// Disk is the serial of the read-only ext4 root.
+	Disk string `json:"disk"`
+	// TmpDisk is the serial of the environment's writable ext4 /tmp.
+	TmpDisk string `json:"tmpDisk"`
+	// Command is the runtime's argv (an image's ENTRYPOINT and CMD, after
+	// the function's overrides); its first word is an absolute path in the
+	// root. Empty runs LAMBDA_TASK_ROOT/bootstrap of a zip, whose code
+	// (/var/task) and layers (/opt) are then bound into the root.
+	Command []string `json:"command,omitempty"`
+	// WorkingDir is the runtime's working folder in the root; empty is /.
+	WorkingDir string `json:"workingDir,omitempty"`
 }
 
 // Ready says the runtime finished its init: it called /invocation/next.

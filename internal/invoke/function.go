@@ -1,8 +1,11 @@
 package invoke
 
 import (
+	"maps"
+	"strings"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
@@ -37,6 +40,11 @@ func (s *Service) schedulerFunction(f store.Function, reserved *int) scheduler.F
 	if f.EphemeralStorage != nil {
 		fn.EphemeralStorageMB = f.EphemeralStorage.Size
 	}
+	if img := f.Image; f.PackageType == store.PackageImage && img != nil {
+		fn.Root = &sandbox.Root{Disk: img.RootDisk, Digest: img.Digest, Size: img.RootSize,
+			Command: img.Command, WorkingDir: img.WorkingDir}
+		fn.Env = imageEnv(img.Env, fn.Env)
+	}
 	if f.IdlePolicy == (store.IdlePolicy{}) {
 		fn.KeepWarm, fn.KeepSuspended = defaultKeepWarm, defaultKeepSuspended
 	}
@@ -44,4 +52,30 @@ func (s *Service) schedulerFunction(f store.Function, reserved *int) scheduler.F
 		fn.KeepSuspended = defaultKeepSuspended
 	}
 	return fn
+}
+
+// imageEnv is an image's ENV ("K=V" lines) under the function's
+// Environment: the function's variables win, as in Lambda.
+func imageEnv(image []string, fn map[string]string) map[string]string {
+	if len(image) == 0 {
+		return fn
+	}
+	env := make(map[string]string, len(image)+len(fn))
+	for _, kv := range image {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			env[k] = v
+		}
+	}
+	maps.Copy(env, fn)
+	return env
+}
+
+// invokable refuses a function that cannot run yet (its image is being
+// built) or at all (its image failed), with Lambda's answer.
+func invokable(f store.Function) error {
+	switch f.State {
+	case "", "Active":
+		return nil
+	}
+	return lambdaerr.ResourceConflict("The operation cannot be performed at this time. The function is currently in the following state: %s", f.State)
 }

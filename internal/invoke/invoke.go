@@ -281,6 +281,9 @@ func (s *Service) function(ctx context.Context, name, qualifier string) (schedul
 	if err != nil {
 		return scheduler.Function{}, fmt.Errorf("reading function %s: %w", name, err)
 	}
+	if err := invokable(f); err != nil {
+		return scheduler.Function{}, err
+	}
 	reserved, err := s.cfg.Functions.Concurrency(ctx, name)
 	if err != nil {
 		return scheduler.Function{}, fmt.Errorf("reading the concurrency of %s: %w", name, err)

@@ -32,6 +32,10 @@ type Function struct {
 	// EphemeralStorageMB is the size of the guest's /tmp; 0 is Lambda's
 	// default, 512 MB.
 	EphemeralStorageMB int `json:"ephemeralStorageMB,omitempty"`
+	// Root, when set, runs the function in a root of its own (a container
+	// image's) with a /tmp disk of EphemeralStorageMB; nil runs the code
+	// in the initramfs.
+	Root *Root `json:"root,omitempty"`
 }
 
 // DefaultRegion is the region a function is in when none is set.

@@ -173,6 +173,12 @@ func (m manifest) validate(dir, agentDigest string) error {
 	if err := m.Initrd.check("initramfs"); err != nil {
 		return err
 	}
+	if err := m.Function.Root.check(); err != nil {
+		return err
+	}
+	if err := checkTmpDisk(m.Function, dir); err != nil {
+		return err
+	}
 	statePath := filepath.Join(dir, stateFile)
 	f, err := os.Open(statePath)
 	if err != nil {

@@ -29,6 +29,7 @@ func Open(ctx context.Context, cfg Config, dir string) (*Env, error) {
 	e := newEnv(cfg, m.Function, img, m.ID, dir)
 	e.spec = m.Spec
 	e.spec.Dir = dir
+	e.spec.Disks = disks(e.fn, dir)
 	e.timings, e.restores, e.snap = m.Timings, m.Restores, m.Snapshot
 	switch m.State {
 	case StateSuspended:

@@ -68,9 +68,18 @@ func Clone(ctx context.Context, cfg Config, tplDir string) (*Env, error) {
 	e.spec = m.Spec
 	e.spec.ID, e.spec.Dir, e.spec.Detached = id, e.dir, cfg.Detached
 	e.spec.MemoryPath, e.spec.MemoryPrivate = filepath.Join(tplDir, memoryFile), true
+	e.spec.Disks = disks(e.fn, e.dir)
 	e.timings = m.Timings
 	if err := os.MkdirAll(e.dir, 0o700); err != nil {
 		return nil, err
+	}
+	if e.fn.Root != nil {
+		// The clone's /tmp starts as the template's was at its snapshot,
+		// and is its own from then on.
+		if err := copySparse(filepath.Join(e.dir, tmpDiskFile), filepath.Join(tplDir, tmpDiskFile)); err != nil {
+			_ = e.Close(context.Background())
+			return nil, fmt.Errorf("%s: /tmp disk: %w", id, err)
+		}
 	}
 	snap := vmm.Snapshot{StatePath: filepath.Join(tplDir, stateFile)}
 	if err := e.restore(ctx, e.spec, snap, true); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/recovery"
+	"github.com/hearthdev/hearth/internal/rootfs"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
@@ -88,6 +89,10 @@ type Server struct {
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
 func CredentialsFile(dataDir string) string { return filepath.Join(dataDir, "credentials") }
+
+// ImageCacheDir is where container images' root disks are built and kept,
+// in dataDir; `hearth image import` builds into it too.
+func ImageCacheDir(dataDir string) string { return filepath.Join(dataDir, "rootfs") }
 
 // New opens the daemon's parts; Start serves.
 func New(ctx context.Context, cfg Config) (*Server, error) {
@@ -157,8 +162,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.URLDomain = "localhost"
 		s.cfg.URLDomain = "localhost"
 	}
-	s.api = api.New(api.Config{Store: st, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	roots, err := rootfs.New(ImageCacheDir(cfg.DataDir), rootfs.Options{Logger: cfg.Log})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.api = api.New(api.Config{Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		Prices: cfg.Prices, Pools: pools{s.sched, s.metrics}, ValidateCode: guestimage.ValidateZip, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
+	if err := s.api.ResumeImageBuilds(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("image builds: %w", err)
+	}
 	return s, nil
 }
 

@@ -49,6 +49,65 @@ type Function struct {
 	// IdlePolicy is Hearth's: how long an idle environment stays warm
 	// before it is suspended, and how long a suspended one is kept.
 	IdlePolicy IdlePolicy `json:"HearthIdlePolicy"`
+	// StateReason and its code say why a function is Pending or Failed;
+	// LastUpdateStatusReason and its code why its last update failed.
+	StateReason                string `json:"StateReason,omitempty"`
+	StateReasonCode            string `json:"StateReasonCode,omitempty"`
+	LastUpdateStatusReason     string `json:"LastUpdateStatusReason,omitempty"`
+	LastUpdateStatusReasonCode string `json:"LastUpdateStatusReasonCode,omitempty"`
+	// ImageConfigResponse is a container image function's ImageConfig, as
+	// Lambda reports it.
+	ImageConfigResponse *ImageConfigResponse `json:"ImageConfigResponse,omitempty"`
+	// Image is Hearth's record of a container image function's image.
+	Image *FunctionImage `json:"HearthImage,omitempty"`
+}
+
+// Package types.
+const (
+	PackageZip   = "Zip"
+	PackageImage = "Image"
+)
+
+// ImageConfig overrides an image's ENTRYPOINT, CMD and WORKDIR.
+type ImageConfig struct {
+	EntryPoint       []string `json:"EntryPoint,omitempty"`
+	Command          []string `json:"Command,omitempty"`
+	WorkingDirectory string   `json:"WorkingDirectory,omitempty"`
+}
+
+// ImageConfigResponse is Lambda's report of a function's ImageConfig.
+type ImageConfigResponse struct {
+	ImageConfig *ImageConfig `json:"ImageConfig,omitempty"`
+}
+
+// FunctionImage is a container image function's image: the URI it was
+// given, and once its root is built, the digest it resolved to and what
+// an environment needs to run it.
+type FunctionImage struct {
+	ImageURI         string `json:"ImageUri"`
+	ResolvedImageURI string `json:"ResolvedImageUri,omitempty"`
+	Digest           string `json:"Digest,omitempty"`
+	// RootDisk is the built root's path and RootSize its size.
+	RootDisk string `json:"RootDisk,omitempty"`
+	RootSize int64  `json:"RootSize,omitempty"`
+	// Command is the runtime's argv (ImageConfig over the image's
+	// ENTRYPOINT and CMD), WorkingDir its folder, Env the image's ENV.
+	Command    []string `json:"Command,omitempty"`
+	WorkingDir string   `json:"WorkingDir,omitempty"`
+	Env        []string `json:"Env,omitempty"`
+	// Update is the image being built for the function (at its creation,
+	// or for an UpdateFunctionCode), until the build ends.
+	Update *ImageUpdate `json:"Update,omitempty"`
+}
+
+// ImageUpdate is an image build in progress: a daemon that restarts finds
+// it here and builds it again.
+type ImageUpdate struct {
+	ID          string       `json:"Id"`
+	ImageURI    string       `json:"ImageUri"`
+	ImageConfig *ImageConfig `json:"ImageConfig,omitempty"`
+	// Publish publishes a version once the image is built.
+	Publish bool `json:"Publish,omitempty"`
 }
 
 // Environment holds a function's environment variables.
@@ -130,8 +189,11 @@ type IdlePolicy struct {
 }
 
 // CodeDigest is the hex SHA-256 of the function's code, as the code folder
-// names it.
+// names it; "" for a container image function, which has no zip.
 func (f Function) CodeDigest() string {
+	if f.PackageType == PackageImage {
+		return ""
+	}
 	b, err := base64.StdEncoding.DecodeString(f.CodeSha256)
 	if err != nil {
 		return ""

@@ -13,6 +13,9 @@
 //	                                which paths it can write (see whoami)
 //
 //	{"action":"verify"}             checks the data loaded at init (TESTFN_INIT_MB)
+//	{"action":"argv"}               reports its argv, working folder and env
+//	{"action":"tmp","data":"…"}     appends data (if any) to /tmp/testfn and
+//	                                returns the file's content and /tmp's size
 //
 // With TESTFN_INIT=exit the process exits during init; with
 // TESTFN_INIT=initerror it reports an init error through the Runtime API.
@@ -39,6 +42,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -50,6 +54,7 @@ type event struct {
 	MS     int    `json:"ms"`
 	Bytes  int    `json:"bytes"`
 	Code   int    `json:"code"`
+	Data   string `json:"data"`
 }
 
 var (
@@ -134,6 +139,10 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 			"loadedAt": loadedAt.UnixMilli()}, nil
 	case "whoami":
 		return whoami(), nil
+	case "argv":
+		return map[string]any{"argv": os.Args, "cwd": must(os.Getwd()), "env": os.Environ()}, nil
+	case "tmp":
+		return tmpFile(ev.Data)
 	case "random":
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)
@@ -254,4 +263,32 @@ func errText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// tmpFile appends data to /tmp/testfn and reports its content and the size
+// of the file system /tmp is on.
+func tmpFile(data string) (any, error) {
+	const p = "/tmp/testfn"
+	if data != "" {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		_, err = f.WriteString(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	b, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/tmp", &st); err != nil {
+		return nil, err
+	}
+	return map[string]any{"content": string(b), "tmpMB": int64(st.Blocks) * st.Bsize >> 20}, nil
 }

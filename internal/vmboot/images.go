@@ -63,7 +63,13 @@ func (h *Host) StoredImage(imagesDir string, code *guestimage.Code) (sandbox.Ima
 // it is there, the zip at zipPath is not read. Otherwise the zip is read,
 // checked against digest and built into an image once, however many callers
 // ask for it at the same time.
+//
+// An empty digest is the image with the agent alone, for functions whose
+// code is on a disk of their own (container images).
 func (h *Host) CodeImage(ctx context.Context, imagesDir, digest, zipPath string) (sandbox.Image, error) {
+	if digest == "" {
+		return h.storedImage(ctx, imagesDir, "agent-only", func() (*guestimage.Code, error) { return nil, nil })
+	}
 	return h.storedImage(ctx, imagesDir, digest, func() (*guestimage.Code, error) {
 		read := h.images.readZip
 		if read == nil {

@@ -398,3 +398,34 @@ func TestCodeImageIgnoresHalfWrittenImage(t *testing.T) {
 		t.Fatalf("the build left its own temporary files: %v", tmps)
 	}
 }
+
+// A function with no zip (a container image) boots the agent alone: no
+// code is read, and the image is built once and kept apart from any code's.
+func TestCodeImageAgentOnly(t *testing.T) {
+	ctx := context.Background()
+	h := testHost(t)
+	reads := countReads(h)
+	images := t.TempDir()
+	first, err := h.CodeImage(ctx, images, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(mustRead(t, first.Initrd), []byte("var/task/bootstrap")) {
+		t.Error("the agent-only image holds a bootstrap")
+	}
+	zipPath, digest := writeZip(t, t.TempDir(), "code.zip", "zip")
+	code, err := h.CodeImage(ctx, images, digest, zipPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := h.CodeImage(ctx, images, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Initrd != first.Initrd || code.Initrd == first.Initrd {
+		t.Errorf("agent-only at %s then %s, code at %s", first.Initrd, again.Initrd, code.Initrd)
+	}
+	if n := reads.Load(); n != 1 {
+		t.Errorf("zips read %d times, want once (the code's)", n)
+	}
+}

@@ -63,6 +63,22 @@ type MachineSpec struct {
 	// Detached, when true, lets the VMM outlive the process that started it
 	// (a long-lived environment); otherwise it dies with its parent.
 	Detached bool
+	// Disks are attached as virtio-blk devices. The guest finds each by
+	// its Serial (/sys/block/vd*/serial), not by its order: virtio-mmio
+	// probes devices in an order of its own. A restore must attach the
+	// same disks as the machine that was saved.
+	Disks []Disk
+}
+
+// Disk is a raw disk image on the host.
+type Disk struct {
+	Path string `json:"path"`
+	// ReadOnly disks are opened read-only by the VMM and refused writes by
+	// the device: a root shared by every environment of an image.
+	ReadOnly bool `json:"readOnly,omitempty"`
+	// Serial names the disk to the guest (at most 20 bytes of letters,
+	// digits and dashes).
+	Serial string `json:"serial"`
 }
 
 // Machine is one running VMM process.

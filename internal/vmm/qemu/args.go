@@ -38,6 +38,8 @@ const (
 	fdQMP
 	fdAgent
 	fdConsole
+	// fdDisks is the first disk's; the others follow in spec.Disks' order.
+	fdDisks
 )
 
 // procFD is how QEMU names an inherited descriptor where it wants a path:
@@ -75,7 +77,7 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 	if spec.MemoryPrivate {
 		share = "off"
 	}
-	return []string{
+	args := []string{
 		"-name", "hearth-" + spec.ID,
 		"-M", machine,
 		"-accel", accel,
@@ -101,6 +103,30 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d,server=on,wait=off", fdAgent),
 		"-device", "virtserialport,chardev=agent,name=hearth.agent",
 	}
+	return append(args, diskArgs(spec.Disks)...)
+}
+
+// diskArgs attaches each disk, by its inherited descriptor, as a virtio-blk
+// device on the microvm's virtio-mmio bus. A read-only disk is read-only to
+// QEMU and to the guest; a writable one passes the guest's discards on, so
+// that files deleted in the guest free the sparse file's blocks again.
+func diskArgs(disks []vmm.Disk) []string {
+	var args []string
+	for i, d := range disks {
+		id := fmt.Sprintf("disk%d", i)
+		drive := fmt.Sprintf("if=none,id=%s,file=%s,format=raw", id, procFD(fdDisks+i))
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		} else {
+			drive += ",readonly=off,discard=unmap"
+		}
+		dev := "virtio-blk-device,drive=" + id
+		if d.Serial != "" {
+			dev += ",serial=" + d.Serial
+		}
+		args = append(args, "-drive", drive, "-device", dev)
+	}
+	return args
 }
 
 // sockDir is where a machine's sockets are: its own folder, unless that

@@ -1,6 +1,8 @@
 package qemu
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,4 +22,63 @@ func TestKernelCmdlineSkipsTimerCheck(t *testing.T) {
 	if !slices.Contains(strings.Fields(args[i+1]), "no_timer_check") {
 		t.Errorf("kernel command line %q lacks no_timer_check", args[i+1])
 	}
+}
+
+// Each disk is a drive on an inherited descriptor, after the fixed ones,
+// and a virtio-blk device the guest finds by its serial; a read-only disk
+// is read-only to QEMU, a writable one passes discards on.
+func TestDiskArgs(t *testing.T) {
+	spec := vmm.MachineSpec{ID: "t", Dir: t.TempDir(), MemoryMiB: 128, Accel: vmm.AccelTCG, Disks: []vmm.Disk{
+		{Path: "/cache/root.ext4", ReadOnly: true, Serial: "hearth-root"},
+		{Path: "/env/tmp.ext4", Serial: "hearth-tmp"},
+	}}
+	args := (&Driver{}).args(spec)
+	var drives, devices []string
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "-drive":
+			drives = append(drives, args[i+1])
+		case "-device":
+			if strings.HasPrefix(args[i+1], "virtio-blk") {
+				devices = append(devices, args[i+1])
+			}
+		}
+	}
+	wantDrives := []string{
+		"if=none,id=disk0,file=/proc/self/fd/9,format=raw,readonly=on",
+		"if=none,id=disk1,file=/proc/self/fd/10,format=raw,readonly=off,discard=unmap",
+	}
+	wantDevices := []string{
+		"virtio-blk-device,drive=disk0,serial=hearth-root",
+		"virtio-blk-device,drive=disk1,serial=hearth-tmp",
+	}
+	if !slices.Equal(drives, wantDrives) {
+		t.Errorf("drives = %q, want %q", drives, wantDrives)
+	}
+	if !slices.Equal(devices, wantDevices) {
+		t.Errorf("devices = %q, want %q", devices, wantDevices)
+	}
+	for _, a := range args {
+		if strings.Contains(a, "/cache/") || strings.Contains(a, "/env/") {
+			t.Errorf("QEMU is given a disk by path: %q", a)
+		}
+	}
+}
+
+func TestOpenDiskRefusesBadSerial(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d")
+	if err := os.WriteFile(p, make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, serial := range []string{"", "a,b=c", "much-too-long-a-serial-for-virtio"} {
+		if f, err := (&Driver{}).openDisk(vmm.Disk{Path: p, Serial: serial}); err == nil {
+			f.Close()
+			t.Errorf("serial %q accepted", serial)
+		}
+	}
+	f, err := (&Driver{}).openDisk(vmm.Disk{Path: p, Serial: "hearth-tmp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 }

@@ -147,7 +147,54 @@ func (d *Driver) openFiles(spec vmm.MachineSpec) (files []*os.File, err error) {
 		}
 		files = append(files, f)
 	}
+	for _, disk := range spec.Disks {
+		f, err := d.openDisk(disk)
+		if err != nil {
+			return files, err
+		}
+		files = append(files, f)
+	}
 	return files, nil
+}
+
+// openDisk opens a disk for QEMU (fd fdDisks onward): a read-only one made
+// readable to QEMU's user (never writable), a writable one made its own.
+func (d *Driver) openDisk(disk vmm.Disk) (*os.File, error) {
+	if !validSerial(disk.Serial) {
+		return nil, fmt.Errorf("qemu: disk %s: serial %q must be 1 to 20 letters, digits or dashes", disk.Path, disk.Serial)
+	}
+	flags := os.O_RDWR
+	if disk.ReadOnly {
+		flags = os.O_RDONLY
+	}
+	f, err := os.OpenFile(disk.Path, flags, 0)
+	if err != nil {
+		return nil, fmt.Errorf("qemu: disk: %w", err)
+	}
+	if disk.ReadOnly {
+		err = d.jail.grantRead(f)
+	} else {
+		err = d.jail.own(f)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// validSerial keeps a serial to what fits QEMU's option syntax and
+// virtio-blk's 20-byte serial field.
+func validSerial(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // listenUnix binds and listens on a unix socket at path (replacing one an
