@@ -53,6 +53,15 @@ func ReadLayerZipFile(p string) (*Code, error) {
 // OptDir is where a function's layers are unpacked in the guest.
 const OptDir = "/opt"
 
+// CheckLayers says whether layers (read with ReadLayerZipFile) can be
+// unpacked together into /opt beside code of codeSize unpacked bytes: the
+// check an image build makes, for callers that want to refuse such a
+// function before it is invoked.
+func CheckLayers(codeSize int64, layers []*Code) error {
+	_, err := mergeLayers(codeSize, layers)
+	return err
+}
+
 // optEntry is one entry of the merged layers: its cleaned name under /opt,
 // its mode and the zip entry that holds it.
 type optEntry struct {

@@ -208,3 +208,14 @@ func TestWriteInitramfsLayersRefused(t *testing.T) {
 		t.Errorf("code and layers of exactly %d bytes: %v", MaxUnzippedBytes, err)
 	}
 }
+
+func TestCheckLayers(t *testing.T) {
+	link := readLayer(t, entry{"x", fs.ModeSymlink | 0o777, "/", true})
+	under := readLayer(t, entry{"x/init", 0o755, "evil", true})
+	if err := CheckLayers(0, []*Code{link, under}); err == nil {
+		t.Error("a symlink of one layer and an entry under it in another: accepted")
+	}
+	if err := CheckLayers(0, []*Code{link}); err != nil {
+		t.Errorf("one layer with a symlink: %v", err)
+	}
+}
