@@ -236,6 +236,26 @@ func cleanName(name string) (string, bool) {
 // root. Under a file the guest would replace the file with a folder. The
 // check holds whatever the entries' order.
 func checkParents(files []*zip.File, kinds map[string]fs.FileMode) error {
+	child, parent, kind, found := entryUnderNonFolder(kinds)
+	if !found {
+		return nil
+	}
+	// Name the entry as the zip does.
+	for _, f := range files {
+		if n, _ := cleanName(f.Name); n == child {
+			child = f.Name
+			break
+		}
+	}
+	if kind&fs.ModeSymlink != 0 {
+		return lambdaerr.InvalidParameter("%s (zip entry %q would be written through the symlink %q)", UnzipFailed, child, parent)
+	}
+	return lambdaerr.InvalidParameter("%s (zip entry %q is inside %q, which is a file, not a folder)", UnzipFailed, child, parent)
+}
+
+// entryUnderNonFolder finds a name of kinds (cleaned names → type bits)
+// that lies under another that is not a folder, and that other's kind.
+func entryUnderNonFolder(kinds map[string]fs.FileMode) (child, parent string, kind fs.FileMode, found bool) {
 	// Names under "a/" are contiguous in sorted order, so each non-folder
 	// entry needs one search rather than every entry a walk up its path
 	// (names can be 65,535 bytes deep).
@@ -254,20 +274,9 @@ func checkParents(files []*zip.File, kinds map[string]fs.FileMode) error {
 		if i == len(names) || !strings.HasPrefix(names[i], prefix) {
 			continue
 		}
-		// Name the entry as the zip does.
-		child := names[i]
-		for _, f := range files {
-			if n, _ := cleanName(f.Name); n == child {
-				child = f.Name
-				break
-			}
-		}
-		if kind&fs.ModeSymlink != 0 {
-			return lambdaerr.InvalidParameter("%s (zip entry %q would be written through the symlink %q)", UnzipFailed, child, parent)
-		}
-		return lambdaerr.InvalidParameter("%s (zip entry %q is inside %q, which is a file, not a folder)", UnzipFailed, child, parent)
+		return names[i], parent, kind, true
 	}
-	return nil
+	return "", "", 0, false
 }
 
 // walk calls fn for each entry with its cleaned name and mode.

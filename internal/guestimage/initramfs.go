@@ -22,6 +22,10 @@ type InitramfsSpec struct {
 	Modules []string
 	// Code is unpacked at /var/task; nil for an agent-only image.
 	Code *Code
+	// Layers are the function's layers (read with ReadLayerZipFile),
+	// unpacked into /opt in order: a later layer's file replaces an
+	// earlier one's.
+	Layers []*Code
 }
 
 // Guest paths.
@@ -33,6 +37,17 @@ const (
 // WriteInitramfs writes a newc cpio archive, uncompressed: the kernel then
 // spends no time decompressing it, which matters most under emulation.
 func WriteInitramfs(w io.Writer, spec InitramfsSpec) error {
+	var opt []optEntry
+	if len(spec.Layers) > 0 {
+		var codeSize int64
+		if spec.Code != nil {
+			codeSize = spec.Code.size
+		}
+		var err error
+		if opt, err = mergeLayers(codeSize, spec.Layers); err != nil {
+			return err
+		}
+	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	cw := cpio.NewWriter(bw)
 	iw := &imageWriter{cw: cw, dirs: map[string]bool{}}
@@ -68,6 +83,11 @@ func WriteInitramfs(w io.Writer, spec InitramfsSpec) error {
 		})
 		if err != nil {
 			return fmt.Errorf("code: %w", err)
+		}
+	}
+	for _, e := range opt {
+		if err := iw.zipEntry(path.Join("opt", e.name), e.mode, e.f); err != nil {
+			return fmt.Errorf("layers: %w", err)
 		}
 	}
 	if err := cw.Close(); err != nil {

@@ -1,6 +1,8 @@
 package invoke
 
 import (
+	"context"
+	"fmt"
 	"maps"
 	"strings"
 	"time"
@@ -78,4 +80,38 @@ func invokable(f store.Function) error {
 		return nil
 	}
 	return lambdaerr.ResourceConflict("The operation cannot be performed at this time. The function is currently in the following state: %s", f.State)
+}
+
+// layers returns the digests of f's layer zips, in f's order. A layer
+// version's ARN names one zip for good (a layer's version numbers are never
+// reused), so each ARN is looked up once, not on every invocation.
+func (s *Service) layers(ctx context.Context, f store.Function) ([]string, error) {
+	if len(f.Layers) == 0 {
+		return nil, nil
+	}
+	digests := make([]string, len(f.Layers))
+	for i, l := range f.Layers {
+		d, ok := s.layerDigests.Load(l.Arn)
+		if !ok {
+			return s.lookUpLayers(ctx, f)
+		}
+		digests[i] = d.(string)
+	}
+	return digests, nil
+}
+
+func (s *Service) lookUpLayers(ctx context.Context, f store.Function) ([]string, error) {
+	lvs, err := s.cfg.Functions.FunctionLayers(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("reading the layers of %s: %w", f.FunctionName, err)
+	}
+	if len(lvs) != len(f.Layers) {
+		return nil, fmt.Errorf("reading the layers of %s: %d layer versions for %d layers", f.FunctionName, len(lvs), len(f.Layers))
+	}
+	digests := make([]string, len(lvs))
+	for i, lv := range lvs {
+		s.layerDigests.Store(f.Layers[i].Arn, lv.Digest)
+		digests[i] = lv.Digest
+	}
+	return digests, nil
 }

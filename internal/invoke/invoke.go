@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,6 +41,8 @@ type Functions interface {
 	Resolve(ctx context.Context, function, qualifier string) (store.Function, error)
 	// Concurrency is the function's reserved concurrency; nil for none.
 	Concurrency(ctx context.Context, function string) (*int, error)
+	// FunctionLayers returns the layer versions f uses, in its order.
+	FunctionLayers(ctx context.Context, f store.Function) ([]store.LayerVersion, error)
 }
 
 // Scheduler leases environments; scheduler.Scheduler is one.
@@ -85,6 +88,9 @@ type Config struct {
 // Service runs invocations.
 type Service struct {
 	cfg Config
+	// layerDigests maps a layer version's ARN to its zip's digest (see
+	// layerDigests).
+	layerDigests sync.Map
 }
 
 // New returns the invocation path.
@@ -265,7 +271,11 @@ func (s *Service) Adopt(ctx context.Context, rec store.EnvRecord) error {
 	if f.RevisionID != rec.Digest {
 		return fmt.Errorf("env %s is of revision %s, the function is at %s", rec.ID, rec.Digest, f.RevisionID)
 	}
-	return s.cfg.Scheduler.Adopt(ctx, s.schedulerFunction(f, nil), rec)
+	fn := s.schedulerFunction(f, nil)
+	if fn.LayerDigests, err = s.layers(ctx, f); err != nil {
+		return err
+	}
+	return s.cfg.Scheduler.Adopt(ctx, fn, rec)
 }
 
 // function resolves a name and qualifier to what the scheduler runs.
@@ -288,5 +298,9 @@ func (s *Service) function(ctx context.Context, name, qualifier string) (schedul
 	if err != nil {
 		return scheduler.Function{}, fmt.Errorf("reading the concurrency of %s: %w", name, err)
 	}
-	return s.schedulerFunction(f, reserved), nil
+	fn := s.schedulerFunction(f, reserved)
+	if fn.LayerDigests, err = s.layers(ctx, f); err != nil {
+		return scheduler.Function{}, err
+	}
+	return fn, nil
 }

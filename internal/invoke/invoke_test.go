@@ -28,7 +28,7 @@ import (
 
 type images struct{ img sandbox.Image }
 
-func (i images) Image(context.Context, string) (sandbox.Image, error) { return i.img, nil }
+func (i images) Image(context.Context, string, []string) (sandbox.Image, error) { return i.img, nil }
 
 type records struct {
 	mu   sync.Mutex

@@ -71,7 +71,7 @@ func (s *Scheduler) clone(ctx context.Context, fn Function, tpl string) (*sandbo
 // function, the boot is tried again on a fresh machine, up to BootRetries
 // times, keeping its turn among the boots.
 func (s *Scheduler) boot(ctx context.Context, fn Function) (*sandbox.Env, error) {
-	img, err := s.cfg.Images.Image(ctx, fn.CodeDigest)
+	img, err := s.cfg.Images.Image(ctx, fn.CodeDigest, fn.LayerDigests)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func (s *Scheduler) maybeTemplate(fn Function, p *pool) {
 // evicting nothing: a template only speeds up later starts. The disk it
 // holds is counted.
 func (s *Scheduler) makeTemplate(ctx context.Context, fn Function) (string, int64, error) {
-	img, err := s.cfg.Images.Image(ctx, fn.CodeDigest)
+	img, err := s.cfg.Images.Image(ctx, fn.CodeDigest, fn.LayerDigests)
 	if err != nil {
 		return "", 0, err
 	}

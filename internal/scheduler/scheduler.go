@@ -21,9 +21,10 @@ import (
 	"github.com/hearthdev/hearth/internal/store"
 )
 
-// Images builds (or finds) what a function's code boots.
+// Images builds (or finds) what a function's code boots: the code package
+// with the layer zips unpacked into /opt in their order.
 type Images interface {
-	Image(ctx context.Context, codeDigest string) (sandbox.Image, error)
+	Image(ctx context.Context, codeDigest string, layerDigests []string) (sandbox.Image, error)
 }
 
 // Records keeps the scheduler's environments on disk, so a restarted daemon
@@ -65,6 +66,9 @@ type Function struct {
 	Revision string
 	// CodeDigest names the code package, for Images.
 	CodeDigest string
+	// LayerDigests name the zips of the function's layers, in order, for
+	// Images.
+	LayerDigests []string
 	// Reserved is the function's reserved concurrency; nil for none.
 	Reserved *int
 	// KeepWarm is how long an idle environment stays warm before it is

@@ -27,7 +27,7 @@ type fixture struct {
 
 type images struct{ img sandbox.Image }
 
-func (i images) Image(context.Context, string) (sandbox.Image, error) { return i.img, nil }
+func (i images) Image(context.Context, string, []string) (sandbox.Image, error) { return i.img, nil }
 
 func newFixture(t *testing.T, vm *fakevmm.VMM, dir string, maxConcurrency int) fixture {
 	t.Helper()

@@ -189,10 +189,14 @@ func (s *Server) resolveAccel(ctx context.Context) error {
 	return s.host.ResolveAccel(ctx, img)
 }
 
-// Image is the image of the code with this digest; it implements
-// scheduler.Images.
-func (s *Server) Image(ctx context.Context, digest string) (sandbox.Image, error) {
-	return s.host.CodeImage(ctx, filepath.Join(s.cfg.DataDir, "images"), digest, s.store.CodePath(digest))
+// Image is the image of the code with this digest and the layers with
+// these, in order; it implements scheduler.Images.
+func (s *Server) Image(ctx context.Context, digest string, layerDigests []string) (sandbox.Image, error) {
+	layers := make([]vmboot.LayerZip, len(layerDigests))
+	for i, d := range layerDigests {
+		layers[i] = vmboot.LayerZip{Digest: d, Path: s.store.LayerPath(d)}
+	}
+	return s.host.CodeImage(ctx, filepath.Join(s.cfg.DataDir, "images"), digest, s.store.CodePath(digest), layers...)
 }
 
 // urlBase is a function URL's address, on the plain HTTP listener (or the

@@ -9,6 +9,7 @@
 //	{"action":"exit","code":N}      exits the process mid-invocation
 //	{"action":"big","bytes":N}      returns a string of N bytes
 //	{"action":"random"}             returns 16 bytes from crypto/rand
+//	{"action":"read","path":P}      returns the file at P as {"body": ...}
 //	{"action":"whoami"}             reports its user, privileges, mounts and
 //	                                which paths it can write (see whoami)
 //
@@ -55,6 +56,7 @@ type event struct {
 	Bytes  int    `json:"bytes"`
 	Code   int    `json:"code"`
 	Data   string `json:"data"`
+	Path   string `json:"path"`
 }
 
 var (
@@ -143,6 +145,12 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 		return map[string]any{"argv": os.Args, "cwd": must(os.Getwd()), "env": os.Environ()}, nil
 	case "tmp":
 		return tmpFile(ev.Data)
+	case "read":
+		b, err := os.ReadFile(ev.Path)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"body": string(b)}, nil
 	case "random":
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)

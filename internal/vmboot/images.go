@@ -55,41 +55,73 @@ func (h *Host) Image(dir string, code *guestimage.Code) (sandbox.Image, error) {
 // outlives the command that made it. It is the image CodeImage returns for
 // the same code.
 func (h *Host) StoredImage(imagesDir string, code *guestimage.Code) (sandbox.Image, error) {
-	return h.storedImage(context.Background(), imagesDir, code.Digest(), func() (*guestimage.Code, error) { return code, nil })
+	return h.storedImage(context.Background(), imagesDir, code.Digest(), func() (guestimage.InitramfsSpec, error) {
+		return guestimage.InitramfsSpec{Code: code}, nil
+	})
+}
+
+// LayerZip is a layer version's zip: its SHA-256 (hex) and where it is.
+type LayerZip struct {
+	Digest, Path string
 }
 
 // CodeImage returns the image of the code package whose SHA-256 (hex) is
-// digest, kept under imagesDir. The image is found by the digest alone: when
-// it is there, the zip at zipPath is not read. Otherwise the zip is read,
-// checked against digest and built into an image once, however many callers
-// ask for it at the same time.
+// digest with layers unpacked into /opt in their order, kept under
+// imagesDir. The image is found by the digests alone: when it is there, no
+// zip is read. Otherwise the zips are read, checked against their digests
+// and built into an image once, however many callers ask for it at the same
+// time.
 //
 // An empty digest is the image with the agent alone, for functions whose
 // code is on a disk of their own (container images).
-func (h *Host) CodeImage(ctx context.Context, imagesDir, digest, zipPath string) (sandbox.Image, error) {
+func (h *Host) CodeImage(ctx context.Context, imagesDir, digest, zipPath string, layers ...LayerZip) (sandbox.Image, error) {
 	if digest == "" {
-		return h.storedImage(ctx, imagesDir, "agent-only", func() (*guestimage.Code, error) { return nil, nil })
+		return h.storedImage(ctx, imagesDir, "agent-only", func() (guestimage.InitramfsSpec, error) { return guestimage.InitramfsSpec{}, nil })
 	}
-	return h.storedImage(ctx, imagesDir, digest, func() (*guestimage.Code, error) {
+	return h.storedImage(ctx, imagesDir, imageID(digest, layers), func() (guestimage.InitramfsSpec, error) {
 		read := h.images.readZip
 		if read == nil {
 			read = guestimage.ReadZipFile
 		}
 		code, err := read(zipPath)
 		if err != nil {
-			return nil, err
+			return guestimage.InitramfsSpec{}, err
 		}
 		if code.Digest() != digest {
-			return nil, fmt.Errorf("code package %s: its SHA-256 is %s, not %s", zipPath, code.Digest(), digest)
+			return guestimage.InitramfsSpec{}, fmt.Errorf("code package %s: its SHA-256 is %s, not %s", zipPath, code.Digest(), digest)
 		}
-		return code, nil
+		spec := guestimage.InitramfsSpec{Code: code}
+		for _, l := range layers {
+			lc, err := guestimage.ReadLayerZipFile(l.Path)
+			if err != nil {
+				return guestimage.InitramfsSpec{}, err
+			}
+			if lc.Digest() != l.Digest {
+				return guestimage.InitramfsSpec{}, fmt.Errorf("layer %s: its SHA-256 is %s, not %s", l.Path, lc.Digest(), l.Digest)
+			}
+			spec.Layers = append(spec.Layers, lc)
+		}
+		return spec, nil
 	})
 }
 
-// storedImage returns the image under imagesDir for the code with digest,
-// calling load and building it when it is not there yet.
-func (h *Host) storedImage(ctx context.Context, imagesDir, digest string, load func() (*guestimage.Code, error)) (sandbox.Image, error) {
-	p := filepath.Join(imagesDir, h.imageKey(digest), imageFile)
+// imageID names what an image of code and layers holds besides the host's
+// parts: the code's digest alone when there are no layers (so images built
+// before layers existed still serve), else that and the layers' digests in
+// their order, which decides what /opt holds.
+func imageID(digest string, layers []LayerZip) string {
+	id := digest
+	for _, l := range layers {
+		id += " " + l.Digest
+	}
+	return id
+}
+
+// storedImage returns the image under imagesDir named by id (see imageID),
+// calling load for its code and layers and building it when it is not there
+// yet.
+func (h *Host) storedImage(ctx context.Context, imagesDir, id string, load func() (guestimage.InitramfsSpec, error)) (sandbox.Image, error) {
+	p := filepath.Join(imagesDir, h.imageKey(id), imageFile)
 	if _, err := os.Stat(p); err == nil {
 		return h.image(p), nil
 	}
@@ -123,11 +155,11 @@ func (h *Host) storedImage(ctx context.Context, imagesDir, digest string, load f
 
 // buildStored builds the image at p unless it appeared since the caller
 // looked (made by a build that just ended, or by another process).
-func (h *Host) buildStored(p string, load func() (*guestimage.Code, error)) (sandbox.Image, error) {
+func (h *Host) buildStored(p string, load func() (guestimage.InitramfsSpec, error)) (sandbox.Image, error) {
 	if _, err := os.Stat(p); err == nil {
 		return h.image(p), nil
 	}
-	code, err := load()
+	spec, err := load()
 	if err != nil {
 		return sandbox.Image{}, err
 	}
@@ -139,7 +171,8 @@ func (h *Host) buildStored(p string, load func() (*guestimage.Code, error)) (san
 	// crash leaves no half image under the name that is used, and another
 	// process building the same image does not write into this one's file.
 	err = atomicfile.WriteFunc(p, 0o600, func(w io.Writer) error {
-		return guestimage.WriteInitramfs(w, guestimage.InitramfsSpec{Agent: h.Agent, Modules: h.Kernel.Modules, Code: code})
+		spec.Agent, spec.Modules = h.Agent, h.Kernel.Modules
+		return guestimage.WriteInitramfs(w, spec)
 	})
 	if err != nil {
 		return sandbox.Image{}, fmt.Errorf("initramfs: %w", err)
@@ -147,10 +180,10 @@ func (h *Host) buildStored(p string, load func() (*guestimage.Code, error)) (san
 	return h.image(p), nil
 }
 
-// imageKey names the folder of the image of the code with digest: it covers
+// imageKey names the folder of the image with id (see imageID): it covers
 // all that goes into the image, so a new agent build or other kernel
 // modules make another image rather than reuse a stale one.
-func (h *Host) imageKey(digest string) string {
+func (h *Host) imageKey(id string) string {
 	c := &h.images
 	c.partsOnce.Do(func() {
 		c.parts = fmt.Sprintln(h.AgentDigest, h.Kernel.Path)
@@ -164,7 +197,7 @@ func (h *Host) imageKey(digest string) string {
 			c.parts += fmt.Sprintln(m, size, mtime)
 		}
 	})
-	sum := sha256.Sum256([]byte(digest + "\n" + c.parts))
+	sum := sha256.Sum256([]byte(id + "\n" + c.parts))
 	return hex.EncodeToString(sum[:])[:16]
 }
 

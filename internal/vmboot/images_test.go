@@ -429,3 +429,88 @@ func TestCodeImageAgentOnly(t *testing.T) {
 		t.Errorf("zips read %d times, want once (the code's)", n)
 	}
 }
+
+// writeLayer writes a layer zip holding data/b.txt with body, and returns
+// it as CodeImage takes it.
+func writeLayer(t *testing.T, dir, name, body string) LayerZip {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	hdr := &zip.FileHeader{Name: "data/b.txt", Method: zip.Store}
+	hdr.SetMode(0o644)
+	w, err := zw.CreateHeader(hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	return LayerZip{Digest: hex.EncodeToString(sum[:]), Path: p}
+}
+
+func TestCodeImageLayersKey(t *testing.T) {
+	dir := t.TempDir()
+	one := writeLayer(t, dir, "one.zip", "layer one")
+	two := writeLayer(t, dir, "two.zip", "layer two")
+	cases := []struct {
+		name   string
+		layers []LayerZip
+		same   bool   // the image built for [one two] serves
+		holds  string // what the image holds of data/b.txt
+	}{
+		{"same layers", []LayerZip{one, two}, true, "layer two"},
+		{"no layers", nil, false, ""},
+		{"one layer fewer", []LayerZip{one}, false, "layer one"},
+		{"the other order", []LayerZip{two, one}, false, "layer one"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := testHost(t)
+			reads := countReads(h)
+			images := t.TempDir()
+			zipPath, digest := writeZip(t, t.TempDir(), "code.zip", "first")
+			first, err := h.CodeImage(ctx, images, digest, zipPath, one, two)
+			if err != nil {
+				t.Fatal(err)
+			}
+			second, err := h.CodeImage(ctx, images, digest, zipPath, tc.layers...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := second.Initrd == first.Initrd; got != tc.same {
+				t.Fatalf("same image = %v (%s, %s), want %v", got, first.Initrd, second.Initrd, tc.same)
+			}
+			wantReads := int32(2)
+			if tc.same {
+				wantReads = 1
+			}
+			if n := reads.Load(); n != wantReads {
+				t.Errorf("code read %d times, want %d", n, wantReads)
+			}
+			img := mustRead(t, second.Initrd)
+			for _, body := range []string{"layer one", "layer two"} {
+				if got, want := bytes.Contains(img, []byte(body)), body == tc.holds; got != want {
+					t.Errorf("image holds %q: %v, want %v", body, got, want)
+				}
+			}
+		})
+	}
+	t.Run("a layer whose zip is not its digest", func(t *testing.T) {
+		h := testHost(t)
+		zipPath, digest := writeZip(t, t.TempDir(), "code.zip", "first")
+		bad := LayerZip{Digest: one.Digest, Path: two.Path}
+		_, err := h.CodeImage(context.Background(), t.TempDir(), digest, zipPath, bad)
+		if err == nil || !strings.Contains(err.Error(), "its SHA-256 is "+two.Digest) {
+			t.Fatalf("got %v, want the digest mismatch", err)
+		}
+	})
+}
