@@ -14,25 +14,11 @@ import (
 
 // The daemon's verbs, as a user types them, against a daemon in-process.
 func TestDaemonVerbs(t *testing.T) {
-	testvm.Driver(t)
-	data := t.TempDir()
-	srv, err := server.New(context.Background(), server.Config{DataDir: data, Listen: "127.0.0.1:0",
-		Host: vmboot.Options{Agent: testvm.Agent(t), Accel: "tcg", CacheDir: testvm.CacheDir()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	env := map[string]string{"HEARTH_DATA_DIR": data, "HEARTH_ENDPOINT": "http://" + srv.Addr(), "AWS_SHARED_CREDENTIALS_FILE": ""}
+	d := startCLIDaemon(t)
+	srv, env := d.srv, d.env
 	hearth := func(wantCode int, args ...string) (string, string) {
 		t.Helper()
-		code, out, errOut := run(t, env, args...)
-		if code != wantCode {
-			t.Fatalf("hearth %v: exit %d, want %d\n%s%s", args, code, wantCode, out, errOut)
-		}
-		return out, errOut
+		return d.hearth(t, wantCode, args...)
 	}
 	zip := testvm.FunctionZip(t, "./examples/counter")
 	hearth(ExitOK, "fn", "create", "counter", "--zip", zip, "--memory", "256", "--keep-warm", "1s")
@@ -98,4 +84,38 @@ func TestDaemonVerbs(t *testing.T) {
 	if _, errOut = hearth(ExitBadInput, "invoke", "counter"); !strings.Contains(errOut, "ResourceNotFoundException") {
 		t.Errorf("invoke after delete: %s", errOut)
 	}
+}
+
+// cliDaemon is a daemon in-process on a fresh data folder, and the hearth
+// CLI pointed at it: hearth runs a command and checks its exit code.
+type cliDaemon struct {
+	srv  *server.Server
+	data string
+	env  map[string]string
+}
+
+func startCLIDaemon(t *testing.T) *cliDaemon {
+	t.Helper()
+	testvm.Driver(t)
+	data := t.TempDir()
+	srv, err := server.New(context.Background(), server.Config{DataDir: data, Listen: "127.0.0.1:0",
+		Host: vmboot.Options{Agent: testvm.Agent(t), Accel: "tcg", CacheDir: testvm.CacheDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return &cliDaemon{srv: srv, data: data,
+		env: map[string]string{"HEARTH_DATA_DIR": data, "HEARTH_ENDPOINT": "http://" + srv.Addr(), "AWS_SHARED_CREDENTIALS_FILE": ""}}
+}
+
+func (d *cliDaemon) hearth(t *testing.T, wantCode int, args ...string) (string, string) {
+	t.Helper()
+	code, out, errOut := run(t, d.env, args...)
+	if code != wantCode {
+		t.Fatalf("hearth %v: exit %d, want %d\n%s%s", args, code, wantCode, out, errOut)
+	}
+	return out, errOut
 }

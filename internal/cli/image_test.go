@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,33 +9,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/hearthdev/hearth/internal/server"
 	"github.com/hearthdev/hearth/internal/testvm"
-	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
 // `hearth image import` builds a docker-save tarball or an OCI layout into
 // the daemon's cache and prints a URI `hearth fn create --image` takes.
 func TestImageImportAndCreate(t *testing.T) {
-	testvm.Driver(t)
-	data := t.TempDir()
-	srv, err := server.New(context.Background(), server.Config{DataDir: data, Listen: "127.0.0.1:0",
-		Host: vmboot.Options{Agent: testvm.Agent(t), Accel: "tcg", CacheDir: testvm.CacheDir()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	env := map[string]string{"HEARTH_DATA_DIR": data, "HEARTH_ENDPOINT": "http://" + srv.Addr(), "AWS_SHARED_CREDENTIALS_FILE": ""}
+	d := startCLIDaemon(t)
 	hearth := func(wantCode int, args ...string) (string, string) {
 		t.Helper()
-		code, out, errOut := run(t, env, args...)
-		if code != wantCode {
-			t.Fatalf("hearth %v: exit %d, want %d\n%s%s", args, code, wantCode, out, errOut)
-		}
-		return out, errOut
+		return d.hearth(t, wantCode, args...)
 	}
 
 	img := testvm.FunctionImage(t, "./internal/testfunction")

@@ -2,17 +2,12 @@ package cli
 
 import (
 	"archive/zip"
-	"context"
 	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/hearthdev/hearth/internal/server"
-	"github.com/hearthdev/hearth/internal/testvm"
-	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
 // writeZip writes a zip of the files given (name, body, …) and returns its
@@ -48,25 +43,10 @@ func writeZip(t *testing.T, files ...string) string {
 // The layer verbs and --layers, against a daemon in-process. Nothing is
 // invoked, so no VM boots.
 func TestLayerVerbs(t *testing.T) {
-	testvm.Driver(t)
-	data := t.TempDir()
-	srv, err := server.New(context.Background(), server.Config{DataDir: data, Listen: "127.0.0.1:0",
-		Host: vmboot.Options{Agent: testvm.Agent(t), Accel: "tcg", CacheDir: testvm.CacheDir()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	env := map[string]string{"HEARTH_DATA_DIR": data, "HEARTH_ENDPOINT": "http://" + srv.Addr(), "AWS_SHARED_CREDENTIALS_FILE": ""}
+	d := startCLIDaemon(t)
 	hearth := func(wantCode int, args ...string) (string, string) {
 		t.Helper()
-		code, out, errOut := run(t, env, args...)
-		if code != wantCode {
-			t.Fatalf("hearth %v: exit %d, want %d\n%s%s", args, code, wantCode, out, errOut)
-		}
-		return out, errOut
+		return d.hearth(t, wantCode, args...)
 	}
 	deps := writeZip(t, "python/deps.py", "x = 1\n")
 	out, _ := hearth(ExitOK, "layer", "publish", "deps", "--zip", deps, "--compatible-runtimes", "python3.11,nodejs18.x", "--description", "shared")
