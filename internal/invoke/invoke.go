@@ -79,7 +79,10 @@ type Config struct {
 	// SnapStart makes templates for every function revision, beside the
 	// functions whose own SnapStart setting asks for them.
 	SnapStart bool
-	Log       *slog.Logger
+	// CacheDir is Hearth's cache, where `make runtimes` leaves the managed
+	// runtimes' roots (runtimes.RootPath).
+	CacheDir string
+	Log      *slog.Logger
 }
 
 // Service runs invocations.
@@ -265,7 +268,11 @@ func (s *Service) Adopt(ctx context.Context, rec store.EnvRecord) error {
 	if f.RevisionID != rec.Digest {
 		return fmt.Errorf("env %s is of revision %s, the function is at %s", rec.ID, rec.Digest, f.RevisionID)
 	}
-	return s.cfg.Scheduler.Adopt(ctx, s.schedulerFunction(f, nil), rec)
+	fn, err := s.schedulerFunction(f, nil)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Scheduler.Adopt(ctx, fn, rec)
 }
 
 // function resolves a name and qualifier to what the scheduler runs.
@@ -288,5 +295,5 @@ func (s *Service) function(ctx context.Context, name, qualifier string) (schedul
 	if err != nil {
 		return scheduler.Function{}, fmt.Errorf("reading the concurrency of %s: %w", name, err)
 	}
-	return s.schedulerFunction(f, reserved), nil
+	return s.schedulerFunction(f, reserved)
 }
