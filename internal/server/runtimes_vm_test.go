@@ -154,7 +154,7 @@ func TestManagedRuntimes(t *testing.T) {
 			p := r.payload
 			if r.out.FunctionError != nil || p["count"] != float64(i) || p["functionName"] != "py" || p["remainingOK"] != true ||
 				p["vendored"] != "from the zip" || len(p["requestId"].(string)) < 32 {
-				t.Fatalf("invoke %d: %v %s", i, r.out.FunctionError, r.out.Payload)
+				t.Fatalf("invoke %d: %s %s", i, aws.ToString(r.out.FunctionError), r.out.Payload)
 			}
 		}
 		r := invokeJSON(t, d, "py", `{"raise":true}`)
@@ -172,7 +172,7 @@ func TestManagedRuntimes(t *testing.T) {
 		}
 		r = invokeJSON(t, d, "py", `{}`)
 		if r.out.FunctionError != nil || r.payload["count"] != float64(3) {
-			t.Fatalf("after resume: %v %s, want count 3", r.out.FunctionError, r.out.Payload)
+			t.Fatalf("after resume: %s %s, want count 3", aws.ToString(r.out.FunctionError), r.out.Payload)
 		}
 
 		createManaged(t, d, "py-broken", types.RuntimePython311, "broken.handler", py)
@@ -190,7 +190,7 @@ func TestManagedRuntimes(t *testing.T) {
 			p := r.payload
 			ev, _ := p["event"].(map[string]any)
 			if r.out.FunctionError != nil || p["n"] != float64(i) || p["functionName"] != "node" || ev["k"] != "v" || len(p["requestId"].(string)) < 32 {
-				t.Fatalf("invoke %d: %v %s", i, r.out.FunctionError, r.out.Payload)
+				t.Fatalf("invoke %d: %s %s", i, aws.ToString(r.out.FunctionError), r.out.Payload)
 			}
 		}
 		if _, err := d.client.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
@@ -200,7 +200,7 @@ func TestManagedRuntimes(t *testing.T) {
 		for i := 0; i < 2; i++ {
 			r := invokeJSON(t, d, "node", `{}`)
 			if r.out.FunctionError != nil || r.payload["style"] != "callback" || len(r.payload["requestId"].(string)) < 32 {
-				t.Fatalf("callback handler: %v %s", r.out.FunctionError, r.out.Payload)
+				t.Fatalf("callback handler: %s %s", aws.ToString(r.out.FunctionError), r.out.Payload)
 			}
 		}
 
