@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -266,6 +267,10 @@ func (a *Agent) runtimeCmd(in guestproto.Init) (runtimeCmd, error) {
 	rc := runtimeCmd{argv: in.Root.Command, dir: in.Root.WorkingDir, env: env}
 	if len(rc.argv) == 0 {
 		rc.argv, rc.dir = []string{path.Join(a.cfg.TaskRoot, "bootstrap")}, a.cfg.TaskRoot
+		// A managed runtime's root brings the bootstrap, as Lambda's does.
+		if _, err := os.Stat(filepath.Join(RootDir, "var/runtime/bootstrap")); err == nil && a.cfg.System {
+			rc.argv[0] = "/var/runtime/bootstrap"
+		}
 	}
 	if rc.dir == "" {
 		rc.dir = "/"

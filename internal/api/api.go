@@ -44,8 +44,12 @@ type Config struct {
 	Keys    Keys
 	// Region appears in ARNs.
 	Region string
-	// ValidateCode checks a zip package before it is stored.
+	// ValidateCode checks a zip package before it is stored (a managed
+	// runtime's, which has no bootstrap, by guestimage.ValidatePackageZip).
 	ValidateCode func(zip []byte) error
+	// RuntimeRoot checks that a managed runtime's root is on this host;
+	// nil does not check.
+	RuntimeRoot func(runtime string) error
 	// IdlePolicy is given to new functions.
 	IdlePolicy store.IdlePolicy
 	// Logs are the functions' logs, for `hearth logs`.

@@ -19,8 +19,12 @@ import (
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
 // Runtimes Hearth runs: the OS-only runtimes, whose bootstrap is the
-// function's own.
-var runtimes = map[string]bool{"provided.al2023": true, "provided.al2": true, "provided": true}
+// function's own, and the managed ones (internal/runtimes), whose root
+// brings the runtime that loads the function's Handler.
+var (
+	runtimes        = map[string]bool{"provided.al2023": true, "provided.al2": true, "provided": true, "python3.11": true, "nodejs18.x": true}
+	managedRuntimes = map[string]bool{"python3.11": true, "nodejs18.x": true}
+)
 
 // functionRef reads the {name} path value and the Qualifier query
 // parameter.
@@ -114,7 +118,7 @@ func (req *createRequest) check() (*store.LoggingConfig, *store.SnapStart, error
 
 func checkSettings(runtime string, memory, timeout *int, env *store.Environment) error {
 	if runtime != "" && !runtimes[runtime] {
-		return lambdaerr.InvalidParameter("Runtime %q is not supported: Hearth runs provided.al2023, provided.al2 and provided (a bootstrap executable in the zip)", runtime)
+		return lambdaerr.InvalidParameter("Runtime %q is not supported: Hearth runs python3.11 and nodejs18.x (a Handler in the zip), and provided.al2023, provided.al2 and provided (a bootstrap executable in the zip)", runtime)
 	}
 	if memory != nil && (*memory < 128 || *memory > 10240) {
 		return lambdaerr.InvalidParameter("MemorySize must be between 128 and 10240 MB (got %d)", *memory)
@@ -134,16 +138,39 @@ func checkSettings(runtime string, memory, timeout *int, env *store.Environment)
 	return nil
 }
 
-// putCode validates and stores a zip, returning its digest and size.
-func (a *API) putCode(code functionCode) (string, int64, error) {
+// checkManaged checks what a function on a managed runtime needs beyond
+// its settings: a Handler, as Lambda asks, and the runtime's root on this
+// host, which is refused here rather than at the first invocation.
+func (a *API) checkManaged(runtime, handler string) error {
+	if !managedRuntimes[runtime] {
+		return nil
+	}
+	if handler == "" {
+		return lambdaerr.InvalidParameter("The Handler is required for the runtime %s (module.function for Python, file.export for Node.js)", runtime)
+	}
+	if a.cfg.RuntimeRoot == nil {
+		return nil
+	}
+	if err := a.cfg.RuntimeRoot(runtime); err != nil {
+		return lambdaerr.InvalidParameter("Runtime %s cannot run on this host: %v", runtime, err)
+	}
+	return nil
+}
+
+// putCode validates and stores a zip, returning its digest and size. The
+// code of a managed runtime has no bootstrap: its root brings one.
+func (a *API) putCode(code functionCode, runtime string) (string, int64, error) {
 	if code.ImageURI != "" || code.S3Bucket != "" {
 		return "", 0, lambdaerr.InvalidParameter("a function of PackageType Zip takes Code.ZipFile (Code.ImageUri needs PackageType Image; S3 is not supported)")
 	}
 	if len(code.ZipFile) == 0 {
 		return "", 0, lambdaerr.InvalidParameter("Code.ZipFile is required")
 	}
-	if a.cfg.ValidateCode != nil {
-		if err := a.cfg.ValidateCode(code.ZipFile); err != nil {
+	if validate := a.cfg.ValidateCode; validate != nil {
+		if managedRuntimes[runtime] {
+			validate = guestimage.ValidatePackageZip
+		}
+		if err := validate(code.ZipFile); err != nil {
 			return "", 0, err
 		}
 	}
@@ -179,6 +206,9 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		req.Runtime = "provided.al2023"
 	}
 	logging, snap, err := req.check()
+	if err == nil {
+		err = a.checkManaged(req.Runtime, req.Handler)
+	}
 	if err != nil {
 		a.writeError(w, err)
 		return
@@ -202,7 +232,7 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 	var sum string
 	var size int64
 	if !image {
-		if sum, size, err = a.putCode(req.Code); err != nil {
+		if sum, size, err = a.putCode(req.Code, req.Runtime); err != nil {
 			a.writeError(w, err)
 			return
 		}
@@ -434,6 +464,11 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 		if req.Handler != nil {
 			f.Handler = *req.Handler
 		}
+		if req.Runtime != "" || req.Handler != nil {
+			if err := a.checkManaged(f.Runtime, f.Handler); err != nil {
+				return err
+			}
+		}
 		if req.Description != nil {
 			f.Description = *req.Description
 		}
@@ -510,7 +545,7 @@ func (a *API) updateFunctionCode(w http.ResponseWriter, r *http.Request) {
 		a.updateImageCode(w, r, name, req)
 		return
 	}
-	sum, size, err := a.putCode(functionCode{ZipFile: req.ZipFile, ImageURI: req.ImageURI, S3Bucket: req.S3Bucket})
+	sum, size, err := a.putCode(functionCode{ZipFile: req.ZipFile, ImageURI: req.ImageURI, S3Bucket: req.S3Bucket}, cur.Runtime)
 	if err != nil {
 		a.writeError(w, err)
 		return

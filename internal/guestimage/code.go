@@ -57,6 +57,26 @@ func ReadZipFile(p string) (*Code, error) {
 	return ReadZip(data)
 }
 
+// ReadPackageFile reads the zip at path and checks it as ReadZipFile does,
+// except for the bootstrap: a managed runtime's code has none (its root
+// brings the runtime's). Which runtime needs one is the upload's check;
+// an image is built from the code alone, the same for any runtime.
+func ReadPackageFile(p string) (*Code, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, lambdaerr.InvalidParameter("cannot read code package %s: %v", p, err)
+	}
+	c, _, _, err := readEntries(data)
+	return c, err
+}
+
+// ValidatePackageZip is what an upload for a managed runtime must pass:
+// ValidateZip without the bootstrap.
+func ValidatePackageZip(data []byte) error {
+	_, err := ValidateLayerZip(data)
+	return err
+}
+
 // UnzipFailed is Lambda's answer to a package it cannot unzip, word for
 // word: deployment tools match on the exception's name and show the message.
 const UnzipFailed = "Could not unzip uploaded file. Please check your file, then try to upload again."

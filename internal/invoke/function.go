@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/runtimes"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
@@ -22,7 +25,7 @@ const (
 // schedulerFunction turns a stored configuration (the API's wire shape)
 // into what the scheduler runs, so that the scheduler never sees the wire
 // shape.
-func (s *Service) schedulerFunction(f store.Function, reserved *int) scheduler.Function {
+func (s *Service) schedulerFunction(f store.Function, reserved *int) (scheduler.Function, error) {
 	fn := scheduler.Function{
 		Function: sandbox.Function{Name: f.FunctionName, Version: f.Version, MemoryMB: f.MemorySize,
 			Timeout: time.Duration(f.Timeout) * time.Second, Handler: f.Handler, Region: s.cfg.Region},
@@ -47,13 +50,42 @@ func (s *Service) schedulerFunction(f store.Function, reserved *int) scheduler.F
 			Command: img.Command, WorkingDir: img.WorkingDir}
 		fn.Env = imageEnv(img.Env, fn.Env)
 	}
+	if f.PackageType != store.PackageImage && isManaged(f.Runtime) {
+		root, err := managedRoot(s.cfg.CacheDir, f.Runtime)
+		if err != nil {
+			return scheduler.Function{}, err
+		}
+		fn.Root = root
+	}
 	if f.IdlePolicy == (store.IdlePolicy{}) {
 		fn.KeepWarm, fn.KeepSuspended = defaultKeepWarm, defaultKeepSuspended
 	}
 	if fn.KeepSuspended <= 0 {
 		fn.KeepSuspended = defaultKeepSuspended
 	}
-	return fn
+	return fn, nil
+}
+
+func isManaged(runtime string) bool {
+	_, err := runtimes.Lookup(runtime)
+	return err == nil
+}
+
+// managedRoot is the root of a zip function on the managed runtime name:
+// the runtime's read-only disk, on which the agent binds the zip at
+// /var/task and runs the runtime's /var/runtime/bootstrap (no Command). A
+// snapshot is pinned to the disk's path, which names the build's hash, and
+// its size, as an image's is.
+func managedRoot(cacheDir, name string) (*sandbox.Root, error) {
+	disk, err := runtimes.RootPath(cacheDir, name)
+	if err != nil {
+		return nil, fmt.Errorf("runtime %s: %w", name, err)
+	}
+	fi, err := os.Stat(disk)
+	if err != nil {
+		return nil, fmt.Errorf("runtime %s: %w", name, err)
+	}
+	return &sandbox.Root{Disk: disk, Digest: name + "@" + filepath.Base(filepath.Dir(disk)), Size: fi.Size()}, nil
 }
 
 // imageEnv is an image's ENV ("K=V" lines) under the function's

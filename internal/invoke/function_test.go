@@ -2,12 +2,18 @@ package invoke
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/runtimes"
 	"github.com/hearthdev/hearth/internal/store"
 )
 
@@ -18,7 +24,10 @@ func TestSchedulerFunctionOfAnImage(t *testing.T) {
 		Environment: &store.Environment{Variables: map[string]string{"A": "function", "C": "3"}},
 		Image: &store.FunctionImage{ImageURI: "127.0.0.1:5000/fn:v1", Digest: "sha256:ab", RootDisk: "/cache/sha256-ab/rootfs.ext4", RootSize: 4096,
 			Command: []string{"/app/fn", "x"}, WorkingDir: "/app", Env: []string{"A=image", "B=2", "PATH=/app:/bin"}}}
-	fn := s.schedulerFunction(f, nil)
+	fn, err := s.schedulerFunction(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if fn.CodeDigest != "" {
 		t.Errorf("CodeDigest %q: an image function boots the agent alone", fn.CodeDigest)
 	}
@@ -33,8 +42,53 @@ func TestSchedulerFunctionOfAnImage(t *testing.T) {
 	if fn.EphemeralStorageMB != 1024 {
 		t.Errorf("EphemeralStorageMB %d", fn.EphemeralStorageMB)
 	}
-	if zip := s.schedulerFunction(store.Function{FunctionName: "z", PackageType: store.PackageZip, CodeSha256: "AAAA"}, nil); zip.Root != nil || zip.CodeDigest == "" {
-		t.Errorf("zip function: root %+v, digest %q", zip.Root, zip.CodeDigest)
+	if zip, err := s.schedulerFunction(store.Function{FunctionName: "z", PackageType: store.PackageZip, CodeSha256: "AAAA"}, nil); err != nil || zip.Root != nil || zip.CodeDigest == "" {
+		t.Errorf("zip function: root %+v, digest %q, %v", zip.Root, zip.CodeDigest, err)
+	}
+}
+
+// A zip on a managed runtime runs on the runtime's root, with no command:
+// the agent binds the code and starts the root's bootstrap.
+func TestSchedulerFunctionOfAManagedRuntime(t *testing.T) {
+	cache := t.TempDir()
+	build := filepath.Join(cache, "runtimes", "0123abcd")
+	if err := os.MkdirAll(build, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("0123abcd", filepath.Join(cache, "runtimes", "current")); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := runtimes.Lookup("python3.11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ric, err := rt.RICDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, _ := json.Marshal(runtimes.Manifest{Runtime: rt.Name, RICDigest: ric})
+	if err := os.WriteFile(filepath.Join(build, runtimes.ManifestName(rt.Name)), manifest, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(build, runtimes.DiskName(rt.Name)), make([]byte, 8192), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := store.Function{FunctionName: "py", Version: "$LATEST", Runtime: "python3.11", Handler: "app.handler",
+		PackageType: store.PackageZip, CodeSha256: "AAAA", State: "Active"}
+	fn, err := (&Service{cfg: Config{CacheDir: cache}}).schedulerFunction(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := fn.Root
+	if r == nil || r.Disk != filepath.Join(build, "python3.11.ext4") || r.Size != 8192 || r.Digest != "python3.11@0123abcd" || len(r.Command) != 0 {
+		t.Fatalf("root %+v", r)
+	}
+	if fn.CodeDigest == "" || fn.Handler != "app.handler" {
+		t.Errorf("code digest %q, handler %q: the zip is the code", fn.CodeDigest, fn.Handler)
+	}
+	f.Runtime = "nodejs18.x" // not built in this cache
+	if _, err := (&Service{cfg: Config{CacheDir: cache}}).schedulerFunction(f, nil); !errors.Is(err, runtimes.ErrNotBuilt) || !strings.Contains(err.Error(), "make runtimes") {
+		t.Errorf("a runtime not built: %v", err)
 	}
 }
 

@@ -82,7 +82,10 @@ type Config struct {
 	// SnapStart makes templates for every function revision, beside the
 	// functions whose own SnapStart setting asks for them.
 	SnapStart bool
-	Log       *slog.Logger
+	// CacheDir is Hearth's cache, where `make runtimes` leaves the managed
+	// runtimes' roots (runtimes.RootPath).
+	CacheDir string
+	Log      *slog.Logger
 }
 
 // Service runs invocations.
@@ -271,7 +274,10 @@ func (s *Service) Adopt(ctx context.Context, rec store.EnvRecord) error {
 	if f.RevisionID != rec.Digest {
 		return fmt.Errorf("env %s is of revision %s, the function is at %s", rec.ID, rec.Digest, f.RevisionID)
 	}
-	fn := s.schedulerFunction(f, nil)
+	fn, err := s.schedulerFunction(f, nil)
+	if err != nil {
+		return err
+	}
 	if fn.LayerDigests, err = s.layers(ctx, f); err != nil {
 		return err
 	}
@@ -298,7 +304,10 @@ func (s *Service) function(ctx context.Context, name, qualifier string) (schedul
 	if err != nil {
 		return scheduler.Function{}, fmt.Errorf("reading the concurrency of %s: %w", name, err)
 	}
-	fn := s.schedulerFunction(f, reserved)
+	fn, err := s.schedulerFunction(f, reserved)
+	if err != nil {
+		return scheduler.Function{}, err
+	}
 	if fn.LayerDigests, err = s.layers(ctx, f); err != nil {
 		return scheduler.Function{}, err
 	}

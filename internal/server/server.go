@@ -23,6 +23,7 @@ import (
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/recovery"
 	"github.com/hearthdev/hearth/internal/rootfs"
+	"github.com/hearthdev/hearth/internal/runtimes"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
@@ -154,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Meter: usage, TemplatesDir: templatesDir(cfg.DataDir), Limits: limits}
 	s.sched = scheduler.New(schedCfg)
 	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs,
-		Region: cfg.Region, SnapStart: cfg.SnapStart, Log: cfg.Log})
+		Region: cfg.Region, SnapStart: cfg.SnapStart, CacheDir: cfg.Host.CacheDir, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
 	s.verifier = api.NewVerifier(creds)
@@ -168,7 +169,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.api = api.New(api.Config{Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
-		Prices: cfg.Prices, Pools: pools{s.sched, s.metrics}, ValidateCode: guestimage.ValidateZip, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
+		Prices: cfg.Prices, Pools: pools{s.sched, s.metrics}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
+			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
+			return err
+		}, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
 	if err := s.api.ResumeImageBuilds(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("image builds: %w", err)

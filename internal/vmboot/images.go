@@ -28,7 +28,7 @@ type imageCache struct {
 	partsOnce sync.Once
 	parts     string // what every image of this host holds besides the code
 
-	// readZip reads a code package; nil is guestimage.ReadZipFile. Tests
+	// readZip reads a code package; nil is guestimage.ReadPackageFile. Tests
 	// count and hold the reads through it.
 	readZip func(path string) (*guestimage.Code, error)
 }
@@ -81,7 +81,8 @@ func (h *Host) CodeImage(ctx context.Context, imagesDir, digest, zipPath string,
 	return h.storedImage(ctx, imagesDir, imageID(digest, layers), func() (guestimage.InitramfsSpec, error) {
 		read := h.images.readZip
 		if read == nil {
-			read = guestimage.ReadZipFile
+			// Its bootstrap, if its runtime needs one, was checked at upload.
+			read = guestimage.ReadPackageFile
 		}
 		code, err := read(zipPath)
 		if err != nil {
