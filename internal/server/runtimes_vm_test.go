@@ -147,6 +147,27 @@ func TestManagedRuntimes(t *testing.T) {
 		t.Errorf("provided.al2023 without bootstrap: %v", err)
 	}
 
+	t.Run("python package from a layer", func(t *testing.T) {
+		// Lambda puts /opt/python on a Python function's path: a layer's
+		// python/ folder is importable as is.
+		lv, err := d.client.PublishLayerVersion(ctx, &lambda.PublishLayerVersionInput{LayerName: aws.String("pydeps"),
+			Content: &types.LayerVersionContentInput{ZipFile: zipOf(t, map[string]string{"python/layer_pkg.py": "VALUE = 'from a layer'\n"})}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("pylayer"), Runtime: types.RuntimePython311,
+			Handler: aws.String("app.handler"), Role: aws.String("r"), Layers: []string{aws.ToString(lv.LayerVersionArn)},
+			Code: &types.FunctionCode{ZipFile: zipOf(t, map[string]string{
+				"app.py": "import layer_pkg\n\n\ndef handler(event, context):\n    return {'layer': layer_pkg.VALUE}\n"})},
+			Timeout: aws.Int32(30), MemorySize: aws.Int32(256)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := invokeJSON(t, d, "pylayer", `{}`); r.out.FunctionError != nil || r.payload["layer"] != "from a layer" {
+			t.Fatalf("layer import: %s %s", aws.ToString(r.out.FunctionError), r.out.Payload)
+		}
+	})
+
 	t.Run("python", func(t *testing.T) {
 		createManaged(t, d, "py", types.RuntimePython311, "app.handler", py)
 		for i := 1; i <= 2; i++ {
@@ -164,7 +185,7 @@ func TestManagedRuntimes(t *testing.T) {
 		// Idle past keep-warm: suspended; the next call resumes it with
 		// its module state.
 		deadline := time.Now().Add(60 * time.Second)
-		for d.srv.Scheduler().Stats().Suspended < 1 {
+		for d.srv.Scheduler().StatsByFunction()["py"].Suspended < 1 {
 			if time.Now().After(deadline) {
 				t.Fatalf("not suspended: %+v", d.srv.Scheduler().Stats())
 			}
