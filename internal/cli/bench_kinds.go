@@ -31,12 +31,13 @@ import (
 // The package kinds `hearth bench kinds` measures, in its table's order.
 const (
 	kindZip   = "zip"
+	kindDisk  = "zip-disk"
 	kindPy    = "python3.11"
 	kindNode  = "nodejs18.x"
 	kindImage = "image"
 )
 
-var allKinds = []string{kindZip, kindPy, kindNode, kindImage}
+var allKinds = []string{kindZip, kindDisk, kindPy, kindNode, kindImage}
 
 // The hello handlers of the managed runtimes: what examples/hello answers,
 // in each language, so that every kind does the same work.
@@ -64,6 +65,9 @@ in one run on this machine, cold start, resume and clone (p50, p90; each to
 its first response):
 
   zip         provided.al2023, the bootstrap in the initramfs (examples/hello)
+  zip-disk    the same zip's code on a read-only ext4 root disk at /var/task
+              instead, the initramfs holding the agent alone (not what
+              Hearth does for zips: measured to compare)
   python3.11  a hello handler on the python3.11 root disk (make runtimes)
   nodejs18.x  a hello handler on the nodejs18.x root disk (make runtimes)
   image       examples/hello's bootstrap as a container image, built with
@@ -190,6 +194,23 @@ func (c *CLI) prepareKind(ctx context.Context, h *host, kind string, f benchKind
 			return benchKind{}, err
 		}
 		img, err := h.Image(dir, code)
+		return benchKind{fn: fn, img: img, buildMs: msf(time.Since(t0))}, err
+	case kindDisk:
+		code, err := guestimage.ReadZipFile(f.zip)
+		if err != nil {
+			return benchKind{}, err
+		}
+		disk := filepath.Join(dir, "code-"+code.Digest()[:16]+".ext4")
+		if err := guestimage.WriteCodeDisk(disk, code); err != nil {
+			return benchKind{}, err
+		}
+		fi, err := os.Stat(disk)
+		if err != nil {
+			return benchKind{}, err
+		}
+		fn.Root = &sandbox.Root{Disk: disk, Digest: "code:" + code.Digest(), Size: fi.Size(),
+			Command: []string{"/var/task/bootstrap"}, WorkingDir: "/var/task"}
+		img, err := h.CodeImage(ctx, filepath.Join(dir, "images"), "", "")
 		return benchKind{fn: fn, img: img, buildMs: msf(time.Since(t0))}, err
 	case kindPy, kindNode:
 		files := map[string]string{"app.py": benchPythonApp}

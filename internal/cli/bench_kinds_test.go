@@ -8,12 +8,12 @@ import (
 	"github.com/hearthdev/hearth/internal/testvm"
 )
 
-// Two kinds only (a zip in the initramfs, an image on its root disk): the
+// Three kinds only (a zip in the initramfs, on a disk, an image): the
 // managed runtimes' roots need `make runtimes`, and each kind costs a
 // dozen VM boots.
 func TestBenchKindsJSON(t *testing.T) {
 	testvm.Driver(t)
-	code, stdout, stderr := run(t, nil, "bench", "kinds", "-n", "1", "--json", "--kinds", "zip,image",
+	code, stdout, stderr := run(t, nil, "bench", "kinds", "-n", "1", "--json", "--kinds", "zip,zip-disk,image",
 		"--zip", testvm.FunctionZip(t, "./examples/hello"), "--agent", testvm.Agent(t), "--accel", "tcg")
 	if code != ExitOK {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
@@ -25,8 +25,8 @@ func TestBenchKindsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
 		t.Fatalf("stdout %q: %v", stdout, err)
 	}
-	if out.Runs != 1 || len(out.Kinds) != 2 || out.Kinds[0]["kind"] != "zip" || out.Kinds[1]["kind"] != "image" {
-		t.Fatalf("want one run of the kinds zip and image:\n%s", stdout)
+	if out.Runs != 1 || len(out.Kinds) != 3 || out.Kinds[0]["kind"] != "zip" || out.Kinds[1]["kind"] != "zip-disk" || out.Kinds[2]["kind"] != "image" {
+		t.Fatalf("want one run of the kinds zip, zip-disk and image:\n%s", stdout)
 	}
 	for _, row := range out.Kinds {
 		keys := []string{"cold_p50_ms", "cold_p90_ms", "resume_p50_ms", "resume_p90_ms", "clone_p50_ms", "clone_p90_ms", "build_ms"}
