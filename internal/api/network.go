@@ -43,6 +43,7 @@ func (a *API) putNetworkPolicy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, notFound(err, a.arn(name)))
 		return
 	}
+	a.cfg.Invoker.Retire(r.Context(), name)
 	writeJSON(w, http.StatusOK, f.NetworkPolicy)
 }
 

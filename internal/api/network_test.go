@@ -12,8 +12,18 @@ import (
 	"github.com/hearthdev/hearth/internal/store"
 )
 
+// retireInvoker records the functions whose environments were retired.
+type retireInvoker struct {
+	noInvoker
+	retired *[]string
+}
+
+func (r retireInvoker) Retire(_ context.Context, function string) { *r.retired = append(*r.retired, function) }
+
 func TestNetworkPolicy(t *testing.T) {
 	a := newTestAPI(t)
+	var retired []string
+	a.cfg.Invoker = retireInvoker{retired: &retired}
 	created := createFn(t, a, "f", nil)
 	if got := created["HearthNetworkPolicy"]; !reflect.DeepEqual(got, map[string]any{"Enabled": true, "AllowPrivate": false}) {
 		t.Fatalf("a new function's HearthNetworkPolicy = %v, want the default", got)
@@ -43,6 +53,9 @@ func TestNetworkPolicy(t *testing.T) {
 	}
 	if cfg.RevisionID == created["RevisionId"] {
 		t.Fatal("a new network policy kept the revision: the old environments would stay")
+	}
+	if !reflect.DeepEqual(retired, []string{"f"}) {
+		t.Fatalf("retired %v, want f's environments", retired)
 	}
 	code, _, b = call(t, a, "GET", "/hearth/v1/functions/f/network-policy?Qualifier=1", nil)
 	if got := decodeJSON[network.Policy](t, b); code != http.StatusOK || !reflect.DeepEqual(got, network.DefaultPolicy()) {
@@ -76,7 +89,7 @@ func TestNetworkPolicyRefused(t *testing.T) {
 			}
 		})
 	}
-	// Nothing refused was stored.
+	// Nothing refused was stored, nor retired.
 	code, _, b := call(t, a, "GET", "/hearth/v1/functions/f/network-policy", nil)
 	if got := decodeJSON[network.Policy](t, b); code != http.StatusOK || !reflect.DeepEqual(got, network.DefaultPolicy()) {
 		t.Fatalf("GET after refusals: %d %s", code, b)
