@@ -89,7 +89,7 @@ func TestNetworkPolicyRefused(t *testing.T) {
 			}
 		})
 	}
-	// Nothing refused was stored, nor retired.
+	// Nothing refused was stored.
 	code, _, b := call(t, a, "GET", "/hearth/v1/functions/f/network-policy", nil)
 	if got := decodeJSON[network.Policy](t, b); code != http.StatusOK || !reflect.DeepEqual(got, network.DefaultPolicy()) {
 		t.Fatalf("GET after refusals: %d %s", code, b)
