@@ -18,7 +18,9 @@ type retireInvoker struct {
 	retired *[]string
 }
 
-func (r retireInvoker) Retire(_ context.Context, function string) { *r.retired = append(*r.retired, function) }
+func (r retireInvoker) Retire(_ context.Context, function string) {
+	*r.retired = append(*r.retired, function)
+}
 
 func TestNetworkPolicy(t *testing.T) {
 	a := newTestAPI(t)

@@ -39,7 +39,10 @@ func TestRulesetEnforced(t *testing.T) {
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 		sh("ip", "-n", ns, "link", "set", "lo", "up")
 	}
-	in := func(ns string, args ...string) { t.Helper(); sh(append([]string{"ip", "netns", "exec", ns}, args...)...) }
+	in := func(ns string, args ...string) {
+		t.Helper()
+		sh(append([]string{"ip", "netns", "exec", ns}, args...)...)
+	}
 	sh("ip", "link", "add", "g0", "netns", guest, "type", "veth", "peer", "r0", "netns", router)
 	sh("ip", "link", "add", "r1", "netns", router, "type", "veth", "peer", "w0", "netns", world)
 	in(guest, "ip", "addr", "add", "10.200.0.2/30", "dev", "g0")
