@@ -257,7 +257,7 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		Handler: req.Handler, Description: req.Description, MemorySize: 128, Timeout: 3,
 		CodeSize: size, CodeSha256: sum, Version: "$LATEST", LastModified: lastModified(), RevisionID: uuid.NewString(),
 		State: "Active", LastUpdateStatus: "Successful", PackageType: "Zip", Architectures: []string{hostArchitecture},
-		Environment: req.Environment, IdlePolicy: a.cfg.IdlePolicy,
+		Environment: req.Environment, IdlePolicy: a.cfg.IdlePolicy, NetworkPolicy: a.cfg.NetworkPolicy,
 		EphemeralStorage: req.EphemeralStorage, LoggingConfig: logging, SnapStart: snap, Layers: layers,
 	}
 	if req.MemorySize != nil {

@@ -92,7 +92,7 @@ func (c *CLI) output(cmd *cobra.Command, v any, text func()) {
 func (c *CLI) fnCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "fn", Short: "Manage functions on the daemon (the Lambda API)"}
 	cmd.PersistentFlags().StringP("output", "o", "text", "text or json")
-	cmd.AddCommand(c.fnCreateCmd(), c.fnListCmd(), c.fnGetCmd(), c.fnUpdateCodeCmd(), c.fnUpdateConfigCmd(), c.fnDeleteCmd())
+	cmd.AddCommand(c.fnCreateCmd(), c.fnListCmd(), c.fnGetCmd(), c.fnUpdateCodeCmd(), c.fnUpdateConfigCmd(), c.fnDeleteCmd(), c.fnNetworkPolicyCmd())
 	return cmd
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/vmm"
 )
 
@@ -36,6 +37,8 @@ type Function struct {
 	// image's) with a /tmp disk of EphemeralStorageMB; nil runs the code
 	// in the initramfs.
 	Root *Root `json:"root,omitempty"`
+	// Network is the function's egress policy; nil is network.DefaultPolicy.
+	Network *network.Policy `json:"network,omitempty"`
 }
 
 // DefaultRegion is the region a function is in when none is set.
