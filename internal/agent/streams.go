@@ -92,7 +92,7 @@ func (s *streamServer) session(ctx context.Context) error {
 // both ways until both are done.
 func (s *streamServer) handle(ctx context.Context, st net.Conn) {
 	defer st.Close()
-	if s.active.Add(1) > guestproto.MaxStreams {
+	if s.active.Add(1) > guestproto.MaxAgentStreams {
 		s.active.Add(-1)
 		_ = guestproto.WriteStreamAnswer(st, guestproto.StreamTooMany, "too many streams")
 		return
@@ -182,4 +182,10 @@ func serveStreamsPort(ctx context.Context, log *slog.Logger) {
 	}
 	defer p.Close()
 	(&streamServer{ch: p.f, host: "127.0.0.1", log: log}).serve(ctx)
+}
+
+// ServeStreams serves host streams on ch until ctx ends, dialing ports on
+// host; the guest's agent serves its streams port so, and tests a pipe.
+func ServeStreams(ctx context.Context, ch io.ReadWriter, host string, log *slog.Logger) {
+	(&streamServer{ch: ch, host: host, log: log}).serve(ctx)
 }

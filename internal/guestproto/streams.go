@@ -40,8 +40,13 @@ const (
 // answer to its hello.
 const MaxStreamsJunk = 64 << 10
 
-// MaxStreams bounds the streams open at once in one session, on both ends.
+// MaxStreams bounds the streams the host has open at once in one session.
 const MaxStreams = 256
+
+// MaxAgentStreams is the agent's own bound, a backstop: a stream the host
+// closed lives on in the agent until the guest's side of it ends, so the
+// agent leaves room for those.
+const MaxAgentStreams = 2 * MaxStreams
 
 // StreamHelloEvery is how often the host repeats its hello: the first may
 // be eaten by what is left of an earlier session in the guest.
