@@ -79,7 +79,15 @@ func startServers() error {
 	}
 
 	ws := http.NewServeMux()
-	ws.Handle("/echo", websocket.Handler(func(c *websocket.Conn) { _, _ = io.Copy(c, c) }))
+	ws.Handle("/echo", websocket.Handler(func(c *websocket.Conn) {
+		// Message by message: a copy would split them into its reads.
+		for {
+			var msg string
+			if websocket.Message.Receive(c, &msg) != nil || websocket.Message.Send(c, msg) != nil {
+				return
+			}
+		}
+	}))
 	if err := serve(portWS, ws); err != nil {
 		return err
 	}
