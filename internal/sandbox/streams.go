@@ -150,16 +150,6 @@ func (c *conn) streamSession(ctx context.Context) (*yamux.Session, chan struct{}
 		return nil, nil, err
 	}
 	go func() {
-		// The guest opens nothing to the host: what it opens is closed.
-		for {
-			st, err := sess.Accept()
-			if err != nil {
-				return
-			}
-			st.Close()
-		}
-	}()
-	go func() {
 		select {
 		case <-c.gone:
 		case <-sess.CloseChan():
@@ -206,7 +196,12 @@ func startStreamSession(ctx context.Context, raw net.Conn) (*yamux.Session, erro
 		return nil, fmt.Errorf("streams handshake: %w", err)
 	}
 	_ = raw.SetDeadline(time.Time{})
-	return yamux.Client(raw, guestproto.YamuxConfig())
+	// What the guest sends passes a guard first (streams_guard.go).
+	return yamux.Client(struct {
+		io.Reader
+		io.Writer
+		io.Closer
+	}{newGuardReader(raw), raw, raw}, guestproto.YamuxConfig())
 }
 
 // byteReader reads one byte at a time, so nothing past the handshake is

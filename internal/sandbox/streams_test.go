@@ -255,3 +255,74 @@ func TestAwaitLine(t *testing.T) {
 		t.Errorf("junk: err = %v, want a bound", err)
 	}
 }
+
+// hostileStreamsGuest completes the session's handshake on guestEnd, as an
+// agent would, then does what act does.
+func hostileStreamsGuest(t *testing.T, act func(io.ReadWriter)) *conn {
+	t.Helper()
+	hostEnd, guestEnd := net.Pipe()
+	t.Cleanup(func() { hostEnd.Close(); guestEnd.Close() })
+	go func() {
+		br := bufio.NewReader(guestEnd)
+		nonce, err := guestproto.AwaitHello(br)
+		if err != nil {
+			return
+		}
+		if _, err := guestEnd.Write(guestproto.StreamsOK(nonce)); err != nil {
+			return
+		}
+		if guestproto.AwaitGo(br, nonce) != nil {
+			return
+		}
+		go func() { _, _ = io.Copy(io.Discard, br) }()
+		act(guestEnd)
+	}()
+	c := &conn{m: pipeMachine{host: hostEnd}, gone: make(chan struct{})}
+	t.Cleanup(func() { close(c.gone) })
+	return c
+}
+
+// A guest that opens streams to the host or floods it with pings ends its
+// session: yamux alone would keep a goroutine for each ping it answers to
+// a guest that does not read, and a stream for each the guest opens.
+func TestStreamGuard(t *testing.T) {
+	ping := func(n int) func(io.ReadWriter) {
+		return func(w io.ReadWriter) {
+			hdr := []byte{0, yamuxTypePing, 0, yamuxFlagSYN, 0, 0, 0, 0, 0, 0, 0, 1}
+			for range n {
+				if _, err := w.Write(hdr); err != nil {
+					return
+				}
+			}
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		act    func(io.ReadWriter)
+		closed bool
+	}{
+		{"opens a stream", func(w io.ReadWriter) {
+			_, _ = w.Write([]byte{0, yamuxTypeWindow, 0, yamuxFlagSYN, 0, 0, 0, 2, 0, 0, 0, 0})
+		}, true},
+		{"ping flood", ping(10 * maxGuestPingsPerSecond), true},
+		{"a few pings", ping(3), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := hostileStreamsGuest(t, tt.act)
+			sess, _, err := c.streamSession(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-sess.CloseChan():
+				if !tt.closed {
+					t.Fatal("session closed")
+				}
+			case <-time.After(time.Second):
+				if tt.closed {
+					t.Fatal("session still open")
+				}
+			}
+		})
+	}
+}
