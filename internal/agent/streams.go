@@ -76,8 +76,11 @@ func (s *streamServer) session(ctx context.Context) error {
 	}
 	defer sess.Close()
 	go func() {
-		<-ctx.Done()
-		sess.Close()
+		select {
+		case <-ctx.Done():
+			sess.Close()
+		case <-sess.CloseChan():
+		}
 	}()
 	for {
 		st, err := sess.Accept()

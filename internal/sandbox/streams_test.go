@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -325,4 +326,79 @@ func TestStreamGuard(t *testing.T) {
 			}
 		})
 	}
+}
+
+// swapChannel is the guest's end of the streams port across host sessions:
+// its pipe is replaced as a new host process connects.
+type swapChannel struct {
+	mu  sync.Mutex
+	cur net.Conn
+}
+
+func (s *swapChannel) get() net.Conn  { s.mu.Lock(); defer s.mu.Unlock(); return s.cur }
+func (s *swapChannel) set(c net.Conn) { s.mu.Lock(); s.cur = c; s.mu.Unlock() }
+func (s *swapChannel) Read(b []byte) (int, error) {
+	n, err := s.get().Read(b)
+	if errors.Is(err, io.ErrClosedPipe) {
+		err = io.EOF // as the port reads with no host
+	}
+	return n, err
+}
+func (s *swapChannel) Write(b []byte) (int, error) { return s.get().Write(b) }
+
+// stopOnClose ends a session's reads without closing the pipe under it, as
+// a snapshot restored leaves the guest's side of a session in mid-flight.
+type stopOnClose struct{ net.Conn }
+
+func (s stopOnClose) Close() error { return s.Conn.SetReadDeadline(time.Now()) }
+
+// A host that leaves (the port reads nothing) or a new session that finds
+// the guest in the middle of the old one (a restore) each get a fresh
+// session from the agent.
+func TestStreamNewSession(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }))
+	defer srv.Close()
+	port := listenPort(t, srv.Listener)
+	get := func(c *conn) {
+		t.Helper()
+		g, err := c.dialGuest(context.Background(), port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		if _, err := io.WriteString(g, "GET / HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(g), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "ok" {
+			t.Fatalf("body %q", b)
+		}
+	}
+	hostEnd, guestEnd := net.Pipe()
+	ch := &swapChannel{cur: guestEnd}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go agent.ServeStreams(ctx, ch, "127.0.0.1", slog.New(slog.DiscardHandler))
+
+	session := func(raw net.Conn) *conn {
+		c := &conn{m: pipeMachine{host: raw}, gone: make(chan struct{})}
+		get(c)
+		close(c.gone)
+		return c
+	}
+	// A restore: the same pipe, the guest's session never told.
+	session(stopOnClose{hostEnd})
+	time.Sleep(50 * time.Millisecond)
+	_ = hostEnd.SetReadDeadline(time.Time{})
+	session(stopOnClose{hostEnd})
+	// A host that leaves: its end closes, and another connects.
+	hostEnd.Close()
+	host2, guest2 := net.Pipe()
+	defer host2.Close()
+	ch.set(guest2)
+	session(host2)
 }
