@@ -209,7 +209,7 @@ func (a *Agent) resume(r guestproto.Resume, entropy []byte) error {
 }
 
 // confine readies the guest for the function just before it starts: /tmp
-// gets its configured size, and device nodes that appeared since boot (a
+// becomes the environment's disk (or, with none, gets its configured size), and device nodes that appeared since boot (a
 // port whose driver probed late) are closed to it.
 func (a *Agent) confine(in guestproto.Init) error {
 	if !a.cfg.System {
@@ -222,7 +222,14 @@ func (a *Agent) confine(in guestproto.Init) error {
 		}
 		return lockDevices("/dev")
 	}
-	if in.EphemeralStorageMB > 0 && in.EphemeralStorageMB != DefaultTmpMB {
+	switch {
+	case in.TmpDisk != "":
+		// The function's /tmp is its disk, in place of the tmpfs.
+		if err := mountTmpDisk(in.TmpDisk); err != nil {
+			return err
+		}
+	case in.EphemeralStorageMB > 0 && in.EphemeralStorageMB != DefaultTmpMB:
+		// No disk (an agent run on its own): the tmpfs, sized.
 		if err := tmpRemount(in.EphemeralStorageMB).apply(); err != nil {
 			return err
 		}

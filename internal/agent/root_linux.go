@@ -50,7 +50,7 @@ func rootMounts(root, rootDev, tmpDev, taskRoot string, zip bool) []rootMount {
 	in := func(p string) string { return filepath.Join(root, p) }
 	ms := []rootMount{
 		{mountSpec: mountSpec{rootDev, root, "ext4", unix.MS_RDONLY | noSuidDev, ""}},
-		{mountSpec{tmpDev, in("/tmp"), "ext4", noSuidDev, "noinit_itable,discard"}, "the writable /tmp"},
+		{tmpDiskMount(tmpDev, in("/tmp")), "the writable /tmp"},
 		{mountSpec{"proc", in("/proc"), "proc", noSuidDevExec, "hidepid=2"}, "/proc"},
 		{mountSpec{"sysfs", in("/sys"), "sysfs", noSuidDevExec | unix.MS_RDONLY, ""}, "/sys"},
 		{mountSpec{"/dev", in("/dev"), "", unix.MS_BIND | unix.MS_REC, ""}, "/dev"},
@@ -85,14 +85,7 @@ func mountRoot(r *guestproto.Root, taskRoot string) error {
 			return err
 		}
 	}
-	// The disk's file system is root's (mkfs -E root_owner=0:0): open it
-	// to everyone, sticky, as /tmp is; mkfs's lost+found has no use here.
-	tmp := filepath.Join(RootDir, "tmp")
-	_ = os.Remove(filepath.Join(tmp, "lost+found"))
-	if err := os.Chmod(tmp, os.ModeSticky|0o777); err != nil {
-		return fmt.Errorf("chmod /tmp: %w", err)
-	}
-	return nil
+	return openTmp(filepath.Join(RootDir, "tmp"))
 }
 
 // findDisk returns the device node of the virtio-blk disk whose serial is

@@ -77,6 +77,10 @@ type Init struct {
 	// EphemeralStorageMB is the size of /tmp; 0 keeps the guest's default,
 	// Lambda's 512 MB.
 	EphemeralStorageMB int `json:"ephemeralStorageMB,omitempty"`
+	// TmpDisk is the serial of the environment's writable ext4 /tmp, for a
+	// function without a Root (whose own TmpDisk names it then); empty
+	// keeps /tmp a tmpfs of EphemeralStorageMB in the guest's memory.
+	TmpDisk string `json:"tmpDisk,omitempty"`
 	// Root, when set, runs the function in a root file system of its own
 	// (a container image's) instead of the initramfs.
 	Root *Root `json:"root,omitempty"`

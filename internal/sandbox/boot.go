@@ -49,12 +49,10 @@ func (e *Env) boot(ctx context.Context) error {
 	e.mu.Lock()
 	e.guest = newGuest()
 	e.mu.Unlock()
-	if e.fn.Root != nil {
-		// A fresh /tmp: a cold boot in a folder that had a snapshot (a
-		// refused one) must not find the old environment's files.
-		if err := makeTmpDisk(ctx, filepath.Join(e.dir, tmpDiskFile), tmpMB(e.fn)); err != nil {
-			return fmt.Errorf("%s: %w", e.id, err)
-		}
+	// A fresh /tmp: a cold boot in a folder that had a snapshot (a
+	// refused one) must not find the old environment's files.
+	if err := makeTmpDisk(ctx, filepath.Join(e.dir, tmpDiskFile), tmpMB(e.fn)); err != nil {
+		return fmt.Errorf("%s: %w", e.id, err)
 	}
 	t0 := time.Now()
 	m, err := e.cfg.VMM.Boot(ctx, e.spec)
@@ -92,7 +90,7 @@ func (e *Env) boot(ctx context.Context) error {
 		LogGroup: "/aws/lambda/" + e.fn.Name, LogStream: time.Now().UTC().Format("2006/01/02") + "/[" + e.fn.Version + "]" + e.id,
 		Env: e.fn.Env, LogLimit: e.fn.LogLimit, UnixNano: time.Now().UnixNano(),
 		InitType: e.initType, EnvID: e.id, EphemeralStorageMB: e.fn.EphemeralStorageMB,
-		Root: guestRoot(e.fn),
+		Root: guestRoot(e.fn), TmpDisk: tmpSerial,
 	}
 	// The init phase's output is counted from here, against its own limit.
 	e.logs.reset()

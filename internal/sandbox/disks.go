@@ -32,7 +32,7 @@ type Root struct {
 	WorkingDir string   `json:"workingDir,omitempty"`
 }
 
-// The disks of an environment with a root, as the guest knows them.
+// The disks of an environment, as the guest knows them.
 const (
 	rootSerial = "hearth-root"
 	tmpSerial  = "hearth-tmp"
@@ -46,17 +46,17 @@ const (
 const DefaultTmpMB = 512
 
 // disks is what an environment of fn in dir attaches: for a function with
-// a root, the root (read-only) and the environment's /tmp. A zip function
-// has none: its /tmp is a tmpfs in its guest's memory, which costs nothing
-// to make or to copy, and its code is in the initramfs.
+// a root, the root (read-only); for every function, the environment's
+// /tmp. /tmp is a disk even for a zip in the initramfs: a tmpfs would live
+// in the guest's memory, and a 128 MB function could not fill the 10 GB
+// /tmp Lambda lets it have. The disk is sparse: it costs the host what the
+// function writes.
 func disks(fn Function, dir string) []vmm.Disk {
+	tmp := vmm.Disk{Path: filepath.Join(dir, tmpDiskFile), Serial: tmpSerial}
 	if fn.Root == nil {
-		return nil
+		return []vmm.Disk{tmp}
 	}
-	return []vmm.Disk{
-		{Path: fn.Root.Disk, ReadOnly: true, Serial: rootSerial},
-		{Path: filepath.Join(dir, tmpDiskFile), Serial: tmpSerial},
-	}
+	return []vmm.Disk{{Path: fn.Root.Disk, ReadOnly: true, Serial: rootSerial}, tmp}
 }
 
 // guestRoot is the Init message's account of fn's root.
@@ -171,11 +171,10 @@ func (r *Root) check() error {
 	return nil
 }
 
-// checkTmpDisk refuses a snapshot whose /tmp disk is not in dir.
+// checkTmpDisk refuses a snapshot whose /tmp disk is not in dir: the
+// guest had it attached and mounted. A zip function's snapshot made before
+// /tmp was a disk has none, and falls back to a cold start.
 func checkTmpDisk(fn Function, dir string) error {
-	if fn.Root == nil {
-		return nil
-	}
 	fi, err := os.Stat(filepath.Join(dir, tmpDiskFile))
 	if err != nil {
 		return fmt.Errorf("%w: its /tmp disk: %v", ErrSnapshotInvalid, err)

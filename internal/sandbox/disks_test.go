@@ -104,8 +104,19 @@ func TestValidateRefusesAChangedRoot(t *testing.T) {
 	if err := checkTmpDisk(fn, dir); !errors.Is(err, ErrSnapshotInvalid) {
 		t.Errorf("missing /tmp disk: %v, want ErrSnapshotInvalid", err)
 	}
+	// A zip function's /tmp is a disk too: a snapshot made before it was
+	// (none in its folder) is refused, and the environment booted cold.
+	if err := checkTmpDisk(Function{}, dir); !errors.Is(err, ErrSnapshotInvalid) {
+		t.Errorf("zip function, missing /tmp disk: %v, want ErrSnapshotInvalid", err)
+	}
+	if err := makeTmpDisk(context.Background(), filepath.Join(dir, tmpDiskFile), DefaultTmpMB); err != nil {
+		t.Fatal(err)
+	}
 	if err := checkTmpDisk(Function{}, dir); err != nil {
-		t.Errorf("a zip function needs no /tmp disk: %v", err)
+		t.Errorf("zip function with its /tmp disk: %v", err)
+	}
+	if err := checkTmpDisk(Function{EphemeralStorageMB: 1024}, dir); !errors.Is(err, ErrSnapshotInvalid) {
+		t.Errorf("/tmp disk of another size: %v, want ErrSnapshotInvalid", err)
 	}
 }
 
@@ -117,7 +128,8 @@ func TestEnvSpecAttachesRootAndTmp(t *testing.T) {
 	if len(e.spec.Disks) != 2 || e.spec.Disks[0] != want[0] || e.spec.Disks[1] != want[1] {
 		t.Errorf("disks %+v, want %+v", e.spec.Disks, want)
 	}
-	if e := newEnv(Config{}.withDefaults(), Function{Name: "z", MemoryMB: 128}, Image{}, "env-y", dir); len(e.spec.Disks) != 0 {
-		t.Errorf("a zip function got disks: %+v", e.spec.Disks)
+	// A zip function in the initramfs has no root, but its /tmp is a disk.
+	if e := newEnv(Config{}.withDefaults(), Function{Name: "z", MemoryMB: 128}, Image{}, "env-y", dir); len(e.spec.Disks) != 1 || e.spec.Disks[0] != want[1] {
+		t.Errorf("a zip function's disks %+v, want only %+v", e.spec.Disks, want[1])
 	}
 }

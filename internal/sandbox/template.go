@@ -73,13 +73,11 @@ func Clone(ctx context.Context, cfg Config, tplDir string) (*Env, error) {
 	if err := os.MkdirAll(e.dir, 0o700); err != nil {
 		return nil, err
 	}
-	if e.fn.Root != nil {
-		// The clone's /tmp starts as the template's was at its snapshot,
-		// and is its own from then on.
-		if err := copySparse(filepath.Join(e.dir, tmpDiskFile), filepath.Join(tplDir, tmpDiskFile)); err != nil {
-			_ = e.Close(context.Background())
-			return nil, fmt.Errorf("%s: /tmp disk: %w", id, err)
-		}
+	// The clone's /tmp starts as the template's was at its snapshot, and
+	// is its own from then on.
+	if err := copySparse(filepath.Join(e.dir, tmpDiskFile), filepath.Join(tplDir, tmpDiskFile)); err != nil {
+		_ = e.Close(context.Background())
+		return nil, fmt.Errorf("%s: /tmp disk: %w", id, err)
 	}
 	snap := vmm.Snapshot{StatePath: filepath.Join(tplDir, stateFile)}
 	if err := e.restore(ctx, e.spec, snap, true); err != nil {
