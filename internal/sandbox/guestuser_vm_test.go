@@ -99,7 +99,7 @@ func TestFunctionRunsUnprivileged(t *testing.T) {
 		{"/opt", "ro,"},
 		{"/sys", "ro,"},
 		{"/proc", "hidepid="},
-		{"/tmp", "size=1048576k"}, // the function's EphemeralStorage
+		{"/tmp", "nosuid,nodev,"}, // its disk (tmpdisk_vm_test.go checks its size)
 	}
 	for _, m := range mounts {
 		if opts := r.Mounts[m.target]; !strings.Contains(opts+",", m.want) {

@@ -16,12 +16,15 @@
 //	{"action":"verify"}             checks the data loaded at init (TESTFN_INIT_MB)
 //	{"action":"argv"}               reports its argv, working folder and env
 //	{"action":"tmp","data":"…"}     appends data (if any) to /tmp/testfn and
-//	                                returns the file's content and /tmp's size
+//	                                returns the file's content and /tmp's size;
+//	                                with "bytes":N it also writes N bytes to
+//	                                /tmp/testfn-big and reads them back
 //
 // With TESTFN_SERVERS=1 it serves HTTP, h2c, WebSocket, SSE and gRPC on the
 // guest's loopback (see servers.go).
 // With TESTFN_INIT=exit the process exits during init; with
 // TESTFN_INIT=initerror it reports an init error through the Runtime API.
+// With TESTFN_INIT_TMP=S it appends S to /tmp/testfn at init.
 // With TESTFN_INIT_MB=N it fills N MB of memory at init and keeps a checksum.
 // With TESTFN_INIT_SLEEP_MS=N it sleeps N ms at init, before it asks the
 // Runtime API for work: an init of known length, for metering.
@@ -39,6 +42,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/user"
@@ -94,6 +98,12 @@ func init() {
 		}
 		loadedAt = time.Now()
 	}
+	if v := os.Getenv("TESTFN_INIT_TMP"); v != "" {
+		if _, err := tmpFile(v, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "testfn: /tmp at init:", err)
+			os.Exit(4)
+		}
+	}
 	if ms, _ := strconv.Atoi(os.Getenv("TESTFN_INIT_SLEEP_MS")); ms > 0 {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 	}
@@ -146,7 +156,7 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	case "argv":
 		return map[string]any{"argv": os.Args, "cwd": must(os.Getwd()), "env": os.Environ()}, nil
 	case "tmp":
-		return tmpFile(ev.Data)
+		return tmpFile(ev.Data, ev.Bytes)
 	case "read":
 		b, err := os.ReadFile(ev.Path)
 		if err != nil {
@@ -280,8 +290,16 @@ func errText(err error) string {
 
 // tmpFile appends data to /tmp/testfn and reports its content and the size
 // of the file system /tmp is on.
-func tmpFile(data string) (any, error) {
+func tmpFile(data string, big int) (any, error) {
 	const p = "/tmp/testfn"
+	bigRead := 0
+	if big > 0 {
+		n, err := bigFile("/tmp/testfn-big", big)
+		if err != nil {
+			return nil, err
+		}
+		bigRead = n
+	}
 	if data != "" {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
@@ -303,5 +321,51 @@ func tmpFile(data string) (any, error) {
 	if err := syscall.Statfs("/tmp", &st); err != nil {
 		return nil, err
 	}
-	return map[string]any{"content": string(b), "tmpMB": int64(st.Blocks) * st.Bsize >> 20}, nil
+	return map[string]any{"content": string(b), "tmpMB": int64(st.Blocks) * st.Bsize >> 20, "bigRead": bigRead}, nil
+}
+
+// bigFile writes n bytes of a pattern to p, synced (so that they left the
+// page cache), then reads them back and returns how many matched.
+func bigFile(p string, n int) (int, error) {
+	chunk := make([]byte, 1<<20)
+	for i := range chunk {
+		chunk[i] = byte(i*7 + 1)
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		return 0, err
+	}
+	for left := n; left > 0; left -= len(chunk) {
+		if _, err := f.Write(chunk[:min(left, len(chunk))]); err != nil {
+			f.Close()
+			return 0, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	f, err = os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, len(chunk))
+	read := 0
+	for {
+		k, err := io.ReadFull(f, buf)
+		if k > 0 && !bytes.Equal(buf[:k], chunk[:k]) {
+			return read, fmt.Errorf("%s: wrong bytes after %d", p, read)
+		}
+		read += k
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return read, nil
+		}
+		if err != nil {
+			return read, err
+		}
+	}
 }
