@@ -70,8 +70,9 @@ func assertSuspended(t *testing.T, env *sandbox.Env, pid int, memoryMB int) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if !slices.Equal(names, []string{"manifest.json", "memory", "state"}) {
-		t.Errorf("suspended env holds %v, want only manifest.json, memory, state", names)
+	// tmp.ext4 is the environment's /tmp, kept for its resume.
+	if !slices.Equal(names, []string{"manifest.json", "memory", "state", "tmp.ext4"}) {
+		t.Errorf("suspended env holds %v, want only manifest.json, memory, state, tmp.ext4", names)
 	}
 	mem := filepath.Join(env.Dir(), "memory")
 	fi, err := os.Stat(mem)
