@@ -55,14 +55,14 @@ func (s slot) addr(off int) netip.Addr {
 
 // The block's addresses: .1/.2 are the TAP link (gateway, guest), .5/.6
 // the veth link (host's side, namespace's side).
-func (s slot) gateway() netip.Prefix   { return netip.PrefixFrom(s.addr(1), 30) }
-func (s slot) guest() netip.Prefix     { return netip.PrefixFrom(s.addr(2), 30) }
-func (s slot) guestNet() netip.Prefix  { return netip.PrefixFrom(s.addr(0), 30) }
-func (s slot) hostSide() netip.Prefix  { return netip.PrefixFrom(s.addr(5), 30) }
-func (s slot) nsSide() netip.Prefix    { return netip.PrefixFrom(s.addr(6), 30) }
-func (s slot) linkName() string        { return fmt.Sprintf("hv%x", s.i) }
-func (s slot) mac() string             { return macOf(s.i) }
-func (s slot) String() string          { return fmt.Sprintf("%s#%d", s.pool, s.i) }
+func (s slot) gateway() netip.Prefix    { return netip.PrefixFrom(s.addr(1), 30) }
+func (s slot) guest() netip.Prefix      { return netip.PrefixFrom(s.addr(2), 30) }
+func (s slot) guestNet() netip.Prefix   { return netip.PrefixFrom(s.addr(0), 30) }
+func (s slot) hostSide() netip.Prefix   { return netip.PrefixFrom(s.addr(5), 30) }
+func (s slot) nsSide() netip.Prefix     { return netip.PrefixFrom(s.addr(6), 30) }
+func (s slot) linkName() string         { return fmt.Sprintf("hv%x", s.i) }
+func (s slot) mac() string              { return macOf(s.i) }
+func (s slot) String() string           { return fmt.Sprintf("%s#%d", s.pool, s.i) }
 func slotOf(p netip.Prefix, i int) slot { return slot{pool: p, i: i} }
 
 // macOf is a locally administered, unicast MAC from a slot number, so that

@@ -1,0 +1,95 @@
+package network
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestSlotAddresses(t *testing.T) {
+	tests := []struct {
+		i                                int
+		gateway, guest, hostSide, nsSide string
+		link, mac                        string
+	}{
+		{1, "10.200.0.9/30", "10.200.0.10/30", "10.200.0.13/30", "10.200.0.14/30", "hv1", "02:68:65:00:00:01"},
+		{32, "10.200.1.1/30", "10.200.1.2/30", "10.200.1.5/30", "10.200.1.6/30", "hv20", "02:68:65:00:00:20"},
+		{8191, "10.200.255.249/30", "10.200.255.250/30", "10.200.255.253/30", "10.200.255.254/30", "hv1fff", "02:68:65:00:1f:ff"},
+	}
+	for _, tt := range tests {
+		s := slotOf(DefaultPool, tt.i)
+		if !s.valid() {
+			t.Fatalf("slot %d invalid", tt.i)
+		}
+		got := []string{s.gateway().String(), s.guest().String(), s.hostSide().String(), s.nsSide().String(), s.linkName(), s.mac()}
+		want := []string{tt.gateway, tt.guest, tt.hostSide, tt.nsSide, tt.link, tt.mac}
+		for k := range got {
+			if got[k] != want[k] {
+				t.Errorf("slot %d: got %v, want %v", tt.i, got, want)
+				break
+			}
+		}
+	}
+	for _, i := range []int{0, 8192} {
+		if slotOf(DefaultPool, i).valid() {
+			t.Errorf("slot %d valid", i)
+		}
+	}
+}
+
+func TestRulesetDeniesDefaults(t *testing.T) {
+	a := Addrs{Guest: netip.MustParsePrefix("10.200.0.10/30"), Gateway: netip.MustParsePrefix("10.200.0.9/30"),
+		Host: []netip.Prefix{netip.MustParsePrefix("203.0.113.1/32")}, GuestPool: DefaultPool, DNS: []netip.Addr{netip.MustParseAddr("203.0.113.2")}}
+	rs, err := Ruleset(Policy{}, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"10.200.0.0/16", "203.0.113.1/32", "169.254.0.0/16", "ip daddr 203.0.113.2 meta l4proto { tcp, udp } th dport 53", "reject with tcp reset"} {
+		if !strings.Contains(rs, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, rs)
+		}
+	}
+	if _, err := Ruleset(Policy{}, Addrs{}); err == nil {
+		t.Error("ruleset of no addresses accepted")
+	}
+}
+
+// TestCreateRemove makes an environment's network for real (root only)
+// and removes it, leaving no namespace or link behind.
+func TestCreateRemove(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	ctx := context.Background()
+	m, err := New(ctx, Config{DNS: []netip.Addr{netip.MustParseAddr("203.0.113.2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.Create(ctx, "env-nettest", Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Remove(context.Background(), l) })
+	if _, err := os.Stat(l.NetnsPath()); err != nil {
+		t.Fatalf("namespace: %v", err)
+	}
+	tap, err := OpenTap(l.NetnsPath(), l.Tap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap.Close()
+	if err := run(ctx, l.Netns, "", "nft", "list", "table", "inet", "hearth"); err != nil {
+		t.Fatalf("ruleset: %v", err)
+	}
+	if err := m.Remove(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(l.NetnsPath()); !os.IsNotExist(err) {
+		t.Errorf("namespace left: %v", err)
+	}
+	if err := run(ctx, "", "", "ip", "link", "show", l.Link); err == nil {
+		t.Errorf("link %s left", l.Link)
+	}
+}
