@@ -56,6 +56,9 @@ func (e *Env) boot(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", e.id, err)
 		}
 	}
+	if err := e.attachNetwork(ctx); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	m, err := e.cfg.VMM.Boot(ctx, e.spec)
 	if err != nil {
@@ -92,7 +95,7 @@ func (e *Env) boot(ctx context.Context) error {
 		LogGroup: "/aws/lambda/" + e.fn.Name, LogStream: time.Now().UTC().Format("2006/01/02") + "/[" + e.fn.Version + "]" + e.id,
 		Env: e.fn.Env, LogLimit: e.fn.LogLimit, UnixNano: time.Now().UnixNano(),
 		InitType: e.initType, EnvID: e.id, EphemeralStorageMB: e.fn.EphemeralStorageMB,
-		Root: guestRoot(e.fn),
+		Root: guestRoot(e.fn), Net: e.guestNet(),
 	}
 	// The init phase's output is counted from here, against its own limit.
 	e.logs.reset()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/vmm"
 )
 
@@ -36,6 +37,8 @@ type Function struct {
 	// image's) with a /tmp disk of EphemeralStorageMB; nil runs the code
 	// in the initramfs.
 	Root *Root `json:"root,omitempty"`
+	// Network is the function's egress policy; nil is the default one.
+	Network *network.Policy `json:"network,omitempty"`
 }
 
 // DefaultRegion is the region a function is in when none is set.
@@ -88,7 +91,9 @@ type Config struct {
 	// StreamStall is how long the consumer of a streamed response may take
 	// nothing before the stream is abandoned; DefaultStreamStall if zero.
 	StreamStall time.Duration
-	Log         *slog.Logger
+	// Net gives each environment a network; nil gives none.
+	Net Networks
+	Log *slog.Logger
 }
 
 func (c Config) withDefaults() Config {

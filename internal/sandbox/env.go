@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/vmm"
 )
 
@@ -95,6 +96,7 @@ type Env struct {
 	restores int
 	snap     *snapshotRef
 	ready    readiness
+	lease    *network.Lease // its network, if it has one
 
 	closeOnce sync.Once
 }
@@ -229,6 +231,9 @@ func (e *Env) Close(ctx context.Context) error {
 		}
 		if rmErr := os.RemoveAll(e.dir); rmErr != nil && err == nil {
 			err = rmErr
+		}
+		if nerr := e.releaseNetwork(ctx); nerr != nil && err == nil {
+			err = nerr
 		}
 	})
 	return err
