@@ -213,6 +213,9 @@ func (m *Manager) Remove(ctx context.Context, l Lease) error {
 // once nothing holds it). A missing one is no error.
 func RemoveNetns(name string) error {
 	p := netnsDir + "/" + name
+	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("network: unmount %s: %w", p, err)
 	}

@@ -229,11 +229,13 @@ func (e *Env) Close(ctx context.Context) error {
 		if c != nil {
 			err = c.stop(ctx)
 		}
-		if rmErr := os.RemoveAll(e.dir); rmErr != nil && err == nil {
-			err = rmErr
-		}
+		// The network before the folder: a daemon that dies between
+		// finds the folder and sweeps both.
 		if nerr := e.releaseNetwork(ctx); nerr != nil && err == nil {
 			err = nerr
+		}
+		if rmErr := os.RemoveAll(e.dir); rmErr != nil && err == nil {
+			err = rmErr
 		}
 	})
 	return err

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
@@ -64,6 +66,9 @@ type Config struct {
 	TLSCert, TLSKey string
 	// Prices price usage in `hearth cost`; zero is Lambda's public prices.
 	Prices meter.Prices
+	// DNS are the resolvers guests are given; nil takes the host's
+	// /etc/resolv.conf's that are not loopback, empty gives none.
+	DNS []netip.Addr
 	Log    *slog.Logger
 }
 
@@ -139,6 +144,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
+	if nets := openNetworks(ctx, cfg); nets != nil {
+		sbx.Net = nets
+	}
 	s.metrics = newMetrics()
 	usage := storeMeter{st: st, m: s.metrics, log: cfg.Log, prices: cfg.Prices}
 	s.usage = usage
@@ -178,6 +186,37 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("image builds: %w", err)
 	}
 	return s, nil
+}
+
+// openNetworks gives environments their networks, when this host can:
+// without (not root, no nft), environments have no network card, and a
+// function that asks for one fails with a clear error.
+func openNetworks(ctx context.Context, cfg Config) *network.Manager {
+	dns := cfg.DNS
+	if dns == nil {
+		f, err := os.Open("/etc/resolv.conf")
+		if err == nil {
+			var skipped []string
+			dns, skipped, err = network.ParseDNS(f)
+			f.Close()
+			if len(skipped) > 0 {
+				cfg.Log.Info("guests do not get the host's loopback or IPv6 resolvers", "skipped", skipped)
+			}
+		}
+		if err != nil {
+			cfg.Log.Warn("reading the host's resolvers", "err", err)
+		}
+		if len(dns) == 0 {
+			cfg.Log.Warn("guests get no DNS resolver: the host has none they can reach; give one with --dns")
+		}
+	}
+	m, err := network.New(ctx, network.Config{DNS: dns, Log: cfg.Log})
+	if err != nil {
+		cfg.Log.Warn("environments get no network", "err", err)
+		return nil
+	}
+	cfg.Log.Info("environments get networks", "pool", network.DefaultPool, "dns", dns)
+	return m
 }
 
 // resolveAccel settles --accel auto once, with an agent-only image.
