@@ -8,7 +8,7 @@ import (
 
 func TestParseDNS(t *testing.T) {
 	tests := []struct {
-		conf        string
+		conf         string
 		dns, skipped string
 	}{
 		{"nameserver 127.0.0.53\noptions edns0\n", "[]", "[127.0.0.53]"},

@@ -22,13 +22,13 @@ import (
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/meter"
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/recovery"
 	"github.com/hearthdev/hearth/internal/rootfs"
 	"github.com/hearthdev/hearth/internal/runtimes"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
-	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
@@ -69,7 +69,7 @@ type Config struct {
 	// DNS are the resolvers guests are given; nil takes the host's
 	// /etc/resolv.conf's that are not loopback, empty gives none.
 	DNS []netip.Addr
-	Log    *slog.Logger
+	Log *slog.Logger
 }
 
 // Server is a running daemon.
