@@ -353,3 +353,19 @@ func OpenTap(netnsPath, name string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// RemoveEnvNetworks removes the namespaces of the environments whose
+// folders are in envsDir: what a daemon's shutdown keeps for the next
+// daemon (its suspended environments' networks), removed by a test that
+// starts no next daemon.
+func RemoveEnvNetworks(envsDir string) error {
+	entries, err := os.ReadDir(envsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, RemoveNetns(NetnsPrefix+e.Name()))
+	}
+	return errors.Join(errs...)
+}
