@@ -83,6 +83,13 @@ func TestCreateRemove(t *testing.T) {
 	if err := run(ctx, l.Netns, "", "nft", "list", "table", "inet", "hearth"); err != nil {
 		t.Fatalf("ruleset: %v", err)
 	}
+	counters, err := Counters(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := counters["denied"]; !ok {
+		t.Errorf("counters %v lack denied", counters)
+	}
 	if err := m.Remove(ctx, l); err != nil {
 		t.Fatal(err)
 	}
@@ -91,5 +98,16 @@ func TestCreateRemove(t *testing.T) {
 	}
 	if err := run(ctx, "", "", "ip", "link", "show", l.Link); err == nil {
 		t.Errorf("link %s left", l.Link)
+	}
+}
+
+func TestParseCounters(t *testing.T) {
+	b := []byte(`{"nftables":[{"metainfo":{"version":"1.0.6"}},{"counter":{"family":"inet","name":"denied","table":"hearth","handle":1,"packets":3,"bytes":180}},{"counter":{"family":"inet","name":"allowed","table":"hearth","handle":2,"packets":7,"bytes":420}}]}`)
+	got, err := parseCounters(b)
+	if err != nil || got["denied"] != 3 || got["allowed"] != 7 {
+		t.Errorf("got %v, %v", got, err)
+	}
+	if _, err := parseCounters([]byte("nope")); err == nil {
+		t.Error("garbage parsed")
 	}
 }
