@@ -81,6 +81,9 @@ func Run(ctx context.Context, cfg Config) error {
 		defer port.Close()
 		ch = port
 	}
+	if cfg.Channel == nil {
+		go serveStreamsPort(ctx, a.log)
+	}
 	a.out = guestproto.NewWriter(ch)
 	a.inv = newInvocations(a.out)
 	a.procs = newSupervisor(cfg.System, a.out, a.log)

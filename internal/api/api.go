@@ -13,6 +13,7 @@ import (
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/meter"
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
 )
@@ -52,6 +53,9 @@ type Config struct {
 	RuntimeRoot func(runtime string) error
 	// IdlePolicy is given to new functions.
 	IdlePolicy store.IdlePolicy
+	// NetworkPolicy is given to new functions; nil gives
+	// network.DefaultPolicy.
+	NetworkPolicy *network.Policy
 	// Logs are the functions' logs, for `hearth logs`.
 	Logs Logs
 	// URLBase makes a function URL from its id; nil when the daemon serves

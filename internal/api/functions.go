@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -243,6 +244,9 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			layers, err = a.functionLayers(r.Context(), req.Layers, codeSize)
 		}
+		if err == nil {
+			err = a.checkLayersTogether(r.Context(), req.FunctionName, layers, codeSize)
+		}
 		if err != nil {
 			a.writeError(w, err)
 			return
@@ -253,7 +257,7 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		Handler: req.Handler, Description: req.Description, MemorySize: 128, Timeout: 3,
 		CodeSize: size, CodeSha256: sum, Version: "$LATEST", LastModified: lastModified(), RevisionID: uuid.NewString(),
 		State: "Active", LastUpdateStatus: "Successful", PackageType: "Zip", Architectures: []string{hostArchitecture},
-		Environment: req.Environment, IdlePolicy: a.cfg.IdlePolicy,
+		Environment: req.Environment, IdlePolicy: a.cfg.IdlePolicy, NetworkPolicy: a.cfg.NetworkPolicy,
 		EphemeralStorage: req.EphemeralStorage, LoggingConfig: logging, SnapStart: snap, Layers: layers,
 	}
 	if req.MemorySize != nil {
@@ -436,6 +440,9 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 		codeSize, err := a.storedCodeSize(cur)
 		if err == nil {
 			layers, err = a.functionLayers(r.Context(), *req.Layers, codeSize)
+		}
+		if err == nil {
+			err = a.checkLayersTogether(r.Context(), name, layers, codeSize)
 		}
 		if err != nil {
 			a.writeError(w, err)
@@ -651,4 +658,26 @@ func notFound(err error, arn string) error {
 		return lambdaerr.ResourceNotFound("Function not found: %s", arn)
 	}
 	return err
+}
+
+// checkLayersTogether refuses layers that are each sound but cannot be
+// unpacked together into /opt (an entry of a later layer under a symlink
+// or a file of an earlier one), with the answer the function's first
+// invocation would otherwise get: its image could never be built. One
+// layer was checked when it was published.
+func (a *API) checkLayersTogether(ctx context.Context, fn string, layers []store.Layer, codeSize int64) error {
+	if len(layers) < 2 {
+		return nil
+	}
+	lvs, err := a.cfg.Store.FunctionLayers(ctx, store.Function{FunctionName: fn, Layers: layers})
+	if err != nil {
+		return err
+	}
+	codes := make([]*guestimage.Code, len(lvs))
+	for i, lv := range lvs {
+		if codes[i], err = guestimage.ReadLayerZipFile(a.cfg.Store.LayerPath(lv.Digest)); err != nil {
+			return fmt.Errorf("layer %s: %w", lv.LayerVersionArn, err)
+		}
+	}
+	return guestimage.CheckLayers(codeSize, codes)
 }

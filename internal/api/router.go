@@ -59,6 +59,8 @@ func (a *API) routes() {
 	// Hearth's own, beside Lambda's.
 	m.HandleFunc("GET /hearth/v1/functions/{name}/logs", a.logs)
 	m.HandleFunc("PUT /hearth/v1/functions/{name}/idle-policy", a.putIdlePolicy)
+	m.HandleFunc("PUT /hearth/v1/functions/{name}/network-policy", a.putNetworkPolicy)
+	m.HandleFunc("GET /hearth/v1/functions/{name}/network-policy", a.getNetworkPolicy)
 	m.HandleFunc("GET /hearth/v1/cost", a.cost)
 	m.HandleFunc("GET /hearth/v1/status", a.status)
 }

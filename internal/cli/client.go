@@ -92,7 +92,7 @@ func (c *CLI) output(cmd *cobra.Command, v any, text func()) {
 func (c *CLI) fnCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "fn", Short: "Manage functions on the daemon (the Lambda API)"}
 	cmd.PersistentFlags().StringP("output", "o", "text", "text or json")
-	cmd.AddCommand(c.fnCreateCmd(), c.fnListCmd(), c.fnGetCmd(), c.fnUpdateCodeCmd(), c.fnUpdateConfigCmd(), c.fnDeleteCmd())
+	cmd.AddCommand(c.fnCreateCmd(), c.fnListCmd(), c.fnGetCmd(), c.fnUpdateCodeCmd(), c.fnUpdateConfigCmd(), c.fnDeleteCmd(), c.fnNetworkPolicyCmd())
 	return cmd
 }
 
@@ -162,11 +162,11 @@ func printConfig(c *CLI, f *lambda.GetFunctionConfigurationOutput) {
 
 func (c *CLI) fnCreateCmd() *cobra.Command {
 	var s fnSettings
-	var zip string
+	var zip, runtime string
 	var img imageFlags
 	cmd := &cobra.Command{
-		Use:   "create NAME --zip FILE | --image URI",
-		Short: "Create a function from a zip with a bootstrap, or from a container image",
+		Use:   "create NAME --zip FILE [--runtime RUNTIME --handler H] | --image URI",
+		Short: "Create a function from a zip (a bootstrap, or code for a managed runtime), or from a container image",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (zip == "") == (img.uri == "") {
@@ -186,8 +186,17 @@ func (c *CLI) fnCreateCmd() *cobra.Command {
 				if err != nil {
 					return &exitError{code: ExitBadInput, err: err}
 				}
-				in.Runtime, in.Handler, in.Code = types.RuntimeProvidedal2023, aws.String(s.handler), &types.FunctionCode{ZipFile: code}
+				in.Runtime, in.Code = types.Runtime(runtime), &types.FunctionCode{ZipFile: code}
+				// A managed runtime's handler is the user's to name: its
+				// default (bootstrap) is a provided runtime's, and without
+				// --handler the API says the runtime needs one.
+				if strings.HasPrefix(runtime, "provided") || cmd.Flags().Changed("handler") {
+					in.Handler = aws.String(s.handler)
+				}
 			} else {
+				if cmd.Flags().Changed("runtime") {
+					return &exitError{code: ExitBadInput, err: errors.New("--runtime is for --zip: an image brings its own")}
+				}
 				in.PackageType, in.Code, in.ImageConfig = types.PackageTypeImage, &types.FunctionCode{ImageUri: aws.String(img.uri)}, img.config()
 			}
 			cl, err := c.client(cmd)
@@ -213,7 +222,8 @@ func (c *CLI) fnCreateCmd() *cobra.Command {
 		},
 	}
 	s.register(cmd, true)
-	cmd.Flags().StringVar(&zip, "zip", "", "the code: a zip with an executable bootstrap at its root")
+	cmd.Flags().StringVar(&zip, "zip", "", "the code: a zip with an executable bootstrap at its root, or a managed runtime's code")
+	cmd.Flags().StringVar(&runtime, "runtime", string(types.RuntimeProvidedal2023), "the zip's runtime: provided.al2023, provided.al2, python3.11 or nodejs18.x (these two need --handler, e.g. app.handler)")
 	img.register(cmd)
 	return cmd
 }

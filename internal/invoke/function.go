@@ -28,7 +28,7 @@ const (
 func (s *Service) schedulerFunction(f store.Function, reserved *int) (scheduler.Function, error) {
 	fn := scheduler.Function{
 		Function: sandbox.Function{Name: f.FunctionName, Version: f.Version, MemoryMB: f.MemorySize,
-			Timeout: time.Duration(f.Timeout) * time.Second, Handler: f.Handler, Region: s.cfg.Region},
+			Timeout: time.Duration(f.Timeout) * time.Second, Handler: f.Handler, Region: s.cfg.Region, Network: f.NetworkPolicy},
 		Revision:      f.RevisionID,
 		CodeDigest:    f.CodeDigest(),
 		Reserved:      reserved,

@@ -1,4 +1,4 @@
-// Package network gives each execution environment its own network: a
+// The mechanism (this file, netns_linux.go): each execution environment has its own network: a
 // network namespace (persisted by a bind mount under /run/netns, so a
 // suspended environment costs no process) holding a TAP device whose
 // descriptor QEMU is handed, and a veth pair to the host's namespace,
@@ -6,6 +6,7 @@
 // egress policy is an nftables ruleset in its own namespace's forward
 // path: a guest cannot change it, and one guest's rules never touch
 // another's.
+
 package network
 
 import (

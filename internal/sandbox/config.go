@@ -37,7 +37,7 @@ type Function struct {
 	// image's) with a /tmp disk of EphemeralStorageMB; nil runs the code
 	// in the initramfs.
 	Root *Root `json:"root,omitempty"`
-	// Network is the function's egress policy; nil is the default one.
+	// Network is the function's egress policy; nil is network.DefaultPolicy.
 	Network *network.Policy `json:"network,omitempty"`
 }
 

@@ -33,8 +33,10 @@ type conn struct {
 	guest  *guest
 	logs   *logSink
 	stream *streamRoute
-	log    *slog.Logger
-	ending atomic.Bool // this process ends it: the channel's end is no news
+	// streams is the session of connections into the guest (streams.go).
+	streams streamLink
+	log     *slog.Logger
+	ending  atomic.Bool // this process ends it: the channel's end is no news
 	// lost is told, after the VMM was stopped, that the channel ended
 	// under this process.
 	lost func(*conn)

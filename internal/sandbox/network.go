@@ -27,16 +27,23 @@ var ErrNoNetwork = errors.New("the function asks for a network and this host giv
 // given its own address by its agent.
 const templateMAC = "02:68:65:00:00:00"
 
-// wantsNetwork says whether fn asks for a network explicitly.
-// TODO(merge): with policy.go merged, a policy that turns networking off
-// must not count here, and must get no card.
-func wantsNetwork(fn Function) bool { return fn.Network != nil }
+// wantsNetwork says whether fn asks for a network explicitly: a policy
+// that is on and opens something beyond the default (an Allow, the
+// private ranges). Every function has the default policy, and on a host
+// that gives no network (the daemon said so at start) it runs without a
+// card, as before; one whose owner opened a way out must not silently
+// have none. (A policy that is off still gets a card where networks are
+// given, its ruleset refusing everything, counted.)
+func wantsNetwork(fn Function) bool {
+	p := fn.Network
+	return p != nil && p.Enabled && (len(p.Allow) > 0 || p.AllowPrivate)
+}
 
 func policyOf(fn Function) network.Policy {
 	if fn.Network != nil {
 		return *fn.Network
 	}
-	return network.Policy{}
+	return network.DefaultPolicy()
 }
 
 // attachNetwork gives the environment its network before its machine

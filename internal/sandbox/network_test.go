@@ -187,14 +187,16 @@ func TestNetworkTemplateAndClones(t *testing.T) {
 func TestNetworkUnavailable(t *testing.T) {
 	cfg, img, _, _ := netFixture(t)
 	cfg.Net = nil
-	fn := sandbox.Function{Name: "f", MemoryMB: 128, Timeout: 3 * time.Second, Network: &network.Policy{}}
+	fn := sandbox.Function{Name: "f", MemoryMB: 128, Timeout: 3 * time.Second, Network: &network.Policy{Enabled: true, AllowPrivate: true}}
 	if env, err := sandbox.Boot(context.Background(), cfg, fn, img); !errors.Is(err, sandbox.ErrNoNetwork) {
 		if env != nil {
 			_ = env.Close(context.Background())
 		}
 		t.Fatalf("boot: %v, want ErrNoNetwork", err)
 	}
-	fn.Network = nil
+	// The default policy asks for nothing beyond the default: no card.
+	p := network.DefaultPolicy()
+	fn.Network = &p
 	env, err := sandbox.Boot(context.Background(), cfg, fn, img)
 	if err != nil {
 		t.Fatalf("boot without a network: %v", err)

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 )
@@ -28,6 +29,10 @@ type metrics struct {
 	resumes      prometheus.Counter
 	suspendTime  prometheus.Histogram
 	throttles    *prometheus.CounterVec
+	// egressDenied counts the connections the guests' egress policies
+	// refused; the network mechanism reads them from each environment's
+	// nftables counters and reports them through EgressDenied.
+	egressDenied *prometheus.CounterVec
 
 	mu        sync.Mutex
 	starts    map[string]int   // invocations by start type, for hearth top
@@ -94,10 +99,13 @@ func newMetrics() *metrics {
 			Help: "Time to suspend an environment (state written, VMM gone, page cache released).", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 		throttles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hearth_throttles_total",
 			Help: "Invocations refused with 429, by function."}, []string{"function"}),
+		egressDenied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hearth_egress_denied_total",
+			Help: "Connections from guests refused by the egress policy, by function and reason (policy, disabled, host, guest, link_local, private)."},
+			[]string{"function", "reason"}),
 		starts:    map[string]int{},
 		snapshots: map[string]int64{},
 	}
-	m.registry.MustRegister(m.invocations, m.duration, m.restore, m.gbSeconds, m.platformInit, m.suspends, m.resumes, m.suspendTime, m.throttles,
+	m.registry.MustRegister(m.invocations, m.duration, m.restore, m.gbSeconds, m.platformInit, m.suspends, m.resumes, m.suspendTime, m.throttles, m.egressDenied,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_suspended_snapshot_bytes",
 			Help: "Disk held by the snapshots of suspended environments (state and sparse memory)."}, m.snapshotBytes))
 	return m
@@ -150,3 +158,13 @@ func (m *metrics) Invocation(function string, res *sandbox.Result, err error) {
 	m.starts[start]++
 	m.mu.Unlock()
 }
+
+// EgressDenied adds n refused connections of function for reason (one of
+// network.Reasons); it implements network.DeniedCounter.
+func (m *metrics) EgressDenied(function, reason string, n uint64) {
+	if n > 0 {
+		m.egressDenied.WithLabelValues(function, reason).Add(float64(n))
+	}
+}
+
+var _ network.DeniedCounter = (*metrics)(nil)

@@ -69,7 +69,10 @@ type Config struct {
 	// DNS are the resolvers guests are given; nil takes the host's
 	// /etc/resolv.conf's that are not loopback, empty gives none.
 	DNS []netip.Addr
-	Log *slog.Logger
+	// NetworkPolicy is new functions' egress policy; nil is
+	// network.DefaultPolicy.
+	NetworkPolicy *network.Policy
+	Log           *slog.Logger
 }
 
 // Server is a running daemon.
@@ -107,6 +110,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:9000"
+	}
+	if cfg.NetworkPolicy != nil {
+		if err := cfg.NetworkPolicy.Validate(); err != nil {
+			return nil, fmt.Errorf("server: the default network policy: %w", err)
+		}
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: no data folder")
@@ -177,7 +185,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.api = api.New(api.Config{Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
-		Prices: cfg.Prices, Pools: pools{s.sched, s.metrics}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
+		NetworkPolicy: cfg.NetworkPolicy,
+		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
 			return err
 		}, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})

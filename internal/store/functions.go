@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/hearthdev/hearth/internal/network"
 )
 
 // Function is a function's configuration, in the shape of the Lambda API's
@@ -49,6 +51,10 @@ type Function struct {
 	// IdlePolicy is Hearth's: how long an idle environment stays warm
 	// before it is suspended, and how long a suspended one is kept.
 	IdlePolicy IdlePolicy `json:"HearthIdlePolicy"`
+	// NetworkPolicy is Hearth's too: where the function's environments
+	// may connect. Functions stored before it existed load with
+	// network.DefaultPolicy (see withDefaults).
+	NetworkPolicy *network.Policy `json:"HearthNetworkPolicy,omitempty"`
 	// StateReason and its code say why a function is Pending or Failed;
 	// LastUpdateStatusReason and its code why its last update failed.
 	StateReason                string `json:"StateReason,omitempty"`
@@ -166,6 +172,10 @@ func (f *Function) withDefaults() {
 	}
 	if f.SnapStart == nil {
 		f.SnapStart = &SnapStart{ApplyOn: SnapStartNone}
+	}
+	if f.NetworkPolicy == nil {
+		p := network.DefaultPolicy()
+		f.NetworkPolicy = &p
 	}
 	if f.SnapStart.OptimizationStatus == "" {
 		f.SnapStart.OptimizationStatus = "Off"

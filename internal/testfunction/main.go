@@ -24,6 +24,8 @@
 //	{"action":"tmp","data":"…"}     appends data (if any) to /tmp/testfn and
 //	                                returns the file's content and /tmp's size
 //
+// With TESTFN_SERVERS=1 it serves HTTP, h2c, WebSocket, SSE and gRPC on the
+// guest's loopback (see servers.go).
 // With TESTFN_INIT=exit the process exits during init; with
 // TESTFN_INIT=initerror it reports an init error through the Runtime API.
 // With TESTFN_INIT_MB=N it fills N MB of memory at init and keeps a checksum.
@@ -212,7 +214,10 @@ func restoreHooks(mode string) {
 	afterRestore++
 }
 
-func main() { lambda.Start(handle) }
+func main() {
+	maybeStartServers()
+	lambda.Start(handle)
+}
 
 // whoami reports what a hostile function could try: who it runs as, with
 // what privileges, and whether it can write its code, the agent's channel

@@ -14,6 +14,7 @@ const (
 	qmpSocket     = "qmp.sock"
 	agentSocket   = "agent.sock"
 	consoleSocket = "console.sock"
+	streamsSocket = "streams.sock"
 	consoleFile   = "console.log"
 	vmmLogFile    = "qemu.log"
 )
@@ -38,6 +39,7 @@ const (
 	fdQMP
 	fdAgent
 	fdConsole
+	fdStreams
 	// fdDisks is the first disk's; the others follow in spec.Disks' order.
 	fdDisks
 )
@@ -102,6 +104,9 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 		"-device", "virtio-serial-device",
 		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d,server=on,wait=off", fdAgent),
 		"-device", "virtserialport,chardev=agent,name=hearth.agent",
+		// Connections into the guest have their own port (see DialStreams).
+		"-chardev", fmt.Sprintf("socket,id=streams,fd=%d,server=on,wait=off", fdStreams),
+		"-device", "virtserialport,chardev=streams,name=hearth.streams",
 	}
 	args = append(args, diskArgs(spec.Disks)...)
 	return append(args, nicArgs(spec.NIC, fdDisks+len(spec.Disks))...)

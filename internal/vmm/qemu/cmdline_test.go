@@ -45,8 +45,8 @@ func TestDiskArgs(t *testing.T) {
 		}
 	}
 	wantDrives := []string{
-		"if=none,id=disk0,file=/proc/self/fd/9,format=raw,readonly=on",
-		"if=none,id=disk1,file=/proc/self/fd/10,format=raw,readonly=off,discard=unmap",
+		"if=none,id=disk0,file=/proc/self/fd/10,format=raw,readonly=on",
+		"if=none,id=disk1,file=/proc/self/fd/11,format=raw,readonly=off,discard=unmap",
 	}
 	wantDevices := []string{
 		"virtio-blk-device,drive=disk0,serial=hearth-root",

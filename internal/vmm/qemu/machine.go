@@ -141,7 +141,7 @@ func (d *Driver) openFiles(spec vmm.MachineSpec) (files []*os.File, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return files, err
 	}
-	for _, name := range []string{qmpSocket, agentSocket, consoleSocket} {
+	for _, name := range []string{qmpSocket, agentSocket, consoleSocket, streamsSocket} {
 		f, err := listenUnix(filepath.Join(dir, name))
 		if err != nil {
 			return files, fmt.Errorf("qemu: %w", err)
@@ -391,7 +391,7 @@ func (m *machine) Stop(ctx context.Context) error {
 			}
 		}
 		m.Disconnect()
-		for _, s := range []string{qmpSocket, agentSocket, consoleSocket} {
+		for _, s := range []string{qmpSocket, agentSocket, consoleSocket, streamsSocket} {
 			_ = os.Remove(filepath.Join(sockDir(m.spec), s))
 		}
 		if d := sockDir(m.spec); d != m.spec.Dir {

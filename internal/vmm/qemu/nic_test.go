@@ -19,7 +19,7 @@ func TestNICArgs(t *testing.T) {
 	}{
 		{"none", nil, nil},
 		{"tap", &vmm.NIC{MAC: "02:68:65:00:00:01", Netns: "/run/netns/hearth-e", Tap: "tap0"},
-			[]string{"-netdev", "tap,id=net0,fd=11,vhost=off", "-device", "virtio-net-device,mac=02:68:65:00:00:01,netdev=net0"}},
+			[]string{"-netdev", "tap,id=net0,fd=12,vhost=off", "-device", "virtio-net-device,mac=02:68:65:00:00:01,netdev=net0"}},
 		{"no cable", &vmm.NIC{MAC: "02:68:65:00:00:00"}, []string{"-device", "virtio-net-device,mac=02:68:65:00:00:00"}},
 	}
 	for _, tt := range tests {
