@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -36,7 +37,12 @@ type Config struct {
 	Pool netip.Prefix
 	// DNS are the resolvers every guest is given.
 	DNS []netip.Addr
-	Log *slog.Logger
+	// Denied, if set, is told the refusals each environment's ruleset
+	// counted: every CollectEvery (0: only when Collect is called) and
+	// when the environment's network is removed.
+	Denied       DeniedCounter
+	CollectEvery time.Duration
+	Log          *slog.Logger
 }
 
 // Manager makes and removes environments' networks. One per daemon; the
@@ -49,6 +55,8 @@ type Manager struct {
 	mu   sync.Mutex
 	used map[int]bool
 	next int
+	live map[string]*tracked // by namespace, when counting refusals
+	stop context.CancelFunc  // ends the collector
 }
 
 // New checks that networking can be given here (root, ip and nft) and
@@ -69,23 +77,39 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("%w: %s is not installed (scripts/install-deps.sh)", ErrUnavailable, bin)
 		}
 	}
-	m := &Manager{cfg: cfg, log: cfg.Log, used: map[int]bool{}, next: 1}
+	m := &Manager{cfg: cfg, log: cfg.Log, used: map[int]bool{}, next: 1, live: map[string]*tracked{}}
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("network: enable forwarding: %w", err)
 	}
 	if err := run(ctx, "", hostRuleset(cfg.Pool), "nft", "-f", "-"); err != nil {
 		return nil, fmt.Errorf("network: host table: %w", err)
 	}
+	m.stop = func() {}
+	if cfg.Denied != nil && cfg.CollectEvery > 0 {
+		// The collector lives as long as the Manager, not as New's ctx.
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		m.stop = cancel
+		go m.collectEvery(cctx, cfg.CollectEvery)
+	}
 	return m, nil
+}
+
+// Close counts the last refusals of the live environments and stops the
+// collector; their networks stay (a suspended environment keeps its own).
+func (m *Manager) Close(ctx context.Context) {
+	m.stop()
+	if m.cfg.Denied != nil {
+		m.Collect(ctx)
+	}
 }
 
 // DNS is what guests are given as resolvers.
 func (m *Manager) DNS() []netip.Addr { return m.cfg.DNS }
 
-// hostRuleset is the root namespace's table. Traffic from the guests'
-// links into the host itself is refused, whatever the address (so one
-// added later too); guest to guest is refused; the rest leaves
-// masqueraded.
+// hostRuleset is the root namespace's table. Connections from the guests'
+// links into the host itself are refused, whatever the address (so one
+// added later too), while the answers to the host's own connections into
+// a guest pass; guest to guest is refused; the rest leaves masqueraded.
 func hostRuleset(pool netip.Prefix) string {
 	return fmt.Sprintf(`table ip hearth
 delete table ip hearth
@@ -93,6 +117,7 @@ table ip hearth {
 	counter denied {}
 	chain input {
 		type filter hook input priority 0; policy accept;
+		iifname "hv*" ct state established,related accept
 		iifname "hv*" meta l4proto tcp counter name denied reject with tcp reset
 		iifname "hv*" counter name denied reject with icmp type admin-prohibited
 	}
@@ -109,8 +134,9 @@ table ip hearth {
 }
 
 // Create makes envID's network: its namespace, veth pair and TAP, the
-// routes, and the policy's ruleset in the namespace.
-func (m *Manager) Create(ctx context.Context, envID string, p Policy) (Lease, error) {
+// routes, and the policy's ruleset in the namespace. Its refusals are
+// counted for function.
+func (m *Manager) Create(ctx context.Context, envID, function string, p Policy) (Lease, error) {
 	ns := NetnsPrefix + envID
 	if err := run(ctx, "", "", "ip", "netns", "add", ns); err != nil {
 		return Lease{}, fmt.Errorf("network: %w", err)
@@ -135,6 +161,7 @@ func (m *Manager) Create(ctx context.Context, envID string, p Policy) (Lease, er
 			_ = m.Remove(context.Background(), l)
 			return Lease{}, err
 		}
+		m.track(l, function)
 		return l, nil
 	}
 	_ = RemoveNetns(ns)
@@ -189,15 +216,17 @@ route add default via %[5]s dev %[2]s
 
 // Adopt records a lease a previous process made (an environment resumed
 // by a restarted daemon), so its slot is not handed out again.
-func (m *Manager) Adopt(l Lease) {
+func (m *Manager) Adopt(l Lease, function string) {
 	m.mu.Lock()
 	m.used[l.Slot] = true
 	m.mu.Unlock()
+	m.track(l, function)
 }
 
 // Remove ends a lease's network: the namespace (which takes the veth pair
 // and the TAP and the ruleset with it) and its slot.
 func (m *Manager) Remove(ctx context.Context, l Lease) error {
+	m.untrack(ctx, l)
 	var errs []error
 	if err := run(ctx, "", "", "ip", "link", "del", l.Link); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
 		errs = append(errs, err)

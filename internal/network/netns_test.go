@@ -2,9 +2,14 @@ package network
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"os"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestSlotAddresses(t *testing.T) {
@@ -45,11 +50,12 @@ func TestCreateRemove(t *testing.T) {
 		t.Skip("needs root")
 	}
 	ctx := context.Background()
-	m, err := New(ctx, Config{DNS: []netip.Addr{netip.MustParseAddr("203.0.113.2")}})
+	denied := &fakeDenied{}
+	m, err := New(ctx, Config{DNS: []netip.Addr{netip.MustParseAddr("203.0.113.2")}, Denied: denied})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := m.Create(ctx, "env-nettest", DefaultPolicy())
+	l, err := m.Create(ctx, "env-nettest", "f", DefaultPolicy())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +78,20 @@ func TestCreateRemove(t *testing.T) {
 	if _, ok := counters["denied_"+ReasonHost]; !ok {
 		t.Errorf("counters %v lack denied", counters)
 	}
+	// The namespace itself refuses a connection, at once, and counts it;
+	// the count reaches the metrics once.
+	ns := slotOf(l.Pool, l.Slot).nsSide().Addr()
+	if c, err := net.DialTimeout("tcp", netip.AddrPortFrom(ns, 1).String(), 2*time.Second); err == nil {
+		c.Close()
+		t.Fatal("connected to the namespace itself")
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial the namespace: %v, want ECONNREFUSED", err)
+	}
+	m.Collect(ctx)
+	m.Collect(ctx)
+	if got := denied.get("f", ReasonHost); got != 1 {
+		t.Errorf("denied host %d, want 1", got)
+	}
 	if err := m.Remove(ctx, l); err != nil {
 		t.Fatal(err)
 	}
@@ -81,4 +101,24 @@ func TestCreateRemove(t *testing.T) {
 	if err := run(ctx, "", "", "ip", "link", "show", l.Link); err == nil {
 		t.Errorf("link %s left", l.Link)
 	}
+}
+
+type fakeDenied struct {
+	mu sync.Mutex
+	n  map[string]uint64
+}
+
+func (f *fakeDenied) EgressDenied(function, reason string, n uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == nil {
+		f.n = map[string]uint64{}
+	}
+	f.n[function+"/"+reason] += n
+}
+
+func (f *fakeDenied) get(function, reason string) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n[function+"/"+reason]
 }

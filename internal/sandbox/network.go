@@ -13,10 +13,11 @@ import (
 // Networks makes and removes environments' networks; network.Manager is
 // one.
 type Networks interface {
-	Create(ctx context.Context, envID string, p network.Policy) (network.Lease, error)
+	// Create makes envID's network; its refusals are counted for function.
+	Create(ctx context.Context, envID, function string, p network.Policy) (network.Lease, error)
 	Remove(ctx context.Context, l network.Lease) error
 	// Adopt takes over a lease another process made.
-	Adopt(l network.Lease)
+	Adopt(l network.Lease, function string)
 }
 
 // ErrNoNetwork is returned for a function that asks for a network where
@@ -69,7 +70,7 @@ func (e *Env) attachNetwork(ctx context.Context) error {
 	if leased {
 		return nil
 	}
-	l, err := e.cfg.Net.Create(ctx, e.id, policyOf(e.fn))
+	l, err := e.cfg.Net.Create(ctx, e.id, e.fn.Name, policyOf(e.fn))
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.id, err)
 	}

@@ -26,7 +26,7 @@ type fakeNets struct {
 	adopted []string
 }
 
-func (f *fakeNets) Create(_ context.Context, envID string, _ network.Policy) (network.Lease, error) {
+func (f *fakeNets) Create(_ context.Context, envID, _ string, _ network.Policy) (network.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n++
@@ -48,7 +48,7 @@ func (f *fakeNets) Remove(_ context.Context, l network.Lease) error {
 	return errors.New("removed twice")
 }
 
-func (f *fakeNets) Adopt(l network.Lease) {
+func (f *fakeNets) Adopt(l network.Lease, _ string) {
 	f.mu.Lock()
 	f.adopted = append(f.adopted, l.Netns)
 	f.mu.Unlock()

@@ -36,7 +36,7 @@ func Open(ctx context.Context, cfg Config, dir string) (*Env, error) {
 			return nil, fmt.Errorf("%s: %w", m.ID, ErrNoNetwork)
 		}
 		e.lease = m.Network
-		cfg.Net.Adopt(*m.Network)
+		cfg.Net.Adopt(*m.Network, m.Function.Name)
 	}
 	switch m.State {
 	case StateSuspended:

@@ -91,6 +91,7 @@ type Server struct {
 	done   chan error
 
 	metrics  *metrics
+	nets     *network.Manager // nil when environments get no network
 	verifier *api.Verifier
 	urls     []*http.Server
 	urlAddrs []string // the function-URL listeners' addresses, http first
@@ -151,11 +152,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
-	if nets := openNetworks(ctx, cfg); nets != nil {
-		sbx.Net = nets
-	}
 	s.metrics = newMetrics()
+	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
+	if s.nets = openNetworks(ctx, cfg, s.metrics); s.nets != nil {
+		sbx.Net = s.nets
+	}
 	usage := storeMeter{st: st, m: s.metrics, log: cfg.Log, prices: cfg.Prices}
 	s.usage = usage
 	hostLimits, err := scheduler.HostLimits(cfg.DataDir)
@@ -197,10 +198,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// egressCollectEvery is how often the guests' refusal counters are read
+// into /metrics (and once more as each environment's network goes).
+const egressCollectEvery = 5 * time.Second
+
 // openNetworks gives environments their networks, when this host can:
 // without (not root, no nft), environments have no network card, and a
 // function that asks for one fails with a clear error.
-func openNetworks(ctx context.Context, cfg Config) *network.Manager {
+func openNetworks(ctx context.Context, cfg Config, denied network.DeniedCounter) *network.Manager {
 	dns := cfg.DNS
 	if dns == nil {
 		f, err := os.Open("/etc/resolv.conf")
@@ -219,7 +224,7 @@ func openNetworks(ctx context.Context, cfg Config) *network.Manager {
 			cfg.Log.Warn("guests get no DNS resolver: the host has none they can reach; give one with --dns")
 		}
 	}
-	m, err := network.New(ctx, network.Config{DNS: dns, Log: cfg.Log})
+	m, err := network.New(ctx, network.Config{DNS: dns, Denied: denied, CollectEvery: egressCollectEvery, Log: cfg.Log})
 	if err != nil {
 		cfg.Log.Warn("environments get no network", "err", err)
 		return nil
@@ -383,6 +388,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = s.http.Shutdown(ctx)
 	}
 	s.sched.Shutdown(ctx)
+	if s.nets != nil {
+		s.nets.Close(ctx)
+	}
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}
