@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -305,5 +306,41 @@ func TestEgress(t *testing.T) {
 	}
 	if starts["clone"] == 0 || starts["resume"] == 0 {
 		t.Errorf("start types %v: want a resume and a clone", starts)
+	}
+	// The refusals reached /metrics, by reason.
+	waitMetric(t, d, `hearth_egress_denied_total{function="net",reason="host"}`)
+	waitMetric(t, d, `hearth_egress_denied_total{function="net",reason="link_local"}`)
+
+	// A policy that denies the test host refuses it (the function's
+	// environments are retired with the change; the next one has it).
+	if code, b := d.signedPut(t, "/hearth/v1/functions/net/network-policy",
+		fmt.Sprintf(`{"Enabled":true,"Deny":[{"Cidr":"%s/32"}]}`, testHostAddr.Addr())); code != http.StatusOK {
+		t.Fatalf("put policy: %d %s", code, b)
+	}
+	refused("denied by policy", net.JoinHostPort(testHostAddr.Addr().String(), "80"))
+	waitMetric(t, d, `hearth_egress_denied_total{function="net",reason="policy"}`)
+}
+
+// waitMetric waits for a series of /metrics to be there, with a positive
+// value: the refusal counters are read every few seconds.
+func waitMetric(t *testing.T, d *daemon, series string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(d.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, series+" "); ok && v != "0" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics has no %s", series)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
