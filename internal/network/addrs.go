@@ -1,5 +1,5 @@
-// The mechanism (this file, netns_linux.go): each execution environment has its own network: a
-// network namespace (persisted by a bind mount under /run/netns, so a
+// The mechanism (this file and netns_linux.go): each execution
+// environment has its own network: a network namespace (persisted by a bind mount under /run/netns, so a
 // suspended environment costs no process) holding a TAP device whose
 // descriptor QEMU is handed, and a veth pair to the host's namespace,
 // which routes and masquerades the guests' traffic. The environment's
