@@ -200,9 +200,19 @@ route add default via %[5]s dev %[2]s
 	}); err != nil {
 		return fmt.Errorf("network: forwarding in %s: %w", l.Netns, err)
 	}
-	hostAddrs, err := HostAddrs()
+	all, err := HostAddrs()
 	if err != nil {
 		return err
+	}
+	// The host's side of every environment's veth is in the pool, which
+	// the ruleset refuses as a whole: listing each would grow every
+	// ruleset with the number of environments. This environment's own is
+	// listed: it is where the host's connections into the guest come from.
+	hostAddrs := []netip.Prefix{netip.PrefixFrom(s.hostSide().Addr(), 32)}
+	for _, h := range all {
+		if !s.pool.Contains(h.Addr()) {
+			hostAddrs = append(hostAddrs, h)
+		}
 	}
 	rules, err := Ruleset(p, Addrs{Guest: l.Guest, Gateway: l.Gateway, Host: hostAddrs, GuestPool: s.pool, DNS: l.DNS})
 	if err != nil {
