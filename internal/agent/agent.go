@@ -196,6 +196,11 @@ func (a *Agent) freshen(unixNano int64, entropy []byte) {
 func (a *Agent) resume(r guestproto.Resume, entropy []byte) error {
 	t0 := time.Now()
 	a.freshen(r.UnixNano, entropy)
+	if a.cfg.System {
+		if err := configureNet(r.Net); err != nil {
+			a.log.Warn("network after restore", "err", err)
+		}
+	}
 	freshenMs := float64(time.Since(t0).Microseconds()) / 1000
 	a.mu.Lock()
 	a.restores++
@@ -237,6 +242,21 @@ func (a *Agent) confine(in guestproto.Init) error {
 	return lockDevices("/dev")
 }
 
+// network configures the guest's card before the runtime starts, and
+// shows its resolver and hosts files in a function's own root.
+func (a *Agent) network(in guestproto.Init) error {
+	if !a.cfg.System || in.Net == nil {
+		return nil
+	}
+	if err := configureNet(in.Net); err != nil {
+		return err
+	}
+	if in.Root != nil {
+		return bindNetFiles(RootDir)
+	}
+	return nil
+}
+
 // init applies the host's clock and entropy, then starts the runtime.
 func (a *Agent) init(in guestproto.Init, entropy []byte) error {
 	a.mu.Lock()
@@ -253,6 +273,9 @@ func (a *Agent) init(in guestproto.Init, entropy []byte) error {
 	a.inv.setARN(in.FunctionARN)
 	a.procs.logs.setLimit(in.LogLimit)
 	if err := a.confine(in); err != nil {
+		return a.inv.initFailed("Runtime.Unknown", err.Error())
+	}
+	if err := a.network(in); err != nil {
 		return a.inv.initFailed("Runtime.Unknown", err.Error())
 	}
 	a.inv.initStarted(time.Now())

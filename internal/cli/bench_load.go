@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/spf13/cobra"
 
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/server"
 	"github.com/hearthdev/hearth/internal/vmboot"
 )
@@ -105,6 +107,9 @@ type benchDaemon struct {
 
 func (b *benchDaemon) close() {
 	_ = b.srv.Shutdown(context.Background())
+	// The shutdown keeps the suspended environments' networks for a next
+	// daemon; this throwaway one has none.
+	_ = network.RemoveEnvNetworks(filepath.Join(b.data, "envs"))
 	_ = os.RemoveAll(b.data)
 }
 

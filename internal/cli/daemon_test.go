@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/server"
 	"github.com/hearthdev/hearth/internal/testvm"
 	"github.com/hearthdev/hearth/internal/vmboot"
@@ -106,7 +108,10 @@ func startCLIDaemon(t *testing.T) *cliDaemon {
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		_ = network.RemoveEnvNetworks(filepath.Join(data, "envs"))
+	})
 	return &cliDaemon{srv: srv, data: data,
 		env: map[string]string{"HEARTH_DATA_DIR": data, "HEARTH_ENDPOINT": "http://" + srv.Addr(), "AWS_SHARED_CREDENTIALS_FILE": ""}}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os/signal"
 	"syscall"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hearthdev/hearth/internal/meter"
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/server"
 	"github.com/hearthdev/hearth/internal/vmboot"
@@ -23,6 +25,7 @@ func (c *CLI) serveCmd() *cobra.Command {
 	var limits scheduler.Limits
 	var maxSnapshotMB int64
 	var snapStart bool
+	var dnsFlag []string
 	var urlListen, urlTLSListen, urlDomain, tlsCert, tlsKey string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -55,7 +58,13 @@ suspended, and the next daemon resumes them.`,
 			if maxSnapshotMB < 0 {
 				limits.MaxSnapshotBytes = -1
 			}
-			srv, err := server.New(ctx, server.Config{
+			var dns []netip.Addr // nil: the host's resolvers
+			if cmd.Flags().Changed("dns") {
+				if dns, err = network.ParseDNSFlag(dnsFlag); err != nil {
+					return err
+				}
+			}
+			srv, err := server.New(ctx, server.Config{DNS: dns,
 				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency, Limits: limits,
 				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
 				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey, Prices: prices,
@@ -86,6 +95,7 @@ suspended, and the next daemon resumes them.`,
 		},
 	}
 	hf.register(cmd)
+	cmd.Flags().StringSliceVar(&dnsFlag, "dns", nil, "DNS resolvers the guests are given (IPv4, repeatable, or none); default: the host's /etc/resolv.conf nameservers that are not loopback")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9000", "the API's address")
 	cmd.Flags().DurationVar(&keepWarm, "keep-warm", 60*time.Second, "how long an idle environment stays warm before it is suspended")
 	cmd.Flags().DurationVar(&keepSuspended, "keep-suspended", 24*time.Hour, "how long a suspended environment is kept before it is deleted")

@@ -84,6 +84,22 @@ type Init struct {
 	// Root, when set, runs the function in a root file system of its own
 	// (a container image's) instead of the initramfs.
 	Root *Root `json:"root,omitempty"`
+	// Net configures the guest's network card; nil leaves it down.
+	Net *Net `json:"net,omitempty"`
+}
+
+// Net is the guest's network identity: eth0's address and MAC, its
+// default route, its name and resolvers. It is sent at init and after
+// every restore (a clone's is new).
+type Net struct {
+	// Address is eth0's, with its prefix ("10.200.0.10/30").
+	Address string `json:"address"`
+	Gateway string `json:"gateway"`
+	MAC     string `json:"mac"`
+	// Hostname goes to the kernel and /etc/hosts.
+	Hostname string `json:"hostname"`
+	// DNS are the resolvers for /etc/resolv.conf; none writes none.
+	DNS []string `json:"dns,omitempty"`
 }
 
 // Root is a function's root file system on disks the host attached,
@@ -168,6 +184,9 @@ type Resume struct {
 	// EnvID is the environment's id, new for a clone.
 	EnvID string `json:"envId"`
 	Clone bool   `json:"clone"`
+	// Net re-addresses the guest: connections open at the suspend are
+	// gone, new ones work at once.
+	Net *Net `json:"net,omitempty"`
 }
 
 // Resumed acknowledges a Resume once the guest is fresh again.

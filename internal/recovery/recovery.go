@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/hearthdev/hearth/internal/atomicfile"
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
 )
@@ -85,6 +86,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if rec.PID > 0 && isVMMOf(procs, rec.PID, rec.Dir) {
 			_ = syscall.Kill(rec.PID, syscall.SIGKILL)
 		}
+		removeNetwork(cfg, rec.ID)
 		if err := os.RemoveAll(rec.Dir); err != nil {
 			cfg.Log.Warn("removing env folder", "env", rec.ID, "err", err)
 		}
@@ -158,6 +160,7 @@ func sweepEnvs(cfg Config, kept map[string]bool, procs map[int]string) []string 
 		if inUse(procs, dir) {
 			continue // a command making it right now
 		}
+		removeNetwork(cfg, e.Name())
 		if err := os.RemoveAll(dir); err != nil {
 			cfg.Log.Warn("removing env folder", "dir", dir, "err", err)
 			continue
@@ -165,6 +168,16 @@ func sweepEnvs(cfg Config, kept map[string]bool, procs map[int]string) []string 
 		swept = append(swept, dir)
 	}
 	return swept
+}
+
+// removeNetwork removes the network namespace of the environment id, if
+// one is left: its veth pair, TAP and ruleset go with it. Only the
+// namespaces of this data folder's environments are touched: another
+// daemon's on the same host are its own.
+func removeNetwork(cfg Config, id string) {
+	if err := network.RemoveNetns(network.NetnsPrefix + id); err != nil {
+		cfg.Log.Warn("removing env network", "env", id, "err", err)
+	}
 }
 
 // commandLines are the command lines of the processes this one can see,

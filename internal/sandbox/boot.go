@@ -54,6 +54,9 @@ func (e *Env) boot(ctx context.Context) error {
 	if err := makeTmpDisk(ctx, filepath.Join(e.dir, tmpDiskFile), tmpMB(e.fn)); err != nil {
 		return fmt.Errorf("%s: %w", e.id, err)
 	}
+	if err := e.attachNetwork(ctx); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	m, err := e.cfg.VMM.Boot(ctx, e.spec)
 	if err != nil {
@@ -90,7 +93,7 @@ func (e *Env) boot(ctx context.Context) error {
 		LogGroup: "/aws/lambda/" + e.fn.Name, LogStream: time.Now().UTC().Format("2006/01/02") + "/[" + e.fn.Version + "]" + e.id,
 		Env: e.fn.Env, LogLimit: e.fn.LogLimit, UnixNano: time.Now().UnixNano(),
 		InitType: e.initType, EnvID: e.id, EphemeralStorageMB: e.fn.EphemeralStorageMB,
-		Root: guestRoot(e.fn), TmpDisk: tmpSerial,
+		Root: guestRoot(e.fn), TmpDisk: tmpSerial, Net: e.guestNet(),
 	}
 	// The init phase's output is counted from here, against its own limit.
 	e.logs.reset()

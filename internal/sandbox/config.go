@@ -91,7 +91,9 @@ type Config struct {
 	// StreamStall is how long the consumer of a streamed response may take
 	// nothing before the stream is abandoned; DefaultStreamStall if zero.
 	StreamStall time.Duration
-	Log         *slog.Logger
+	// Net gives each environment a network; nil gives none.
+	Net Networks
+	Log *slog.Logger
 }
 
 func (c Config) withDefaults() Config {

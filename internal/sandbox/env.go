@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/vmm"
 )
 
@@ -95,6 +96,7 @@ type Env struct {
 	restores int
 	snap     *snapshotRef
 	ready    readiness
+	lease    *network.Lease // its network, if it has one
 
 	closeOnce sync.Once
 }
@@ -226,6 +228,11 @@ func (e *Env) Close(ctx context.Context) error {
 		e.mu.Unlock()
 		if c != nil {
 			err = c.stop(ctx)
+		}
+		// The network before the folder: a daemon that dies between
+		// finds the folder and sweeps both.
+		if nerr := e.releaseNetwork(ctx); nerr != nil && err == nil {
+			err = nerr
 		}
 		if rmErr := os.RemoveAll(e.dir); rmErr != nil && err == nil {
 			err = rmErr

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/atomicfile"
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/vmm"
 )
 
@@ -57,6 +58,8 @@ type manifest struct {
 	NextStart StartType     `json:"nextStart,omitempty"`
 	Restore   time.Duration `json:"restore,omitempty"`
 	Updated   time.Time     `json:"updated"`
+	// Network is the environment's network identity, kept while it lives.
+	Network *network.Lease `json:"network,omitempty"`
 }
 
 // fileRef pins a file the machine needs by its size and time.
@@ -102,6 +105,7 @@ func (e *Env) manifest() manifest {
 		Function: e.fn, Kernel: refOf(e.spec.Kernel), Initrd: refOf(e.spec.Initrd), ACPI: e.spec.ACPI,
 		AgentDigest: e.img.AgentDigest, Spec: e.spec, Snapshot: e.snap, Timings: e.timings,
 		Restores: e.restores, NextStart: e.ready.start, Restore: e.ready.restore, Updated: time.Now().UTC(),
+		Network: e.lease,
 	}
 	m.Spec.Dir = "" // the folder is wherever the manifest is
 	if e.conn != nil && e.state != StateSuspended {

@@ -31,6 +31,13 @@ func Open(ctx context.Context, cfg Config, dir string) (*Env, error) {
 	e.spec.Dir = dir
 	e.spec.Disks = disks(e.fn, dir)
 	e.timings, e.restores, e.snap = m.Timings, m.Restores, m.Snapshot
+	if m.Network != nil {
+		if cfg.Net == nil {
+			return nil, fmt.Errorf("%s: %w", m.ID, ErrNoNetwork)
+		}
+		e.lease = m.Network
+		cfg.Net.Adopt(*m.Network, m.Function.Name)
+	}
 	switch m.State {
 	case StateSuspended:
 		e.state = StateSuspended

@@ -313,7 +313,7 @@ func (e *Env) awaitResumed(ctx context.Context, c *conn, clone bool) (guestproto
 	if err := c.m.Start(ctx); err != nil {
 		return guestproto.Resumed{}, fmt.Errorf("%s: restore: %w", e.id, err)
 	}
-	msg := guestproto.Resume{UnixNano: time.Now().UnixNano(), EnvID: e.id, Clone: clone}
+	msg := guestproto.Resume{UnixNano: time.Now().UnixNano(), EnvID: e.id, Clone: clone, Net: e.guestNet()}
 	if err := c.send(ctx, deadline, guestproto.TypeResume, msg, entropy()); err != nil {
 		return guestproto.Resumed{}, fmt.Errorf("%s: restore: %w", e.id, err)
 	}

@@ -70,8 +70,21 @@ func Clone(ctx context.Context, cfg Config, tplDir string) (*Env, error) {
 	e.spec.MemoryPath, e.spec.MemoryPrivate = filepath.Join(tplDir, memoryFile), true
 	e.spec.Disks = disks(e.fn, e.dir)
 	e.timings = m.Timings
+	if e.spec.NIC != nil && cfg.Net == nil {
+		return nil, fmt.Errorf("%w: the template has a network card and this host gives no network", ErrSnapshotInvalid)
+	}
+	// The folder first: a daemon that dies now finds the folder and, by
+	// its name, the network to sweep.
 	if err := os.MkdirAll(e.dir, 0o700); err != nil {
 		return nil, err
+	}
+	if e.spec.NIC != nil {
+		// The template's card had no cable: the clone's is its own.
+		e.spec.NIC = nil
+		if err := e.attachNetwork(ctx); err != nil {
+			_ = e.Close(context.Background())
+			return nil, err
+		}
 	}
 	// The clone's /tmp starts as the template's was at its snapshot, and
 	// is its own from then on.

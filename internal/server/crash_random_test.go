@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/server"
 	"github.com/hearthdev/hearth/internal/store"
 	"github.com/hearthdev/hearth/internal/testvm"
@@ -111,6 +112,7 @@ func TestCrashAtRandomPoints(t *testing.T) {
 			t.Errorf("QEMU %d of the test still runs at its end: killing it", pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+		_ = network.RemoveEnvNetworks(filepath.Join(r.data, "envs"))
 	})
 
 	t0 := time.Now()

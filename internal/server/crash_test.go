@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/server"
 	"github.com/hearthdev/hearth/internal/testvm"
 )
@@ -42,6 +43,9 @@ func serveProcess(t *testing.T, bin, data, addr string, flags ...string) *exec.C
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
 		}
+		// What the daemon kept for a next one: its suspended
+		// environments' networks.
+		_ = network.RemoveEnvNetworks(filepath.Join(data, "envs"))
 	})
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -65,6 +66,9 @@ type Config struct {
 	TLSCert, TLSKey string
 	// Prices price usage in `hearth cost`; zero is Lambda's public prices.
 	Prices meter.Prices
+	// DNS are the resolvers guests are given; nil takes the host's
+	// /etc/resolv.conf's that are not loopback, empty gives none.
+	DNS []netip.Addr
 	// NetworkPolicy is new functions' egress policy; nil is
 	// network.DefaultPolicy.
 	NetworkPolicy *network.Policy
@@ -87,6 +91,7 @@ type Server struct {
 	done   chan error
 
 	metrics  *metrics
+	nets     *network.Manager // nil when environments get no network
 	verifier *api.Verifier
 	urls     []*http.Server
 	urlAddrs []string // the function-URL listeners' addresses, http first
@@ -147,8 +152,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
 	s.metrics = newMetrics()
+	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
+	if s.nets = openNetworks(ctx, cfg, s.metrics); s.nets != nil {
+		sbx.Net = s.nets
+	}
 	usage := storeMeter{st: st, m: s.metrics, log: cfg.Log, prices: cfg.Prices}
 	s.usage = usage
 	hostLimits, err := scheduler.HostLimits(cfg.DataDir)
@@ -188,6 +196,41 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("image builds: %w", err)
 	}
 	return s, nil
+}
+
+// egressCollectEvery is how often the guests' refusal counters are read
+// into /metrics (and once more as each environment's network goes).
+const egressCollectEvery = 5 * time.Second
+
+// openNetworks gives environments their networks, when this host can:
+// without (not root, no nft), environments have no network card, and a
+// function that asks for one fails with a clear error.
+func openNetworks(ctx context.Context, cfg Config, denied network.DeniedCounter) *network.Manager {
+	dns := cfg.DNS
+	if dns == nil {
+		f, err := os.Open("/etc/resolv.conf")
+		if err == nil {
+			var skipped []string
+			dns, skipped, err = network.ParseDNS(f)
+			f.Close()
+			if len(skipped) > 0 {
+				cfg.Log.Info("guests do not get the host's loopback or IPv6 resolvers", "skipped", skipped)
+			}
+		}
+		if err != nil {
+			cfg.Log.Warn("reading the host's resolvers", "err", err)
+		}
+		if len(dns) == 0 {
+			cfg.Log.Warn("guests get no DNS resolver: the host has none they can reach; give one with --dns")
+		}
+	}
+	m, err := network.New(ctx, network.Config{DNS: dns, Denied: denied, CollectEvery: egressCollectEvery, Log: cfg.Log})
+	if err != nil {
+		cfg.Log.Warn("environments get no network", "err", err)
+		return nil
+	}
+	cfg.Log.Info("environments get networks", "pool", network.DefaultPool, "dns", dns)
+	return m
 }
 
 // resolveAccel settles --accel auto once, with an agent-only image.
@@ -345,6 +388,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = s.http.Shutdown(ctx)
 	}
 	s.sched.Shutdown(ctx)
+	if s.nets != nil {
+		s.nets.Close(ctx)
+	}
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/server"
 	"github.com/hearthdev/hearth/internal/testvm"
 	"github.com/hearthdev/hearth/internal/vmboot"
@@ -58,6 +60,9 @@ func startWith(t *testing.T, cfg server.Config) *daemon {
 		if !stopped {
 			_ = srv.Shutdown(context.Background())
 		}
+		// What the shutdown kept for a next daemon: the suspended
+		// environments' networks.
+		_ = network.RemoveEnvNetworks(filepath.Join(dataDir, "envs"))
 	})
 	profiles, err := server.ReadCredentials(server.CredentialsFile(dataDir))
 	if err != nil || len(profiles) == 0 {

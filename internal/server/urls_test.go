@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/server"
 	"github.com/hearthdev/hearth/internal/testvm"
 	"github.com/hearthdev/hearth/internal/vmboot"
@@ -59,7 +60,10 @@ func startWithURLs(t *testing.T) *urlDaemon {
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		_ = network.RemoveEnvNetworks(filepath.Join(data, "envs"))
+	})
 	profiles, _ := server.ReadCredentials(server.CredentialsFile(data))
 	creds := aws.Credentials{AccessKeyID: profiles[0].AccessKeyID, SecretAccessKey: profiles[0].SecretAccessKey}
 	d := &daemon{srv: srv, creds: creds, url: "http://" + srv.Addr()}

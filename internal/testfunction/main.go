@@ -13,6 +13,12 @@
 //	{"action":"whoami"}             reports its user, privileges, mounts and
 //	                                which paths it can write (see whoami)
 //
+//	{"action":"fetch","url":U}      GETs U: {"status":N,"body":…} or {"error":…}
+//	{"action":"resolve","name":N}   looks N up: {"addrs":[…]} or {"error":…}
+//	{"action":"dial","addr":A}      connects to TCP A (2 s at most):
+//	                                {"ok":true} or {"error":…,"errno":"ECONNREFUSED"}
+//	{"action":"netinfo"}            its hostname and interfaces' addresses
+//
 //	{"action":"verify"}             checks the data loaded at init (TESTFN_INIT_MB)
 //	{"action":"argv"}               reports its argv, working folder and env
 //	{"action":"tmp","data":"…"}     appends data (if any) to /tmp/testfn and
@@ -63,6 +69,9 @@ type event struct {
 	Code   int    `json:"code"`
 	Data   string `json:"data"`
 	Path   string `json:"path"`
+	URL    string `json:"url"`
+	Name   string `json:"name"`
+	Addr   string `json:"addr"`
 }
 
 var (
@@ -163,6 +172,8 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 			return nil, err
 		}
 		return map[string]string{"body": string(b)}, nil
+	case "fetch", "resolve", "dial", "netinfo":
+		return netAction(ctx, ev), nil
 	case "random":
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)

@@ -68,6 +68,20 @@ type MachineSpec struct {
 	// probes devices in an order of its own. A restore must attach the
 	// same disks as the machine that was saved.
 	Disks []Disk
+	// NIC, when set, is a virtio-net device. A restore must have one if
+	// the saved machine had.
+	NIC *NIC `json:"nic,omitempty"`
+}
+
+// NIC is a network interface whose backend is a TAP device in a network
+// namespace, opened by the driver and handed to the VMM as a descriptor.
+// With no Tap it is a card with no cable (a template's: its clones get
+// theirs).
+type NIC struct {
+	MAC string `json:"mac"`
+	// Netns is the path of the namespace the TAP is in.
+	Netns string `json:"netns,omitempty"`
+	Tap   string `json:"tap,omitempty"`
 }
 
 // Disk is a raw disk image on the host.

@@ -108,7 +108,22 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 		"-chardev", fmt.Sprintf("socket,id=streams,fd=%d,server=on,wait=off", fdStreams),
 		"-device", "virtserialport,chardev=streams,name=hearth.streams",
 	}
-	return append(args, diskArgs(spec.Disks)...)
+	args = append(args, diskArgs(spec.Disks)...)
+	return append(args, nicArgs(spec.NIC, fdDisks+len(spec.Disks))...)
+}
+
+// nicArgs attaches the network card, its TAP the descriptor fd (after the
+// disks'), or no backend when it has no TAP. QEMU opens nothing: the TAP
+// was opened in the environment's namespace by the driver.
+func nicArgs(nic *vmm.NIC, fd int) []string {
+	if nic == nil {
+		return nil
+	}
+	dev := "virtio-net-device,mac=" + nic.MAC
+	if nic.Tap == "" {
+		return []string{"-device", dev}
+	}
+	return []string{"-netdev", fmt.Sprintf("tap,id=net0,fd=%d,vhost=off", fd), "-device", dev + ",netdev=net0"}
 }
 
 // diskArgs attaches each disk, by its inherited descriptor, as a virtio-blk

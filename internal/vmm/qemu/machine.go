@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/vmm"
 )
 
@@ -151,6 +152,13 @@ func (d *Driver) openFiles(spec vmm.MachineSpec) (files []*os.File, err error) {
 		f, err := d.openDisk(disk)
 		if err != nil {
 			return files, err
+		}
+		files = append(files, f)
+	}
+	if nic := spec.NIC; nic != nil && nic.Tap != "" {
+		f, err := network.OpenTap(nic.Netns, nic.Tap)
+		if err != nil {
+			return files, fmt.Errorf("qemu: %w", err)
 		}
 		files = append(files, f)
 	}

@@ -1,0 +1,346 @@
+package server_test
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/hearthdev/hearth/internal/network"
+	"github.com/hearthdev/hearth/internal/server"
+)
+
+// The test host: a namespace of the test's own with a veth to the host's
+// namespace. Its addresses are in TEST-NET-3 (not a private range, which
+// the default policy denies) and, for the link-local rule, in
+// 169.254.77.0/24 (never 169.254.169.254).
+var (
+	testHostRoot = netip.MustParsePrefix("203.0.113.1/24") // the host's side: a host address
+	testHostAddr = netip.MustParsePrefix("203.0.113.2/24")
+	testHostLL   = netip.MustParsePrefix("169.254.77.2/24")
+)
+
+const testHostBody = "hello from the test host"
+
+func sh(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// testHost makes the test host's namespace, serves HTTP on port 80 and
+// DNS on port 53 in it (svc.test is testHostAddr), and removes it all at
+// the end.
+func testHost(t *testing.T) {
+	t.Helper()
+	ns := fmt.Sprintf("htest-%d", os.Getpid())
+	link := fmt.Sprintf("ht%d", os.Getpid()%100000)
+	sh(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", link).Run()
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+	})
+	sh(t, "ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	sh(t, "ip", "addr", "add", testHostRoot.String(), "dev", link)
+	sh(t, "ip", "link", "set", link, "up")
+	sh(t, "ip", "route", "add", testHostLL.Masked().String(), "via", testHostAddr.Addr().String())
+	sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	sh(t, "ip", "-n", ns, "addr", "add", testHostAddr.String(), "dev", "eth0")
+	sh(t, "ip", "-n", ns, "addr", "add", testHostLL.String(), "dev", "eth0")
+	sh(t, "ip", "-n", ns, "link", "set", "eth0", "up")
+	sh(t, "ip", "-n", ns, "route", "add", "default", "via", testHostRoot.Addr().String())
+	var ln net.Listener
+	var pc net.PacketConn
+	err := network.InNetns("/run/netns/"+ns, func() error {
+		var err error
+		if ln, err = net.Listen("tcp", "0.0.0.0:80"); err != nil {
+			return err
+		}
+		pc, err = net.ListenPacket("udp", "0.0.0.0:53")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, testHostBody) })}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	go serveDNS(pc, "svc.test", testHostAddr.Addr())
+	t.Cleanup(func() { _ = pc.Close() })
+}
+
+// serveDNS answers A queries for name with addr; other names NXDOMAIN,
+// other types no answer.
+func serveDNS(pc net.PacketConn, name string, addr netip.Addr) {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		q := buf[:n]
+		if len(q) < 12 {
+			continue
+		}
+		// The question: labels to the zero byte, then type and class.
+		i, labels := 12, []string{}
+		for i < len(q) && q[i] != 0 {
+			l := int(q[i])
+			if i+1+l > len(q) {
+				break
+			}
+			labels = append(labels, string(q[i+1:i+1+l]))
+			i += 1 + l
+		}
+		if i+5 > len(q) {
+			continue
+		}
+		qtype := binary.BigEndian.Uint16(q[i+1:])
+		question := q[12 : i+5]
+		resp := append([]byte{}, q[:2]...)
+		flags, ancount := uint16(0x8180), uint16(0)
+		match := strings.EqualFold(strings.Join(labels, "."), name)
+		if !match {
+			flags |= 3 // NXDOMAIN
+		} else if qtype == 1 {
+			ancount = 1
+		}
+		resp = binary.BigEndian.AppendUint16(resp, flags)
+		resp = binary.BigEndian.AppendUint16(resp, 1)
+		resp = binary.BigEndian.AppendUint16(resp, ancount)
+		resp = append(resp, 0, 0, 0, 0)
+		resp = append(resp, question...)
+		if ancount == 1 {
+			a := addr.As4()
+			resp = append(resp, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
+			resp = append(resp, a[:]...)
+		}
+		_, _ = pc.WriteTo(resp, from)
+	}
+}
+
+// deniedCount sums the denied counters of the namespaces in nss.
+func deniedCount(t *testing.T, nss []string) int {
+	t.Helper()
+	total := 0
+	for _, ns := range nss {
+		counters, err := network.Counters(context.Background(), network.Lease{Netns: ns})
+		if err != nil {
+			continue // gone meanwhile
+		}
+		for name, n := range counters {
+			if strings.HasPrefix(name, "denied_") {
+				total += int(n)
+			}
+		}
+	}
+	return total
+}
+
+// A function reaches a test host (HTTP, DNS from --dns) after a cold
+// boot, a resume and in a clone, with an identity of its own in each; the
+// host itself, the daemon's port, a link-local address and another guest
+// are refused at once.
+func TestEgress(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("networking needs root")
+	}
+	before := network.Namespaces()
+	t.Cleanup(func() {
+		for _, ns := range network.Namespaces() {
+			if !slices.Contains(before, ns) {
+				_ = network.RemoveNetns(ns)
+			}
+		}
+	})
+	testHost(t)
+	// A server on the host's own address: the guest must not reach it.
+	hostLn, err := net.Listen("tcp", testHostRoot.Addr().String()+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "host") })}
+	go func() { _ = hostSrv.Serve(hostLn) }()
+	t.Cleanup(func() { _ = hostSrv.Close() })
+
+	d := startWith(t, server.Config{DataDir: t.TempDir(), KeepWarm: 2 * time.Second, SnapStart: true, DNS: []netip.Addr{testHostAddr.Addr()}})
+	ctx := context.Background()
+	if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("net"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfunction")}, Timeout: aws.Int32(30)}); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		Status   int
+		Body     string
+		Addrs    []string
+		OK       bool
+		Error    string
+		Errno    string
+		Hostname string
+		Resolv   string
+	}
+	call := func(ev string) result {
+		t.Helper()
+		out, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("net"), Payload: []byte(ev)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.FunctionError != nil {
+			t.Fatalf("%s: %s", ev, out.Payload)
+		}
+		var r result
+		if err := json.Unmarshal(out.Payload, &r); err != nil {
+			t.Fatalf("%s: %v", out.Payload, err)
+		}
+		return r
+	}
+	reaches := func(when string) {
+		t.Helper()
+		if r := call(`{"action":"fetch","url":"http://svc.test/"}`); r.Status != 200 || r.Body != testHostBody {
+			t.Errorf("%s: fetch from the test host by name: %+v", when, r)
+		}
+		if r := call(`{"action":"resolve","name":"svc.test"}`); !slices.Equal(r.Addrs, []string{testHostAddr.Addr().String()}) {
+			t.Errorf("%s: resolve: %+v", when, r)
+		}
+	}
+	refused := func(when, addr string) {
+		t.Helper()
+		r := call(fmt.Sprintf(`{"action":"dial","addr":%q}`, addr))
+		if r.OK || (r.Errno != "ECONNREFUSED" && r.Errno != "EHOSTUNREACH") {
+			t.Errorf("%s: dial %s: %+v, want refused at once", when, addr, r)
+		}
+	}
+
+	reaches("cold")
+	first := call(`{"action":"netinfo"}`)
+	if !strings.Contains(first.Resolv, "nameserver "+testHostAddr.Addr().String()) {
+		t.Errorf("resolv.conf %q", first.Resolv)
+	}
+	_, apiPort, _ := net.SplitHostPort(d.srv.Addr())
+	refused("host address", hostLn.Addr().String())
+	refused("daemon's port", net.JoinHostPort(testHostRoot.Addr().String(), apiPort))
+	refused("link-local", net.JoinHostPort(testHostLL.Addr().String(), "80"))
+	// The host's server answers the host, so the refusal above is the rule's.
+	if resp, err := http.Get("http://" + hostLn.Addr().String()); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+
+	// Suspended when idle, then resumed: the network is there again.
+	deadline := time.Now().Add(60 * time.Second)
+	for d.srv.Scheduler().Stats().Suspended != 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := d.srv.Scheduler().Stats(); st.Suspended != 1 || st.Templates != 1 {
+		t.Fatalf("stats %+v, want one suspended env and a template", st)
+	}
+	reaches("resumed")
+	if r := call(`{"action":"netinfo"}`); r.Hostname != first.Hostname {
+		t.Errorf("resumed hostname %q, was %q", r.Hostname, first.Hostname)
+	}
+
+	// A clone, while the first environment is busy: its own identity, the
+	// test host reachable, the first guest not.
+	var firstAddr string
+	leases := network.Namespaces()
+	for _, ns := range leases {
+		if strings.HasSuffix(ns, first.Hostname) {
+			out, err := exec.Command("ip", "-n", ns, "-j", "route", "show", "dev", "tap0").Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var routes []struct{ Dst string }
+			_ = json.Unmarshal(out, &routes)
+			if len(routes) > 0 {
+				p := netip.MustParsePrefix(routes[0].Dst)
+				firstAddr = p.Addr().Next().Next().String() // the guest is .2 of its /30
+			}
+		}
+	}
+	if firstAddr == "" {
+		t.Fatalf("no namespace of %s among %v", first.Hostname, leases)
+	}
+	busy := make(chan error, 1)
+	go func() {
+		_, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("net"), Payload: []byte(`{"action":"sleep","ms":3000}`)})
+		busy <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	clone := call(`{"action":"netinfo"}`)
+	if clone.Hostname == first.Hostname || clone.Hostname == "" {
+		t.Errorf("clone hostname %q, first %q", clone.Hostname, first.Hostname)
+	}
+	reaches("clone")
+	nss := network.Namespaces()
+	n0 := deniedCount(t, nss)
+	refused("another guest", net.JoinHostPort(firstAddr, "9001"))
+	if n1 := deniedCount(t, nss); n1 <= n0 {
+		t.Errorf("dialing another guest counted no denial (%d, then %d)", n0, n1)
+	}
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
+	recs, err := d.srv.Records(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := map[string]int{}
+	for _, r := range recs {
+		starts[r.StartType]++
+	}
+	if starts["clone"] == 0 || starts["resume"] == 0 {
+		t.Errorf("start types %v: want a resume and a clone", starts)
+	}
+	// The refusals reached /metrics, by reason.
+	waitMetric(t, d, `hearth_egress_denied_total{function="net",reason="host"}`)
+	waitMetric(t, d, `hearth_egress_denied_total{function="net",reason="link_local"}`)
+
+	// A policy that denies the test host refuses it (the function's
+	// environments are retired with the change; the next one has it).
+	if code, b := d.signedPut(t, "/hearth/v1/functions/net/network-policy",
+		fmt.Sprintf(`{"Enabled":true,"Deny":[{"Cidr":"%s/32"}]}`, testHostAddr.Addr())); code != http.StatusOK {
+		t.Fatalf("put policy: %d %s", code, b)
+	}
+	refused("denied by policy", net.JoinHostPort(testHostAddr.Addr().String(), "80"))
+	waitMetric(t, d, `hearth_egress_denied_total{function="net",reason="policy"}`)
+}
+
+// waitMetric waits for a series of /metrics to be there, with a positive
+// value: the refusal counters are read every few seconds.
+func waitMetric(t *testing.T, d *daemon, series string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(d.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, series+" "); ok && v != "0" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics has no %s", series)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
