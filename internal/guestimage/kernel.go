@@ -42,8 +42,12 @@ type KernelOptions struct {
 }
 
 // GuestModules are the distribution kernel's modules a Hearth VM needs: the
-// virtio-mmio transport and the console driver behind the agent channel.
-var GuestModules = []string{"virtio_mmio", "virtio_console"}
+// virtio-mmio transport, the console driver behind the agent's channels,
+// the block driver and ext4 for the root and /tmp disks (with crc32c,
+// which ext4 asks the crypto API for by name: a soft dependency that
+// modules.dep does not list, and there is no modprobe in the guest), and
+// the network card's driver.
+var GuestModules = []string{"virtio_mmio", "virtio_console", "virtio_blk", "crc32c_generic", "ext4", "virtio_net"}
 
 // ErrNoKernel is returned when no kernel can be found.
 var ErrNoKernel = errors.New("no guest kernel found")

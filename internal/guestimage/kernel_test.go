@@ -103,7 +103,9 @@ func TestFindKernel(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		dep := "kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio.ko:\nkernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko\n"
+		dep := "kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio.ko:\nkernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko\n" +
+			"kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko\nkernel/crypto/crc32c_generic.ko:\n" +
+			"kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko\nkernel/fs/jbd2/jbd2.ko:\nkernel/drivers/net/virtio_net.ko: kernel/drivers/virtio/virtio.ko\n"
 		if err := writeFile(filepath.Join(mods, "6.1.0-10-amd64", "modules.dep"), dep); err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +113,7 @@ func TestFindKernel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if k.Version != "6.1.0-10-amd64" || k.Source != "distro" || !k.ACPI || len(k.Modules) != 3 {
+		if k.Version != "6.1.0-10-amd64" || k.Source != "distro" || !k.ACPI || len(k.Modules) != 8 {
 			t.Errorf("got %+v", k)
 		}
 	})
