@@ -228,7 +228,7 @@ func (c *CLI) benchNet(cmd *cobra.Command, f benchNetFlags) error {
 		return nil
 	}
 	fmt.Fprintf(c.Stdout, "network: accel %s, kernel %s (%s), %d runs of cold and resume\n\n", h.Accel, h.Kernel.Version, h.Kernel.Source, f.n)
-	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "guest → test host, %d MB download\t%.1f MB/s\t\n", f.mb, r.EgressMBps)
 	fmt.Fprintf(tw, "guest → test host, TCP connect p50\t%.2f ms\t\n", r.ConnectP50)
 	fmt.Fprintf(tw, "host → guest, %d MB over one stream\t%.1f MB/s\t\n", f.streamMB, r.IngressMBps)
