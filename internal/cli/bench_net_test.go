@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hearthdev/hearth/internal/network"
@@ -40,5 +41,14 @@ func TestBenchNetJSON(t *testing.T) {
 	}
 	if _, err := os.Stat(fmt.Sprintf("/run/netns/htest-%d", os.Getpid())); err == nil {
 		t.Error("the test host's namespace is left")
+	}
+}
+
+func TestBenchNetRefusesBadSizes(t *testing.T) {
+	for _, args := range [][]string{{"--mb", "0"}, {"--stream-mb", "-1"}, {"--requests", "0"}, {"-n", "0"}} {
+		code, _, stderr := run(t, nil, append([]string{"bench", "net"}, args...)...)
+		if code != ExitBadInput || !strings.Contains(stderr, "must be positive") {
+			t.Errorf("%v: exit %d, stderr %q; want a refusal", args, code, stderr)
+		}
 	}
 }
