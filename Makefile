@@ -11,7 +11,7 @@ EXAMPLES  := examples/hello/hello.zip examples/counter/counter.zip examples/load
 
 all: build
 
-build: $(BIN)/hearth $(BIN)/hearth-agent examples
+build: $(BIN)/hearth $(BIN)/hearth-agent examples $(BIN)/testfunction.zip
 
 $(BIN)/hearth: FORCE
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -o $@ ./cmd/hearth
@@ -26,6 +26,12 @@ examples/%.zip: FORCE
 	@mkdir -p $(BIN)/fn/$(*F)
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/fn/$(*F)/bootstrap ./examples/$(*D)
 	$(GO) run ./scripts/mkzip $@ $(BIN)/fn/$(*F)/bootstrap
+
+# The test function, which `hearth bench net` boots.
+$(BIN)/testfunction.zip: FORCE
+	@mkdir -p $(BIN)/fn/testfunction
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/fn/testfunction/bootstrap ./internal/testfunction
+	$(GO) run ./scripts/mkzip $@ $(BIN)/fn/testfunction/bootstrap
 
 # Installs the system packages Hearth and its tests need (skips what is there).
 deps:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/vmm"
 )
@@ -47,7 +49,28 @@ func (c *CLI) envSession(cmd *cobra.Command, hf hostFlags) (*envSession, error) 
 	cfg := h.SandboxConfig(filepath.Join(data, "envs"), c.Stderr)
 	// Environments started here run on after this command exits.
 	cfg.Detached = true
+	cfg.Net = c.envNetworks(cmd)
 	return &envSession{h: h, data: data, cfg: cfg}, nil
+}
+
+// envNetworks gives environments networks as the daemon does (its DNS:
+// the host's resolvers), where this host can: nil when not (not root, no
+// nft), and they have no network card. A network lives as long as its
+// environment, across commands: its lease is in the manifest, adopted by
+// each command that opens the environment and removed by env rm.
+func (c *CLI) envNetworks(cmd *cobra.Command) sandbox.Networks {
+	log := c.logger(cmd)
+	var dns []netip.Addr
+	if f, err := os.Open("/etc/resolv.conf"); err == nil {
+		dns, _, _ = network.ParseDNS(f)
+		f.Close()
+	}
+	m, err := network.New(cmd.Context(), network.Config{DNS: dns, Log: log})
+	if err != nil {
+		log.Debug("environments get no network", "err", err)
+		return nil
+	}
+	return m
 }
 
 // envDir finds an environment's folder by id.
@@ -411,7 +434,7 @@ func (c *CLI) envStopCmd() *cobra.Command {
 			if err != nil {
 				// Its VMM is already gone (a reboot, a kill): only files remain.
 				c.logger(cmd).Warn("environment not running; removing its files", "err", err)
-				return os.RemoveAll(dir)
+				return errors.Join(network.RemoveNetns(network.NetnsPrefix+args[0]), os.RemoveAll(dir))
 			}
 			return env.Close(cmd.Context())
 		},

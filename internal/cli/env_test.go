@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/testvm"
 )
 
@@ -95,6 +96,7 @@ func TestEnvCommandsAcrossProcesses(t *testing.T) {
 	testvm.Driver(t)
 	h := hearthProc{t: t, bin: testvm.Hearth(t), data: t.TempDir()}
 	zip := testvm.FunctionZip(t, "./examples/counter")
+	netns := ""
 	t.Cleanup(func() {
 		for _, r := range h.list() {
 			h.run("env", "rm", r.ID)
@@ -102,11 +104,22 @@ func TestEnvCommandsAcrossProcesses(t *testing.T) {
 				t.Errorf("QEMU %d of %s still running after rm", r.PID, r.ID)
 			}
 		}
+		if _, err := os.Stat(netns); netns != "" && err == nil {
+			t.Errorf("%s left after env rm", netns)
+		}
 	})
 
 	id, _ := h.must("env", "start", "--zip", zip)
 	if !strings.HasPrefix(id, "env-") {
 		t.Fatalf("env start printed %q, want an env id", id)
+	}
+	// As root, an environment has a network as the daemon's do, there
+	// until env rm.
+	if os.Geteuid() == 0 {
+		netns = "/run/netns/" + network.NetnsPrefix + id
+		if _, err := os.Stat(netns); err != nil {
+			t.Errorf("env start made no network namespace: %v", err)
+		}
 	}
 	out, _ := h.must("env", "invoke", id, "{}")
 	if count(t, out) != 1 {

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,114 +23,23 @@ import (
 	"github.com/hearthdev/hearth/internal/server"
 )
 
-// The test host: a namespace of the test's own with a veth to the host's
-// namespace. Its addresses are in TEST-NET-3 (not a private range, which
-// the default policy denies) and, for the link-local rule, in
-// 169.254.77.0/24 (never 169.254.169.254).
 var (
-	testHostRoot = netip.MustParsePrefix("203.0.113.1/24") // the host's side: a host address
-	testHostAddr = netip.MustParsePrefix("203.0.113.2/24")
-	testHostLL   = netip.MustParsePrefix("169.254.77.2/24")
+	testHostRoot = network.TestHostRoot
+	testHostAddr = network.TestHostAddr
+	testHostLL   = network.TestHostLL
 )
 
-const testHostBody = "hello from the test host"
+const testHostBody = network.TestHostBody
 
-func sh(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
-// testHost makes the test host's namespace, serves HTTP on port 80 and
-// DNS on port 53 in it (svc.test is testHostAddr), and removes it all at
-// the end.
+// testHost makes the test host (network.TestHost) and removes it at the
+// end.
 func testHost(t *testing.T) {
 	t.Helper()
-	ns := fmt.Sprintf("htest-%d", os.Getpid())
-	link := fmt.Sprintf("ht%d", os.Getpid()%100000)
-	sh(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "link", "del", link).Run()
-		_ = exec.Command("ip", "netns", "del", ns).Run()
-	})
-	sh(t, "ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	sh(t, "ip", "addr", "add", testHostRoot.String(), "dev", link)
-	sh(t, "ip", "link", "set", link, "up")
-	sh(t, "ip", "route", "add", testHostLL.Masked().String(), "via", testHostAddr.Addr().String())
-	sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	sh(t, "ip", "-n", ns, "addr", "add", testHostAddr.String(), "dev", "eth0")
-	sh(t, "ip", "-n", ns, "addr", "add", testHostLL.String(), "dev", "eth0")
-	sh(t, "ip", "-n", ns, "link", "set", "eth0", "up")
-	sh(t, "ip", "-n", ns, "route", "add", "default", "via", testHostRoot.Addr().String())
-	var ln net.Listener
-	var pc net.PacketConn
-	err := network.InNetns("/run/netns/"+ns, func() error {
-		var err error
-		if ln, err = net.Listen("tcp", "0.0.0.0:80"); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp", "0.0.0.0:53")
-		return err
-	})
+	h, err := network.NewTestHost(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, testHostBody) })}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	go serveDNS(pc, "svc.test", testHostAddr.Addr())
-	t.Cleanup(func() { _ = pc.Close() })
-}
-
-// serveDNS answers A queries for name with addr; other names NXDOMAIN,
-// other types no answer.
-func serveDNS(pc net.PacketConn, name string, addr netip.Addr) {
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		q := buf[:n]
-		if len(q) < 12 {
-			continue
-		}
-		// The question: labels to the zero byte, then type and class.
-		i, labels := 12, []string{}
-		for i < len(q) && q[i] != 0 {
-			l := int(q[i])
-			if i+1+l > len(q) {
-				break
-			}
-			labels = append(labels, string(q[i+1:i+1+l]))
-			i += 1 + l
-		}
-		if i+5 > len(q) {
-			continue
-		}
-		qtype := binary.BigEndian.Uint16(q[i+1:])
-		question := q[12 : i+5]
-		resp := append([]byte{}, q[:2]...)
-		flags, ancount := uint16(0x8180), uint16(0)
-		match := strings.EqualFold(strings.Join(labels, "."), name)
-		if !match {
-			flags |= 3 // NXDOMAIN
-		} else if qtype == 1 {
-			ancount = 1
-		}
-		resp = binary.BigEndian.AppendUint16(resp, flags)
-		resp = binary.BigEndian.AppendUint16(resp, 1)
-		resp = binary.BigEndian.AppendUint16(resp, ancount)
-		resp = append(resp, 0, 0, 0, 0)
-		resp = append(resp, question...)
-		if ancount == 1 {
-			a := addr.As4()
-			resp = append(resp, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
-			resp = append(resp, a[:]...)
-		}
-		_, _ = pc.WriteTo(resp, from)
-	}
+	t.Cleanup(func() { _ = h.Close() })
 }
 
 // deniedCount sums the denied counters of the namespaces in nss.

@@ -18,6 +18,12 @@
 //	{"action":"dial","addr":A}      connects to TCP A (2 s at most):
 //	                                {"ok":true} or {"error":…,"errno":"ECONNREFUSED"}
 //	{"action":"netinfo"}            its hostname and interfaces' addresses
+//	{"action":"download","url":U}   GETs U to the end: {"bytes":N,"ms":F}
+//	{"action":"connects","addr":A,"count":N}
+//	                                N TCP connects to A: {"p50_ms":F,…}
+//	{"action":"hold","addr":A}      connects to TCP A and keeps the connection
+//	{"action":"held"}               writes to the kept one and reads (5 s at
+//	                                most): {"ok":true} or {"error":…,"errno":…}
 //
 //	{"action":"verify"}             checks the data loaded at init (TESTFN_INIT_MB)
 //	{"action":"argv"}               reports its argv, working folder and env
@@ -72,6 +78,7 @@ type event struct {
 	URL    string `json:"url"`
 	Name   string `json:"name"`
 	Addr   string `json:"addr"`
+	Count  int    `json:"count"`
 }
 
 var (
@@ -172,6 +179,8 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 			return nil, err
 		}
 		return map[string]string{"body": string(b)}, nil
+	case "download", "connects", "hold", "held":
+		return benchAction(ctx, ev), nil
 	case "fetch", "resolve", "dial", "netinfo":
 		return netAction(ctx, ev), nil
 	case "random":
