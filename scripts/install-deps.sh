@@ -17,7 +17,7 @@ vmm_user() {
 
 pkgs=(qemu-system-x86 linux-image-amd64 linux-source-6.1 bc flex bison libelf-dev libssl-dev
       make gcc xz-utils cpio e2fsprogs curl awscli chromium python3 nodejs mmdebstrap
-      iproute2 nftables)
+      iproute2 nftables conntrack)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

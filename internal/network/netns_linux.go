@@ -221,6 +221,25 @@ route add default via %[5]s dev %[2]s
 	if err := run(ctx, l.Netns, rules, "nft", "-f", "-"); err != nil {
 		return fmt.Errorf("network: ruleset of %s: %w", l.Netns, err)
 	}
+	// Strict tracking: a TCP packet in the middle of a connection the
+	// namespace does not know is invalid (and reset by the ruleset), not
+	// taken up as established. That is what resets, at a resume, the
+	// connections open at the suspend.
+	if err := InNetns(l.NetnsPath(), func() error {
+		return os.WriteFile("/proc/sys/net/netfilter/nf_conntrack_tcp_loose", []byte("0\n"), 0o644)
+	}); err != nil {
+		return fmt.Errorf("network: strict tracking in %s: %w", l.Netns, err)
+	}
+	return nil
+}
+
+// Resumed forgets the connections l's namespace tracked before its
+// environment was suspended: their next packets are answered with resets
+// (see the ruleset), as Fly does, and new connections work at once.
+func (m *Manager) Resumed(ctx context.Context, l Lease) error {
+	if err := run(ctx, l.Netns, "", "conntrack", "-F"); err != nil && !strings.Contains(err.Error(), "0 flow entries") {
+		return fmt.Errorf("network: forgetting the connections of %s: %w", l.Netns, err)
+	}
 	return nil
 }
 

@@ -69,6 +69,10 @@ func Ruleset(p Policy, a Addrs) (string, error) {
 	w("\tchain forward {")
 	w("\t\ttype filter hook forward priority filter; policy accept;")
 	w("\t\tct state established,related accept")
+	// A TCP packet of a connection the namespace does not know (one open
+	// at a suspend, forgotten at the resume) is answered with a reset, so
+	// its guest sees an error at once rather than a hang.
+	w("\t\tmeta l4proto tcp ct state invalid reject with tcp reset")
 	w("\t\tct state invalid drop")
 	host := hostAddrs(a.Host)
 	for _, h := range host {

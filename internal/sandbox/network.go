@@ -18,6 +18,9 @@ type Networks interface {
 	Remove(ctx context.Context, l network.Lease) error
 	// Adopt takes over a lease another process made.
 	Adopt(l network.Lease, function string)
+	// Resumed forgets the connections the lease's namespace tracked before
+	// a suspend, so that they are reset rather than carried on.
+	Resumed(ctx context.Context, l network.Lease) error
 }
 
 // ErrNoNetwork is returned for a function that asks for a network where

@@ -48,6 +48,8 @@ func (f *fakeNets) Remove(_ context.Context, l network.Lease) error {
 	return errors.New("removed twice")
 }
 
+func (f *fakeNets) Resumed(context.Context, network.Lease) error { return nil }
+
 func (f *fakeNets) Adopt(l network.Lease, _ string) {
 	f.mu.Lock()
 	f.adopted = append(f.adopted, l.Netns)

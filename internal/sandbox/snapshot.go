@@ -310,6 +310,13 @@ func (e *Env) restoreSpending(ctx context.Context, spec vmm.MachineSpec, snap vm
 // whole within the boot timeout.
 func (e *Env) awaitResumed(ctx context.Context, c *conn, clone bool) (guestproto.Resumed, error) {
 	deadline := time.Now().Add(e.cfg.BootTimeout)
+	if l, ok := e.Lease(); ok && !clone && e.cfg.Net != nil {
+		// Before the guest runs again: the connections it had open at the
+		// suspend are reset, as on Fly (a clone's namespace is new).
+		if err := e.cfg.Net.Resumed(ctx, l); err != nil {
+			return guestproto.Resumed{}, fmt.Errorf("%s: restore: %w", e.id, err)
+		}
+	}
 	if err := c.m.Start(ctx); err != nil {
 		return guestproto.Resumed{}, fmt.Errorf("%s: restore: %w", e.id, err)
 	}

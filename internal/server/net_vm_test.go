@@ -150,6 +150,12 @@ func TestEgress(t *testing.T) {
 		resp.Body.Close()
 	}
 
+	// A connection open at the suspend is reset by the resume: the guest
+	// sees an error at once, not a hang.
+	if r := call(fmt.Sprintf(`{"action":"hold","addr":"%s:80"}`, testHostAddr.Addr())); !r.OK {
+		t.Fatalf("hold a connection to the test host: %+v", r)
+	}
+
 	// Suspended when idle, then resumed: the network is there again.
 	deadline := time.Now().Add(60 * time.Second)
 	for d.srv.Scheduler().Stats().Suspended != 1 && time.Now().Before(deadline) {
@@ -157,6 +163,10 @@ func TestEgress(t *testing.T) {
 	}
 	if st := d.srv.Scheduler().Stats(); st.Suspended != 1 || st.Templates != 1 {
 		t.Fatalf("stats %+v, want one suspended env and a template", st)
+	}
+	t0 := time.Now()
+	if r := call(`{"action":"held"}`); r.OK || r.Error == "" || r.Errno == "TIMEOUT" || time.Since(t0) > 4*time.Second {
+		t.Errorf("the connection open at the suspend, used after the resume: %+v after %s; want an error at once", r, time.Since(t0))
 	}
 	reaches("resumed")
 	if r := call(`{"action":"netinfo"}`); r.Hostname != first.Hostname {
