@@ -35,6 +35,9 @@ type streamServer struct {
 	host   string // the address dialed: loopback
 	log    *slog.Logger
 	active atomic.Int32
+	// exec is how processes of exec streams are made; its zero value (as
+	// tests have it) runs them as the agent's own user, in its root.
+	exec execAs
 }
 
 // serve runs sessions until ctx ends: a session ends when the host goes
@@ -103,7 +106,14 @@ func (s *streamServer) handle(ctx context.Context, st net.Conn) {
 	defer s.active.Add(-1)
 	_ = st.SetReadDeadline(time.Now().Add(streamHeaderWait))
 	req := make([]byte, guestproto.StreamRequestLen)
-	if _, err := io.ReadFull(st, req); err != nil {
+	if _, err := io.ReadFull(st, req[:1]); err != nil {
+		return
+	}
+	if req[0] == guestproto.StreamVersion2 {
+		s.handleKind(ctx, st)
+		return
+	}
+	if _, err := io.ReadFull(st, req[1:]); err != nil {
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
@@ -184,7 +194,9 @@ func serveStreamsPort(ctx context.Context, log *slog.Logger) {
 		return
 	}
 	defer p.Close()
-	(&streamServer{ch: p.f, host: "127.0.0.1", log: log}).serve(ctx)
+	// Exec streams run as the function's user, in its root when it has one.
+	ex := execAs{cred: functionCredential(), root: mountedRoot}
+	(&streamServer{ch: p.f, host: "127.0.0.1", log: log, exec: ex}).serve(ctx)
 }
 
 // ServeStreams serves host streams on ch until ctx ends, dialing ports on

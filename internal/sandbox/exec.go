@@ -1,0 +1,177 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+
+	"github.com/hearthdev/hearth/internal/guestproto"
+)
+
+// Exec runs processes in an environment (hearth env exec): the agent
+// starts the process as the function's user, in the function's root, and
+// carries its stdin, stdout, stderr and exit status over a stream of kind
+// exec (guestproto.StreamKindExec).
+
+// ExecRequest is a process to run: Argv[0] is a path in the guest (no
+// PATH lookup).
+type ExecRequest = guestproto.ExecRequest
+
+// ExitStatus is how an exec'd process ended: Code, or Signal (Code -1).
+type ExitStatus = guestproto.ExecExitStatus
+
+// ExecSession is a running process. The caller reads Stdout and Stderr
+// both (an unread one holds the other back), then calls Wait.
+type ExecSession struct {
+	Stdin  io.WriteCloser
+	Stdout io.Reader
+	Stderr io.Reader
+
+	st   *guestConn
+	wmu  sync.Mutex
+	done chan struct{}
+	stat ExitStatus
+	err  error
+}
+
+// Exec starts req in the environment, which must be running.
+func (e *Env) Exec(ctx context.Context, req ExecRequest) (*ExecSession, error) {
+	e.mu.Lock()
+	state, c := e.state, e.conn
+	e.mu.Unlock()
+	if (state != StateReady && state != StateBusy) || c == nil {
+		return nil, fmt.Errorf("%s: %w (%s)", e.id, ErrNotRunning, state)
+	}
+	return c.exec(ctx, req)
+}
+
+func (c *conn) exec(ctx context.Context, req ExecRequest) (*ExecSession, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := guestproto.EncodeKindRequest(guestproto.StreamKindExec, req)
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.openStream(ctx, b)
+	if err != nil {
+		return nil, fmt.Errorf("exec %s: %w", printable(req.Argv[0], 255), err)
+	}
+	outR, outW := io.Pipe()
+	errR, errW := io.Pipe()
+	s := &ExecSession{Stdout: outR, Stderr: errR, st: st, done: make(chan struct{})}
+	s.Stdin = execStdin{s}
+	go s.demux(outW, errW)
+	return s, nil
+}
+
+// openStream opens a stream with request req and reads the agent's answer.
+func (c *conn) openStream(ctx context.Context, req []byte) (*guestConn, error) {
+	sess, sem, err := c.streamSession(ctx)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	release := func() { <-sem }
+	st, err := sess.OpenStream()
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	status, msg, err := askStream(ctx, st, req)
+	if err == nil && status != guestproto.StreamOK {
+		err = fmt.Errorf("agent answered %d: %s", status, printable(msg, 255))
+	}
+	if err != nil {
+		st.Close()
+		release()
+		return nil, err
+	}
+	return &guestConn{Stream: st, release: release}, nil
+}
+
+// demux reads the agent's frames into the output pipes until the exit.
+func (s *ExecSession) demux(out, errw *io.PipeWriter) {
+	err := func() error {
+		for {
+			typ, p, err := guestproto.ReadExecFrame(s.st)
+			if err != nil {
+				return fmt.Errorf("exec stream: %w", err)
+			}
+			switch typ {
+			case guestproto.ExecStdout:
+				_, _ = out.Write(p)
+			case guestproto.ExecStderr:
+				_, _ = errw.Write(p)
+			case guestproto.ExecExit:
+				if err := json.Unmarshal(p, &s.stat); err != nil {
+					return fmt.Errorf("exec exit status: %w", err)
+				}
+				return nil
+			default:
+				return fmt.Errorf("exec stream: frame of type %d", typ)
+			}
+		}
+	}()
+	s.err = err
+	out.CloseWithError(err)
+	errw.CloseWithError(err)
+	s.st.Close()
+	close(s.done)
+}
+
+// Wait waits for the process to end and its output to be read.
+func (s *ExecSession) Wait() (ExitStatus, error) {
+	<-s.done
+	return s.stat, s.err
+}
+
+// Signal forwards SIGINT, SIGTERM or SIGKILL to the process's group.
+func (s *ExecSession) Signal(sig syscall.Signal) error {
+	switch sig {
+	case syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL:
+	default:
+		return fmt.Errorf("signal %v not forwarded", sig)
+	}
+	return s.send(guestproto.ExecSignal, []byte{byte(sig)})
+}
+
+// Close ends the session; a process still running is killed by the agent.
+func (s *ExecSession) Close() error { return s.st.Close() }
+
+func (s *ExecSession) send(typ byte, p []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return guestproto.WriteExecFrame(s.st, typ, p)
+}
+
+// execStdin writes the process's stdin in frames; Close closes it.
+type execStdin struct{ s *ExecSession }
+
+func (w execStdin) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), guestproto.MaxExecFrame)
+		if err := w.s.send(guestproto.ExecStdin, p[:k]); err != nil {
+			return n, err
+		}
+		n, p = n+k, p[k:]
+	}
+	return n, nil
+}
+
+func (w execStdin) Close() error {
+	err := w.s.send(guestproto.ExecStdinClose, nil)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
