@@ -37,6 +37,8 @@ type CLI struct {
 type exitError struct {
 	code int
 	err  error
+	// silent: the code says it all (a program's own status, env exec).
+	silent bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -66,7 +68,7 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 	}
 	var xe *exitError
 	if errors.As(err, &xe) {
-		if xe.code != ExitFunctionError {
+		if xe.code != ExitFunctionError && !xe.silent {
 			fmt.Fprintf(c.Stderr, "hearth: %v\n", xe.err)
 		}
 		return xe.code

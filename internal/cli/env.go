@@ -29,7 +29,7 @@ func (c *CLI) envCmd() *cobra.Command {
 		Short: "Drive execution environments by hand: start, invoke, suspend, resume, template, clone",
 	}
 	cmd.AddCommand(c.envStartCmd(), c.envInvokeCmd(), c.envSuspendCmd(), c.envResumeCmd(),
-		c.envTemplateCmd(), c.envCloneCmd(), c.envListCmd(), c.envStopCmd(), c.envPortForwardCmd())
+		c.envTemplateCmd(), c.envCloneCmd(), c.envListCmd(), c.envStopCmd(), c.envPortForwardCmd(), c.envExecCmd())
 	return cmd
 }
 
