@@ -81,12 +81,12 @@ func Run(ctx context.Context, cfg Config) error {
 		defer port.Close()
 		ch = port
 	}
-	if cfg.Channel == nil {
-		go serveStreamsPort(ctx, a.log)
-	}
 	a.out = guestproto.NewWriter(ch)
 	a.inv = newInvocations(a.out)
 	a.procs = newSupervisor(cfg.System, a.out, a.log)
+	if cfg.Channel == nil {
+		go serveStreamsPort(ctx, a.log, a.procs)
+	}
 	if cfg.System {
 		// In a guest, the function never runs as root (see user.go).
 		a.procs.cred = functionCredential()

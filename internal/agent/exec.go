@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,6 +26,9 @@ import (
 type execAs struct {
 	cred *syscall.Credential // nil: the agent's own user (tests)
 	root func() string       // the root to chroot into; nil or "": none
+	// reaper, as PID 1, waits for every child: a process's status is
+	// claimed from it. Nil (tests): the process is waited for itself.
+	reaper *supervisor
 }
 
 // mountedRoot is the function's root when one is mounted at RootDir.
@@ -97,7 +99,12 @@ func (x execAs) run(ctx context.Context, st net.Conn, req guestproto.ExecRequest
 		return
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
-	err = startUnprivileged(cmd)
+	var reaped <-chan syscall.WaitStatus
+	if x.reaper != nil && x.reaper.reap {
+		reaped, err = x.reaper.startClaimed(cmd, func() error { return startUnprivileged(cmd) })
+	} else {
+		err = startUnprivileged(cmd)
+	}
 	outW.Close()
 	errW.Close()
 	if err != nil {
@@ -171,19 +178,23 @@ func (x execAs) run(ctx context.Context, st net.Conn, req guestproto.ExecRequest
 		case <-exited:
 		}
 	}()
-	werr := cmd.Wait()
+	status := guestproto.ExecExitStatus{Code: -1}
+	var ws syscall.WaitStatus
+	waited := false
+	if reaped != nil {
+		ws, waited = <-reaped, true
+		_ = stdin.Close()
+	} else if _ = cmd.Wait(); cmd.ProcessState != nil {
+		ws, waited = cmd.ProcessState.Sys().(syscall.WaitStatus), true
+	}
 	close(exited)
 	pumps.Wait()
-	status := guestproto.ExecExitStatus{Code: -1}
-	if ps := cmd.ProcessState; ps != nil {
-		ws := ps.Sys().(syscall.WaitStatus)
+	if waited {
 		if ws.Signaled() {
 			status.Signal = int(ws.Signal())
 		} else {
 			status.Code = ws.ExitStatus()
 		}
-	} else if werr != nil && !errors.Is(werr, io.EOF) {
-		status.Code = -1
 	}
 	b, _ := json.Marshal(status)
 	_ = write(guestproto.ExecExit, b)

@@ -187,7 +187,7 @@ func (h *hostReader) Read(b []byte) (int, error) {
 
 // serveStreamsPort serves the streams port of a guest until ctx ends; a
 // VMM without the port (an older one) leaves the guest without streams.
-func serveStreamsPort(ctx context.Context, log *slog.Logger) {
+func serveStreamsPort(ctx context.Context, log *slog.Logger, reaper *supervisor) {
 	p, err := openPort(ctx, guestproto.StreamsPortName)
 	if err != nil {
 		log.Warn("no streams port; connections into the guest are off", "err", err)
@@ -195,7 +195,7 @@ func serveStreamsPort(ctx context.Context, log *slog.Logger) {
 	}
 	defer p.Close()
 	// Exec streams run as the function's user, in its root when it has one.
-	ex := execAs{cred: functionCredential(), root: mountedRoot}
+	ex := execAs{cred: functionCredential(), root: mountedRoot, reaper: reaper}
 	(&streamServer{ch: p.f, host: "127.0.0.1", log: log, exec: ex}).serve(ctx)
 }
 

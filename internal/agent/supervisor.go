@@ -33,6 +33,31 @@ type supervisor struct {
 	pid    int
 	onExit func(status string, code int)
 	exited chan struct{}
+
+	// startMu is held across a claimed process's start and its claim, and
+	// by the reaper around each wait: a process cannot be reaped before it
+	// is claimed. claims are the statuses claimed processes wait for.
+	startMu sync.Mutex
+	claims  map[int]chan syscall.WaitStatus
+}
+
+// startClaimed starts a process with start and claims its exit status
+// from the reaper: as PID 1 the reaper waits for every child, so the
+// process's own Wait would find it gone.
+func (s *supervisor) startClaimed(cmd *exec.Cmd, start func() error) (<-chan syscall.WaitStatus, error) {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if err := start(); err != nil {
+		return nil, err
+	}
+	ch := make(chan syscall.WaitStatus, 1)
+	s.mu.Lock()
+	if s.claims == nil {
+		s.claims = map[int]chan syscall.WaitStatus{}
+	}
+	s.claims[cmd.Process.Pid] = ch
+	s.mu.Unlock()
+	return ch, nil
 }
 
 func newSupervisor(reap bool, out *guestproto.Writer, log *slog.Logger) *supervisor {
@@ -158,15 +183,23 @@ func (s *supervisor) reaper() {
 	for range sig {
 		for {
 			var ws unix.WaitStatus
+			s.startMu.Lock()
 			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
 			if pid <= 0 || err != nil {
+				s.startMu.Unlock()
 				break
 			}
 			s.mu.Lock()
 			mine := pid == s.pid
+			claim, claimed := s.claims[pid]
+			delete(s.claims, pid)
 			s.mu.Unlock()
-			if mine {
+			s.startMu.Unlock()
+			switch {
+			case mine:
 				s.ended(syscall.WaitStatus(ws))
+			case claimed:
+				claim <- syscall.WaitStatus(ws)
 			}
 		}
 	}

@@ -70,6 +70,33 @@ func TestStreamsIntoGuest(t *testing.T) {
 		}
 	})
 
+	// A process exec'd into the environment runs as the function's user,
+	// with its stdin, stdout, stderr and exit status carried over a
+	// stream (the agent, PID 1, claims its status from its reaper).
+	t.Run("exec", func(t *testing.T) {
+		for i := range 2 { // twice: a second process's status is claimed too
+			s, err := env.Exec(ctx, sandbox.ExecRequest{Argv: []string{"/var/task/bootstrap"}, Env: []string{"TESTFN_EXEC=3"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				_, _ = io.WriteString(s.Stdin, "hello stdin\n")
+				_ = s.Stdin.Close()
+			}()
+			var out, errOut bytes.Buffer
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(&out, s.Stdout) }()
+			go func() { defer wg.Done(); _, _ = io.Copy(&errOut, s.Stderr) }()
+			wg.Wait()
+			st, err := s.Wait()
+			if err != nil || st.Code != 3 || out.String() != "uid 993\nhello stdin\n" || errOut.String() != "to stderr\n" {
+				t.Fatalf("exec %d: status %+v %v, stdout %q, stderr %q", i, st, err, out.String(), errOut.String())
+			}
+			_ = s.Close()
+		}
+	})
+
 	t.Run("h2c", func(t *testing.T) {
 		c := &http.Client{Transport: &http2.Transport{AllowHTTP: true,
 			DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {

@@ -234,8 +234,23 @@ func restoreHooks(mode string) {
 }
 
 func main() {
+	if code := os.Getenv("TESTFN_EXEC"); code != "" {
+		execMode(code)
+		return
+	}
 	maybeStartServers()
 	lambda.Start(handle)
+}
+
+// execMode is the test function run as a plain program (by an exec into
+// its environment): it says who it runs as, echoes its stdin to stdout,
+// writes a line to stderr, and exits with the status TESTFN_EXEC names.
+func execMode(code string) {
+	fmt.Printf("uid %d\n", os.Getuid())
+	_, _ = io.Copy(os.Stdout, os.Stdin)
+	fmt.Fprintln(os.Stderr, "to stderr")
+	n, _ := strconv.Atoi(code)
+	os.Exit(n)
 }
 
 // whoami reports what a hostile function could try: who it runs as, with
