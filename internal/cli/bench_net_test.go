@@ -17,7 +17,7 @@ import (
 func TestBenchNetJSON(t *testing.T) {
 	testvm.Driver(t)
 	if os.Geteuid() != 0 {
-		t.Skip("networking needs root")
+		t.Fatal("networking needs root: run the tests as root, as .ci/run does")
 	}
 	before := network.Namespaces()
 	code, stdout, stderr := run(t, nil, "bench", "net", "-n", "1", "--json", "--mb", "2", "--stream-mb", "2",

@@ -24,7 +24,7 @@ import (
 func TestRulesetEnforced(t *testing.T) {
 	nft, err := exec.LookPath("nft")
 	if err != nil || os.Geteuid() != 0 {
-		t.Skip("needs nft and root to make network namespaces")
+		t.Fatal("needs nft and root to make network namespaces: run the tests as root after scripts/install-deps.sh, as .ci/run does")
 	}
 	id := os.Getpid() % 100000
 	guest, router, world := fmt.Sprintf("hnp-g%d", id), fmt.Sprintf("hnp-r%d", id), fmt.Sprintf("hnp-w%d", id)

@@ -47,7 +47,7 @@ func TestSlotAddresses(t *testing.T) {
 // and removes it, leaving no namespace or link behind.
 func TestCreateRemove(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root")
+		t.Fatal("needs root: run the tests as root, as .ci/run does")
 	}
 	ctx := context.Background()
 	denied := &fakeDenied{}

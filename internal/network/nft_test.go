@@ -109,7 +109,7 @@ func TestRulesetVariants(t *testing.T) {
 func TestRulesetNftCheck(t *testing.T) {
 	nft, err := exec.LookPath("nft")
 	if err != nil {
-		t.Skip("nft is not installed (scripts/install-deps.sh installs nftables)")
+		t.Fatal("nft is not installed (scripts/install-deps.sh installs nftables)")
 	}
 	for name, p := range policies {
 		t.Run(name, func(t *testing.T) {
@@ -134,7 +134,7 @@ func TestRulesetNftCheck(t *testing.T) {
 func TestRulesetLoads(t *testing.T) {
 	nft, err := exec.LookPath("nft")
 	if err != nil || os.Geteuid() != 0 {
-		t.Skip("needs nft and root to make a network namespace")
+		t.Fatal("needs nft and root to make a network namespace: run the tests as root after scripts/install-deps.sh, as .ci/run does")
 	}
 	ns := fmt.Sprintf("hearth-nptest-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {

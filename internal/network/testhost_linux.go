@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test host's addresses: TEST-NET-3 (not a private range, which the
@@ -37,12 +39,27 @@ type TestHost struct {
 	link  string
 	srv   *http.Server
 	pc    net.PacketConn
+	lock  *os.File
 }
 
-// NewTestHost makes the test host; only one per process at a time.
+// testHostLock is held while a test host exists: its addresses are fixed,
+// so two processes (test packages run in parallel, a bench) take turns.
+const testHostLock = "/run/hearth-testhost.lock"
+
+// NewTestHost makes the test host; one on this machine at a time (a second
+// caller waits for the first to close it).
 func NewTestHost(ctx context.Context) (*TestHost, error) {
-	h := &TestHost{Netns: fmt.Sprintf("htest-%d", os.Getpid()), link: fmt.Sprintf("ht%d", os.Getpid()%100000)}
+	lock, err := os.OpenFile(testHostLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("test host: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("test host: %w", err)
+	}
+	h := &TestHost{Netns: fmt.Sprintf("htest-%d", os.Getpid()), link: fmt.Sprintf("ht%d", os.Getpid()%100000), lock: lock}
 	if err := run(ctx, "", "", "ip", "netns", "add", h.Netns); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	steps := [][]string{
@@ -63,7 +80,7 @@ func NewTestHost(ctx context.Context) (*TestHost, error) {
 		}
 	}
 	var ln net.Listener
-	err := InNetns(netnsDir+"/"+h.Netns, func() error {
+	err = InNetns(netnsDir+"/"+h.Netns, func() error {
 		var err error
 		if ln, err = net.Listen("tcp", "0.0.0.0:80"); err != nil {
 			return err
@@ -108,7 +125,11 @@ func (h *TestHost) Close() error {
 	}
 	ctx := context.Background()
 	_ = run(ctx, "", "", "ip", "link", "del", h.link) // gone with the namespace too
-	return run(ctx, "", "", "ip", "netns", "del", h.Netns)
+	err := run(ctx, "", "", "ip", "netns", "del", h.Netns)
+	if h.lock != nil {
+		_ = h.lock.Close() // releases the lock
+	}
+	return err
 }
 
 // serveDNS answers A queries for name with addr; other names NXDOMAIN,

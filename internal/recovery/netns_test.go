@@ -17,7 +17,7 @@ import (
 // environment not in this data folder (another daemon's).
 func TestRunRemovesEnvNetworks(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
+		t.Fatal("network namespaces need root: run the tests as root, as .ci/run does")
 	}
 	data := t.TempDir()
 	envs := filepath.Join(data, "envs")

@@ -66,7 +66,7 @@ func deniedCount(t *testing.T, nss []string) int {
 // are refused at once.
 func TestEgress(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("networking needs root")
+		t.Fatal("networking needs root: run the tests as root, as .ci/run does")
 	}
 	before := network.Namespaces()
 	t.Cleanup(func() {
