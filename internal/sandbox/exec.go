@@ -69,35 +69,6 @@ func (c *conn) exec(ctx context.Context, req ExecRequest) (*ExecSession, error) 
 	return s, nil
 }
 
-// openStream opens a stream with request req and reads the agent's answer.
-func (c *conn) openStream(ctx context.Context, req []byte) (*guestConn, error) {
-	sess, sem, err := c.streamSession(ctx)
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	release := func() { <-sem }
-	st, err := sess.OpenStream()
-	if err != nil {
-		release()
-		return nil, fmt.Errorf("open stream: %w", err)
-	}
-	status, msg, err := askStream(ctx, st, req)
-	if err == nil && status != guestproto.StreamOK {
-		err = fmt.Errorf("agent answered %d: %s", status, printable(msg, 255))
-	}
-	if err != nil {
-		st.Close()
-		release()
-		return nil, err
-	}
-	return &guestConn{Stream: st, release: release}, nil
-}
-
 // demux reads the agent's frames into the output pipes until the exit.
 func (s *ExecSession) demux(out, errw *io.PipeWriter) {
 	err := func() error {

@@ -72,36 +72,55 @@ func (c *conn) dialGuest(ctx context.Context, port int) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, sem, err := c.streamSession(ctx)
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	release := func() { <-sem }
-	st, err := sess.OpenStream()
-	if err != nil {
-		release()
-		return nil, fmt.Errorf("open stream: %w", err)
-	}
-	status, msg, err := askStream(ctx, st, req)
-	if err != nil || status != guestproto.StreamOK {
-		st.Close()
-		release()
-	}
+	gc, status, msg, err := c.askForStream(ctx, req)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("guest port %d: %w", port, err)
 	case status == guestproto.StreamOK:
-		return &guestConn{Stream: st, release: release}, nil
+		return gc, nil
 	case status == guestproto.StreamRefused:
 		return nil, fmt.Errorf("guest port %d: %w: %w", port, ErrNothingListening, syscall.ECONNREFUSED)
 	default:
 		return nil, fmt.Errorf("guest port %d: agent answered %d: %s", port, status, printable(msg, 255))
 	}
+}
+
+// openStream opens a stream with request req; any answer but OK is an
+// error.
+func (c *conn) openStream(ctx context.Context, req []byte) (*guestConn, error) {
+	gc, status, msg, err := c.askForStream(ctx, req)
+	if err == nil && status != guestproto.StreamOK {
+		err = fmt.Errorf("agent answered %d: %s", status, printable(msg, 255))
+	}
+	return gc, err
+}
+
+// askForStream opens a stream within the session's limit, sends req and reads
+// the agent's answer by its deadline. Only an OK answer leaves the stream
+// open (and its slot taken, until the returned conn is closed).
+func (c *conn) askForStream(ctx context.Context, req []byte) (*guestConn, guestproto.StreamStatus, string, error) {
+	sess, sem, err := c.streamSession(ctx)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, 0, "", ctx.Err()
+	}
+	release := func() { <-sem }
+	st, err := sess.OpenStream()
+	if err != nil {
+		release()
+		return nil, 0, "", fmt.Errorf("open stream: %w", err)
+	}
+	status, msg, err := askStream(ctx, st, req)
+	if err != nil || status != guestproto.StreamOK {
+		st.Close()
+		release()
+		return nil, status, msg, err
+	}
+	return &guestConn{Stream: st, release: release}, status, msg, nil
 }
 
 // askStream sends a stream's request and reads the agent's answer by
