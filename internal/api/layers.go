@@ -464,12 +464,7 @@ func (a *API) getLayerVersionPolicy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, err)
 		return
 	}
-	doc, err := json.Marshal(p.Document)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"Policy": string(doc), "RevisionId": p.RevisionID})
+	a.writePolicy(w, p)
 }
 
 func (a *API) removeLayerVersionPermission(w http.ResponseWriter, r *http.Request) {

@@ -208,12 +208,7 @@ func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, err)
 		return
 	}
-	doc, err := json.Marshal(p.Document)
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"Policy": string(doc), "RevisionId": p.RevisionID})
+	a.writePolicy(w, p)
 }
 
 func (a *API) removePermission(w http.ResponseWriter, r *http.Request) {
@@ -236,4 +231,15 @@ func (a *API) removePermission(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// writePolicy answers GetPolicy and GetLayerVersionPolicy: the document as
+// a JSON string, as Lambda returns it.
+func (a *API) writePolicy(w http.ResponseWriter, p store.Policy) {
+	doc, err := json.Marshal(p.Document)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"Policy": string(doc), "RevisionId": p.RevisionID})
 }
