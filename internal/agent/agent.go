@@ -286,6 +286,12 @@ func (a *Agent) init(in guestproto.Init, entropy []byte) error {
 	if err != nil {
 		return a.inv.initFailed("Runtime.InvalidEntrypoint", err.Error())
 	}
+	if in.Service {
+		// A server is ready once started: the host asks it (its hooks)
+		// whether it is ready to serve.
+		_, err := a.inv.endInit()
+		return err
+	}
 	return nil
 }
 

@@ -86,6 +86,10 @@ type Init struct {
 	Root *Root `json:"root,omitempty"`
 	// Net configures the guest's network card; nil leaves it down.
 	Net *Net `json:"net,omitempty"`
+	// Service runs the command as a long-lived server (a MicroVM's) rather
+	// than a Lambda runtime: the agent reports ready once it has started,
+	// without waiting for the Runtime API, and it is never invoked.
+	Service bool `json:"service,omitempty"`
 }
 
 // Net is the guest's network identity: eth0's address and MAC, its

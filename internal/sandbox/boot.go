@@ -93,7 +93,7 @@ func (e *Env) boot(ctx context.Context) error {
 		LogGroup: "/aws/lambda/" + e.fn.Name, LogStream: time.Now().UTC().Format("2006/01/02") + "/[" + e.fn.Version + "]" + e.id,
 		Env: e.fn.Env, LogLimit: e.fn.LogLimit, UnixNano: time.Now().UnixNano(),
 		InitType: e.initType, EnvID: e.id, EphemeralStorageMB: e.fn.EphemeralStorageMB,
-		Root: guestRoot(e.fn), TmpDisk: tmpSerial, Net: e.guestNet(),
+		Root: guestRoot(e.fn), TmpDisk: tmpSerial, Net: e.guestNet(), Service: e.fn.Service,
 	}
 	// The init phase's output is counted from here, against its own limit.
 	e.logs.reset()

@@ -39,6 +39,10 @@ type Function struct {
 	Root *Root `json:"root,omitempty"`
 	// Network is the function's egress policy; nil is network.DefaultPolicy.
 	Network *network.Policy `json:"network,omitempty"`
+	// Service runs Root's command as a long-lived server (a MicroVM's):
+	// the environment is ready once it has started, and is reached through
+	// DialGuest and Exec, never invoked.
+	Service bool `json:"service,omitempty"`
 }
 
 // DefaultRegion is the region a function is in when none is set.

@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/hearthdev/hearth/internal/guestproto"
+)
+
+// A service (a MicroVM's server) is ready once started, without calling
+// the Runtime API; a runtime is not.
+func TestServiceReadyWithoutRuntimeAPI(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		service bool
+		want    guestproto.Type
+	}{
+		{"service", true, guestproto.TypeReady},
+		{"runtime", false, guestproto.TypePong},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			guestR, hostW := io.Pipe()
+			hostR, guestW := io.Pipe()
+			root := bootstrapDir(t, "exec sleep 60\n", 0o755)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- Run(ctx, Config{Channel: struct {
+					io.Reader
+					io.Writer
+				}{guestR, guestW}, TaskRoot: root, RuntimeAPIAddr: freeAddr(t), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			}()
+			t.Cleanup(func() { cancel(); hostR.Close(); hostW.Close(); <-done })
+			h := &hostEnd{t: t, w: guestproto.NewWriter(hostW), frames: make(chan guestproto.Frame, 64)}
+			go func() {
+				defer close(h.frames)
+				r := guestproto.NewReader(hostR)
+				for {
+					f, err := r.Read()
+					if err != nil {
+						return
+					}
+					h.frames <- f
+				}
+			}()
+			if f := h.next(); f.Type != guestproto.TypeHello {
+				t.Fatalf("first frame %s", f.Type)
+			}
+			h.send(guestproto.TypeInit, guestproto.Init{FunctionName: "vm", MemoryMB: 128, EnvID: "env-1", Service: tc.service}, nil)
+			// A ping after the init: a runtime that never calls /next
+			// answers the ping first; a service is ready before.
+			h.send(guestproto.TypePing, guestproto.Ping{Seq: 1}, nil)
+			if f := h.next(); f.Type != tc.want {
+				t.Fatalf("first frame after init: %s, want %s", f.Type, tc.want)
+			}
+		})
+	}
+}
