@@ -37,6 +37,11 @@ type ExecRequest struct {
 	Argv []string `json:"argv"`
 	Env  []string `json:"env,omitempty"`
 	Dir  string   `json:"dir,omitempty"`
+	// TTY runs the process on a pseudo-terminal of Rows x Cols: its
+	// stdout and stderr are the terminal's one output.
+	TTY  bool `json:"tty,omitempty"`
+	Rows int  `json:"rows,omitempty"`
+	Cols int  `json:"cols,omitempty"`
 }
 
 // Validate checks the request's bounds.

@@ -115,6 +115,12 @@ func (s *ExecSession) Signal(sig syscall.Signal) error {
 	return s.send(guestproto.ExecSignal, []byte{byte(sig)})
 }
 
+// Resize sets the size of the session's terminal (an ExecRequest with
+// TTY).
+func (s *ExecSession) Resize(rows, cols int) error {
+	return fmt.Errorf("resize: %w", errors.ErrUnsupported)
+}
+
 // Close ends the session; a process still running is killed by the agent.
 func (s *ExecSession) Close() error { return s.st.Close() }
 
