@@ -106,22 +106,35 @@ func (a *app) websocket() http.Handler {
 			// Message by message, each sent back with its own type: a copy
 			// of the stream would merge or split messages.
 			for {
-				var msg []byte
-				if websocket.Message.Receive(c, &msg) != nil {
-					return
-				}
-				var err error
-				if c.PayloadType == websocket.BinaryFrame {
-					err = websocket.Message.Send(c, msg)
-				} else {
-					err = websocket.Message.Send(c, string(msg))
-				}
-				if err != nil {
+				var m wsMessage
+				if wsCodec.Receive(c, &m) != nil || wsCodec.Send(c, m) != nil {
 					return
 				}
 			}
 		},
 	}
+}
+
+// wsMessage is one WebSocket message with its type; websocket.Message
+// would not tell which type a received message had.
+type wsMessage struct {
+	data   []byte
+	binary bool
+}
+
+// wsCodec sends and receives wsMessages (a *wsMessage to receive).
+var wsCodec = websocket.Codec{
+	Marshal: func(v any) ([]byte, byte, error) {
+		m := v.(wsMessage)
+		if m.binary {
+			return m.data, websocket.BinaryFrame, nil
+		}
+		return m.data, websocket.TextFrame, nil
+	},
+	Unmarshal: func(data []byte, payloadType byte, v any) error {
+		*v.(*wsMessage) = wsMessage{data: data, binary: payloadType == websocket.BinaryFrame}
+		return nil
+	},
 }
 
 func (a *app) sse(w http.ResponseWriter, r *http.Request) {
