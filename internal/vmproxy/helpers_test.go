@@ -104,6 +104,8 @@ type guest struct {
 	wsOffered []string
 	wsHeaders http.Header
 	sseGone   chan struct{}
+	// floodEnded is closed when /flood could write no more.
+	floodEnded chan struct{}
 }
 
 // echo is what /echo answers: the request as the guest saw it.
@@ -129,6 +131,27 @@ func (g *guest) handler() http.Handler {
 			fmt.Fprint(w, "data: 2\n\n")
 		case <-r.Context().Done():
 			close(g.sseGone)
+		}
+	})
+	// /slow: events 250 ms apart for 1.5 s.
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 6 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	})
+	// /flood writes until the client stops taking it, then reports when.
+	mux.HandleFunc("/flood", func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				close(g.floodEnded)
+				return
+			}
 		}
 	})
 	mux.Handle("/ws", websocket.Server{
@@ -172,7 +195,7 @@ func (g *guest) handler() http.Handler {
 // addGuest serves a test app for MicroVM id's port, and returns it.
 func (b *backends) addGuest(t *testing.T, id string, port int) *guest {
 	t.Helper()
-	g := &guest{label: id + "/" + strconv.Itoa(port), sseNext: make(chan struct{}), sseGone: make(chan struct{})}
+	g := &guest{label: id + "/" + strconv.Itoa(port), sseNext: make(chan struct{}), sseGone: make(chan struct{}), floodEnded: make(chan struct{})}
 	srv := &http.Server{Handler: g.handler(), Protocols: h1h2c()}
 	b.listen(t, id, port, srv.Serve)
 	t.Cleanup(func() { _ = srv.Close() })
@@ -219,6 +242,14 @@ type endpoint struct {
 
 func startEndpoint(t *testing.T, b *backends, cfg Config) *endpoint {
 	t.Helper()
+	return startLimitedEndpoint(t, b, cfg, 0)
+}
+
+// startLimitedEndpoint is startEndpoint on a server with the daemon's
+// kind of whole-request limits, of limit each (0: none): a read timeout,
+// and a write deadline set per request before the handler runs.
+func startLimitedEndpoint(t *testing.T, b *backends, cfg Config, limit time.Duration) *endpoint {
+	t.Helper()
 	cfg.Backends = b
 	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := New(cfg)
@@ -226,7 +257,15 @@ func startEndpoint(t *testing.T, b *backends, cfg Config) *endpoint {
 		w.Header().Set("X-Test-Handler", "funcurl")
 		w.WriteHeader(http.StatusTeapot)
 	})
-	srv := &http.Server{Handler: h.Route(funcurls), Protocols: h1h2c(), ReadHeaderTimeout: 10 * time.Second}
+	handler := h.Route(funcurls)
+	if limit > 0 {
+		next := handler
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(limit))
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := &http.Server{Handler: handler, Protocols: h1h2c(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: limit}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
