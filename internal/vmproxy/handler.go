@@ -155,6 +155,10 @@ type target struct {
 	// offeredMarker: the client's WebSocket handshake offered the bare
 	// lambda-microvms subprotocol.
 	offeredMarker bool
+	// client is the client's request context: net/http dials apart from
+	// it (to pool what it dials), but a connection here serves one
+	// request, so its dial (an auto-resume, maybe) ends with the client.
+	client context.Context
 
 	mu      sync.Mutex
 	dialErr error // the dial's, for proxyError
@@ -223,7 +227,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
 
-	tg := &target{id: id, port: port, path: path, h2: !upgrade && wantsH2(r), offeredMarker: offer.marker}
+	tg := &target{id: id, port: port, path: path, h2: !upgrade && wantsH2(r), offeredMarker: offer.marker, client: r.Context()}
 	ctx := context.WithValue(r.Context(), targetKey{}, tg)
 	h.proxy.ServeHTTP(newStallWriter(w, h.cfg.StallTimeout), r.WithContext(ctx))
 }

@@ -3,6 +3,7 @@ package vmproxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,7 +38,12 @@ type backends struct {
 	known  map[string]error // a MicroVM's Dial error (nil: dial its ports)
 	open   atomic.Int64
 	dials  atomic.Int64
+	// dialsEnded counts the hanging dials that gave up.
+	dialsEnded atomic.Int64
 }
+
+// errHang makes a MicroVM's dials hang until their context ends.
+var errHang = errors.New("hang")
 
 func newBackends(t *testing.T) *backends {
 	return &backends{tokens: testTokens(t, 3), addrs: map[guestKey]string{}, known: map[string]error{}}
@@ -52,6 +58,11 @@ func (b *backends) Dial(ctx context.Context, id string, port int) (net.Conn, err
 	switch {
 	case !known:
 		return nil, fmt.Errorf("MicroVM %s: %w", id, microvm.ErrNotFound)
+	case errors.Is(err, errHang):
+		// A resume that does not end: wait for the dial's deadline.
+		<-ctx.Done()
+		b.dialsEnded.Add(1)
+		return nil, fmt.Errorf("resuming %s: %w", id, ctx.Err())
 	case err != nil:
 		return nil, err
 	case !listening:

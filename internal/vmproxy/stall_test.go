@@ -66,3 +66,44 @@ func TestStalledClientDropped(t *testing.T) {
 		t.Fatalf("status line %q, %v", status, err)
 	}
 }
+
+// A dial that does not end is cut by the dial timeout (504), and by the
+// client going away.
+func TestDialBounded(t *testing.T) {
+	b := newBackends(t)
+	b.setState("mvm-slow", errHang)
+	e := startEndpoint(t, b, Config{DialTimeout: 300 * time.Millisecond})
+	tok := mustMint(t, b.tokens, "mvm-slow", []microvm.PortRange{{Start: 8080, End: 8080}}, time.Now().Add(time.Hour))
+	hdr := map[string]string{"X-aws-proxy-auth": tok}
+
+	start := time.Now()
+	res, err := http.DefaultClient.Do(e.request(t, testContext(t), "GET", e.host("mvm-slow"), "/", nil, hdr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := errorMessage(t, res)
+	res.Body.Close()
+	if res.StatusCode != http.StatusGatewayTimeout || !strings.Contains(msg, "could not be reached in time") {
+		t.Fatalf("%d %q, want 504", res.StatusCode, msg)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("answered after %s", d)
+	}
+
+	// The client leaves during a long dial: the dial is cancelled, well
+	// before its own timeout.
+	e = startEndpoint(t, b, Config{DialTimeout: time.Hour})
+	ended := b.dialsEnded.Load()
+	ctx, cancel := contextWithCancel(t)
+	time.AfterFunc(200*time.Millisecond, cancel)
+	if _, err := http.DefaultClient.Do(e.request(t, ctx, "GET", e.host("mvm-slow"), "/", nil, hdr)); err == nil {
+		t.Fatal("request succeeded")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.dialsEnded.Load() == ended {
+		if time.Now().After(deadline) {
+			t.Fatal("the dial still runs after its client left")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

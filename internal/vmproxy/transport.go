@@ -38,6 +38,9 @@ func newTransport(b Backends, dialTimeout time.Duration) *transport {
 		}
 		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		defer cancel()
+		if tg.client != nil {
+			defer context.AfterFunc(tg.client, cancel)()
+		}
 		c, err := b.Dial(ctx, tg.id, tg.port)
 		if err != nil {
 			tg.setDialErr(err)
