@@ -266,12 +266,16 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	// The transport dials by the target in the context, not by this
 	// name; it only keeps connections to different ports apart.
 	pr.Out.URL.Host = net.JoinHostPort(tg.id+".microvm.invalid", strconv.Itoa(tg.port))
+	pr.Out.Host = pr.In.Host // the guest sees the host the client asked for
+	pr.SetXForwarded()
+	// The path form's prefix, for an app that builds its own links; never
+	// the client's.
+	pr.Out.Header.Del("X-Forwarded-Prefix")
 	if tg.path != "" {
 		pr.Out.URL.RawPath = tg.path
 		pr.Out.URL.Path = unescapePath(tg.path)
+		pr.Out.Header.Set("X-Forwarded-Prefix", PathPrefix+tg.id)
 	}
-	pr.Out.Host = pr.In.Host // the guest sees the host the client asked for
-	pr.SetXForwarded()
 	for name := range pr.Out.Header {
 		if strings.HasPrefix(http.CanonicalHeaderKey(name), reservedPrefix) {
 			delete(pr.Out.Header, name)

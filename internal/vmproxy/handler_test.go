@@ -49,7 +49,7 @@ func TestForward(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testContext(t)
-			hdr := map[string]string{"X-aws-proxy-auth": tok}
+			hdr := map[string]string{"X-aws-proxy-auth": tok, "X-Forwarded-Prefix": "/client"}
 			for k, v := range tt.hdr {
 				hdr[k] = v
 			}
@@ -73,6 +73,13 @@ func TestForward(t *testing.T) {
 			}
 			if got.Host != tt.host {
 				t.Errorf("guest saw Host %q, want the client's %q", got.Host, tt.host)
+			}
+			wantPrefix := ""
+			if strings.HasPrefix(tt.path, PathPrefix) {
+				wantPrefix = "/microvm/mvm-a"
+			}
+			if p := got.Headers.Get("X-Forwarded-Prefix"); p != wantPrefix {
+				t.Errorf("guest saw X-Forwarded-Prefix %q, want %q", p, wantPrefix)
 			}
 			if tr := res.Trailer.Get("X-Guest-Trailer"); tr != "done" {
 				t.Errorf("trailer %q, want done", tr)
