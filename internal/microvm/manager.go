@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/atomicfile"
 	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
@@ -227,6 +228,10 @@ func (m *Manager) recover(ctx context.Context) error {
 // reopen finds v's environment in its folder after a restart.
 func (m *Manager) reopen(ctx context.Context, v *vm) {
 	now := m.cfg.Now().UTC()
+	// A snapshot a crash cut short left its state written aside.
+	if _, err := atomicfile.RemoveStale(v.rec.EnvDir); err != nil {
+		m.log.Warn("removing a cut-short snapshot", "microvm", v.rec.ID, "err", err)
+	}
 	env, err := sandbox.Open(ctx, m.envCfg, v.rec.EnvDir)
 	if err == nil {
 		switch env.State() {

@@ -227,6 +227,27 @@ func TestRealMicroVM(t *testing.T) {
 		t.Errorf("run hook body %q", hooks[1].Body)
 	}
 
+	// A crash: this Manager's process "dies" (its connection to the VMM
+	// goes, the detached VMM runs on); the next attaches to it.
+	m.mu.Lock()
+	crashed := m.vms[vm.ID].env
+	clear(m.vms)
+	m.mu.Unlock()
+	if err := crashed.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	m.stopAll()
+	m = open()
+	if got, _ := m.Get(ctx, vm.ID); got.State != StateRunning {
+		t.Fatalf("after a crash: %+v", got)
+	}
+	if p := pidOf(vm.ID); p != pid {
+		t.Errorf("attached to %d, the VMM was %d", p, pid)
+	}
+	if got := get(4); got != instance {
+		t.Errorf("instance %s after the crash, was %s", got, instance)
+	}
+
 	dirOf := m.vms[vm.ID].rec.EnvDir
 	if err := m.Terminate(ctx, vm.ID); err != nil {
 		t.Fatal(err)
