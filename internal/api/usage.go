@@ -8,6 +8,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/meter"
+	"github.com/hearthdev/hearth/internal/microvm"
 	"github.com/hearthdev/hearth/internal/scheduler"
 )
 
@@ -15,6 +16,13 @@ type noPools struct{}
 
 func (noPools) StatsByFunction() map[string]scheduler.Stats { return map[string]scheduler.Stats{} }
 func (noPools) StartTypes() map[string]int                  { return map[string]int{} }
+
+// MicroVMPools is a Pools that reports MicroVMs too: status (and `hearth
+// top`) shows each image's as a "microvm:<image>" row, its running ones
+// warm, those with a connection or exec open busy, and its suspended ones.
+type MicroVMPools interface {
+	StatsByImage() map[string]microvm.Stats
+}
 
 // Pools reports the daemon's environments and how invocations started, for
 // GET /hearth/v1/status.
@@ -59,6 +67,12 @@ func (a *API) cost(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, err)
 		return
 	}
+	// MicroVMs' running periods, under "microvm:<image>" rows.
+	runs, err := a.cfg.Store.MicroVMRuns(ctx, since)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
 	memory := map[string]int{}
 	fns, _, err := a.cfg.Store.ListFunctions(ctx, "", 10000)
 	if err != nil {
@@ -71,6 +85,7 @@ func (a *API) cost(w http.ResponseWriter, r *http.Request) {
 	if function != "" {
 		spans = filter(spans, func(x meter.EnvSpan) bool { return x.Function == function })
 		susp = filter(susp, func(x meter.Suspension) bool { return x.Function == function })
+		runs = filter(runs, func(x meter.EnvSpan) bool { return x.Function == function })
 	}
 	// Without --since, the period starts with the first use: the first
 	// environment's boot, or the first record.
@@ -86,7 +101,7 @@ func (a *API) cost(w http.ResponseWriter, r *http.Request) {
 		}
 		since = first
 	}
-	writeJSON(w, http.StatusOK, meter.Price(a.cfg.Prices, since, now, recs, spans, susp, memory))
+	writeJSON(w, http.StatusOK, meter.PriceWithRuns(a.cfg.Prices, since, now, recs, spans, susp, runs, memory))
 }
 
 func filter[T any](xs []T, keep func(T) bool) []T {
@@ -128,6 +143,11 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	}
 	for name, st := range byFn {
 		out.Functions = append(out.Functions, fnStatus{name, st.Busy, st.Warm, st.Suspended})
+	}
+	if mp, ok := pools.(MicroVMPools); ok {
+		for name, st := range mp.StatsByImage() {
+			out.Functions = append(out.Functions, fnStatus{"microvm:" + name, st.Active, st.Running - st.Active, st.Suspended})
+		}
 	}
 	slices.SortFunc(out.Functions, func(x, y fnStatus) int { return strings.Compare(x.Name, y.Name) })
 	writeJSON(w, http.StatusOK, out)

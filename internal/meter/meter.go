@@ -151,6 +151,14 @@ func overlap(a, b, from, to time.Time) time.Duration {
 // environments' lives and their suspensions. memoryMB gives each function's
 // current memory, for the always-on figure.
 func Price(p Prices, since, until time.Time, recs []Record, spans []EnvSpan, susp []Suspension, memoryMB map[string]int) Report {
+	return PriceWithRuns(p, since, until, recs, spans, susp, nil, memoryMB)
+}
+
+// PriceWithRuns is Price with the running periods of MicroVMs: each is
+// billed whole, in GB-s, under its name (a MicroVM is not invoked: it is
+// billed while it runs, and as snapshot storage while suspended, which its
+// suspensions say).
+func PriceWithRuns(p Prices, since, until time.Time, recs []Record, spans []EnvSpan, susp []Suspension, runs []EnvSpan, memoryMB map[string]int) Report {
 	rep := Report{Since: since, Until: until, Prices: p}
 	by := map[string]*FunctionCost{}
 	get := func(name string) *FunctionCost {
@@ -175,6 +183,16 @@ func Price(p Prices, since, until time.Time, recs []Record, spans []EnvSpan, sus
 		}
 		if fc.MemoryMB == 0 {
 			fc.MemoryMB = r.MemoryMB
+		}
+	}
+	for _, r := range runs {
+		if d := overlap(r.Start, r.End, since, until); d > 0 {
+			fc := get(r.Function)
+			fc.BilledSeconds += d.Seconds()
+			fc.GBSeconds += GBSeconds(r.MemoryMB, d)
+			if fc.MemoryMB == 0 {
+				fc.MemoryMB = r.MemoryMB
+			}
 		}
 	}
 	heldGBs := map[string]float64{}

@@ -84,3 +84,43 @@ func TestPrice(t *testing.T) {
 		}
 	}
 }
+
+// A MicroVM is billed for its running periods in GB-s and its
+// suspensions as snapshot storage, under its own row, with no requests.
+func TestPriceMicroVMRuns(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	p := Prices{PerGBSecond: 1, PerMillionRequests: 1e6, PerGBHourSuspended: 10}
+	name := "microvm:agent"
+	// It lived the whole hour: ran 10 minutes, was suspended 30 (1 GiB),
+	// and has run again for the last 10 (still running: no end). A run
+	// that ended before the period is not billed.
+	spans := []EnvSpan{{EnvID: "m", Function: name, MemoryMB: 2048, Start: t0}}
+	runs := []EnvSpan{
+		{EnvID: "m", Function: name, MemoryMB: 2048, Start: t0.Add(-2 * time.Hour), End: t0.Add(-time.Hour)},
+		{EnvID: "m", Function: name, MemoryMB: 2048, Start: t0, End: t0.Add(10 * time.Minute)},
+		{EnvID: "m", Function: name, MemoryMB: 2048, Start: t0.Add(50 * time.Minute)},
+	}
+	susp := []Suspension{{EnvID: "m", Function: name, Bytes: 1 << 30, Start: t0.Add(10 * time.Minute), End: t0.Add(40 * time.Minute)}}
+	rep := PriceWithRuns(p, t0, t0.Add(time.Hour), nil, spans, susp, runs, nil)
+	if len(rep.Functions) != 1 || rep.Functions[0].Name != name {
+		t.Fatalf("rows %+v", rep.Functions)
+	}
+	f := rep.Functions[0]
+	checks := []struct {
+		name      string
+		got, want float64
+	}{
+		{"requests", float64(f.Requests), 0},
+		{"billed seconds: 20 minutes running", f.BilledSeconds, 1200},
+		{"GB-s", f.GBSeconds, 2400},
+		{"snapshot GB-hours", f.SnapshotGBHours, 0.5},
+		{"cost", f.Cost, 2400 + 5},
+		{"without suspend = its whole life", f.NoSuspendCost, 7200},
+		{"memory", float64(f.MemoryMB), 2048},
+	}
+	for _, c := range checks {
+		if !near(c.got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}

@@ -24,6 +24,14 @@ type Template struct {
 // cfg.Dir/<id>. The template is never written again: clones map its memory
 // copy-on-write.
 func NewTemplate(ctx context.Context, cfg Config, fn Function, img Image) (*Template, error) {
+	return NewTemplateWith(ctx, cfg, fn, img, nil)
+}
+
+// NewTemplateWith is NewTemplate with beforeSnapshot, if set, run between
+// the init and the snapshot on the running environment (a MicroVM image's
+// ready hook, reached through DialGuest): an error from it ends the
+// environment and is returned, and no template is made.
+func NewTemplateWith(ctx context.Context, cfg Config, fn Function, img Image, beforeSnapshot func(context.Context, *Env) error) (*Template, error) {
 	cfg = cfg.withDefaults()
 	cfg.Detached = false
 	id := newID("tpl-")
@@ -33,7 +41,19 @@ func NewTemplate(ctx context.Context, cfg Config, fn Function, img Image) (*Temp
 		_ = e.Close(context.Background())
 		return nil, err
 	}
+	if beforeSnapshot != nil {
+		if err := beforeSnapshot(ctx, e); err != nil {
+			_ = e.Close(context.Background())
+			return nil, err
+		}
+	}
 	e.mu.Lock()
+	if e.state != StateReady {
+		st := e.state
+		e.mu.Unlock()
+		_ = e.Close(context.Background())
+		return nil, fmt.Errorf("%s: the environment is %s before its snapshot: %w", id, st, ErrDead)
+	}
 	e.state = StateBusy
 	c := e.conn
 	e.mu.Unlock()
