@@ -64,6 +64,13 @@ func (s *streamServer) handleKind(ctx context.Context, st net.Conn) {
 			return
 		}
 		s.exec.run(ctx, st, req)
+	case guestproto.StreamKindFiles:
+		req, err := guestproto.DecodeFilesRequest(body)
+		if err != nil {
+			_ = guestproto.WriteStreamAnswer(st, guestproto.StreamBadRequest, err.Error())
+			return
+		}
+		s.exec.serveFiles(st, req)
 	default:
 		_ = guestproto.WriteStreamAnswer(st, guestproto.StreamBadRequest, fmt.Sprintf("unknown stream kind %d", kind))
 	}

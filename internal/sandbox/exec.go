@@ -43,11 +43,9 @@ type ExecSession struct {
 
 // Exec starts req in the environment, which must be running.
 func (e *Env) Exec(ctx context.Context, req ExecRequest) (*ExecSession, error) {
-	e.mu.Lock()
-	state, c := e.state, e.conn
-	e.mu.Unlock()
-	if (state != StateReady && state != StateBusy) || c == nil {
-		return nil, fmt.Errorf("%s: %w (%s)", e.id, ErrNotRunning, state)
+	c, err := e.runningConn()
+	if err != nil {
+		return nil, err
 	}
 	return c.exec(ctx, req)
 }
