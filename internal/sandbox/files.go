@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/hearthdev/hearth/internal/guestproto"
 )
@@ -118,7 +121,9 @@ func (e *Env) WriteFile(ctx context.Context, path string, mode fs.FileMode, r io
 		// The guest answers at the end, or as soon as it refuses: its
 		// answer is awaited while r is sent, with no stall bound until all
 		// was sent (r may be slow).
-		_ = s.st.SetReadDeadline(time.Time{})
+		if err := s.setDeadline(s.st.SetReadDeadline, time.Time{}); err != nil {
+			return err
+		}
 		answered := make(chan struct{})
 		var got int64
 		var gerr error
@@ -127,7 +132,7 @@ func (e *Env) WriteFile(ctx context.Context, path string, mode fs.FileMode, r io
 			got, gerr = s.parseDone(s.readFrame())
 		}()
 		sent, serr := s.sendAll(r, answered)
-		_ = s.st.SetReadDeadline(time.Now().Add(filesStall))
+		_ = s.setDeadline(s.st.SetReadDeadline, time.Now().Add(s.stall))
 		var refused *guestproto.FilesErr
 		switch {
 		case errors.Is(serr, errGuestAnswered) && gerr == nil:
@@ -215,18 +220,23 @@ func (c *conn) openFiles(ctx context.Context, req guestproto.FilesRequest) (*fil
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", req.Op, printable(req.Path, 255), err)
 	}
-	s := &filesStream{st: st, ctx: ctx}
-	// The caller's context ending ends the stream, and any wait on it.
-	s.stop = context.AfterFunc(ctx, func() { st.Close() })
+	s := &filesStream{st: st, ctx: ctx, stall: filesStall}
+	if c.streams.filesStall > 0 {
+		s.stall = c.streams.filesStall
+	}
+	// The caller's context ending ends any wait on the stream (a yamux
+	// stream's Close only ends its sending half).
+	s.stop = context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Unix(1, 0)) })
 	return s, nil
 }
 
 // filesStream is an open files stream.
 type filesStream struct {
-	st   *guestConn
-	ctx  context.Context
-	stop func() bool
-	once sync.Once
+	st    *guestConn
+	ctx   context.Context
+	stall time.Duration
+	stop  func() bool
+	once  sync.Once
 }
 
 func (s *filesStream) close() {
@@ -238,8 +248,21 @@ func (s *filesStream) close() {
 
 // next reads the guest's next frame within filesStall.
 func (s *filesStream) next() (byte, []byte, error) {
-	_ = s.st.SetReadDeadline(time.Now().Add(filesStall))
+	if err := s.setDeadline(s.st.SetReadDeadline, time.Now().Add(s.stall)); err != nil {
+		return 0, nil, err
+	}
 	return s.readFrame()
+}
+
+// setDeadline sets a deadline unless the caller's context ended: then
+// the one in the past its end set stays.
+func (s *filesStream) setDeadline(set func(time.Time) error, t time.Time) error {
+	_ = set(t)
+	if err := s.ctx.Err(); err != nil {
+		_ = set(time.Unix(1, 0))
+		return err
+	}
+	return nil
 }
 
 // readFrame reads the guest's next frame by the deadline set; an Error
@@ -247,10 +270,7 @@ func (s *filesStream) next() (byte, []byte, error) {
 func (s *filesStream) readFrame() (byte, []byte, error) {
 	typ, p, err := guestproto.ReadExecFrame(s.st)
 	if err != nil {
-		if s.ctx.Err() != nil {
-			return 0, nil, s.ctx.Err()
-		}
-		return 0, nil, fmt.Errorf("files stream: %w", err)
+		return 0, nil, s.streamErr(err)
 	}
 	if typ == guestproto.FilesError {
 		return 0, nil, guestproto.DecodeFilesErr(p)
@@ -287,6 +307,18 @@ func (s *filesStream) parseDone(typ byte, p []byte, err error) (int64, error) {
 	return r.Size, nil
 }
 
+// streamErr is err of the stream as the caller sees it: its context's
+// end, a guest that stalled, or the stream's failure.
+func (s *filesStream) streamErr(err error) error {
+	switch {
+	case s.ctx.Err() != nil:
+		return s.ctx.Err()
+	case errors.Is(err, yamux.ErrTimeout):
+		return fmt.Errorf("files stream: the guest stalled for %v: %w", s.stall, os.ErrDeadlineExceeded)
+	}
+	return fmt.Errorf("files stream: %w", err)
+}
+
 func (s *filesStream) unexpected(typ byte, p []byte) error {
 	return fmt.Errorf("%w: files frame of type %d (%d bytes)", errGuestProtocol, typ, len(p))
 }
@@ -301,17 +333,16 @@ func (s *filesStream) sendAll(r io.Reader, answered <-chan struct{}) (int64, err
 	buf := make([]byte, guestproto.MaxExecFrame)
 	var n int64
 	send := func(typ byte, p []byte) error {
-		_ = s.st.SetWriteDeadline(time.Now().Add(filesStall))
+		if err := s.setDeadline(s.st.SetWriteDeadline, time.Now().Add(s.stall)); err != nil {
+			return err
+		}
 		if err := guestproto.WriteExecFrame(s.st, typ, p); err != nil {
 			select {
 			case <-answered:
 				return errGuestAnswered
 			default:
 			}
-			if s.ctx.Err() != nil {
-				return s.ctx.Err()
-			}
-			return fmt.Errorf("files stream: %w", err)
+			return s.streamErr(err)
 		}
 		return nil
 	}
