@@ -268,7 +268,8 @@ func (f filesOp) write(p string, mode fs.FileMode) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".hearth-*")
+	// The temporary name is cut so that it fits where base fits (255 bytes).
+	tmp, err := os.CreateTemp(dir, "."+base[:min(len(base), 200)]+".hearth-*")
 	if err != nil {
 		return err
 	}

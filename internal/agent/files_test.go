@@ -176,6 +176,7 @@ func TestFilesJailed(t *testing.T) {
 				t.Errorf("content %q mode %v", b, fi.Mode())
 			}
 		}},
+		{"a name of 255 bytes", guestproto.FilesRequest{Op: "write", Path: "/tmp/" + strings.Repeat("n", 255)}, []byte("x"), ok},
 		{"stat", guestproto.FilesRequest{Op: "stat", Path: "/tmp/a/b.bin"}, nil, func(t *testing.T, a filesAnswer) {
 			ok(t, a)
 			if len(a.infos) != 1 || a.infos[0].Name != "b.bin" || a.infos[0].Size != 3 || a.infos[0].Mode != 0o644 {
@@ -194,7 +195,7 @@ func TestFilesJailed(t *testing.T) {
 			for _, s := range a.infos {
 				names = append(names, s.Name)
 			}
-			if got := strings.Join(slices.Sorted(slices.Values(names)), " "); got != "a fifo out up" {
+			if got := strings.Join(slices.Sorted(slices.Values(names)), " "); got != "a fifo "+strings.Repeat("n", 255)+" out up" {
 				t.Errorf("entries %q", got)
 			}
 		}},
