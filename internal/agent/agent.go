@@ -279,9 +279,21 @@ func (a *Agent) init(in guestproto.Init, entropy []byte) error {
 		return a.inv.initFailed("Runtime.Unknown", err.Error())
 	}
 	a.inv.initStarted(time.Now())
+	onExit := a.inv.runtimeExited
+	started := make(chan struct{})
+	if in.Service {
+		// A service that ends at once is still told as ready, then ended
+		// (TypeExit), never as an init that failed: its end waits for its
+		// start to be told.
+		onExit = func(status string, code int) {
+			<-started
+			a.inv.runtimeExited(status, code)
+		}
+	}
+	defer close(started)
 	rc, err := a.runtimeCmd(in)
 	if err == nil {
-		err = a.procs.run(rc, a.inv.runtimeExited)
+		err = a.procs.run(rc, onExit)
 	}
 	if err != nil {
 		return a.inv.initFailed("Runtime.InvalidEntrypoint", err.Error())

@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -62,6 +64,13 @@ func (s *streamServer) handleKind(ctx context.Context, st net.Conn) {
 			return
 		}
 		s.exec.run(ctx, st, req)
+	case guestproto.StreamKindFiles:
+		req, err := guestproto.DecodeFilesRequest(body)
+		if err != nil {
+			_ = guestproto.WriteStreamAnswer(st, guestproto.StreamBadRequest, err.Error())
+			return
+		}
+		s.exec.serveFiles(st, req)
 	default:
 		_ = guestproto.WriteStreamAnswer(st, guestproto.StreamBadRequest, fmt.Sprintf("unknown stream kind %d", kind))
 	}
@@ -81,35 +90,26 @@ func (x execAs) run(ctx context.Context, st net.Conn, req guestproto.ExecRequest
 	if x.root != nil {
 		cmd.SysProcAttr.Chroot = x.root()
 	}
-	stdin, err := cmd.StdinPipe()
+	var sio *execIO
+	var err error
+	if req.TTY {
+		sio, err = ttyIO(cmd, req, x.cred)
+	} else {
+		sio, err = pipeIO(cmd)
+	}
 	if err != nil {
 		_ = guestproto.WriteStreamAnswer(st, guestproto.StreamFailed, err.Error())
 		return
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		_ = guestproto.WriteStreamAnswer(st, guestproto.StreamFailed, err.Error())
-		return
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		_ = guestproto.WriteStreamAnswer(st, guestproto.StreamFailed, err.Error())
-		return
-	}
-	cmd.Stdout, cmd.Stderr = outW, errW
 	var reaped <-chan syscall.WaitStatus
 	if x.reaper != nil && x.reaper.reap {
 		reaped, err = x.reaper.startClaimed(cmd, func() error { return startUnprivileged(cmd) })
 	} else {
 		err = startUnprivileged(cmd)
 	}
-	outW.Close()
-	errW.Close()
+	sio.started()
 	if err != nil {
-		outR.Close()
-		errR.Close()
+		sio.close()
 		_ = guestproto.WriteStreamAnswer(st, guestproto.StreamFailed, err.Error())
 		return
 	}
@@ -126,7 +126,6 @@ func (x execAs) run(ctx context.Context, st net.Conn, req guestproto.ExecRequest
 	var pumps sync.WaitGroup
 	pump := func(r *os.File, typ byte) {
 		defer pumps.Done()
-		defer r.Close()
 		buf := make([]byte, guestproto.MaxExecFrame)
 		for {
 			n, err := r.Read(buf)
@@ -140,15 +139,16 @@ func (x execAs) run(ctx context.Context, st net.Conn, req guestproto.ExecRequest
 			}
 		}
 	}
-	pumps.Add(2)
-	go pump(outR, guestproto.ExecStdout)
-	go pump(errR, guestproto.ExecStderr)
+	for _, o := range sio.outs {
+		pumps.Add(1)
+		go pump(o.r, o.typ)
+	}
 
 	exited := make(chan struct{})
 	go func() {
-		// What the host sends: stdin, its end, signals. The host leaving
-		// ends the process group.
-		defer stdin.Close()
+		// What the host sends: stdin, its end, signals, a terminal's size.
+		// The host leaving ends the process group.
+		defer sio.stdin.Close()
 		for {
 			typ, p, err := guestproto.ReadExecFrame(st)
 			if err != nil {
@@ -161,12 +161,16 @@ func (x execAs) run(ctx context.Context, st net.Conn, req guestproto.ExecRequest
 			}
 			switch typ {
 			case guestproto.ExecStdin:
-				_, _ = stdin.Write(p)
+				_, _ = sio.stdin.Write(p)
 			case guestproto.ExecStdinClose:
-				_ = stdin.Close()
+				sio.closeStdin()
 			case guestproto.ExecSignal:
 				if sig, ok := execSignal(p); ok {
 					_ = unix.Kill(-pgid, sig)
+				}
+			case guestproto.ExecResize:
+				if rows, cols, err := guestproto.DecodeResize(p); err == nil && sio.term != nil {
+					_ = setTermSize(sio.term, rows, cols)
 				}
 			}
 		}
@@ -183,12 +187,12 @@ func (x execAs) run(ctx context.Context, st net.Conn, req guestproto.ExecRequest
 	waited := false
 	if reaped != nil {
 		ws, waited = <-reaped, true
-		_ = stdin.Close()
+		sio.closeStdin()
 	} else if _ = cmd.Wait(); cmd.ProcessState != nil {
 		ws, waited = cmd.ProcessState.Sys().(syscall.WaitStatus), true
 	}
 	close(exited)
-	pumps.Wait()
+	sio.drain(&pumps)
 	if waited {
 		if ws.Signaled() {
 			status.Signal = int(ws.Signal())
@@ -198,6 +202,122 @@ func (x execAs) run(ctx context.Context, st net.Conn, req guestproto.ExecRequest
 	}
 	b, _ := json.Marshal(status)
 	_ = write(guestproto.ExecExit, b)
+}
+
+// execIO is how an exec'd process's standard streams reach its stream:
+// pipes, or a terminal.
+type execIO struct {
+	stdin io.WriteCloser
+	outs  []execOut
+	term  *os.File   // the terminal's master; nil for pipes
+	child []*os.File // the process's ends, closed once it started
+	once  sync.Once
+}
+
+type execOut struct {
+	r   *os.File
+	typ byte
+}
+
+// pipeIO gives cmd three pipes.
+func pipeIO(cmd *exec.Cmd) (*execIO, error) {
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	return &execIO{stdin: stdin, child: []*os.File{outW, errW},
+		outs: []execOut{{outR, guestproto.ExecStdout}, {errR, guestproto.ExecStderr}}}, nil
+}
+
+// ttyIO puts cmd on a new terminal of req's size: the process leads a
+// session of its own whose controlling terminal it is (so ^C and a resize
+// reach its foreground group), and the terminal's slave is the function
+// user's, as a login's is.
+func ttyIO(cmd *exec.Cmd, req guestproto.ExecRequest, cred *syscall.Credential) (*execIO, error) {
+	master, slave, err := openPTY(req.Rows, req.Cols)
+	if err != nil {
+		return nil, err
+	}
+	if cred != nil {
+		if err := slave.Chown(int(cred.Uid), -1); err != nil {
+			master.Close()
+			slave.Close()
+			return nil, fmt.Errorf("terminal: %w", err)
+		}
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	// A session leader cannot also join a group: Setsid makes its own.
+	cmd.SysProcAttr.Setpgid = false
+	cmd.SysProcAttr.Setsid = true
+	cmd.SysProcAttr.Setctty = true
+	cmd.SysProcAttr.Ctty = 0 // the child's stdin
+	if !slices.ContainsFunc(cmd.Env, func(e string) bool { return strings.HasPrefix(e, "TERM=") }) {
+		cmd.Env = append(slices.Clip(cmd.Env), "TERM=xterm")
+	}
+	return &execIO{stdin: nopCloser{master}, term: master, child: []*os.File{slave},
+		outs: []execOut{{master, guestproto.ExecStdout}}}, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// started closes the process's ends of its streams in the agent, so that
+// its output ends when it (and whatever it left running) closes them.
+func (s *execIO) started() {
+	for _, f := range s.child {
+		f.Close()
+	}
+}
+
+// closeStdin ends the process's input: a pipe is closed; a terminal is
+// sent its end-of-file character (^D), as a user would type it.
+func (s *execIO) closeStdin() {
+	if s.term != nil {
+		s.once.Do(func() { _, _ = s.term.Write([]byte{4}) })
+		return
+	}
+	_ = s.stdin.Close()
+}
+
+// ttyDrainWait is how long a terminal's output is read once its process
+// has ended: a process it left in the background may hold it open, and
+// the exit status is not to wait for that.
+const ttyDrainWait = 2 * time.Second
+
+// drain waits for the output pumps and closes the readers.
+func (s *execIO) drain(pumps *sync.WaitGroup) {
+	if s.term == nil {
+		pumps.Wait()
+	} else {
+		done := make(chan struct{})
+		go func() { pumps.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(ttyDrainWait):
+		}
+	}
+	s.close()
+	pumps.Wait()
+}
+
+func (s *execIO) close() {
+	s.started()
+	_ = s.stdin.Close()
+	for _, o := range s.outs {
+		o.r.Close()
+	}
 }
 
 // execSignal is the one signal the host may send: INT, TERM or KILL.

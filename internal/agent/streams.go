@@ -35,8 +35,9 @@ type streamServer struct {
 	host   string // the address dialed: loopback
 	log    *slog.Logger
 	active atomic.Int32
-	// exec is how processes of exec streams are made; its zero value (as
-	// tests have it) runs them as the agent's own user, in its root.
+	// exec is how processes of exec streams are made and who does the
+	// work of files streams; its zero value (as tests have it) is the
+	// agent's own user, in its root.
 	exec execAs
 }
 
@@ -194,7 +195,8 @@ func serveStreamsPort(ctx context.Context, log *slog.Logger, reaper *supervisor)
 		return
 	}
 	defer p.Close()
-	// Exec streams run as the function's user, in its root when it has one.
+	// Exec and files streams run as the function's user, in its root when
+	// it has one.
 	ex := execAs{cred: functionCredential(), root: mountedRoot, reaper: reaper}
 	(&streamServer{ch: p.f, host: "127.0.0.1", log: log, exec: ex}).serve(ctx)
 }

@@ -22,7 +22,8 @@ type StreamKind byte
 
 // Kinds.
 const (
-	StreamKindExec StreamKind = 1 // run a process (ExecRequest)
+	StreamKindExec  StreamKind = 1 // run a process (ExecRequest)
+	StreamKindFiles StreamKind = 2 // a file operation (FilesRequest)
 )
 
 // Bounds of an exec request, checked by the agent.
@@ -30,6 +31,8 @@ const (
 	MaxExecArgs   = 1024
 	MaxExecArgLen = 16 << 10
 	MaxExecEnv    = 1024
+	// MaxTermSize bounds a terminal's rows and columns.
+	MaxTermSize = 1000
 )
 
 // ExecRequest is a process to run in the guest, as the function's user.
@@ -37,8 +40,11 @@ type ExecRequest struct {
 	Argv []string `json:"argv"`
 	Env  []string `json:"env,omitempty"`
 	Dir  string   `json:"dir,omitempty"`
-	// TTY runs the process on a pseudo-terminal of Rows x Cols: its
-	// stdout and stderr are the terminal's one output.
+	// TTY runs the process on a pseudo-terminal of Rows x Cols (each
+	// 1 to MaxTermSize), in a session of its own with the terminal as its
+	// controlling one: its stdout and stderr are the terminal's one
+	// output (stdout frames), stdin frames are typed into it, and the
+	// end of stdin is a ^D. Without TTY, Rows and Cols are 0.
 	TTY  bool `json:"tty,omitempty"`
 	Rows int  `json:"rows,omitempty"`
 	Cols int  `json:"cols,omitempty"`
@@ -56,6 +62,20 @@ func (r ExecRequest) Validate() error {
 	}
 	if r.Argv[0] == "" {
 		return fmt.Errorf("%w: empty program", ErrBadStreamRequest)
+	}
+	if r.TTY {
+		if err := checkTermSize(r.Rows, r.Cols); err != nil {
+			return err
+		}
+	} else if r.Rows != 0 || r.Cols != 0 {
+		return fmt.Errorf("%w: rows and cols without a tty", ErrBadStreamRequest)
+	}
+	return nil
+}
+
+func checkTermSize(rows, cols int) error {
+	if rows < 1 || rows > MaxTermSize || cols < 1 || cols > MaxTermSize {
+		return fmt.Errorf("%w: terminal size %dx%d out of 1..%d", ErrBadStreamRequest, rows, cols, MaxTermSize)
 	}
 	return nil
 }
@@ -81,7 +101,7 @@ func ReadKindRequest(r io.Reader) (StreamKind, []byte, error) {
 	if _, err := io.ReadFull(r, h[:1]); err != nil {
 		return 0, nil, err
 	}
-	if k := StreamKind(h[0]); k != StreamKindExec {
+	if k := StreamKind(h[0]); k != StreamKindExec && k != StreamKindFiles {
 		return 0, nil, fmt.Errorf("%w: unknown stream kind %d", ErrBadStreamRequest, k)
 	}
 	if _, err := io.ReadFull(r, h[1:]); err != nil {
@@ -99,7 +119,8 @@ func ReadKindRequest(r io.Reader) (StreamKind, []byte, error) {
 }
 
 // After the agent's StreamOK, an exec stream carries frames both ways: a
-// type byte, a big-endian uint32 length and at most MaxExecFrame bytes.
+// type byte, a big-endian uint32 length and at most MaxExecFrame bytes. A
+// files stream carries frames of the same form (streams_files.go).
 const MaxExecFrame = 32 << 10
 
 // Exec frame types.
@@ -110,7 +131,32 @@ const (
 	ExecStdout     byte = 3 // guest → host
 	ExecStderr     byte = 4 // guest → host
 	ExecExit       byte = 5 // guest → host, last: ExecExitStatus as JSON
+	ExecResize     byte = 6 // host → guest: the terminal's size (EncodeResize)
 )
+
+// EncodeResize is an ExecResize frame's payload: rows and cols, each a
+// big-endian uint16.
+func EncodeResize(rows, cols int) ([]byte, error) {
+	if err := checkTermSize(rows, cols); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 4)
+	binary.BigEndian.PutUint16(b, uint16(rows))
+	binary.BigEndian.PutUint16(b[2:], uint16(cols))
+	return b, nil
+}
+
+// DecodeResize checks an ExecResize payload.
+func DecodeResize(p []byte) (rows, cols int, err error) {
+	if len(p) != 4 {
+		return 0, 0, fmt.Errorf("%w: resize of %d bytes", ErrBadStreamRequest, len(p))
+	}
+	rows, cols = int(binary.BigEndian.Uint16(p)), int(binary.BigEndian.Uint16(p[2:]))
+	if err := checkTermSize(rows, cols); err != nil {
+		return 0, 0, err
+	}
+	return rows, cols, nil
+}
 
 // ExecExitStatus is how the process ended: its code, or the signal that
 // ended it (Code -1 then).

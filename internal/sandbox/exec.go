@@ -25,13 +25,16 @@ type ExecRequest = guestproto.ExecRequest
 type ExitStatus = guestproto.ExecExitStatus
 
 // ExecSession is a running process. The caller reads Stdout and Stderr
-// both (an unread one holds the other back), then calls Wait.
+// both (an unread one holds the other back), then calls Wait. With a
+// terminal (ExecRequest.TTY) all output is on Stdout, Stderr ends empty,
+// and closing Stdin types a ^D.
 type ExecSession struct {
 	Stdin  io.WriteCloser
 	Stdout io.Reader
 	Stderr io.Reader
 
 	st   *guestConn
+	tty  bool
 	wmu  sync.Mutex
 	done chan struct{}
 	stat ExitStatus
@@ -40,11 +43,9 @@ type ExecSession struct {
 
 // Exec starts req in the environment, which must be running.
 func (e *Env) Exec(ctx context.Context, req ExecRequest) (*ExecSession, error) {
-	e.mu.Lock()
-	state, c := e.state, e.conn
-	e.mu.Unlock()
-	if (state != StateReady && state != StateBusy) || c == nil {
-		return nil, fmt.Errorf("%s: %w (%s)", e.id, ErrNotRunning, state)
+	c, err := e.runningConn()
+	if err != nil {
+		return nil, err
 	}
 	return c.exec(ctx, req)
 }
@@ -63,7 +64,7 @@ func (c *conn) exec(ctx context.Context, req ExecRequest) (*ExecSession, error) 
 	}
 	outR, outW := io.Pipe()
 	errR, errW := io.Pipe()
-	s := &ExecSession{Stdout: outR, Stderr: errR, st: st, done: make(chan struct{})}
+	s := &ExecSession{Stdout: outR, Stderr: errR, st: st, tty: req.TTY, done: make(chan struct{})}
 	s.Stdin = execStdin{s}
 	go s.demux(outW, errW)
 	return s, nil
@@ -116,9 +117,17 @@ func (s *ExecSession) Signal(sig syscall.Signal) error {
 }
 
 // Resize sets the size of the session's terminal (an ExecRequest with
-// TTY).
+// TTY), rows and cols each 1 to guestproto.MaxTermSize; the process's
+// foreground group is sent SIGWINCH.
 func (s *ExecSession) Resize(rows, cols int) error {
-	return fmt.Errorf("resize: %w", errors.ErrUnsupported)
+	if !s.tty {
+		return errors.New("resize: the session has no terminal")
+	}
+	p, err := guestproto.EncodeResize(rows, cols)
+	if err != nil {
+		return fmt.Errorf("resize: %w", err)
+	}
+	return s.send(guestproto.ExecResize, p)
 }
 
 // Close ends the session; a process still running is killed by the agent.

@@ -51,6 +51,8 @@ type streamLink struct {
 	mu   sync.Mutex
 	sess *yamux.Session
 	sem  chan struct{} // a slot per open stream, guestproto.MaxStreams in all
+	// filesStall, when set, replaces filesStall (tests).
+	filesStall time.Duration
 }
 
 // DialGuest opens a connection to a TCP port on the guest's loopback. The
