@@ -71,7 +71,7 @@ func TestMicrovmShapes(t *testing.T) {
 	createImage(t, a, "agent")
 
 	run := mustCall(t, a, "POST", "/2025-09-09/microvms", map[string]any{"imageIdentifier": "agent",
-		"idlePolicy": map[string]any{"maxIdleDurationSeconds": 300, "suspendedDurationSeconds": 86400, "autoResumeEnabled": true},
+		"idlePolicy":     map[string]any{"maxIdleDurationSeconds": 300, "suspendedDurationSeconds": 86400, "autoResumeEnabled": true},
 		"runHookPayload": `{"session":1}`, "clientToken": "t1"}, 200)
 	checkKeys(t, "RunMicrovm", run, "microvmId", "state", "endpoint", "imageArn", "imageVersion", "idlePolicy", "startedAt")
 	if run["state"] != "RUNNING" || run["imageVersion"] != "1" || run["imageArn"] != fakeARN+"agent" {
@@ -88,7 +88,7 @@ func TestMicrovmShapes(t *testing.T) {
 
 	// The same clientToken with the same input is the same MicroVM.
 	again := mustCall(t, a, "POST", "/2025-09-09/microvms", map[string]any{"imageIdentifier": "agent",
-		"idlePolicy": map[string]any{"maxIdleDurationSeconds": 300, "suspendedDurationSeconds": 86400, "autoResumeEnabled": true},
+		"idlePolicy":     map[string]any{"maxIdleDurationSeconds": 300, "suspendedDurationSeconds": 86400, "autoResumeEnabled": true},
 		"runHookPayload": `{"session":1}`, "clientToken": "t1"}, 200)
 	if again["microvmId"] != id {
 		t.Errorf("same clientToken ran %v, then %v", id, again["microvmId"])
@@ -180,7 +180,9 @@ func TestMicrovmBadInput(t *testing.T) {
 	createImage(t, a, "agent")
 	run := mustCall(t, a, "POST", "/2025-09-09/microvms", map[string]any{"imageIdentifier": "agent"}, 200)
 	id := run["microvmId"].(string)
-	idle := func(m map[string]any) map[string]any { return map[string]any{"imageIdentifier": "agent", "idlePolicy": m} }
+	idle := func(m map[string]any) map[string]any {
+		return map[string]any{"imageIdentifier": "agent", "idlePolicy": m}
+	}
 	ports := func(p ...any) map[string]any { return map[string]any{"expirationInMinutes": 5, "allowedPorts": p} }
 	tests := []struct {
 		name, method, path string
