@@ -75,7 +75,10 @@ type Config struct {
 	MaxUnzippedBytes int64
 	// Images builds container images' roots; nil refuses PackageType Image.
 	Images ImageBuilder
-	Log    *slog.Logger
+	// MicroVMs runs Lambda MicroVMs (microvm.Manager); nil answers their
+	// operations that the daemon runs none.
+	MicroVMs MicroVMs
+	Log      *slog.Logger
 }
 
 // defaultMaxConcurrency is the scheduler's bound when the daemon sets none.
@@ -120,9 +123,16 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The largest request is a 50 MB zip, base64 in JSON: refuse more
-	// before reading it into memory.
-	r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
-	if err := a.verify.Verify(r); err != nil {
+	// before reading it into memory. An upload into a MicroVM is streamed
+	// instead, its payload unsigned.
+	verify := a.verify.Verify
+	if streamsBody(r) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxUploadBytes)
+		verify = a.verify.VerifyUnsignedPayload
+	} else {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
+	}
+	if err := verify(r); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			err = lambdaerr.RequestTooLarge("Request must be smaller than %d bytes", MaxRequestBytes)

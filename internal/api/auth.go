@@ -130,7 +130,19 @@ func (v *Verifier) checkScope(a authHeader, t time.Time) error {
 // over the bound (r.Body should be an http.MaxBytesReader) ends with the
 // reader's *http.MaxBytesError, and a declared Content-Length over it with
 // RequestTooLargeException, before any of it is read.
-func (v *Verifier) Verify(r *http.Request) error {
+func (v *Verifier) Verify(r *http.Request) error { return v.verify(r, false) }
+
+// unsignedPayload is the X-Amz-Content-Sha256 of a request whose body is
+// not part of its signature.
+const unsignedPayload = "UNSIGNED-PAYLOAD"
+
+// VerifyUnsignedPayload checks the signature of a request signed with
+// X-Amz-Content-Sha256: UNSIGNED-PAYLOAD without reading its body, so that
+// the handler can stream it (an upload into a MicroVM). The body is then
+// not covered by the signature: callers bound it themselves.
+func (v *Verifier) VerifyUnsignedPayload(r *http.Request) error { return v.verify(r, true) }
+
+func (v *Verifier) verify(r *http.Request, unsigned bool) error {
 	a, ok := parseAuth(r.Header.Get("Authorization"))
 	if !ok {
 		return lambdaerr.UnrecognizedClient("The request is not signed: an AWS Signature Version 4 Authorization header is required (sign with the keys in the daemon's credentials file)")
@@ -150,18 +162,23 @@ func (v *Verifier) Verify(r *http.Request) error {
 		return lambdaerr.InvalidSignature("Signature expired: %s is now earlier than %s (%s - 15 min.)",
 			t.Format("20060102T150405Z"), v.now().UTC().Add(-MaxClockSkew).Format("20060102T150405Z"), v.now().UTC().Format("20060102T150405Z"))
 	}
-	if r.ContentLength > v.maxBody {
-		return lambdaerr.RequestTooLarge("Request must be smaller than %d bytes", v.maxBody)
-	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return fmt.Errorf("reading the request: %w", err)
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	sum := sha256.Sum256(body)
-	payloadHash := hex.EncodeToString(sum[:])
-	if h := r.Header.Get("X-Amz-Content-Sha256"); h != "" && h != "UNSIGNED-PAYLOAD" && h != payloadHash {
-		return lambdaerr.InvalidSignature("The provided X-Amz-Content-Sha256 header does not match what was computed.")
+	payloadHash := unsignedPayload
+	if !unsigned {
+		if r.ContentLength > v.maxBody {
+			return lambdaerr.RequestTooLarge("Request must be smaller than %d bytes", v.maxBody)
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return fmt.Errorf("reading the request: %w", err)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		sum := sha256.Sum256(body)
+		payloadHash = hex.EncodeToString(sum[:])
+		if h := r.Header.Get("X-Amz-Content-Sha256"); h != "" && h != unsignedPayload && h != payloadHash {
+			return lambdaerr.InvalidSignature("The provided X-Amz-Content-Sha256 header does not match what was computed.")
+		}
+	} else if r.Header.Get("X-Amz-Content-Sha256") != unsignedPayload {
+		return lambdaerr.InvalidSignature("X-Amz-Content-Sha256 must be UNSIGNED-PAYLOAD for a streamed upload.")
 	}
 
 	// The request as the client signed it: its method, path, query and the

@@ -63,6 +63,31 @@ func (a *API) routes() {
 	m.HandleFunc("GET /hearth/v1/functions/{name}/network-policy", a.getNetworkPolicy)
 	m.HandleFunc("GET /hearth/v1/cost", a.cost)
 	m.HandleFunc("GET /hearth/v1/status", a.status)
+	// Lambda MicroVMs (2025-09-09), in microvms*.go.
+	m.HandleFunc("POST /2025-09-09/microvms", a.mvm(a.runMicrovm))
+	m.HandleFunc("GET /2025-09-09/microvms", a.mvm(a.listMicrovms))
+	m.HandleFunc("GET /2025-09-09/microvms/{id}", a.mvm(a.getMicrovm))
+	m.HandleFunc("DELETE /2025-09-09/microvms/{id}", a.mvm(a.terminateMicrovm))
+	m.HandleFunc("POST /2025-09-09/microvms/{id}/suspend", a.mvm(a.suspendMicrovm))
+	m.HandleFunc("POST /2025-09-09/microvms/{id}/resume", a.mvm(a.resumeMicrovm))
+	m.HandleFunc("POST /2025-09-09/microvms/{id}/auth-token", a.mvm(a.createMicrovmAuthToken))
+	m.HandleFunc("POST /2025-09-09/microvm-images", a.mvm(a.createMicrovmImage))
+	m.HandleFunc("GET /2025-09-09/microvm-images", a.mvm(a.listMicrovmImages))
+	m.HandleFunc("GET /2025-09-09/microvm-images/{image}", a.mvm(a.getMicrovmImage))
+	m.HandleFunc("PUT /2025-09-09/microvm-images/{image}", a.mvm(a.updateMicrovmImage))
+	m.HandleFunc("DELETE /2025-09-09/microvm-images/{image}", a.mvm(a.deleteMicrovmImage))
+	m.HandleFunc("GET /2025-09-09/microvm-images/{image}/versions", a.mvm(a.listMicrovmImageVersions))
+	m.HandleFunc("GET /2025-09-09/microvm-images/{image}/versions/{version}", a.mvm(a.getMicrovmImageVersion))
+	m.HandleFunc("DELETE /2025-09-09/microvm-images/{image}/versions/{version}", a.mvm(a.deleteMicrovmImageVersion))
+	// Hearth's sandbox interface to a MicroVM, in microvms_exec.go and
+	// microvms_files.go.
+	m.HandleFunc("GET /hearth/v1/microvms/{id}/exec", a.execMicrovm)
+	m.HandleFunc("GET /hearth/v1/microvms/{id}/files", a.files(downloadFile))
+	m.HandleFunc("PUT /hearth/v1/microvms/{id}/files", a.files(uploadFile))
+	m.HandleFunc("DELETE /hearth/v1/microvms/{id}/files", a.files(removeFile))
+	m.HandleFunc("GET /hearth/v1/microvms/{id}/files/stat", a.files(statFile))
+	m.HandleFunc("GET /hearth/v1/microvms/{id}/files/list", a.files(listDir))
+	m.HandleFunc("POST /hearth/v1/microvms/{id}/files/mkdir", a.files(makeDir))
 }
 
 // methods a route may take, to tell a wrong method from an unknown path.
