@@ -56,7 +56,8 @@ type Client struct {
 // Option changes a Client.
 type Option func(*Client)
 
-// WithHTTPClient sends requests with hc (http.DefaultClient otherwise).
+// WithHTTPClient sends requests with hc (by default a client that dials
+// names under .localhost on loopback).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
 
 // New is a client of the daemon at endpoint (such as
@@ -73,7 +74,7 @@ func New(endpoint string, creds Credentials, opts ...Option) (*Client, error) {
 	if region == "" {
 		region = DefaultRegion
 	}
-	c := &Client{base: u, region: region, http: http.DefaultClient, signer: v4.NewSigner(),
+	c := &Client{base: u, region: region, http: &http.Client{Transport: localhostTransport()}, signer: v4.NewSigner(),
 		creds: aws.Credentials{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, SessionToken: creds.SessionToken}}
 	for _, o := range opts {
 		o(c)

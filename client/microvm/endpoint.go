@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -70,4 +71,30 @@ func (c *Client) Fetch(ctx context.Context, id, method, p string, port int, body
 		return nil, err
 	}
 	return c.http.Do(req)
+}
+
+// localhostTransport is http.DefaultTransport's settings, dialing names
+// under .localhost (a MicroVM's endpoint on a local daemon) on loopback,
+// as RFC 6761 says they are and as curl and browsers do; Go's resolver
+// asks DNS for them.
+func localhostTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, network, LoopbackAddr(addr))
+	}
+	return t
+}
+
+// LoopbackAddr is addr with a host name under .localhost replaced by
+// 127.0.0.1; other addresses are returned as they are.
+func LoopbackAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if h := strings.ToLower(strings.TrimSuffix(host, ".")); h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }

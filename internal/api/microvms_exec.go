@@ -104,6 +104,11 @@ func (a *API) execMicrovm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	// A shell may stay open for hours: the server's whole-request
+	// deadlines (which the hijacked connection would keep) do not apply.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return // Accept has answered

@@ -22,6 +22,7 @@ import (
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/meter"
+	"github.com/hearthdev/hearth/internal/microvm"
 	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/recovery"
 	"github.com/hearthdev/hearth/internal/rootfs"
@@ -30,6 +31,7 @@ import (
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
 	"github.com/hearthdev/hearth/internal/vmboot"
+	"github.com/hearthdev/hearth/internal/vmproxy"
 )
 
 // Config is the daemon's configuration.
@@ -95,6 +97,7 @@ type Server struct {
 	verifier *api.Verifier
 	urls     []*http.Server
 	urlAddrs []string // the function-URL listeners' addresses, http first
+	microvms *microvm.Manager
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -185,9 +188,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s.api = api.New(api.Config{Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	if err := s.openMicroVMs(ctx, roots); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.api = api.New(api.Config{MicroVMs: s.microvms, Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
-		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
+		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
 			return err
 		}, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
@@ -286,13 +293,21 @@ func (s *Server) startURLs() error {
 	// Function URLs are signed for service lambda in the daemon's region,
 	// as AWS signs them.
 	fe := funcurl.New(funcurl.Config{URLs: s.store, Invoker: s.invoke, Verifier: s.verifier.InRegion(s.cfg.Region), Log: s.log})
+	// A MicroVM's endpoint shares the listeners: its host name (or the
+	// /microvm/<id>/ path) picks it.
+	h := vmproxy.New(vmproxy.Config{Backends: s.microvms, Domain: s.cfg.URLDomain, Log: s.log}).Route(fe)
 	limits := defaultHTTPLimits()
 	if s.cfg.URLListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.URLListen)
 		if err != nil {
 			return fmt.Errorf("function URLs: %w", err)
 		}
-		srv := limits.server(fe)
+		srv := limits.server(h)
+		// HTTP/2 without TLS (h2c, with prior knowledge) too: gRPC to a
+		// MicroVM comes that way.
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
 		s.urls, s.urlAddrs = append(s.urls, srv), append(s.urlAddrs, ln.Addr().String())
 		go func() { _ = srv.Serve(limits.listen(ln)) }()
 	}
@@ -307,7 +322,7 @@ func (s *Server) startURLs() error {
 		}
 		// HTTP/2 comes with TLS in net/http; it keeps the limits (and
 		// bounds the streams of one connection to 250).
-		srv := limits.server(fe)
+		srv := limits.server(h)
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 		s.urls, s.urlAddrs = append(s.urls, srv), append(s.urlAddrs, ln.Addr().String())
 		go func() { _ = srv.ServeTLS(limits.listen(ln), "", "") }()
@@ -327,6 +342,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.adopt(ctx)
+	s.microvms.Start(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
 	mux.Handle("/", s.api)
@@ -386,6 +402,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.http != nil {
 		err = s.http.Shutdown(ctx)
+	}
+	// Running MicroVMs are suspended (the next daemon resumes them) while
+	// the networks and the store they need are still there.
+	if merr := s.microvms.Shutdown(ctx); merr != nil {
+		s.log.Warn("suspending the MicroVMs", "err", merr)
 	}
 	s.sched.Shutdown(ctx)
 	if s.nets != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/hearthdev/hearth/internal/microvm"
 	"log/slog"
 	"time"
 
@@ -68,7 +69,9 @@ var (
 type pools struct {
 	sched *scheduler.Scheduler
 	m     *metrics
+	mv    *microvm.Manager
 }
 
 func (p pools) StatsByFunction() map[string]scheduler.Stats { return p.sched.StatsByFunction() }
 func (p pools) StartTypes() map[string]int                  { return p.m.byStartType() }
+func (p pools) StatsByImage() map[string]microvm.Stats      { return p.mv.StatsByImage() }
