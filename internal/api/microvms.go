@@ -48,7 +48,9 @@ const (
 	maxIdentifierLen      = 256
 	maxClientTokenLen     = 128
 	maxListResults        = 50
-	minIdleSeconds        = 60
+	// AWS's least idle time is 60 s; Hearth takes 1 s, for sandboxes
+	// that should cost nothing the moment they are left (and for tests).
+	minIdleSeconds        = 1
 	maxTokenMinutes       = 60
 	maxImageNameLen       = 64
 	maxImageHookTimeout   = 3600

@@ -194,7 +194,7 @@ func TestMicrovmBadInput(t *testing.T) {
 		{"run not JSON", "POST", "/2025-09-09/microvms", "{", 400, "ValidationException", "not valid JSON"},
 		{"run unknown image", "POST", "/2025-09-09/microvms", map[string]any{"imageIdentifier": "nope"}, 404, "ResourceNotFoundException", "image nope"},
 		{"run idle partial", "POST", "/2025-09-09/microvms", idle(map[string]any{"maxIdleDurationSeconds": 300}), 400, "ValidationException", "needs all of"},
-		{"run idle short", "POST", "/2025-09-09/microvms", idle(map[string]any{"maxIdleDurationSeconds": 59, "suspendedDurationSeconds": 0, "autoResumeEnabled": false}), 400, "ValidationException", "at least 60"},
+		{"run idle short", "POST", "/2025-09-09/microvms", idle(map[string]any{"maxIdleDurationSeconds": 0, "suspendedDurationSeconds": 0, "autoResumeEnabled": false}), 400, "ValidationException", "at least 1"},
 		{"run suspended negative", "POST", "/2025-09-09/microvms", idle(map[string]any{"maxIdleDurationSeconds": 60, "suspendedDurationSeconds": -1, "autoResumeEnabled": false}), 400, "ValidationException", "suspendedDurationSeconds"},
 		{"run max duration 0", "POST", "/2025-09-09/microvms", map[string]any{"imageIdentifier": "agent", "maximumDurationInSeconds": 0}, 400, "ValidationException", "maximumDurationInSeconds"},
 		{"run payload too big", "POST", "/2025-09-09/microvms", map[string]any{"imageIdentifier": "agent", "runHookPayload": strings.Repeat("x", 16<<10+1)}, 400, "ValidationException", "runHookPayload is 16385 bytes"},

@@ -27,7 +27,9 @@ func (s *Server) openMicroVMs(ctx context.Context, roots *rootfs.Builder) error 
 	if err != nil {
 		return fmt.Errorf("microvm tokens: %w", err)
 	}
-	img, err := s.host.Image(filepath.Join(s.cfg.DataDir, "images", "agent-only"), nil)
+	// The stored agent-only image (kept by the agent's digest): a
+	// suspended MicroVM resumes only with the very initramfs it booted.
+	img, err := s.host.CodeImage(ctx, filepath.Join(s.cfg.DataDir, "images"), "", "")
 	if err != nil {
 		return err
 	}
