@@ -263,7 +263,7 @@ func (c *CLI) vmRunCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&version, "version", "", "the image version (default: the latest active)")
-	cmd.Flags().DurationVar(&idle, "idle", 15*time.Minute, "suspend after this long idle (at least 1m)")
+	cmd.Flags().DurationVar(&idle, "idle", 15*time.Minute, "suspend after this long idle (at least 1s)")
 	cmd.Flags().DurationVar(&suspended, "suspended", 24*time.Hour, "terminate after this long suspended")
 	cmd.Flags().BoolVar(&autoResume, "auto-resume", false, "a request to the endpoint resumes a suspended MicroVM")
 	cmd.Flags().DurationVar(&maxDur, "max-duration", 0, "terminate after this long (default: no cap)")
