@@ -285,7 +285,8 @@ type DeleteImageOutput struct {
 }
 
 // ExecRequest is a process to start in a MicroVM (Hearth's sandbox
-// interface). Argv[0] is a path in the guest: there is no PATH lookup.
+// interface). Argv[0] is a path in the guest, or a name looked up in the
+// PATH of Env (or the usual one) in the guest's root.
 type ExecRequest struct {
 	Argv []string `json:"argv"`
 	Env  []string `json:"env,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -83,13 +84,15 @@ func (x execAs) run(ctx context.Context, st net.Conn, req guestproto.ExecRequest
 	if dir == "" {
 		dir = "/"
 	}
-	// Not exec.Command: argv[0] is a path in the root, not looked up in
-	// the agent's PATH.
-	cmd := &exec.Cmd{Path: req.Argv[0], Args: req.Argv, Env: req.Env, Dir: dir}
-	cmd.SysProcAttr = runtimeAttr(x.cred)
+	root := ""
 	if x.root != nil {
-		cmd.SysProcAttr.Chroot = x.root()
+		root = x.root()
 	}
+	// Not exec.Command: a bare name is looked up in the PATH the request
+	// gives (or the usual one), in the root the process will see.
+	cmd := &exec.Cmd{Path: lookPathIn(root, req.Argv[0], req.Env), Args: req.Argv, Env: req.Env, Dir: dir}
+	cmd.SysProcAttr = runtimeAttr(x.cred)
+	cmd.SysProcAttr.Chroot = root
 	var sio *execIO
 	var err error
 	if req.TTY {
@@ -330,4 +333,34 @@ func execSignal(p []byte) (unix.Signal, bool) {
 		return s, true
 	}
 	return 0, false
+}
+
+// defaultPath is where a bare program name is looked for without a PATH
+// in the request's environment.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// lookPathIn resolves a program name without a slash against PATH (from
+// env, else defaultPath) inside root, as a shell in that root would; it
+// returns the path as the process sees it, or name unchanged when nothing
+// is found (the start then fails with "no such file").
+func lookPathIn(root, name string, env []string) string {
+	if name == "" || strings.Contains(name, "/") {
+		return name
+	}
+	path := defaultPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(filepath.Join(root, p)); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p
+		}
+	}
+	return name
 }

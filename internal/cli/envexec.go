@@ -22,7 +22,7 @@ func (c *CLI) envExecCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "exec ENV -- PROGRAM [ARGS...]",
 		Short: "Run a program inside an environment as the function's user",
-		Long: `Runs PROGRAM (a path in the guest: there is no PATH lookup) inside ENV as the
+		Long: `Runs PROGRAM (a path, or a name looked up in PATH in the guest's root) inside ENV as the
 function's user, streams its stdout and stderr here, feeds it this command's
 stdin unless that is a terminal, and exits with its status (128+N for a
 signal N). A suspended environment is resumed first; it runs on, detached,

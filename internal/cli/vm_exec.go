@@ -20,7 +20,7 @@ func (c *CLI) vmExecCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "exec ID -- PROGRAM [ARGS...]",
 		Short: "Run a program in a MicroVM, its output streamed here",
-		Long: `Runs PROGRAM (a path in the guest: there is no PATH lookup) in the MicroVM,
+		Long: `Runs PROGRAM (a path, or a name looked up in PATH in the guest's root) in the MicroVM,
 streams its stdout and stderr here, feeds it this command's stdin unless that
 is a terminal, and exits with its status (128+N for a signal N). A suspended
 MicroVM is resumed first, and counts as active while the program runs.`,

@@ -228,7 +228,7 @@ func TestMicroVMsThroughTheDaemon(t *testing.T) {
 
 	// Exec and files through the daemon's sandbox interface.
 	var out, errOut bytes.Buffer
-	status, err := d.mv.ExecAll(ctx, vm.MicrovmID, mvc.ExecRequest{Argv: []string{"/app/testmicrovm", "echo-args", "a", "b"}}, nil, &out, &errOut)
+	status, err := d.mv.ExecAll(ctx, vm.MicrovmID, mvc.ExecRequest{Argv: []string{"testmicrovm", "echo-args", "a", "b"}, Env: []string{"PATH=/app"}}, nil, &out, &errOut)
 	if err != nil || status.Code != 0 || out.String() != "a\nb\n" {
 		t.Errorf("exec echo-args: %+v %v %q %q", status, err, out.String(), errOut.String())
 	}
