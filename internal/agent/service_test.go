@@ -21,30 +21,7 @@ func TestServiceReadyWithoutRuntimeAPI(t *testing.T) {
 		{"runtime", false, guestproto.TypePong},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			guestR, hostW := io.Pipe()
-			hostR, guestW := io.Pipe()
-			root := bootstrapDir(t, "exec sleep 60\n", 0o755)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() {
-				done <- Run(ctx, Config{Channel: struct {
-					io.Reader
-					io.Writer
-				}{guestR, guestW}, TaskRoot: root, RuntimeAPIAddr: freeAddr(t), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			}()
-			t.Cleanup(func() { cancel(); hostR.Close(); hostW.Close(); <-done })
-			h := &hostEnd{t: t, w: guestproto.NewWriter(hostW), frames: make(chan guestproto.Frame, 64)}
-			go func() {
-				defer close(h.frames)
-				r := guestproto.NewReader(hostR)
-				for {
-					f, err := r.Read()
-					if err != nil {
-						return
-					}
-					h.frames <- f
-				}
-			}()
+			h := runAgent(t, "exec sleep 60\n")
 			if f := h.next(); f.Type != guestproto.TypeHello {
 				t.Fatalf("first frame %s", f.Type)
 			}
@@ -62,9 +39,29 @@ func TestServiceReadyWithoutRuntimeAPI(t *testing.T) {
 // A service whose command ends is ready, then reported ended with its
 // status, however soon it ends.
 func TestServiceThatEnds(t *testing.T) {
+	h := runAgent(t, "exit 3\n")
+	if f := h.next(); f.Type != guestproto.TypeHello {
+		t.Fatalf("first frame %s", f.Type)
+	}
+	h.send(guestproto.TypeInit, guestproto.Init{FunctionName: "vm", MemoryMB: 128, EnvID: "env-1", Service: true}, nil)
+	if f := h.next(); f.Type != guestproto.TypeReady {
+		t.Fatalf("after init: %s, want ready", f.Type)
+	}
+	f := h.next()
+	var x guestproto.Exit
+	if err := f.Decode(&x); err != nil || f.Type != guestproto.TypeExit || x.Code != 3 {
+		t.Fatalf("then %s %+v %v, want exit 3", f.Type, x, err)
+	}
+}
+
+// runAgent runs an agent in-process (not PID 1, no VM) on a task root
+// whose bootstrap is script, and returns the host's end of its channel;
+// the agent stops with the test.
+func runAgent(t *testing.T, script string) *hostEnd {
+	t.Helper()
 	guestR, hostW := io.Pipe()
 	hostR, guestW := io.Pipe()
-	root := bootstrapDir(t, "exit 3\n", 0o755)
+	root := bootstrapDir(t, script, 0o755)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -86,16 +83,5 @@ func TestServiceThatEnds(t *testing.T) {
 			h.frames <- f
 		}
 	}()
-	if f := h.next(); f.Type != guestproto.TypeHello {
-		t.Fatalf("first frame %s", f.Type)
-	}
-	h.send(guestproto.TypeInit, guestproto.Init{FunctionName: "vm", MemoryMB: 128, EnvID: "env-1", Service: true}, nil)
-	if f := h.next(); f.Type != guestproto.TypeReady {
-		t.Fatalf("after init: %s, want ready", f.Type)
-	}
-	f := h.next()
-	var x guestproto.Exit
-	if err := f.Decode(&x); err != nil || f.Type != guestproto.TypeExit || x.Code != 3 {
-		t.Fatalf("then %s %+v %v, want exit 3", f.Type, x, err)
-	}
+	return h
 }
