@@ -127,7 +127,7 @@ func hooksInput(in *wire.Hooks) (*microvm.Hooks, error) {
 			check{"microvmHooks.run", mh.Run, mh.RunTimeoutInSeconds, maxMicroVMHookTimeout, &h.Run, &h.RunTimeoutInSeconds},
 			check{"microvmHooks.resume", mh.Resume, mh.ResumeTimeoutInSeconds, maxMicroVMHookTimeout, &h.Resume, &h.ResumeTimeoutInSeconds},
 			check{"microvmHooks.suspend", mh.Suspend, mh.SuspendTimeoutInSeconds, maxMicroVMHookTimeout, &h.Suspend, &h.SuspendTimeoutInSeconds},
-			check{"microvmHooks.terminate", mh.Terminate, mh.TerminateTimeoutInSeconds, maxMicroVMHookTimeout, &h.Terminate, &h.TerminateTimeoutInSecond})
+			check{"microvmHooks.terminate", mh.Terminate, mh.TerminateTimeoutInSeconds, maxMicroVMHookTimeout, &h.Terminate, &h.TerminateTimeoutInSeconds})
 	}
 	for _, c := range checks {
 		if *c.on, err = hookState(c.member, c.state); err != nil {
@@ -389,5 +389,5 @@ func wireHooks(h *microvm.Hooks) *wire.Hooks {
 		MicrovmHooks: &wire.MicroVMHooks{Run: st(h.Run), RunTimeoutInSeconds: h.RunTimeoutInSeconds,
 			Resume: st(h.Resume), ResumeTimeoutInSeconds: h.ResumeTimeoutInSeconds,
 			Suspend: st(h.Suspend), SuspendTimeoutInSeconds: h.SuspendTimeoutInSeconds,
-			Terminate: st(h.Terminate), TerminateTimeoutInSeconds: h.TerminateTimeoutInSecond}}
+			Terminate: st(h.Terminate), TerminateTimeoutInSeconds: h.TerminateTimeoutInSeconds}}
 }

@@ -63,7 +63,7 @@ func hook(h *Hooks, name string) (bool, time.Duration) {
 	case hookSuspend:
 		on, secs = h.Suspend, h.SuspendTimeoutInSeconds
 	case hookTerminate:
-		on, secs = h.Terminate, h.TerminateTimeoutInSecond
+		on, secs = h.Terminate, h.TerminateTimeoutInSeconds
 	}
 	if secs > 0 {
 		return on, time.Duration(secs) * time.Second

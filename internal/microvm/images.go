@@ -76,7 +76,7 @@ func checkImageInput(in *ImageInput) error {
 			return validation("hooks.port must be between 1 and 65535, not %d", h.Port)
 		}
 		for _, t := range []int{h.ReadyTimeoutInSeconds, h.ValidateTimeoutInSeconds, h.RunTimeoutInSeconds,
-			h.ResumeTimeoutInSeconds, h.SuspendTimeoutInSeconds, h.TerminateTimeoutInSecond} {
+			h.ResumeTimeoutInSeconds, h.SuspendTimeoutInSeconds, h.TerminateTimeoutInSeconds} {
 			if t < 0 || t > maxHookTimeout {
 				return validation("hook timeouts must be between 0 (the default) and %d seconds, not %d", maxHookTimeout, t)
 			}

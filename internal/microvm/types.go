@@ -50,19 +50,19 @@ type IdlePolicy struct {
 // Hooks are the image's lifecycle hooks on its hook port: POST
 // /aws/lambda-microvms/runtime/v1/<name>. A zero timeout is the default.
 type Hooks struct {
-	Port                     int  `json:"port"`
-	Ready                    bool `json:"ready"`
-	ReadyTimeoutInSeconds    int  `json:"readyTimeoutInSeconds,omitempty"`
-	Validate                 bool `json:"validate"`
-	ValidateTimeoutInSeconds int  `json:"validateTimeoutInSeconds,omitempty"`
-	Run                      bool `json:"run"`
-	RunTimeoutInSeconds      int  `json:"runTimeoutInSeconds,omitempty"`
-	Resume                   bool `json:"resume"`
-	ResumeTimeoutInSeconds   int  `json:"resumeTimeoutInSeconds,omitempty"`
-	Suspend                  bool `json:"suspend"`
-	SuspendTimeoutInSeconds  int  `json:"suspendTimeoutInSeconds,omitempty"`
-	Terminate                bool `json:"terminate"`
-	TerminateTimeoutInSecond int  `json:"terminateTimeoutInSeconds,omitempty"`
+	Port                      int  `json:"port"`
+	Ready                     bool `json:"ready"`
+	ReadyTimeoutInSeconds     int  `json:"readyTimeoutInSeconds,omitempty"`
+	Validate                  bool `json:"validate"`
+	ValidateTimeoutInSeconds  int  `json:"validateTimeoutInSeconds,omitempty"`
+	Run                       bool `json:"run"`
+	RunTimeoutInSeconds       int  `json:"runTimeoutInSeconds,omitempty"`
+	Resume                    bool `json:"resume"`
+	ResumeTimeoutInSeconds    int  `json:"resumeTimeoutInSeconds,omitempty"`
+	Suspend                   bool `json:"suspend"`
+	SuspendTimeoutInSeconds   int  `json:"suspendTimeoutInSeconds,omitempty"`
+	Terminate                 bool `json:"terminate"`
+	TerminateTimeoutInSeconds int  `json:"terminateTimeoutInSeconds,omitempty"`
 }
 
 // ImageInput is what an image version is built from: Hearth takes an OCI
