@@ -96,8 +96,17 @@ func (f *FakeMicroVMs) image(name string) (microvm.Image, error) {
 		return microvm.Image{}, fmt.Errorf("image %s: %w", name, microvm.ErrNotFound)
 	}
 	last := vs[len(vs)-1]
-	return microvm.Image{Name: last.Image, ARN: fakeARN + last.Image, State: last.State, LatestVersion: last.Version,
-		Description: last.Input.Description, CreatedAt: vs[0].CreatedAt, UpdatedAt: last.CreatedAt}, nil
+	img := microvm.Image{Name: last.Image, ARN: fakeARN + last.Image, State: last.State, LatestVersion: last.Version,
+		Description: last.Input.Description, CreatedAt: vs[0].CreatedAt, UpdatedAt: last.CreatedAt}
+	for _, v := range vs {
+		switch v.State {
+		case microvm.ImageCreated:
+			img.LatestActiveVersion = v.Version
+		case microvm.ImageCreateFailed:
+			img.LatestFailedVersion = v.Version
+		}
+	}
+	return img, nil
 }
 
 func (f *FakeMicroVMs) GetImage(ctx context.Context, name string) (microvm.Image, error) {

@@ -314,18 +314,12 @@ func versionState(s microvm.ImageState) string {
 	return string(s)
 }
 
-// imageSummary is an image as ListMicrovmImages lists it. The Manager
-// reports the latest version's state: it is the latest active version
-// when built, the latest failed one when its build failed.
+// imageSummary is an image as ListMicrovmImages lists it: its state is
+// the latest version's; its latest active and failed versions each the
+// newest of its kind.
 func imageSummary(img microvm.Image) wire.ImageSummary {
-	s := wire.ImageSummary{ImageARN: img.ARN, Name: img.Name, State: imageState(img.State, img.LatestVersion), CreatedAt: wire.NewTimestamp(img.CreatedAt)}
-	switch img.State {
-	case microvm.ImageCreated:
-		s.LatestActiveImageVersion = img.LatestVersion
-	case microvm.ImageCreateFailed:
-		s.LatestFailedImageVersion = img.LatestVersion
-	}
-	return s
+	return wire.ImageSummary{ImageARN: img.ARN, Name: img.Name, State: imageState(img.State, img.LatestVersion), CreatedAt: wire.NewTimestamp(img.CreatedAt),
+		LatestActiveImageVersion: img.LatestActiveVersion, LatestFailedImageVersion: img.LatestFailedVersion}
 }
 
 // imageOfVersion is CreateMicrovmImage's (and Update's) answer: the image

@@ -146,6 +146,10 @@ func TestMicrovmImageShapes(t *testing.T) {
 	}
 	img := mustCall(t, a, "GET", "/2025-09-09/microvm-images/agent", nil, 200)
 	checkKeys(t, "GetMicrovmImage", img, "imageArn", "name", "state", "createdAt", "updatedAt", "latestFailedImageVersion")
+	// A failed update leaves the last good version active, and says so.
+	if img["latestActiveImageVersion"] != "1" || img["latestFailedImageVersion"] != "2" {
+		t.Errorf("GetMicrovmImage after a failed update = %v, want active 1 and failed 2", img)
+	}
 
 	ver := mustCall(t, a, "GET", "/2025-09-09/microvm-images/agent/versions/1", nil, 200)
 	checkKeys(t, "GetMicrovmImageVersion", ver, "imageArn", "imageVersion", "state", "status", "createdAt", "resources", "environmentVariables")

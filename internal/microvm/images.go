@@ -177,6 +177,18 @@ func (m *Manager) imageView(img *image) Image {
 	if n := latest(img); n > 0 {
 		out.LatestVersion, out.State = strconv.Itoa(n), ImageState(img.versions[n].rec.State)
 	}
+	failed := 0
+	for n, v := range img.versions {
+		if ImageState(v.rec.State) == ImageCreateFailed {
+			failed = max(failed, n)
+		}
+	}
+	if active := active(img); active > 0 {
+		out.LatestActiveVersion = strconv.Itoa(active)
+	}
+	if failed > 0 {
+		out.LatestFailedVersion = strconv.Itoa(failed)
+	}
 	return out
 }
 

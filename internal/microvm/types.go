@@ -83,6 +83,11 @@ type Image struct {
 	ARN           string     `json:"arn"`
 	State         ImageState `json:"state"` // the latest version's
 	LatestVersion string     `json:"latestVersion"`
+	// LatestActiveVersion and LatestFailedVersion are the newest version
+	// built and active, and the newest whose build failed ("" if none): a
+	// failed update leaves the last good version in use.
+	LatestActiveVersion string `json:"latestActiveVersion,omitempty"`
+	LatestFailedVersion string `json:"latestFailedVersion,omitempty"`
 	Description   string     `json:"description,omitempty"`
 	CreatedAt     time.Time  `json:"createdAt"`
 	UpdatedAt     time.Time  `json:"updatedAt"`
