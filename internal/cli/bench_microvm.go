@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -73,6 +74,10 @@ builds a MicroVM image in it and measures, in one run on this machine:
              autoResumeEnabled, to its answer: the endpoint resumes it
              (snapshot restore, /resume hook); its in-memory state is
              checked to be kept
+             Both first (each MicroVM's first: a clone's memory is its
+             template's, mapped privately, so its first suspend writes it
+             out and its first resume gives it a memory file of its own)
+             and again (a MicroVM suspended and resumed before)
   cold       a fresh VM of the same image booted directly (sandbox.Boot of
              the same root disk, memory, kernel, agent and network as the
              daemon gives MicroVMs) to the answer of its first GET / on
@@ -113,7 +118,11 @@ type microVMBench struct {
 	Network   bool // MicroVMs and the cold boots have a network
 	BuildMs   float64
 
-	Run, Request, Suspend, Resume, Cold, Exec []float64
+	Run, Request, Cold, Exec []float64
+	// A MicroVM's first suspend and resume, and later ones: a clone maps
+	// its template's memory privately, so its first suspend writes its
+	// memory out and its first resume makes it a memory file of its own.
+	SuspendFirst, ResumeFirst, Suspend, Resume []float64
 
 	Suspended suspendedCost
 }
@@ -150,8 +159,10 @@ func (b *microVMBench) rows() []benchRow {
 	return []benchRow{
 		{"run", "run (RunMicrovm, from the template)", b.Run},
 		{"request", "request, running", b.Request},
-		{"suspend", "suspend (SuspendMicrovm)", b.Suspend},
-		{"resume_request", "request after auto-resume", b.Resume},
+		{"suspend_first", "suspend, first (SuspendMicrovm)", b.SuspendFirst},
+		{"resume_request_first", "request after auto-resume, first", b.ResumeFirst},
+		{"suspend_again", "suspend, again", b.Suspend},
+		{"resume_request_again", "request after auto-resume, again", b.Resume},
 		{"cold_boot", "cold boot to first response", b.Cold},
 		{"exec", "exec round trip", b.Exec},
 	}
@@ -177,7 +188,7 @@ func perMicroVM(total int64, n int) int64 {
 func (b *microVMBench) summary() map[string]any {
 	out := map[string]any{"image": b.Image, "accel": b.Accel, "kernel": b.Kernel, "memory_mib": b.MemoryMiB,
 		"network": b.Network, "runs": len(b.Run), "image_build_ms": round2(b.BuildMs),
-		"resume_over_cold": ratio(b.Resume, b.Cold)}
+		"resume_first_over_cold": ratio(b.ResumeFirst, b.Cold), "resume_again_over_cold": ratio(b.Resume, b.Cold)}
 	for _, r := range b.rows() {
 		out[r.key+"_p50_ms"] = round2(percentile(r.ms, 50))
 		out[r.key+"_p90_ms"] = round2(percentile(r.ms, 90))
@@ -211,7 +222,7 @@ func (b *microVMBench) writeTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "request after auto-resume / cold boot: %.2fx\n", ratio(b.Resume, b.Cold))
+	fmt.Fprintf(w, "request after auto-resume / cold boot: first %.2fx, again %.2fx\n", ratio(b.ResumeFirst, b.Cold), ratio(b.Resume, b.Cold))
 	if s := b.Suspended; s.Count > 0 {
 		fmt.Fprintf(w, "\n%d suspended MicroVMs: %d QEMU processes of theirs (host: %d before, %d after)\n",
 			s.Count, s.QEMUProcesses, s.HostQEMUBefore, s.HostQEMUAfter)
@@ -301,7 +312,7 @@ func (c *CLI) benchMicroVM(cmd *cobra.Command, f benchMicroVMFlags) error {
 	if err != nil {
 		return err
 	}
-	b := &microVMBench{Image: ref, Accel: string(h.Accel), Kernel: h.Kernel.Version + " (" + h.Kernel.Source + ")", MemoryMiB: f.memory}
+	b := &microVMBench{Image: ref, Kernel: h.Kernel.Version + " (" + h.Kernel.Source + ")", MemoryMiB: f.memory}
 
 	fmt.Fprintln(c.Stderr, "building the MicroVM image…")
 	in := mvc.ImageInput{Name: benchMicroVMImage, ImageURI: ref, Resources: []mvc.Resources{{MinimumMemoryInMiB: f.memory}}}
@@ -320,10 +331,36 @@ func (c *CLI) benchMicroVM(cmd *cobra.Command, f benchMicroVMFlags) error {
 	}
 	b.BuildMs = msf(time.Since(t0))
 
-	// Run: --runs MicroVMs; the first stays for the rest.
-	fmt.Fprintln(c.Stderr, "measuring run…")
+	// Run: --runs MicroVMs. Each is requested, suspended and requested
+	// again (its first suspend and resume); the first stays for the rest.
+	fmt.Fprintln(c.Stderr, "measuring run, and each MicroVM's first suspend and auto-resume…")
 	policy := &mvc.IdlePolicy{MaxIdleDurationSeconds: 3600, SuspendedDurationSeconds: 86400, AutoResumeEnabled: true}
-	var first *mvc.MicroVM
+	type target struct {
+		vm   *mvc.MicroVM
+		tok  string
+		last appReply // its last answer
+	}
+	get := func(t *target) (appReply, error) { return endpointGet(ctx, t.vm.Endpoint, t.tok) }
+	// cycle suspends t and requests it (the endpoint resumes it).
+	cycle := func(t *target, suspend, resume *[]float64) error {
+		t0 := time.Now()
+		if err := cl.Suspend(ctx, t.vm.MicrovmID); err != nil {
+			return vmError(err)
+		}
+		*suspend = append(*suspend, msf(time.Since(t0)))
+		t0 = time.Now()
+		a, err := get(t)
+		if err != nil {
+			return fmt.Errorf("request to a suspended MicroVM: %w", err)
+		}
+		*resume = append(*resume, msf(time.Since(t0)))
+		if err := t.last.sameProcess(a); err != nil {
+			return fmt.Errorf("after auto-resume: %w", err)
+		}
+		t.last = a
+		return nil
+	}
+	var first *target
 	for i := 0; i < f.runs; i++ {
 		t0 := time.Now()
 		vm, err := cl.Run(ctx, mvc.RunInput{ImageIdentifier: benchMicroVMImage, IdlePolicy: policy})
@@ -335,34 +372,39 @@ func (c *CLI) benchMicroVM(cmd *cobra.Command, f benchMicroVMFlags) error {
 		if vm.State != mvc.StateRunning {
 			return fmt.Errorf("run %d: MicroVM %s is %s: %s", i+1, vm.MicrovmID, vm.State, vm.StateReason)
 		}
+		t := &target{vm: vm}
+		if t.tok, err = cl.AuthToken(ctx, vm.MicrovmID, time.Hour, mvc.Port(8080)); err != nil {
+			return vmError(err)
+		}
+		// The first request opens the app's connections: a warm-up.
+		if t.last, err = get(t); err != nil {
+			return fmt.Errorf("request to a running MicroVM: %w", err)
+		}
 		if first == nil {
-			first = vm
-		} else if err := terminate(vm.MicrovmID); err != nil {
+			first = t
+			continue
+		}
+		if err := cycle(t, &b.SuspendFirst, &b.ResumeFirst); err != nil {
+			return err
+		}
+		if err := terminate(vm.MicrovmID); err != nil {
 			return err
 		}
 	}
 
-	tok, err := cl.AuthToken(ctx, first.MicrovmID, time.Hour, mvc.Port(8080))
-	if err != nil {
-		return vmError(err)
-	}
-	get := func() (appReply, error) { return endpointGet(ctx, first.Endpoint, tok) }
-	fmt.Fprintln(c.Stderr, "measuring requests, exec, suspend and auto-resume…")
-	var last appReply
-	for i := 0; i < f.runs+1; i++ {
+	fmt.Fprintln(c.Stderr, "measuring requests, exec, and suspend and auto-resume again…")
+	for i := 0; i < f.runs; i++ {
 		t0 := time.Now()
-		a, err := get()
+		a, err := get(first)
 		if err != nil {
 			return fmt.Errorf("request to a running MicroVM: %w", err)
 		}
-		if i > 0 { // the first opens the app's connections: a warm-up
-			b.Request = append(b.Request, msf(time.Since(t0)))
-		}
-		last = a
+		b.Request = append(b.Request, msf(time.Since(t0)))
+		first.last = a
 	}
 	for i := 0; i < f.runs; i++ {
 		t0 := time.Now()
-		st, err := cl.ExecAll(ctx, first.MicrovmID, mvc.ExecRequest{Argv: f.exec}, nil, nil, nil)
+		st, err := cl.ExecAll(ctx, first.vm.MicrovmID, mvc.ExecRequest{Argv: f.exec}, nil, nil, nil)
 		if err != nil {
 			return vmError(err)
 		}
@@ -371,31 +413,23 @@ func (c *CLI) benchMicroVM(cmd *cobra.Command, f benchMicroVMFlags) error {
 		}
 		b.Exec = append(b.Exec, msf(time.Since(t0)))
 	}
-	for i := 0; i < f.runs; i++ {
-		t0 := time.Now()
-		if err := cl.Suspend(ctx, first.MicrovmID); err != nil {
-			return vmError(err)
-		}
-		b.Suspend = append(b.Suspend, msf(time.Since(t0)))
-		t0 = time.Now()
-		a, err := get()
-		if err != nil {
-			return fmt.Errorf("request to a suspended MicroVM: %w", err)
-		}
-		b.Resume = append(b.Resume, msf(time.Since(t0)))
-		if err := last.sameProcess(a); err != nil {
-			return fmt.Errorf("after auto-resume: %w", err)
-		}
-		last = a
+	if err := cycle(first, &b.SuspendFirst, &b.ResumeFirst); err != nil {
+		return err
 	}
-	if err := terminate(first.MicrovmID); err != nil {
+	for i := 0; i < f.runs; i++ {
+		if err := cycle(first, &b.Suspend, &b.Resume); err != nil {
+			return err
+		}
+	}
+	if err := terminate(first.vm.MicrovmID); err != nil {
 		return err
 	}
 
 	fmt.Fprintln(c.Stderr, "measuring cold boots…")
-	if b.Cold, b.Network, err = c.coldBoots(ctx, h, ref, f.memory, filepath.Join(work, "cold"), f.runs); err != nil {
+	if b.Cold, b.Network, err = c.coldBoots(ctx, h, ref, f.memory, filepath.Join(work, "cold"), f.runs, logger); err != nil {
 		return fmt.Errorf("cold boot: %w", err)
 	}
+	b.Accel = string(h.Accel) // resolved by the cold boots
 
 	if f.suspended > 0 {
 		fmt.Fprintf(c.Stderr, "running and suspending %d MicroVMs…\n", f.suspended)
@@ -471,8 +505,8 @@ func (c *CLI) suspendedCost(ctx context.Context, srv *server.Server, cl *mvc.Cli
 // MicroVM of it (its root disk, command, env and memory, the agent-only
 // image, a network when this host gives them), each to the answer of its
 // first GET / on port 8080.
-func (c *CLI) coldBoots(ctx context.Context, h *host, ref string, memory int, dir string, n int) ([]float64, bool, error) {
-	roots, err := rootfs.New(filepath.Join(dir, "rootfs"), rootfs.Options{})
+func (c *CLI) coldBoots(ctx context.Context, h *host, ref string, memory int, dir string, n int, log *slog.Logger) ([]float64, bool, error) {
+	roots, err := rootfs.New(filepath.Join(dir, "rootfs"), rootfs.Options{Logger: log})
 	if err != nil {
 		return nil, false, err
 	}
@@ -480,7 +514,11 @@ func (c *CLI) coldBoots(ctx context.Context, h *host, ref string, memory int, di
 	if err != nil {
 		return nil, false, err
 	}
-	img, err := h.Image(filepath.Join(dir, "agent-only"), nil)
+	imgDir := filepath.Join(dir, "agent-only")
+	if err := os.MkdirAll(imgDir, 0o700); err != nil {
+		return nil, false, err
+	}
+	img, err := h.Image(imgDir, nil)
 	if err != nil {
 		return nil, false, err
 	}
@@ -490,7 +528,7 @@ func (c *CLI) coldBoots(ctx context.Context, h *host, ref string, memory int, di
 	cfg := h.SandboxConfig(filepath.Join(dir, "envs"), nil)
 	// The daemon gives MicroVMs networks when it can (as root); so do
 	// these, from a manager of their own (slots are claimed host-wide).
-	nets, err := network.New(ctx, network.Config{DNS: []netip.Addr{}})
+	nets, err := network.New(ctx, network.Config{DNS: []netip.Addr{}, Log: log})
 	if err == nil {
 		defer nets.Close(context.Background())
 		cfg.Net = nets

@@ -12,12 +12,14 @@ import (
 func sampleMicroVMBench() *microVMBench {
 	return &microVMBench{Image: "127.0.0.1:5000/testmicrovm:bench", Accel: "tcg", Kernel: "6.1 (built)", MemoryMiB: 256,
 		Network: true, BuildMs: 12345.678,
-		Run:     []float64{300, 100, 200},
-		Request: []float64{2, 1, 3},
-		Suspend: []float64{50, 40, 60},
-		Resume:  []float64{110, 90, 100},
-		Cold:    []float64{1000, 3000, 2000},
-		Exec:    []float64{5, 4, 6},
+		Run:          []float64{300, 100, 200},
+		Request:      []float64{2, 1, 3},
+		SuspendFirst: []float64{500, 400, 600},
+		ResumeFirst:  []float64{1100, 900, 1000},
+		Suspend:      []float64{50, 40, 60},
+		Resume:       []float64{110, 90, 100},
+		Cold:         []float64{1000, 3000, 2000},
+		Exec:         []float64{5, 4, 6},
 		Suspended: suspendedCost{Count: 10, QEMUProcesses: 0, HostQEMUBefore: 1, HostQEMUAfter: 1,
 			DaemonRSSBeforeKiB: 50000, DaemonRSSAfterKiB: 51000, DiskBytes: 10 << 20, PageCacheKiB: 2048, TemplateDiskBytes: 1 << 20},
 	}
@@ -39,11 +41,13 @@ func TestMicroVMBenchSummary(t *testing.T) {
 		"runs": 3, "memory_mib": 256, "image_build_ms": 12345.68,
 		"run_p50_ms": 200, "run_p90_ms": 300,
 		"request_p50_ms": 2, "request_p90_ms": 3,
-		"suspend_p50_ms": 50, "suspend_p90_ms": 60,
-		"resume_request_p50_ms": 100, "resume_request_p90_ms": 110,
+		"suspend_first_p50_ms": 500, "suspend_first_p90_ms": 600,
+		"resume_request_first_p50_ms": 1000, "resume_request_first_p90_ms": 1100,
+		"suspend_again_p50_ms": 50, "suspend_again_p90_ms": 60,
+		"resume_request_again_p50_ms": 100, "resume_request_again_p90_ms": 110,
 		"cold_boot_p50_ms": 2000, "cold_boot_p90_ms": 3000,
 		"exec_p50_ms": 5, "exec_p90_ms": 6,
-		"resume_over_cold": 0.05,
+		"resume_first_over_cold": 0.5, "resume_again_over_cold": 0.05,
 	}
 	for k, v := range want {
 		if got[k] != v {
@@ -79,8 +83,8 @@ func TestMicroVMBenchSummaryEmpty(t *testing.T) {
 	if _, ok := got["suspended"]; ok {
 		t.Error("a suspended object without suspended MicroVMs")
 	}
-	if got["resume_over_cold"] != 0.0 {
-		t.Errorf("resume_over_cold = %v, want 0", got["resume_over_cold"])
+	if got["resume_first_over_cold"] != 0.0 || got["resume_again_over_cold"] != 0.0 {
+		t.Errorf("resume over cold = %v, %v, want 0", got["resume_first_over_cold"], got["resume_again_over_cold"])
 	}
 }
 
@@ -93,10 +97,11 @@ func TestMicroVMBenchTable(t *testing.T) {
 	for _, want := range []string{
 		"3 runs, accel tcg", "with a network", "image built in 12346 ms",
 		"run (RunMicrovm, from the template)  200.0  300.0",
-		"request after auto-resume  100.0  110.0",
+		"request after auto-resume, first  1000.0  1100.0",
+		"request after auto-resume, again  100.0  110.0",
 		"cold boot to first response  2000.0  3000.0",
 		"exec round trip  5.0  6.0",
-		"request after auto-resume / cold boot: 0.05x",
+		"request after auto-resume / cold boot: first 0.50x, again 0.05x",
 		"10 suspended MicroVMs: 0 QEMU processes of theirs (host: 1 before, 1 after)",
 		"(+100 KiB per MicroVM)",
 		"10485760 bytes, 1048576 per MicroVM",
