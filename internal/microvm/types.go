@@ -86,11 +86,11 @@ type Image struct {
 	// LatestActiveVersion and LatestFailedVersion are the newest version
 	// built and active, and the newest whose build failed ("" if none): a
 	// failed update leaves the last good version in use.
-	LatestActiveVersion string `json:"latestActiveVersion,omitempty"`
-	LatestFailedVersion string `json:"latestFailedVersion,omitempty"`
-	Description   string     `json:"description,omitempty"`
-	CreatedAt     time.Time  `json:"createdAt"`
-	UpdatedAt     time.Time  `json:"updatedAt"`
+	LatestActiveVersion string    `json:"latestActiveVersion,omitempty"`
+	LatestFailedVersion string    `json:"latestFailedVersion,omitempty"`
+	Description         string    `json:"description,omitempty"`
+	CreatedAt           time.Time `json:"createdAt"`
+	UpdatedAt           time.Time `json:"updatedAt"`
 }
 
 // ImageVersion is one build of an image: its input, its state, and the
