@@ -15,6 +15,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
 	mvc "github.com/hearthdev/hearth/client/microvm"
 	"github.com/hearthdev/hearth/internal/server"
@@ -289,6 +293,22 @@ func TestMicroVMsThroughTheDaemon(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "ready,run,suspend,resume" {
 		t.Errorf("hooks %v, want ready,run,suspend,resume", names)
+	}
+
+	// gRPC (HTTP/2 without TLS) to the guest's health service on 8081.
+	hostPort := strings.TrimSuffix(strings.TrimPrefix(vm.Endpoint, "http://"), "/")
+	cc, err := grpc.NewClient("passthrough:///"+hostPort, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", mvc.LoopbackAddr(addr))
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	md := metadata.Pairs("x-aws-proxy-auth", tokAll, "x-aws-proxy-port", "8081")
+	hc, err := healthpb.NewHealthClient(cc).Check(metadata.NewOutgoingContext(ctx, md), &healthpb.HealthCheckRequest{})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("gRPC health through the endpoint: %v %v", hc, err)
 	}
 
 	// A second MicroVM, without auto-resume, for the restart.
