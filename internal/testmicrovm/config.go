@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 )
@@ -16,10 +17,14 @@ type config struct {
 	hookDelay                   time.Duration
 	hookDelayOnly               string
 	sseDelay                    time.Duration
+	// outboundTo, when set, is a host:port the server connects to every
+	// outboundEvery, forever: a guest that works with the network.
+	outboundTo    string
+	outboundEvery time.Duration
 }
 
 func configFromEnv(getenv func(string) string) (config, error) {
-	c := config{appPort: 8080, grpcPort: 8081, hookPort: 9000, hooksFile: "/tmp/hooks.jsonl", sseDelay: 50 * time.Millisecond}
+	c := config{appPort: 8080, grpcPort: 8081, hookPort: 9000, hooksFile: "/tmp/hooks.jsonl", sseDelay: 50 * time.Millisecond, outboundEvery: 500 * time.Millisecond}
 	ints := []struct {
 		name string
 		dst  *int
@@ -48,6 +53,19 @@ func configFromEnv(getenv func(string) string) (config, error) {
 	}
 	if s := getenv("HOOKS_FILE"); s != "" {
 		c.hooksFile = s
+	}
+	if s := getenv("OUTBOUND_TO"); s != "" {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return config{}, fmt.Errorf("OUTBOUND_TO=%q: want host:port", s)
+		}
+		c.outboundTo = s
+	}
+	if s := getenv("OUTBOUND_EVERY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return config{}, fmt.Errorf("OUTBOUND_EVERY=%q: want a duration > 0 (e.g. 500ms)", s)
+		}
+		c.outboundEvery = d
 	}
 	c.validateFail = getenv("VALIDATE_FAIL") == "1"
 	c.hookDelayOnly = getenv("HOOK_DELAY_ONLY")

@@ -33,7 +33,10 @@
 //
 // Knobs: READY_503=N answers /ready 503 N times first; VALIDATE_FAIL=1
 // answers /validate 500; HOOK_DELAY_MS=N waits N ms before answering a hook
-// (every hook, or only the one named by HOOK_DELAY_ONLY, e.g. "suspend").
+// (every hook, or only the one named by HOOK_DELAY_ONLY, e.g. "suspend");
+// OUTBOUND_TO=host:port connects there every OUTBOUND_EVERY (a Go
+// duration, 500ms by default), forever, with a small HTTP GET on a new
+// connection each time, errors ignored: a guest working with the network.
 //
 // The image has no shell, so exec tests run this binary with a subcommand:
 //

@@ -79,6 +79,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	go func() { errc <- appSrv.Serve(ls.app) }()
 	go func() { errc <- hookSrv.Serve(ls.hook) }()
 	go func() { errc <- g.Serve(ls.grpc) }()
+	octx, ostop := context.WithCancel(ctx)
+	defer ostop()
+	if cfg.outboundTo != "" {
+		go outbound(octx, cfg.outboundTo, cfg.outboundEvery)
+	}
 	log.Info("testmicrovm: serving", "instance", a.instance, "app", cfg.appPort, "grpc", cfg.grpcPort, "hooks", cfg.hookPort)
 
 	select {
