@@ -81,7 +81,7 @@ type Config struct {
 	// Queues are the daemon's queues, which destinations and dead-letter
 	// queues may name; nil refuses every queue.
 	Queues Queues
-	Log      *slog.Logger
+	Log    *slog.Logger
 }
 
 // defaultMaxConcurrency is the scheduler's bound when the daemon sets none.
