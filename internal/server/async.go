@@ -105,6 +105,7 @@ func (s *Server) stopAsync(ctx context.Context) {
 func (s *Server) closeBroker(ctx context.Context) {
 	if s.broker != nil {
 		s.broker.Shutdown(ctx)
+		s.broker = nil
 	}
 }
 

@@ -149,3 +149,66 @@ func TestAsyncInvocationDestinations(t *testing.T) {
 		fmt.Println(log)
 	}
 }
+
+// An event waiting for its retry when the daemon stops runs after the next
+// daemon starts on the same data folder: its record counts the attempts of
+// both daemons.
+func TestAsyncEventOutlivesARestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := server.Config{DataDir: dir, KeepWarm: time.Minute, Async: server.AsyncOptions{RetryDelays: []time.Duration{4 * time.Second}, AckWait: 2 * time.Second}}
+	d := startWith(t, cfg)
+	ctx := context.Background()
+	zip := readZip(t, "./internal/testfunction")
+	for _, fn := range []struct {
+		name string
+		env  map[string]string
+	}{{"work", nil}, {"sink", map[string]string{"TESTFN_LOG_EVENT": "1"}}} {
+		if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String(fn.name), Role: aws.String("r"),
+			Code: &types.FunctionCode{ZipFile: zip}, Timeout: aws.Int32(30), Environment: &types.Environment{Variables: fn.env}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.client.PutFunctionEventInvokeConfig(ctx, &lambda.PutFunctionEventInvokeConfigInput{FunctionName: aws.String("work"),
+		MaximumRetryAttempts: aws.Int32(1), DestinationConfig: &types.DestinationConfig{
+			OnFailure: &types.OnFailure{Destination: aws.String("arn:aws:lambda:local:000000000000:function:sink")}}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("work"), InvocationType: types.InvocationTypeEvent,
+		Payload: []byte(`{"action":"error"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(string(d.signedGet(t, "/hearth/v1/functions/work/logs?tail=100")), "END RequestId: "+id) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first attempt never ended")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if recs := sinkRecords(t, d); len(recs) != 0 {
+		t.Fatalf("records before the retry: %+v", recs)
+	}
+	if err := d.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	d = startWith(t, cfg)
+	var rec invocationRecord
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		var ok bool
+		if rec, ok = sinkRecords(t, d)[id]; ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no record after the restart")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if rec.RequestContext.Condition != "RetriesExhausted" || rec.RequestContext.ApproximateInvokeCount != 2 {
+		t.Fatalf("record %+v, want RetriesExhausted after 2 attempts", rec)
+	}
+	if n := strings.Count(string(d.signedGet(t, "/hearth/v1/functions/work/logs?tail=1000")), "START RequestId: "+id+" "); n != 2 {
+		t.Fatalf("%d attempts in the log, want 2", n)
+	}
+}
