@@ -78,7 +78,10 @@ type Config struct {
 	// MicroVMs runs Lambda MicroVMs (microvm.Manager); nil answers their
 	// operations that the daemon runs none.
 	MicroVMs MicroVMs
-	Log      *slog.Logger
+	// Queues are the daemon's queues, which destinations and dead-letter
+	// queues may name; nil refuses every queue.
+	Queues Queues
+	Log    *slog.Logger
 }
 
 // defaultMaxConcurrency is the scheduler's bound when the daemon sets none.

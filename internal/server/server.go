@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/async"
+	"github.com/hearthdev/hearth/internal/broker"
 	"github.com/hearthdev/hearth/internal/fnlog"
 	"github.com/hearthdev/hearth/internal/funcurl"
 	"github.com/hearthdev/hearth/internal/guestimage"
@@ -74,7 +76,9 @@ type Config struct {
 	// NetworkPolicy is new functions' egress policy; nil is
 	// network.DefaultPolicy.
 	NetworkPolicy *network.Policy
-	Log           *slog.Logger
+	// Async paces asynchronous invocations (Lambda's delays when zero).
+	Async AsyncOptions
+	Log   *slog.Logger
 }
 
 // Server is a running daemon.
@@ -98,6 +102,11 @@ type Server struct {
 	urls     []*http.Server
 	urlAddrs []string // the function-URL listeners' addresses, http first
 	microvms *microvm.Manager
+	// broker is the embedded JetStream; async the asynchronous
+	// invocations on it; queues the daemon's queues (nil for none yet).
+	broker *broker.Broker
+	async  *async.Queue
+	queues async.Queues
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -174,7 +183,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log,
 		Meter: usage, TemplatesDir: templatesDir(cfg.DataDir), Limits: limits}
 	s.sched = scheduler.New(schedCfg)
-	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs,
+	if err := s.openAsync(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs, Async: s.async,
 		Region: cfg.Region, SnapStart: cfg.SnapStart, CacheDir: cfg.Host.CacheDir, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
@@ -185,20 +198,23 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	roots, err := rootfs.New(ImageCacheDir(cfg.DataDir), rootfs.Options{Logger: cfg.Log})
 	if err != nil {
+		s.closeBroker(ctx)
 		st.Close()
 		return nil, err
 	}
 	if err := s.openMicroVMs(ctx, roots); err != nil {
+		s.closeBroker(ctx)
 		st.Close()
 		return nil, err
 	}
-	s.api = api.New(api.Config{MicroVMs: s.microvms, Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.api = api.New(api.Config{MicroVMs: s.microvms, Queues: s.queues, Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
 		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
 			return err
 		}, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
 	if err := s.api.ResumeImageBuilds(ctx); err != nil {
+		s.closeBroker(ctx)
 		st.Close()
 		return nil, fmt.Errorf("image builds: %w", err)
 	}
@@ -343,6 +359,8 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.adopt(ctx)
 	s.microvms.Start(ctx)
+	// Workers live until Shutdown stops them, whatever ctx does.
+	s.startAsync(context.WithoutCancel(ctx))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
 	mux.Handle("/", s.api)
@@ -408,7 +426,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if merr := s.microvms.Shutdown(ctx); merr != nil {
 		s.log.Warn("suspending the MicroVMs", "err", merr)
 	}
+	// Attempts running end (or are left to the next daemon) before the
+	// environments and the broker go.
+	s.stopAsync(ctx)
 	s.sched.Shutdown(ctx)
+	s.closeBroker(ctx)
 	if s.nets != nil {
 		s.nets.Close(ctx)
 	}
