@@ -70,7 +70,7 @@ suspended, and the next daemon resumes them.`,
 				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
 				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey, Prices: prices,
 				NetworkPolicy: fc.NetworkPolicy, Async: async,
-				Host:          vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
+				Host: vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
 			})
 			if err != nil {
 				return err
