@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/broker"
 	"github.com/hearthdev/hearth/internal/fnlog"
 	"github.com/hearthdev/hearth/internal/funcurl"
 	"github.com/hearthdev/hearth/internal/guestimage"
@@ -24,11 +25,13 @@ import (
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/microvm"
 	"github.com/hearthdev/hearth/internal/network"
+	"github.com/hearthdev/hearth/internal/queue"
 	"github.com/hearthdev/hearth/internal/recovery"
 	"github.com/hearthdev/hearth/internal/rootfs"
 	"github.com/hearthdev/hearth/internal/runtimes"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
+	"github.com/hearthdev/hearth/internal/sqsapi"
 	"github.com/hearthdev/hearth/internal/store"
 	"github.com/hearthdev/hearth/internal/vmboot"
 	"github.com/hearthdev/hearth/internal/vmproxy"
@@ -98,6 +101,11 @@ type Server struct {
 	urls     []*http.Server
 	urlAddrs []string // the function-URL listeners' addresses, http first
 	microvms *microvm.Manager
+
+	// Events (events.go): the broker, the queues and the SQS API.
+	broker *broker.Broker
+	queues *queue.Service
+	sqs    *sqsapi.Handler
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -201,6 +209,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.api.ResumeImageBuilds(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("image builds: %w", err)
+	}
+	if err := s.openEvents(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("events: %w", err)
 	}
 	return s, nil
 }
@@ -345,7 +357,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.microvms.Start(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
-	mux.Handle("/", s.api)
+	mux.Handle("/", s.withSQS(s.api))
 	limits := defaultHTTPLimits()
 	s.http = limits.server(mux)
 	go func() {
@@ -412,6 +424,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.nets != nil {
 		s.nets.Close(ctx)
 	}
+	s.closeEvents(ctx)
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}
