@@ -47,6 +47,9 @@ func TestQueueVerbs(t *testing.T) {
 	if text := hearth(ExitOK, "queue", "stats", "jobs"); !strings.Contains(text, "ApproximateNumberOfMessagesNotVisible  1") {
 		t.Errorf("stats: %s", text)
 	}
+	if top := hearth(ExitOK, "top", "--once"); !strings.Contains(top, "QUEUE") || !strings.Contains(top, "jobs ") || !strings.Contains(top, "jobs-dlq") {
+		t.Errorf("top shows no queues:\n%s", top)
+	}
 	hearth(ExitOK, "queue", "delete-message", "jobs", recv.Messages[0].ReceiptHandle)
 	hearth(ExitBadInput, "queue", "delete-message", "jobs", recv.Messages[0].ReceiptHandle)
 	hearth(ExitOK, "queue", "purge", "jobs")

@@ -202,7 +202,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.api = api.New(api.Config{MicroVMs: s.microvms, Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
-		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
+		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms, s}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
 			return err
 		}, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
