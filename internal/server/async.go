@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/hearthdev/hearth/internal/queue"
 	"path/filepath"
 	"time"
 
@@ -78,14 +80,26 @@ func (s *Server) openAsync(ctx context.Context) error {
 }
 
 // asyncQueues are the queues destinations and dead-letter queues name.
-// The queues' wiring sets s.queues (an adapter of queue.Service to
-// async.Queues and api.Queues); nil until then, when every queue ARN is
-// refused.
-func (s *Server) asyncQueues() async.Queues {
-	if s.queues == nil {
-		return nil
+func (s *Server) asyncQueues() asyncQueues { return asyncQueues{s.queues} }
+
+// asyncQueues is the daemon's queues as async.Queues (and api.Queues).
+type asyncQueues struct{ q *queue.Service }
+
+func (a asyncQueues) NameOf(arn string) (string, error) {
+	name, err := a.q.NameOf(arn)
+	if errors.Is(err, queue.ErrNotFound) {
+		return "", fmt.Errorf("%w: %w", async.ErrNoQueue, err)
 	}
-	return s.queues
+	return name, err
+}
+
+func (a asyncQueues) Send(ctx context.Context, name string, m async.Message) error {
+	attrs := make(map[string]queue.MessageAttribute, len(m.Attributes))
+	for k, v := range m.Attributes {
+		attrs[k] = queue.MessageAttribute{DataType: v.DataType, StringValue: v.StringValue}
+	}
+	_, err := a.q.Send(ctx, name, queue.Message{Body: m.Body, Attributes: attrs})
+	return err
 }
 
 // startAsync starts the workers: events a previous daemon left (queued,

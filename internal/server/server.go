@@ -26,11 +26,13 @@ import (
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/microvm"
 	"github.com/hearthdev/hearth/internal/network"
+	"github.com/hearthdev/hearth/internal/queue"
 	"github.com/hearthdev/hearth/internal/recovery"
 	"github.com/hearthdev/hearth/internal/rootfs"
 	"github.com/hearthdev/hearth/internal/runtimes"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
+	"github.com/hearthdev/hearth/internal/sqsapi"
 	"github.com/hearthdev/hearth/internal/store"
 	"github.com/hearthdev/hearth/internal/vmboot"
 	"github.com/hearthdev/hearth/internal/vmproxy"
@@ -102,11 +104,13 @@ type Server struct {
 	urls     []*http.Server
 	urlAddrs []string // the function-URL listeners' addresses, http first
 	microvms *microvm.Manager
-	// broker is the embedded JetStream; async the asynchronous
-	// invocations on it; queues the daemon's queues (nil for none yet).
-	broker *broker.Broker
-	async  *async.Queue
-	queues async.Queues
+
+	// Events (events.go, async.go): the embedded JetStream, the queues and
+	// the SQS API on it, and the asynchronous invocations.
+	broker      *broker.Broker
+	queues      *queue.Service
+	sqs         *sqsapi.Handler
+	async       *async.Queue
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -183,7 +187,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log,
 		Meter: usage, TemplatesDir: templatesDir(cfg.DataDir), Limits: limits}
 	s.sched = scheduler.New(schedCfg)
+	s.verifier = api.NewVerifier(creds)
+	// The broker and the queues first: asynchronous invocations deliver
+	// to queues, and the invocation path queues into them.
+	if err := s.openEvents(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("events: %w", err)
+	}
 	if err := s.openAsync(ctx); err != nil {
+		s.closeBroker(ctx)
 		st.Close()
 		return nil, err
 	}
@@ -191,7 +203,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Region: cfg.Region, SnapStart: cfg.SnapStart, CacheDir: cfg.Host.CacheDir, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
-	s.verifier = api.NewVerifier(creds)
 	if cfg.URLDomain == "" {
 		cfg.URLDomain = "localhost"
 		s.cfg.URLDomain = "localhost"
@@ -207,9 +218,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s.api = api.New(api.Config{MicroVMs: s.microvms, Queues: s.queues, Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.api = api.New(api.Config{MicroVMs: s.microvms, Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
-		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
+		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms, s}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
 			return err
 		}, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
@@ -363,7 +374,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.startAsync(context.WithoutCancel(ctx))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
-	mux.Handle("/", s.api)
+	mux.Handle("/", s.withSQS(s.api))
 	limits := defaultHTTPLimits()
 	s.http = limits.server(mux)
 	go func() {
