@@ -14,6 +14,8 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/hearthdev/hearth/internal/server"
 )
@@ -210,5 +212,76 @@ func TestAsyncEventOutlivesARestart(t *testing.T) {
 	}
 	if n := strings.Count(string(d.signedGet(t, "/hearth/v1/functions/work/logs?tail=1000")), "START RequestId: "+id+" "); n != 2 {
 		t.Fatalf("%d attempts in the log, want 2", n)
+	}
+}
+
+// Destinations and the dead-letter queue that are Hearth's queues: a
+// failing event's record lands in the OnFailure queue and the event itself
+// in the DLQ; a succeeding event's record in the OnSuccess queue.
+func TestAsyncDestinationQueues(t *testing.T) {
+	d := startWith(t, server.Config{DataDir: t.TempDir(), KeepWarm: time.Minute, Async: server.AsyncOptions{
+		RetryDelays: []time.Duration{time.Second}, BackoffMin: 200 * time.Millisecond, BackoffMax: 2 * time.Second}})
+	ctx := context.Background()
+	sq := sqsClient(d)
+	arns := map[string]string{}
+	for _, name := range []string{"ok", "failed", "dlq"} {
+		q, err := sq.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		attrs, err := sq.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		arns[name] = attrs.Attributes["QueueArn"]
+	}
+	if _, err := d.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("work"), Role: aws.String("r"),
+		Code: &types.FunctionCode{ZipFile: readZip(t, "./internal/testfunction")}, Timeout: aws.Int32(30),
+		DeadLetterConfig: &types.DeadLetterConfig{TargetArn: aws.String(arns["dlq"])}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.client.PutFunctionEventInvokeConfig(ctx, &lambda.PutFunctionEventInvokeConfigInput{FunctionName: aws.String("work"),
+		MaximumRetryAttempts: aws.Int32(1), DestinationConfig: &types.DestinationConfig{
+			OnSuccess: &types.OnSuccess{Destination: aws.String(arns["ok"])},
+			OnFailure: &types.OnFailure{Destination: aws.String(arns["failed"])}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{`{"action":"error"}`, `{"action":"echo"}`} {
+		if out, err := d.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("work"), InvocationType: types.InvocationTypeEvent,
+			Payload: []byte(p)}); err != nil || out.StatusCode != 202 {
+			t.Fatalf("invoke %s: %+v %v", p, out, err)
+		}
+	}
+	receive := func(name string) string {
+		t.Helper()
+		url, err := sq.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(deadline) {
+			out, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, WaitTimeSeconds: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out.Messages) > 0 {
+				return aws.ToString(out.Messages[0].Body)
+			}
+		}
+		t.Fatalf("nothing in queue %s", name)
+		return ""
+	}
+	var rec invocationRecord
+	if err := json.Unmarshal([]byte(receive("failed")), &rec); err != nil || rec.RequestContext.Condition != "RetriesExhausted" ||
+		rec.RequestContext.ApproximateInvokeCount != 2 || string(rec.RequestPayload) != `{"action":"error"}` {
+		t.Errorf("OnFailure record: %+v %v", rec, err)
+	}
+	if body := receive("dlq"); body != `{"action":"error"}` {
+		t.Errorf("the DLQ got %q, want the event", body)
+	}
+	rec = invocationRecord{}
+	if err := json.Unmarshal([]byte(receive("ok")), &rec); err != nil || rec.RequestContext.Condition != "Success" ||
+		string(rec.RequestPayload) != `{"action":"echo"}` {
+		t.Errorf("OnSuccess record: %+v %v", rec, err)
 	}
 }

@@ -107,10 +107,10 @@ type Server struct {
 
 	// Events (events.go, async.go): the embedded JetStream, the queues and
 	// the SQS API on it, and the asynchronous invocations.
-	broker      *broker.Broker
-	queues      *queue.Service
-	sqs         *sqsapi.Handler
-	async       *async.Queue
+	broker *broker.Broker
+	queues *queue.Service
+	sqs    *sqsapi.Handler
+	async  *async.Queue
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
