@@ -74,7 +74,10 @@ type Config struct {
 	// NetworkPolicy is new functions' egress policy; nil is
 	// network.DefaultPolicy.
 	NetworkPolicy *network.Policy
-	Log           *slog.Logger
+	// S3Listen serves the S3 endpoint (buckets.go); empty: only guests
+	// reach it.
+	S3Listen string
+	Log      *slog.Logger
 }
 
 // Server is a running daemon.
@@ -98,6 +101,7 @@ type Server struct {
 	urls     []*http.Server
 	urlAddrs []string // the function-URL listeners' addresses, http first
 	microvms *microvm.Manager
+	buckets  *buckets
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -156,7 +160,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = newMetrics()
+	if cfg.URLDomain == "" {
+		cfg.URLDomain = "localhost"
+		s.cfg.URLDomain = "localhost"
+	}
+	if s.buckets, err = openBuckets(cfg, creds, st); err != nil {
+		st.Close()
+		return nil, err
+	}
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
+	sbx.GuestServices = s.buckets
 	if s.nets = openNetworks(ctx, cfg, s.metrics); s.nets != nil {
 		sbx.Net = s.nets
 	}
@@ -175,14 +188,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Meter: usage, TemplatesDir: templatesDir(cfg.DataDir), Limits: limits}
 	s.sched = scheduler.New(schedCfg)
 	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs,
-		Region: cfg.Region, SnapStart: cfg.SnapStart, CacheDir: cfg.Host.CacheDir, Log: cfg.Log})
+		Region: cfg.Region, SnapStart: cfg.SnapStart, CacheDir: cfg.Host.CacheDir, Services: s.buckets, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
 	s.verifier = api.NewVerifier(creds)
-	if cfg.URLDomain == "" {
-		cfg.URLDomain = "localhost"
-		s.cfg.URLDomain = "localhost"
-	}
 	roots, err := rootfs.New(ImageCacheDir(cfg.DataDir), rootfs.Options{Logger: cfg.Log})
 	if err != nil {
 		st.Close()
@@ -341,6 +350,10 @@ func (s *Server) Start(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	if err := s.buckets.start(s.cfg.S3Listen); err != nil {
+		ln.Close()
+		return err
+	}
 	s.adopt(ctx)
 	s.microvms.Start(ctx)
 	mux := http.NewServeMux()
@@ -403,6 +416,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.http != nil {
 		err = s.http.Shutdown(ctx)
 	}
+	s.buckets.shutdown(ctx)
 	// Running MicroVMs are suspended (the next daemon resumes them) while
 	// the networks and the store they need are still there.
 	if merr := s.microvms.Shutdown(ctx); merr != nil {
