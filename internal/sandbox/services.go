@@ -26,8 +26,9 @@ type GuestServices interface {
 	ServeGuestConn(c net.Conn)
 }
 
-// servicesKindWait bounds the wait for a guest stream's kind byte.
-const servicesKindWait = 10 * time.Second
+// servicesKindWait bounds the wait for a guest stream's kind byte (a
+// variable for tests).
+var servicesKindWait = 10 * time.Second
 
 // servesGuests says whether the environment's guest reaches the host's
 // services.
