@@ -51,7 +51,7 @@ func creds() aws.CredentialsProvider {
 
 func client() *s3.Client {
 	return s3.New(s3.Options{Region: os.Getenv("AWS_REGION"), Credentials: creds(),
-		BaseEndpoint: aws.String(os.Getenv("AWS_ENDPOINT_URL_S3")), UsePathStyle: true})
+		BaseEndpoint: aws.String(os.Getenv("AWS_ENDPOINT_URL_S3"))})
 }
 
 func failed(err error) result {
