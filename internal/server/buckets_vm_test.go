@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -24,8 +25,10 @@ type s3fnResult struct {
 // keys it was given and the endpoint on its guest's loopback; its keys
 // reach no other bucket, and are no keys for the Lambda API.
 func TestBucketsFromAFunction(t *testing.T) {
-	data := t.TempDir()
-	d, c := startS3(t, data)
+	// Kept warm 1 s: the environment is suspended between invocations,
+	// and the guest reaches its bucket again after its resume.
+	d := startWith(t, server.Config{DataDir: t.TempDir(), KeepWarm: time.Second, S3Listen: "127.0.0.1:0"})
+	c := s3Client(d, "http://"+d.srv.S3Addr(), true)
 	ctx := context.Background()
 	for _, b := range []string{"uploads", "secret"} {
 		if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
@@ -60,6 +63,16 @@ func TestBucketsFromAFunction(t *testing.T) {
 	}
 	if got := getString(t, c, "uploads", "out/cat.jpg", ""); got != "thumb:meow of uploads" {
 		t.Errorf("the function wrote %q", got)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for d.srv.Scheduler().Stats().Suspended != 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d.srv.Scheduler().Stats().Suspended != 1 {
+		t.Fatal("the environment was not suspended")
+	}
+	if r := invoke(`{"action":"get","bucket":"uploads","key":"out/cat.jpg"}`); r.Body != "thumb:meow of uploads" {
+		t.Errorf("get after a resume: %+v", r)
 	}
 	if r := invoke(`{"action":"get","bucket":"secret","key":"in/cat.jpg"}`); r.Code != "AccessDenied" || r.Body != "" {
 		t.Errorf("another bucket: %+v", r)
