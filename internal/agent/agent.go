@@ -44,6 +44,10 @@ type Agent struct {
 	inv   *invocations
 	log   *slog.Logger
 	procs *supervisor
+	// ctx is Run's; services is the streams session that the services
+	// listener opens streams on (services.go).
+	ctx      context.Context
+	services *servicesLink
 
 	mu       sync.Mutex
 	initCfg  *guestproto.Init
@@ -66,7 +70,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Start.IsZero() {
 		cfg.Start = time.Now()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log}
+	a := &Agent{cfg: cfg, log: cfg.Log, ctx: ctx, services: newServicesLink()}
 	if cfg.System {
 		if err := prepareSystem(cfg.TaskRoot, cfg.Log); err != nil {
 			return fmt.Errorf("prepare system: %w", err)
@@ -85,7 +89,7 @@ func Run(ctx context.Context, cfg Config) error {
 	a.inv = newInvocations(a.out)
 	a.procs = newSupervisor(cfg.System, a.out, a.log)
 	if cfg.Channel == nil {
-		go serveStreamsPort(ctx, a.log, a.procs)
+		go serveStreamsPort(ctx, a.log, a.procs, a.services)
 	}
 	if cfg.System {
 		// In a guest, the function never runs as root (see user.go).
@@ -277,6 +281,13 @@ func (a *Agent) init(in guestproto.Init, entropy []byte) error {
 	}
 	if err := a.network(in); err != nil {
 		return a.inv.initFailed("Runtime.Unknown", err.Error())
+	}
+	if in.ServicesPort > 0 {
+		ln, err := listenServices(in.ServicesPort)
+		if err != nil {
+			return a.inv.initFailed("Runtime.Unknown", fmt.Sprintf("services listener: %v", err))
+		}
+		go serveServices(a.ctx, a.services, ln)
 	}
 	a.inv.initStarted(time.Now())
 	onExit := a.inv.runtimeExited

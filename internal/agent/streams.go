@@ -39,6 +39,9 @@ type streamServer struct {
 	// work of files streams; its zero value (as tests have it) is the
 	// agent's own user, in its root.
 	exec execAs
+	// services, when set, is told each session, for the streams the
+	// guest opens to the host's services (services.go).
+	services *servicesLink
 }
 
 // serve runs sessions until ctx ends: a session ends when the host goes
@@ -79,6 +82,10 @@ func (s *streamServer) session(ctx context.Context) error {
 		return err
 	}
 	defer sess.Close()
+	if s.services != nil {
+		s.services.set(sess)
+		defer s.services.clear(sess)
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -188,7 +195,7 @@ func (h *hostReader) Read(b []byte) (int, error) {
 
 // serveStreamsPort serves the streams port of a guest until ctx ends; a
 // VMM without the port (an older one) leaves the guest without streams.
-func serveStreamsPort(ctx context.Context, log *slog.Logger, reaper *supervisor) {
+func serveStreamsPort(ctx context.Context, log *slog.Logger, reaper *supervisor, services *servicesLink) {
 	p, err := openPort(ctx, guestproto.StreamsPortName)
 	if err != nil {
 		log.Warn("no streams port; connections into the guest are off", "err", err)
@@ -198,11 +205,20 @@ func serveStreamsPort(ctx context.Context, log *slog.Logger, reaper *supervisor)
 	// Exec and files streams run as the function's user, in its root when
 	// it has one.
 	ex := execAs{cred: functionCredential(), root: mountedRoot, reaper: reaper}
-	(&streamServer{ch: p.f, host: "127.0.0.1", log: log, exec: ex}).serve(ctx)
+	(&streamServer{ch: p.f, host: "127.0.0.1", log: log, exec: ex, services: services}).serve(ctx)
 }
 
 // ServeStreams serves host streams on ch until ctx ends, dialing ports on
 // host; the guest's agent serves its streams port so, and tests a pipe.
 func ServeStreams(ctx context.Context, ch io.ReadWriter, host string, log *slog.Logger) {
 	(&streamServer{ch: ch, host: host, log: log}).serve(ctx)
+}
+
+// ServeStreamsWithServices is ServeStreams that also carries the
+// connections services accepts to the host as services streams, as the
+// agent does for Init.ServicesPort; for tests.
+func ServeStreamsWithServices(ctx context.Context, ch io.ReadWriter, host string, services net.Listener, log *slog.Logger) {
+	link := newServicesLink()
+	go serveServices(ctx, link, services)
+	(&streamServer{ch: ch, host: host, log: log, services: link}).serve(ctx)
 }

@@ -42,6 +42,8 @@ type Verifier struct {
 	keys    Keys
 	region  string
 	service string
+	// s3 signs paths as S3 does: the path as sent, not escaped again.
+	s3      bool
 	maxBody int64
 	signer  *v4.Signer
 	now     func() time.Time
@@ -59,6 +61,15 @@ func (v *Verifier) ForService(service string, maxBody int64) *Verifier {
 	c := *v
 	c.service, c.maxBody = service, maxBody
 	return &c
+}
+
+// NewS3Verifier returns a Verifier for requests signed for service "s3"
+// in region with keys: S3 signs the path as sent (no second escaping),
+// and its bodies are streamed (see VerifyDeclaredPayload).
+func NewS3Verifier(keys Keys, region string) *Verifier {
+	v := NewVerifier(keys).InRegion(region)
+	v.service, v.s3 = "s3", true
+	return v
 }
 
 // InRegion is a copy of v that accepts requests signed for region (the
@@ -139,7 +150,10 @@ func (v *Verifier) checkScope(a authHeader, t time.Time) error {
 // over the bound (r.Body should be an http.MaxBytesReader) ends with the
 // reader's *http.MaxBytesError, and a declared Content-Length over it with
 // RequestTooLargeException, before any of it is read.
-func (v *Verifier) Verify(r *http.Request) error { return v.verify(r, false) }
+func (v *Verifier) Verify(r *http.Request) error {
+	_, err := v.verify(r, payloadRead)
+	return err
+}
 
 // unsignedPayload is the X-Amz-Content-Sha256 of a request whose body is
 // not part of its signature.
@@ -149,45 +163,87 @@ const unsignedPayload = "UNSIGNED-PAYLOAD"
 // X-Amz-Content-Sha256: UNSIGNED-PAYLOAD without reading its body, so that
 // the handler can stream it (an upload into a MicroVM). The body is then
 // not covered by the signature: callers bound it themselves.
-func (v *Verifier) VerifyUnsignedPayload(r *http.Request) error { return v.verify(r, true) }
+func (v *Verifier) VerifyUnsignedPayload(r *http.Request) error {
+	_, err := v.verify(r, payloadUnsigned)
+	return err
+}
 
-func (v *Verifier) verify(r *http.Request, unsigned bool) error {
+// Signed is what a verified request was signed with: what a caller needs
+// to check a body signed in chunks (aws-chunked), each chunk's signature
+// chained from the request's.
+type Signed struct {
+	AccessKeyID   string
+	Secret        string
+	Region        string // of the credential scope
+	Service       string
+	Signature     string // hex, the request's (the seed of its chunks)
+	Time          time.Time
+	SignedHeaders []string
+	PayloadHash   string // X-Amz-Content-Sha256 as sent
+}
+
+// VerifyDeclaredPayload checks r's signature over the X-Amz-Content-Sha256
+// it declares (a hex SHA-256, UNSIGNED-PAYLOAD or one of the STREAMING-
+// values), without reading the body: the caller streams the body and
+// checks it against that declaration (the hash at its end, the chunks'
+// signatures as they come), and keeps nothing of a body that fails.
+func (v *Verifier) VerifyDeclaredPayload(r *http.Request) (Signed, error) {
+	return v.verify(r, payloadDeclared)
+}
+
+// How verify takes the payload's hash.
+const (
+	payloadRead     = iota // read the body and hash it
+	payloadUnsigned        // UNSIGNED-PAYLOAD only
+	payloadDeclared        // X-Amz-Content-Sha256 as sent; the caller checks the body
+)
+
+func (v *Verifier) verify(r *http.Request, mode int) (Signed, error) {
 	a, ok := parseAuth(r.Header.Get("Authorization"))
 	if !ok {
-		return lambdaerr.UnrecognizedClient("The request is not signed: an AWS Signature Version 4 Authorization header is required (sign with the keys in the daemon's credentials file)")
+		return Signed{}, lambdaerr.UnrecognizedClient("The request is not signed: an AWS Signature Version 4 Authorization header is required (sign with the keys in the daemon's credentials file)")
 	}
 	t, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
 	if err != nil {
-		return lambdaerr.InvalidSignature("X-Amz-Date is missing or malformed")
+		return Signed{}, lambdaerr.InvalidSignature("X-Amz-Date is missing or malformed")
 	}
 	if err := v.checkScope(a, t); err != nil {
-		return err
+		return Signed{}, err
 	}
 	secret, ok := v.keys.Secret(a.accessKey)
 	if !ok {
-		return lambdaerr.UnrecognizedClient("The security token included in the request is invalid.")
+		return Signed{}, lambdaerr.UnrecognizedClient("The security token included in the request is invalid.")
 	}
 	if d := v.now().Sub(t); d > MaxClockSkew || d < -MaxClockSkew {
-		return lambdaerr.InvalidSignature("Signature expired: %s is now earlier than %s (%s - 15 min.)",
+		return Signed{}, lambdaerr.InvalidSignature("Signature expired: %s is now earlier than %s (%s - 15 min.)",
 			t.Format("20060102T150405Z"), v.now().UTC().Add(-MaxClockSkew).Format("20060102T150405Z"), v.now().UTC().Format("20060102T150405Z"))
 	}
 	payloadHash := unsignedPayload
-	if !unsigned {
+	switch mode {
+	case payloadRead:
 		if r.ContentLength > v.maxBody {
-			return lambdaerr.RequestTooLarge("Request must be smaller than %d bytes", v.maxBody)
+			return Signed{}, lambdaerr.RequestTooLarge("Request must be smaller than %d bytes", v.maxBody)
 		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
-			return fmt.Errorf("reading the request: %w", err)
+			return Signed{}, fmt.Errorf("reading the request: %w", err)
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		sum := sha256.Sum256(body)
 		payloadHash = hex.EncodeToString(sum[:])
 		if h := r.Header.Get("X-Amz-Content-Sha256"); h != "" && h != unsignedPayload && h != payloadHash {
-			return lambdaerr.InvalidSignature("The provided X-Amz-Content-Sha256 header does not match what was computed.")
+			return Signed{}, lambdaerr.InvalidSignature("The provided X-Amz-Content-Sha256 header does not match what was computed.")
 		}
-	} else if r.Header.Get("X-Amz-Content-Sha256") != unsignedPayload {
-		return lambdaerr.InvalidSignature("X-Amz-Content-Sha256 must be UNSIGNED-PAYLOAD for a streamed upload.")
+	case payloadUnsigned:
+		if r.Header.Get("X-Amz-Content-Sha256") != unsignedPayload {
+			return Signed{}, lambdaerr.InvalidSignature("X-Amz-Content-Sha256 must be UNSIGNED-PAYLOAD for a streamed upload.")
+		}
+	case payloadDeclared:
+		// The declaration must be signed, or a body could be swapped
+		// for another with its own hash.
+		if payloadHash = r.Header.Get("X-Amz-Content-Sha256"); payloadHash == "" || !slices.Contains(a.signedHeaders, "x-amz-content-sha256") {
+			return Signed{}, lambdaerr.InvalidSignature("X-Amz-Content-Sha256 must be sent and signed.")
+		}
 	}
 
 	// The request as the client signed it: its method, path, query and the
@@ -196,7 +252,7 @@ func (v *Verifier) verify(r *http.Request, unsigned bool) error {
 	u := &url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	again, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), nil)
 	if err != nil {
-		return err
+		return Signed{}, err
 	}
 	again.Host = r.Host
 	for _, h := range a.signedHeaders {
@@ -209,15 +265,17 @@ func (v *Verifier) verify(r *http.Request, unsigned bool) error {
 		}
 	}
 	creds := aws.Credentials{AccessKeyID: a.accessKey, SecretAccessKey: secret}
-	if err := v.signer.SignHTTP(r.Context(), creds, again, payloadHash, v.service, v.region, t); err != nil {
-		return err
+	if err := v.signer.SignHTTP(r.Context(), creds, again, payloadHash, v.service, v.region, t, func(o *v4.SignerOptions) {
+		o.DisableURIPathEscaping = v.s3
+	}); err != nil {
+		return Signed{}, err
 	}
 	// The signer adds host and x-amz-date and sorts and lowercases the
 	// list, so a header may list its signed headers otherwise and still
 	// match: it must list exactly what was signed.
 	want, _ := parseAuth(again.Header.Get("Authorization"))
 	if !hmac.Equal([]byte(want.signature), []byte(a.signature)) || !slices.Equal(want.signedHeaders, a.signedHeaders) {
-		return lambdaerr.InvalidSignature("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
+		return Signed{}, lambdaerr.InvalidSignature("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
 	}
-	return nil
+	return Signed{AccessKeyID: a.accessKey, Secret: secret, Region: a.region, Service: a.service, Signature: a.signature, Time: t, SignedHeaders: a.signedHeaders, PayloadHash: payloadHash}, nil
 }

@@ -27,7 +27,7 @@ func (c *CLI) serveCmd() *cobra.Command {
 	var snapStart bool
 	var async server.AsyncOptions
 	var dnsFlag []string
-	var urlListen, urlTLSListen, urlDomain, tlsCert, tlsKey string
+	var s3Listen, urlListen, urlTLSListen, urlDomain, tlsCert, tlsKey string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Hearth daemon: the Lambda API on --listen, functions in microVMs",
@@ -68,6 +68,7 @@ suspended, and the next daemon resumes them.`,
 			srv, err := server.New(ctx, server.Config{DNS: dns,
 				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency, Limits: limits,
 				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
+				S3Listen:  s3Listen,
 				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey, Prices: prices,
 				NetworkPolicy: fc.NetworkPolicy, Async: async,
 				Host: vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
@@ -116,6 +117,7 @@ suspended, and the next daemon resumes them.`,
 	cmd.Flags().DurationVar(&async.BackoffMax, "async-backoff-max", 0, "the longest wait after throttles or host errors (default 5m)")
 	cmd.Flags().DurationVar(&async.AckWait, "async-ack-wait", 0, "how soon an event whose attempt a dead daemon left runs again (default 30s)")
 	cmd.Flags().BoolVar(&snapStart, "snap-start", false, "snapshot each function after its first init and clone new environments from it")
+	cmd.Flags().StringVar(&s3Listen, "s3-listen", "127.0.0.1:9002", "the S3 endpoint, path-style and <bucket>.s3.<url-domain> (empty: off; functions reach it from their guests either way)")
 	cmd.Flags().StringVar(&urlListen, "url-listen", "127.0.0.1:9080", "function URLs over HTTP (empty: off)")
 	cmd.Flags().StringVar(&urlTLSListen, "url-tls-listen", "127.0.0.1:9443", "function URLs over HTTPS and HTTP/2 (empty: off)")
 	cmd.Flags().StringVar(&urlDomain, "url-domain", "localhost", "function URLs are <url-id>.lambda-url.<domain> (with a domain other than localhost: <url-id>.lambda-url.<region>.<domain>)")

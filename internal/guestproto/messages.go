@@ -74,6 +74,10 @@ type Init struct {
 	// "snap-start" for an environment that becomes a template.
 	InitType string `json:"initType,omitempty"`
 	EnvID    string `json:"envId"`
+	// ServicesPort, when set, is the port on the guest's loopback where
+	// the agent listens and carries each connection to the host's
+	// services as a stream it opens (ServicesStreamKind); 0: none.
+	ServicesPort int `json:"servicesPort,omitempty"`
 	// EphemeralStorageMB is the size of /tmp; 0 keeps the guest's default,
 	// Lambda's 512 MB.
 	EphemeralStorageMB int `json:"ephemeralStorageMB,omitempty"`

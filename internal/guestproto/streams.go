@@ -48,6 +48,16 @@ const MaxStreams = 256
 // agent leaves room for those.
 const MaxAgentStreams = 2 * MaxStreams
 
+// MaxGuestStreams bounds the streams a guest has open at once to the
+// host's services (see ServicesStreamKind); the host closes any beyond.
+const MaxGuestStreams = 32
+
+// ServicesStreamKind is the one byte a stream the guest opens begins with:
+// a connection to the host's services endpoint (the S3 API), made to the
+// agent's listener on the guest's loopback (Init.ServicesPort). The host
+// accepts no other kind, and reads the byte by a deadline.
+const ServicesStreamKind byte = 0x53
+
 // StreamHelloEvery is how often the host repeats its hello: the first may
 // be eaten by what is left of an earlier session in the guest.
 const StreamHelloEvery = 200 * time.Millisecond

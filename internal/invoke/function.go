@@ -57,6 +57,15 @@ func (s *Service) schedulerFunction(f store.Function, reserved *int) (scheduler.
 		}
 		fn.Root = root
 	}
+	if s.cfg.Services != nil {
+		env, port := s.cfg.Services.GuestServices(f.FunctionName)
+		merged := maps.Clone(fn.Env)
+		if merged == nil {
+			merged = map[string]string{}
+		}
+		maps.Copy(merged, env)
+		fn.Env, fn.ServicesPort = merged, port
+	}
 	if f.IdlePolicy == (store.IdlePolicy{}) {
 		fn.KeepWarm, fn.KeepSuspended = defaultKeepWarm, defaultKeepSuspended
 	}

@@ -107,7 +107,18 @@ type Config struct {
 	// CacheDir is Hearth's cache, where `make runtimes` leaves the managed
 	// runtimes' roots (runtimes.RootPath).
 	CacheDir string
+	// Services, when set, gives each function the environment and the
+	// guest port with which it reaches the host's services (the S3
+	// endpoint, with its keys).
+	Services GuestServices
 	Log      *slog.Logger
+}
+
+// GuestServices says how a function reaches the host's services: the
+// variables its environment gets (they replace the function's own of the
+// same name, as Lambda's reserved ones) and the guest port.
+type GuestServices interface {
+	GuestServices(function string) (env map[string]string, port int)
 }
 
 // Service runs invocations.

@@ -83,6 +83,9 @@ func (e *Env) boot(ctx context.Context) error {
 	}
 	t2 := time.Now()
 	tm.KernelBoot = t2.Sub(t1)
+	// The agent is up: the session its services listener needs, before
+	// the function's init may use it.
+	e.startServices(c)
 	// The guest's account of its boot is bounded by the host's measure.
 	tm.GuestAgent = msIn(hello.AgentMs, tm.KernelBoot)
 	tm.GuestKernel = min(max(msIn(hello.UptimeMs, tm.KernelBoot)-tm.GuestAgent, 0), tm.KernelBoot-tm.GuestAgent)
@@ -94,6 +97,9 @@ func (e *Env) boot(ctx context.Context) error {
 		Env: e.fn.Env, LogLimit: e.fn.LogLimit, UnixNano: time.Now().UnixNano(),
 		InitType: e.initType, EnvID: e.id, EphemeralStorageMB: e.fn.EphemeralStorageMB,
 		Root: guestRoot(e.fn), TmpDisk: tmpSerial, Net: e.guestNet(), Service: e.fn.Service,
+	}
+	if e.servesGuests() {
+		initMsg.ServicesPort = e.fn.ServicesPort
 	}
 	// The init phase's output is counted from here, against its own limit.
 	e.logs.reset()

@@ -43,6 +43,10 @@ type Function struct {
 	// the environment is ready once it has started, and is reached through
 	// DialGuest and Exec, never invoked.
 	Service bool `json:"service,omitempty"`
+	// ServicesPort, when set (and Config.GuestServices is), is the port on
+	// the guest's loopback where the function reaches the host's services
+	// (services.go); 0: it reaches none.
+	ServicesPort int `json:"servicesPort,omitempty"`
 }
 
 // DefaultRegion is the region a function is in when none is set.
@@ -97,7 +101,10 @@ type Config struct {
 	StreamStall time.Duration
 	// Net gives each environment a network; nil gives none.
 	Net Networks
-	Log *slog.Logger
+	// GuestServices serves the connections guests open to the host's
+	// services (functions with a ServicesPort); nil: guests reach none.
+	GuestServices GuestServices
+	Log           *slog.Logger
 }
 
 func (c Config) withDefaults() Config {

@@ -146,6 +146,7 @@ func newEnv(cfg Config, fn Function, img Image, id, dir string) *Env {
 func (e *Env) connect(m vmm.Machine, initing bool) *conn {
 	e.mu.Lock()
 	c := newConn(m, initing, e.guest, e.logs, e.stream, e.log, e.linkLost)
+	c.streams.guestOpens = e.servesGuests()
 	dead := e.state == StateDead
 	if !dead {
 		e.conn = c

@@ -75,5 +75,6 @@ func Open(ctx context.Context, cfg Config, dir string) (*Env, error) {
 		e.ready.start = StartWarm
 	}
 	e.mu.Unlock()
+	e.startServices(c)
 	return e, nil
 }

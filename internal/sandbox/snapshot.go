@@ -301,6 +301,7 @@ func (e *Env) restoreSpending(ctx context.Context, spec vmm.MachineSpec, snap vm
 	}
 	e.state = StateReady
 	e.mu.Unlock()
+	e.startServices(c)
 	e.log.Debug("resumed", "vmm_ms", msf(t1.Sub(t0)), "guest_ms", msf(time.Since(t1)), "agent_freshen_ms", msf(msIn(r.FreshenMs, time.Since(t1))))
 	return nil
 }

@@ -51,6 +51,9 @@ type streamLink struct {
 	mu   sync.Mutex
 	sess *yamux.Session
 	sem  chan struct{} // a slot per open stream, guestproto.MaxStreams in all
+	// guestOpens lets the guest open streams to the host's services
+	// (services.go); set before the session is made.
+	guestOpens bool
 	// filesStall, when set, replaces filesStall (tests).
 	filesStall time.Duration
 }
@@ -165,7 +168,7 @@ func (c *conn) streamSession(ctx context.Context) (*yamux.Session, chan struct{}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrNoStreams, err)
 	}
-	sess, err := startStreamSession(ctx, raw)
+	sess, err := startStreamSession(ctx, raw, l.guestOpens)
 	if err != nil {
 		raw.Close()
 		return nil, nil, err
@@ -185,7 +188,7 @@ func (c *conn) streamSession(ctx context.Context) (*yamux.Session, chan struct{}
 // startStreamSession greets the agent on raw and starts the yamux client.
 // The hello is repeated until answered: what an earlier session left in
 // the guest (a host that left, a snapshot restored) may eat the first.
-func startStreamSession(ctx context.Context, raw net.Conn) (*yamux.Session, error) {
+func startStreamSession(ctx context.Context, raw net.Conn, guestOpens bool) (*yamux.Session, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	nonce := hex.EncodeToString(b[:])
@@ -222,7 +225,7 @@ func startStreamSession(ctx context.Context, raw net.Conn) (*yamux.Session, erro
 		io.Reader
 		io.Writer
 		io.Closer
-	}{newGuardReader(raw), raw, raw}, guestproto.YamuxConfig())
+	}{newGuardReader(raw, guestOpens), raw, raw}, guestproto.YamuxConfig())
 }
 
 // byteReader reads one byte at a time, so nothing past the handshake is

@@ -17,6 +17,11 @@ const (
 	yamuxFlagSYN    = 1
 )
 
+// maxGuestOpensPerSecond bounds the streams a guest allowed to open them
+// (to the host's services) may open a second: each is a yamux stream and
+// a goroutine on the host until it is refused or served.
+const maxGuestOpensPerSecond = 64
+
 // maxGuestPingsPerSecond bounds the pings the guest may send: yamux
 // answers each from a goroutine of its own, which waits while the guest
 // does not read, so a flood would grow the host without bound.
@@ -26,9 +31,13 @@ var errGuestProtocol = errors.New("guest broke the streams protocol")
 
 // guardReader reads the guest's side of a yamux session and ends it when
 // the guest does what yamux would let it do at the host's cost: open
-// streams of its own (the host never accepts one) or flood pings.
+// streams of its own (unless the session serves the host's services to
+// it, and then not more than maxGuestOpensPerSecond) or flood pings.
 type guardReader struct {
-	r io.Reader
+	r          io.Reader
+	allowOpens bool
+	openSec    time.Time
+	openSeen   int
 
 	hdr      [yamuxHeaderSize]byte
 	have     int    // header bytes read so far
@@ -38,7 +47,9 @@ type guardReader struct {
 	now      func() time.Time
 }
 
-func newGuardReader(r io.Reader) *guardReader { return &guardReader{r: r, now: time.Now} }
+func newGuardReader(r io.Reader, allowOpens bool) *guardReader {
+	return &guardReader{r: r, allowOpens: allowOpens, now: time.Now}
+}
 
 func (g *guardReader) Read(b []byte) (int, error) {
 	n, err := g.r.Read(b)
@@ -72,7 +83,15 @@ func (g *guardReader) check(p []byte) error {
 		switch typ {
 		case yamuxTypeData, yamuxTypeWindow:
 			if flags&yamuxFlagSYN != 0 {
-				return fmt.Errorf("%w: it opened a stream", errGuestProtocol)
+				if !g.allowOpens {
+					return fmt.Errorf("%w: it opened a stream", errGuestProtocol)
+				}
+				if now := g.now(); now.Sub(g.openSec) >= time.Second {
+					g.openSec, g.openSeen = now, 0
+				}
+				if g.openSeen++; g.openSeen > maxGuestOpensPerSecond {
+					return fmt.Errorf("%w: it opened more than %d streams a second", errGuestProtocol, maxGuestOpensPerSecond)
+				}
 			}
 			if typ == yamuxTypeData {
 				g.payload = length

@@ -80,7 +80,10 @@ type Config struct {
 	NetworkPolicy *network.Policy
 	// Async paces asynchronous invocations (Lambda's delays when zero).
 	Async AsyncOptions
-	Log   *slog.Logger
+	// S3Listen serves the S3 endpoint (buckets.go); empty: only guests
+	// reach it.
+	S3Listen string
+	Log      *slog.Logger
 }
 
 // Server is a running daemon.
@@ -107,10 +110,11 @@ type Server struct {
 
 	// Events (events.go, async.go): the embedded JetStream, the queues and
 	// the SQS API on it, and the asynchronous invocations.
-	broker *broker.Broker
-	queues *queue.Service
-	sqs    *sqsapi.Handler
-	async  *async.Queue
+	broker  *broker.Broker
+	queues  *queue.Service
+	sqs     *sqsapi.Handler
+	async   *async.Queue
+	buckets *buckets
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -169,7 +173,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = newMetrics()
+	if cfg.URLDomain == "" {
+		cfg.URLDomain = "localhost"
+		s.cfg.URLDomain = "localhost"
+	}
+	if s.buckets, err = openBuckets(cfg, creds, st); err != nil {
+		st.Close()
+		return nil, err
+	}
 	sbx := host.SandboxConfig(filepath.Join(cfg.DataDir, "envs"), nil)
+	sbx.GuestServices = s.buckets
 	if s.nets = openNetworks(ctx, cfg, s.metrics); s.nets != nil {
 		sbx.Net = s.nets
 	}
@@ -200,7 +213,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs, Async: s.async,
-		Region: cfg.Region, SnapStart: cfg.SnapStart, CacheDir: cfg.Host.CacheDir, Log: cfg.Log})
+		Region: cfg.Region, SnapStart: cfg.SnapStart, CacheDir: cfg.Host.CacheDir, Services: s.buckets, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
 	if cfg.URLDomain == "" {
@@ -368,6 +381,10 @@ func (s *Server) Start(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	if err := s.buckets.start(s.cfg.S3Listen); err != nil {
+		ln.Close()
+		return err
+	}
 	s.adopt(ctx)
 	s.microvms.Start(ctx)
 	// Workers live until Shutdown stops them, whatever ctx does.
@@ -432,6 +449,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.http != nil {
 		err = s.http.Shutdown(ctx)
 	}
+	s.buckets.shutdown(ctx)
 	// Running MicroVMs are suspended (the next daemon resumes them) while
 	// the networks and the store they need are still there.
 	if merr := s.microvms.Shutdown(ctx); merr != nil {

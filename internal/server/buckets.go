@@ -1,0 +1,197 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/objects"
+	"github.com/hearthdev/hearth/internal/s3api"
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+// Buckets: the S3 endpoint serves the buckets of <data>/buckets on a
+// listener of its own (Config.S3Listen), not on the API's: path-style S3
+// addresses (/<bucket>/<key>) share their first segment with the Lambda
+// API's routes (/2015-03-31/… is a valid bucket name), and a listener of
+// its own keeps both routings whole. Functions reach it from their guests
+// through the agent (sandbox/services.go), on GuestServicesPort of the
+// guest's loopback, with keys of their own (s3api.FunctionKeys).
+
+// GuestServicesPort is where a function reaches the S3 endpoint, on its
+// guest's loopback; AWS_ENDPOINT_URL_S3 names it.
+const GuestServicesPort = 9002
+
+// BucketsTag is the function tag that scopes its keys: bucket names
+// separated by spaces (tag values allow no comma), or "*". Without it a
+// function may use every bucket.
+const BucketsTag = "hearth:buckets"
+
+// BucketsDir is where buckets are kept, in dataDir.
+func BucketsDir(dataDir string) string { return filepath.Join(dataDir, "buckets") }
+
+// buckets is the daemon's S3 endpoint.
+type buckets struct {
+	handler *s3api.Handler
+	fnKeys  *s3api.FunctionKeys
+	creds   *credentials
+	store   *store.Store
+
+	srv   *http.Server // on Config.S3Listen, when set
+	addr  string
+	guest *http.Server // on the guests' streams
+	conns *connListener
+}
+
+// openBuckets opens the buckets and the endpoint's handler.
+func openBuckets(cfg Config, creds *credentials, st *store.Store) (*buckets, error) {
+	objs, err := objects.Open(BucketsDir(cfg.DataDir))
+	if err != nil {
+		return nil, fmt.Errorf("buckets: %w", err)
+	}
+	fk, err := s3api.OpenFunctionKeys(filepath.Join(cfg.DataDir, "function-keys"))
+	if err != nil {
+		return nil, fmt.Errorf("function keys: %w", err)
+	}
+	b := &buckets{fnKeys: fk, creds: creds, store: st, conns: newConnListener()}
+	b.handler = s3api.New(s3api.Config{Backend: objs, Verifier: api.NewS3Verifier(bucketKeys{creds, fk}, cfg.Region),
+		Scopes: b, Domain: cfg.URLDomain, Log: cfg.Log})
+	return b, nil
+}
+
+// bucketKeys are the keys the S3 endpoint takes: the daemon's and the
+// functions'.
+type bucketKeys struct {
+	creds *credentials
+	fk    *s3api.FunctionKeys
+}
+
+func (k bucketKeys) Secret(id string) (string, bool) {
+	if s, ok := k.creds.Secret(id); ok {
+		return s, true
+	}
+	return k.fk.Secret(id)
+}
+
+// Scope says what a key may touch: the daemon's keys everything; a
+// function's key (with its session token) the buckets its BucketsTag
+// names, all without it, and nothing once the function is gone.
+func (b *buckets) Scope(ctx context.Context, id, token string) (s3api.Scope, error) {
+	if _, ok := b.creds.Secret(id); ok {
+		return s3api.Scope{Admin: true}, nil
+	}
+	fn, ok := b.fnKeys.Function(id, token)
+	if !ok {
+		return s3api.Scope{}, errors.New("The provided token is malformed or otherwise invalid.")
+	}
+	if _, err := b.store.GetFunction(ctx, fn); err != nil {
+		return s3api.Scope{}, errors.New("The provided token has expired.")
+	}
+	tags, err := b.store.Tags(ctx, fn)
+	if err != nil {
+		return s3api.Scope{}, err
+	}
+	v, ok := tags[BucketsTag]
+	if !ok || strings.TrimSpace(v) == "*" {
+		return s3api.Scope{Function: fn, All: true}, nil
+	}
+	return s3api.Scope{Function: fn, Buckets: strings.Fields(v)}, nil
+}
+
+// GuestServices gives a function its keys and the endpoint's address in
+// its guest (invoke.GuestServices).
+func (b *buckets) GuestServices(function string) (map[string]string, int) {
+	c := b.fnKeys.For(function)
+	return map[string]string{
+		"AWS_ACCESS_KEY_ID":     c.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY": c.SecretAccessKey,
+		"AWS_SESSION_TOKEN":     c.SessionToken,
+		"AWS_ENDPOINT_URL_S3":   "http://127.0.0.1:" + strconv.Itoa(GuestServicesPort),
+	}, GuestServicesPort
+}
+
+// ServeGuestConn serves a connection a guest opened (sandbox.GuestServices).
+func (b *buckets) ServeGuestConn(c net.Conn) {
+	if !b.conns.put(c) {
+		c.Close()
+	}
+}
+
+// start serves the endpoint: on listen (none when empty) and on the
+// guests' connections.
+func (b *buckets) start(listen string) error {
+	limits := defaultHTTPLimits()
+	if listen != "" {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("s3: %w", err)
+		}
+		b.srv, b.addr = limits.server(b.handler), ln.Addr().String()
+		go func() { _ = b.srv.Serve(limits.listen(ln)) }()
+	}
+	b.guest = limits.server(b.handler)
+	go func() { _ = b.guest.Serve(b.conns) }()
+	return nil
+}
+
+func (b *buckets) shutdown(ctx context.Context) {
+	if b.srv != nil {
+		_ = b.srv.Shutdown(ctx)
+	}
+	if b.guest != nil {
+		_ = b.guest.Shutdown(ctx)
+	}
+	b.conns.Close()
+}
+
+// S3Addr is the S3 endpoint's address, empty when it has no listener.
+func (s *Server) S3Addr() string { return s.buckets.addr }
+
+// connListener is a net.Listener of the connections handed to it.
+type connListener struct {
+	ch        chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newConnListener() *connListener {
+	return &connListener{ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// put hands c to Accept; false once the listener is closed.
+func (l *connListener) put(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return guestAddr{} }
+
+type guestAddr struct{}
+
+func (guestAddr) Network() string { return "guest" }
+func (guestAddr) String() string  { return "guest" }
