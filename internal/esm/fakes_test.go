@@ -244,7 +244,7 @@ func throttled() error {
 }
 
 type countingObserver struct {
-	mu                                     sync.Mutex
+	mu                                        sync.Mutex
 	batches, messages, failed, filtered, errs int
 }
 
