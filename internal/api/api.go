@@ -78,7 +78,10 @@ type Config struct {
 	// MicroVMs runs Lambda MicroVMs (microvm.Manager); nil answers their
 	// operations that the daemon runs none.
 	MicroVMs MicroVMs
-	Log      *slog.Logger
+	// EventSources runs event source mappings (esm.Manager); nil refuses
+	// creating or updating them (the daemon runs no queues).
+	EventSources EventSources
+	Log          *slog.Logger
 }
 
 // defaultMaxConcurrency is the scheduler's bound when the daemon sets none.
