@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/esm"
 	"github.com/hearthdev/hearth/internal/fnlog"
 	"github.com/hearthdev/hearth/internal/funcurl"
 	"github.com/hearthdev/hearth/internal/guestimage"
@@ -98,6 +99,7 @@ type Server struct {
 	urls     []*http.Server
 	urlAddrs []string // the function-URL listeners' addresses, http first
 	microvms *microvm.Manager
+	esm      *esm.Manager // nil when the daemon runs no queues
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -192,7 +194,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s.api = api.New(api.Config{MicroVMs: s.microvms, Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.openEventSources(s.esmQueues())
+	s.api = api.New(api.Config{MicroVMs: s.microvms, EventSources: s.eventSources(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
 		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
@@ -343,6 +346,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.adopt(ctx)
 	s.microvms.Start(ctx)
+	s.startEventSources(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
 	mux.Handle("/", s.api)
@@ -403,6 +407,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.http != nil {
 		err = s.http.Shutdown(ctx)
 	}
+	// The pollers stop before the queues and the environments they use.
+	s.stopEventSources(ctx)
 	// Running MicroVMs are suspended (the next daemon resumes them) while
 	// the networks and the store they need are still there.
 	if merr := s.microvms.Shutdown(ctx); merr != nil {
