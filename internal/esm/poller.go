@@ -180,7 +180,14 @@ func (r *runner) poll() {
 		}
 		batch, err := r.gather()
 		if len(batch) > 0 {
-			r.process(batch)
+			if perr := r.process(batch); perr != nil && err == nil {
+				// The function is not there, or the host failed: its
+				// messages come back after their visibility timeout; this
+				// poller waits before it takes more.
+				r.sleep(backoff)
+				backoff = min(2*backoff, maxBackoff)
+				continue
+			}
 		}
 		if err != nil && r.ctx.Err() == nil {
 			if backoff == firstBackoff {
@@ -232,8 +239,9 @@ func (r *runner) gather() ([]Message, error) {
 }
 
 // process drops (deletes) what the filter rejects, invokes the function
-// with the rest and deletes what it processed.
-func (r *runner) process(msgs []Message) {
+// with the rest and deletes what it processed. Its error is the
+// invocation's refusal or the platform's failure.
+func (r *runner) process(msgs []Message) error {
 	res := BatchResult{Function: r.rec.Function}
 	defer func() {
 		if o := r.m.cfg.Observer; o != nil {
@@ -254,13 +262,13 @@ func (r *runner) process(msgs []Message) {
 	res.Filtered = len(dropped)
 	r.delete(dropped)
 	if len(batch) == 0 {
-		return
+		return nil
 	}
 	res.Messages = len(batch)
 	payload, err := json.Marshal(events.SQSEvent{Records: batch})
 	if err != nil {
 		res.Failed, res.Err = len(batch), err
-		return
+		return err
 	}
 	out, err := r.invoke(payload)
 	if err != nil {
@@ -270,7 +278,7 @@ func (r *runner) process(msgs []Message) {
 		if r.ctx.Err() == nil {
 			r.log.Warn("esm: invoking", "err", err)
 		}
-		return
+		return err
 	}
 	o := outcome(batch, out.Payload, out.Error != nil, r.rec.ReportBatchItemFailures)
 	if o.Invalid != "" {
@@ -278,6 +286,7 @@ func (r *runner) process(msgs []Message) {
 	}
 	res.Failed = o.Failed
 	r.delete(o.Delete)
+	return nil
 }
 
 // invoke runs the function on a batch, retrying throttles with back-off
