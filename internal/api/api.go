@@ -78,6 +78,9 @@ type Config struct {
 	// MicroVMs runs Lambda MicroVMs (microvm.Manager); nil answers their
 	// operations that the daemon runs none.
 	MicroVMs MicroVMs
+	// Queues are the daemon's queues, which destinations and dead-letter
+	// queues may name; nil refuses every queue.
+	Queues Queues
 	// EventSources runs event source mappings (esm.Manager); nil refuses
 	// creating or updating them (the daemon runs no queues).
 	EventSources EventSources

@@ -41,6 +41,7 @@ const SigningService = "lambda"
 type Verifier struct {
 	keys    Keys
 	region  string
+	service string
 	maxBody int64
 	signer  *v4.Signer
 	now     func() time.Time
@@ -49,7 +50,15 @@ type Verifier struct {
 // NewVerifier returns a Verifier for keys, for requests signed for the
 // default region (see InRegion) with bodies of at most MaxRequestBytes.
 func NewVerifier(keys Keys) *Verifier {
-	return &Verifier{keys: keys, region: sandbox.DefaultRegion, maxBody: MaxRequestBytes, signer: v4.NewSigner(), now: time.Now}
+	return &Verifier{keys: keys, region: sandbox.DefaultRegion, service: SigningService, maxBody: MaxRequestBytes, signer: v4.NewSigner(), now: time.Now}
+}
+
+// ForService is a copy of v that accepts requests signed for service
+// (the SQS API's, "sqs") and bodies of at most maxBody bytes.
+func (v *Verifier) ForService(service string, maxBody int64) *Verifier {
+	c := *v
+	c.service, c.maxBody = service, maxBody
+	return &c
 }
 
 // InRegion is a copy of v that accepts requests signed for region (the
@@ -108,8 +117,8 @@ func parseAuth(h string) (authHeader, bool) {
 // (on AWS, or on another daemon with the same keys), must not be valid
 // here.
 func (v *Verifier) checkScope(a authHeader, t time.Time) error {
-	if a.service != SigningService {
-		return lambdaerr.InvalidSignature("Credential should be scoped to correct service: '%s'.", SigningService)
+	if a.service != v.service {
+		return lambdaerr.InvalidSignature("Credential should be scoped to correct service: '%s'.", v.service)
 	}
 	if a.region != v.region {
 		return lambdaerr.InvalidSignature("Credential should be scoped to a valid region: '%s', not '%s'.", v.region, a.region)
@@ -200,7 +209,7 @@ func (v *Verifier) verify(r *http.Request, unsigned bool) error {
 		}
 	}
 	creds := aws.Credentials{AccessKeyID: a.accessKey, SecretAccessKey: secret}
-	if err := v.signer.SignHTTP(r.Context(), creds, again, payloadHash, SigningService, v.region, t); err != nil {
+	if err := v.signer.SignHTTP(r.Context(), creds, again, payloadHash, v.service, v.region, t); err != nil {
 		return err
 	}
 	// The signer adds host and x-amz-date and sorts and lowercases the

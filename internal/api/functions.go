@@ -89,6 +89,7 @@ type createRequest struct {
 	SnapStart        *store.SnapStart        `json:"SnapStart"`
 	Layers           []string                `json:"Layers"`
 	ImageConfig      *store.ImageConfig      `json:"ImageConfig"`
+	DeadLetterConfig *store.DeadLetterConfig `json:"DeadLetterConfig"`
 }
 
 // check checks what CreateFunction sends beyond the name and the code, and
@@ -210,6 +211,9 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = a.checkManaged(req.Runtime, req.Handler)
 	}
+	if err == nil {
+		err = a.checkDeadLetter(req.DeadLetterConfig)
+	}
 	if err != nil {
 		a.writeError(w, err)
 		return
@@ -259,6 +263,7 @@ func (a *API) createFunction(w http.ResponseWriter, r *http.Request) {
 		State: "Active", LastUpdateStatus: "Successful", PackageType: "Zip", Architectures: []string{hostArchitecture},
 		Environment: req.Environment, IdlePolicy: a.cfg.IdlePolicy, NetworkPolicy: a.cfg.NetworkPolicy,
 		EphemeralStorage: req.EphemeralStorage, LoggingConfig: logging, SnapStart: snap, Layers: layers,
+		DeadLetterConfig: deadLetterOf(req.DeadLetterConfig),
 	}
 	if req.MemorySize != nil {
 		f.MemorySize = *req.MemorySize
@@ -402,6 +407,9 @@ type updateConfigRequest struct {
 	// Layers replaces the function's layers when sent ([] removes them).
 	Layers      *[]string          `json:"Layers"`
 	ImageConfig *store.ImageConfig `json:"ImageConfig"`
+	// DeadLetterConfig replaces the function's when sent (an empty
+	// TargetArn removes it).
+	DeadLetterConfig *store.DeadLetterConfig `json:"DeadLetterConfig"`
 }
 
 // check checks what UpdateFunctionConfiguration sends.
@@ -426,7 +434,11 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 		a.writeError(w, err)
 		return
 	}
-	if err := req.check(); err != nil {
+	err = req.check()
+	if err == nil {
+		err = a.checkDeadLetter(req.DeadLetterConfig)
+	}
+	if err != nil {
 		a.writeError(w, err)
 		return
 	}
@@ -493,6 +505,9 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 		}
 		if req.Layers != nil {
 			f.Layers = layers
+		}
+		if req.DeadLetterConfig != nil {
+			f.DeadLetterConfig = deadLetterOf(req.DeadLetterConfig)
 		}
 		if req.ImageConfig != nil {
 			if rebuild, err = a.setImageConfig(f, req.ImageConfig); err != nil {
@@ -645,6 +660,9 @@ func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.pruneLayers(r.Context())
+	if err := a.cfg.Store.DeleteEventInvokeConfig(r.Context(), name, "*"); err != nil {
+		a.cfg.Log.Warn("deleting a function's event invoke configs", "function", name, "err", err)
+	}
 	a.cfg.Invoker.Retire(r.Context(), name)
 	w.WriteHeader(http.StatusNoContent)
 }

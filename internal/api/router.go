@@ -56,6 +56,12 @@ func (a *API) routes() {
 	m.HandleFunc("GET /2016-08-19/account-settings", a.getAccountSettings)
 	m.HandleFunc("GET /2016-08-19/account-settings/{$}", a.getAccountSettings)
 	m.HandleFunc("GET /2020-06-30/functions/{name}/code-signing-config", a.getCodeSigningConfig)
+	// Asynchronous invocation settings, in eventinvoke.go.
+	m.HandleFunc("PUT /2019-09-25/functions/{name}/event-invoke-config", a.putEventInvokeConfig)
+	m.HandleFunc("POST /2019-09-25/functions/{name}/event-invoke-config", a.updateEventInvokeConfig)
+	m.HandleFunc("GET /2019-09-25/functions/{name}/event-invoke-config", a.getEventInvokeConfig)
+	m.HandleFunc("DELETE /2019-09-25/functions/{name}/event-invoke-config", a.deleteEventInvokeConfig)
+	m.HandleFunc("GET /2019-09-25/functions/{name}/event-invoke-config/list", a.listEventInvokeConfigs)
 	// Event source mappings, in esm.go; the aws CLI sends a trailing slash.
 	m.HandleFunc("POST /2015-03-31/event-source-mappings", a.createEventSourceMapping)
 	m.HandleFunc("POST /2015-03-31/event-source-mappings/{$}", a.createEventSourceMapping)

@@ -18,8 +18,8 @@ func TestUnknownRoutesAnswerInLambdasShape(t *testing.T) {
 		wantMsg    []string
 		wantAllow  string
 	}{
-		{"a Lambda operation Hearth lacks", "GET", "/2019-09-25/functions/fn/event-invoke-config", 404,
-			[]string{"GetFunctionEventInvokeConfig", "not supported by Hearth"}, ""},
+		{"a Lambda operation Hearth lacks", "GET", "/2024-08-31/functions/fn/recursion-config", 404,
+			[]string{"GetFunctionRecursionConfig", "not supported by Hearth"}, ""},
 		{"one told from another by its query", "GET", "/2019-09-30/functions/fn/provisioned-concurrency?List=ALL", 404,
 			[]string{"ListProvisionedConcurrencyConfigs"}, ""},
 		{"the same path without it", "GET", "/2019-09-30/functions/fn/provisioned-concurrency", 404, []string{"GetProvisionedConcurrencyConfig"}, ""},

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,6 +23,21 @@ func (noPools) StartTypes() map[string]int                  { return map[string]
 // warm, those with a connection or exec open busy, and its suspended ones.
 type MicroVMPools interface {
 	StatsByImage() map[string]microvm.Stats
+}
+
+// QueuePools is a Pools that reports the queues too: status (and `hearth
+// top`) shows each one's messages.
+type QueuePools interface {
+	QueueStatus(ctx context.Context) []QueueStatus
+}
+
+// QueueStatus is a queue's messages in GET /hearth/v1/status.
+type QueueStatus struct {
+	Name             string  `json:"name"`
+	Visible          int     `json:"visible"`
+	InFlight         int     `json:"inFlight"`
+	Delayed          int     `json:"delayed"`
+	OldestAgeSeconds float64 `json:"oldestAgeSeconds"`
 }
 
 // Pools reports the daemon's environments and how invocations started, for
@@ -130,9 +146,13 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	}
 	out := struct {
 		Functions   []fnStatus     `json:"functions"`
+		Queues      []QueueStatus  `json:"queues,omitempty"`
 		Invocations map[string]int `json:"invocations"`
 		Time        time.Time      `json:"time"`
 	}{Invocations: pools.StartTypes(), Time: time.Now().UTC()}
+	if qp, ok := pools.(QueuePools); ok {
+		out.Queues = qp.QueueStatus(r.Context())
+	}
 	// Every function, with or without environments.
 	if fns, _, err := a.cfg.Store.ListFunctions(r.Context(), "", 10000); err == nil {
 		for _, f := range fns {

@@ -85,6 +85,11 @@ type statusView struct {
 		Name                  string
 		Busy, Warm, Suspended int
 	} `json:"functions"`
+	Queues []struct {
+		Name                       string
+		Visible, InFlight, Delayed int
+		OldestAgeSeconds           float64
+	} `json:"queues"`
 	Invocations map[string]int `json:"invocations"`
 	Time        time.Time      `json:"time"`
 }
@@ -153,6 +158,15 @@ func (c *CLI) printStatus(st, last *statusView) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", f.Name, f.Busy, f.Warm, f.Suspended)
 	}
 	_ = tw.Flush()
+	if len(st.Queues) > 0 {
+		fmt.Fprintln(c.Stdout)
+		tw = tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "QUEUE\tVISIBLE\tIN FLIGHT\tDELAYED\tOLDEST")
+		for _, q := range st.Queues {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", q.Name, q.Visible, q.InFlight, q.Delayed, (time.Duration(q.OldestAgeSeconds) * time.Second).String())
+		}
+		_ = tw.Flush()
+	}
 	var kinds []string
 	for k := range st.Invocations {
 		kinds = append(kinds, k)

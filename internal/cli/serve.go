@@ -25,6 +25,7 @@ func (c *CLI) serveCmd() *cobra.Command {
 	var limits scheduler.Limits
 	var maxSnapshotMB int64
 	var snapStart bool
+	var async server.AsyncOptions
 	var dnsFlag []string
 	var urlListen, urlTLSListen, urlDomain, tlsCert, tlsKey string
 	cmd := &cobra.Command{
@@ -68,8 +69,8 @@ suspended, and the next daemon resumes them.`,
 				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency, Limits: limits,
 				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
 				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey, Prices: prices,
-				NetworkPolicy: fc.NetworkPolicy,
-				Host:          vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
+				NetworkPolicy: fc.NetworkPolicy, Async: async,
+				Host: vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
 			})
 			if err != nil {
 				return err
@@ -109,6 +110,11 @@ suspended, and the next daemon resumes them.`,
 	cmd.Flags().IntVar(&limits.MaxBootsInFlight, "max-boots", 0, "microVMs booting at once (0: the number of CPUs; -1: no limit); more wait their turn in order")
 	cmd.Flags().DurationVar(&limits.BootQueueTimeout, "boot-queue-timeout", 0, "how long a boot waits for its turn before a 429 (0: 30s; negative: as long as its caller)")
 	cmd.Flags().IntVar(&limits.BootRetries, "boot-retries", 0, "fresh microVMs a cold start gets when its machine fails before the function runs (0: 2; -1: none)")
+	cmd.Flags().DurationSliceVar(&async.RetryDelays, "async-retry-delays", nil,
+		"the waits before an asynchronous invocation's retries after a function error (default 1m,2m, as Lambda)")
+	cmd.Flags().DurationVar(&async.BackoffMin, "async-backoff-min", 0, "the first wait after a throttle or a host error (default 1s)")
+	cmd.Flags().DurationVar(&async.BackoffMax, "async-backoff-max", 0, "the longest wait after throttles or host errors (default 5m)")
+	cmd.Flags().DurationVar(&async.AckWait, "async-ack-wait", 0, "how soon an event whose attempt a dead daemon left runs again (default 30s)")
 	cmd.Flags().BoolVar(&snapStart, "snap-start", false, "snapshot each function after its first init and clone new environments from it")
 	cmd.Flags().StringVar(&urlListen, "url-listen", "127.0.0.1:9080", "function URLs over HTTP (empty: off)")
 	cmd.Flags().StringVar(&urlTLSListen, "url-tls-listen", "127.0.0.1:9443", "function URLs over HTTPS and HTTP/2 (empty: off)")

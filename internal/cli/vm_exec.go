@@ -91,7 +91,12 @@ func (c *CLI) vmShellCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "shell ID [-- PROGRAM [ARGS...]]",
 		Short: "Open a terminal in a MicroVM (/bin/sh unless a program is given)",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `Runs PROGRAM (/bin/sh -l by default) on a terminal in the MicroVM. When this
+command's stdin is a terminal it goes raw, so every key (^C included) is the
+program's; when it is not (a pipe, a script), the program still runs on a
+terminal (of this command's stdout's size, or 24x80), reads that stdin as typed
+input and gets end-of-input when it ends. Exits with the program's status.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			argv := args[1:]
 			if len(argv) == 0 {

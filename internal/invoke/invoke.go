@@ -65,6 +65,24 @@ type Observer interface {
 	Invocation(function string, res *sandbox.Result, err error)
 }
 
+// Queue keeps asynchronous events durably and runs each later through
+// Invoke (as a RequestResponse with the event's RequestID); async.Queue is
+// one.
+type Queue interface {
+	// Enqueue returns once the event is stored.
+	Enqueue(ctx context.Context, e QueuedEvent) error
+}
+
+// QueuedEvent is an accepted Event invocation.
+type QueuedEvent struct {
+	RequestID     string
+	Function      string
+	Qualifier     string
+	Payload       []byte
+	ClientContext string
+	TraceID       string
+}
+
 // Logs gives each function's log.
 type Logs interface {
 	Writer(function string) io.Writer
@@ -77,6 +95,10 @@ type Config struct {
 	Meter     Meter
 	Observer  Observer
 	Logs      Logs
+	// Async, when set, keeps Event invocations (stored before Invoke
+	// returns, retried, sent to destinations); without it an Event runs
+	// at once after Invoke returns, and is lost if it fails.
+	Async Queue
 	// Region appears in ARNs.
 	Region string
 	// SnapStart makes templates for every function revision, beside the
@@ -128,6 +150,11 @@ type Request struct {
 	TraceID       string
 	// Stream, when set, receives the response as the function writes it.
 	Stream sandbox.ResponseStream
+	// RequestID is set by the asynchronous queue for each attempt of an
+	// event it runs (as a RequestResponse, so never queued again): the
+	// function sees the event's request id on every attempt, as on
+	// Lambda. Empty makes a new one.
+	RequestID string
 }
 
 // Result is what the caller answers with.
@@ -174,11 +201,23 @@ func (s *Service) Invoke(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	requestID := uuid.NewString()
+	requestID := req.RequestID
+	if requestID == "" {
+		requestID = uuid.NewString()
+	}
 	switch req.Type {
 	case DryRun:
 		return &Result{RequestID: requestID, Version: fn.Version}, nil
 	case Event:
+		if s.cfg.Async != nil {
+			// Stored before the 202: from now on the event is the queue's.
+			err := s.cfg.Async.Enqueue(ctx, QueuedEvent{RequestID: requestID, Function: req.Function, Qualifier: req.Qualifier,
+				Payload: req.Payload, ClientContext: req.ClientContext, TraceID: req.TraceID})
+			if err != nil {
+				return nil, fmt.Errorf("queueing an asynchronous invocation of %s: %w", req.Function, err)
+			}
+			return &Result{RequestID: requestID, Version: fn.Version}, nil
+		}
 		// Run after the answer, as Lambda's asynchronous invocations are.
 		go func() {
 			res, err := s.run(context.WithoutCancel(ctx), fn, requestID, req)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -243,5 +244,59 @@ func TestNotFoundIsWrapped(t *testing.T) {
 	var th *lambdaerr.Throttled
 	if errors.As(err, &th) {
 		t.Fatal("a missing function is not a throttle")
+	}
+}
+
+type fakeQueue struct {
+	mu     sync.Mutex
+	events []QueuedEvent
+	err    error
+}
+
+func (q *fakeQueue) Enqueue(_ context.Context, e QueuedEvent) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err != nil {
+		return q.err
+	}
+	q.events = append(q.events, e)
+	return nil
+}
+
+// With a queue, an Event is checked, then handed to the queue and not run
+// here; a queue that cannot store it fails the invocation (no 202 for an
+// event that would be lost). A RequestResponse with a RequestID (the
+// queue's attempt) keeps that id.
+func TestEventGoesToTheQueue(t *testing.T) {
+	fx := newFixture(t)
+	fx.create(t, "f")
+	q := &fakeQueue{}
+	fx.svc.cfg.Async = q
+	ctx := context.Background()
+	res, err := fx.svc.Invoke(ctx, Request{Function: "f", Qualifier: "$LATEST", Type: Event, Payload: []byte(`{"a":1}`), TraceID: "t-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := QueuedEvent{RequestID: res.RequestID, Function: "f", Qualifier: "$LATEST", Payload: []byte(`{"a":1}`), TraceID: "t-1"}
+	if len(q.events) != 1 || !reflect.DeepEqual(q.events[0], want) || res.RequestID == "" {
+		t.Fatalf("queued %+v, want [%+v]", q.events, want)
+	}
+	if _, err := fx.svc.Invoke(ctx, Request{Function: "missing", Type: Event}); err == nil || len(q.events) != 1 {
+		t.Errorf("an event of a missing function: err %v, queued %d", err, len(q.events))
+	}
+	if _, err := fx.svc.Invoke(ctx, Request{Function: "f", Type: Event, Payload: make([]byte, MaxAsyncPayload+1)}); err == nil || len(q.events) != 1 {
+		t.Errorf("an event over 1 MB: err %v, queued %d", err, len(q.events))
+	}
+	q.err = errors.New("disk full")
+	if _, err := fx.svc.Invoke(ctx, Request{Function: "f", Type: Event}); err == nil {
+		t.Error("an event the queue could not store was accepted")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(fx.meter.all()); n != 0 {
+		t.Fatalf("%d invocations ran; the queue runs them", n)
+	}
+	res, err = fx.svc.Invoke(ctx, Request{Function: "f", RequestID: "req-kept", Payload: []byte(`{}`)})
+	if err != nil || res.RequestID != "req-kept" {
+		t.Fatalf("an attempt with a request id: %+v %v", res, err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -60,7 +62,7 @@ func (c *conn) exec(ctx context.Context, req ExecRequest) (*ExecSession, error) 
 	}
 	st, err := c.openStream(ctx, b)
 	if err != nil {
-		return nil, fmt.Errorf("exec %s: %w", printable(req.Argv[0], 255), err)
+		return nil, fmt.Errorf("exec %s: %w", printable(req.Argv[0], 255), startError(err))
 	}
 	outR, outW := io.Pipe()
 	errR, errW := io.Pipe()
@@ -158,6 +160,20 @@ func (w execStdin) Close() error {
 	err := w.s.send(guestproto.ExecStdinClose, nil)
 	if errors.Is(err, io.EOF) {
 		return nil
+	}
+	return err
+}
+
+// startError classifies the agent's account of a process that could not
+// start (the kernel's words, as Go's os/exec gives them) so callers can
+// tell a missing program or folder, or a refusal, from other failures.
+func startError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.HasSuffix(msg, "no such file or directory"), strings.HasSuffix(msg, "not a directory"):
+		return fmt.Errorf("%w (%w)", err, fs.ErrNotExist)
+	case strings.HasSuffix(msg, "permission denied"):
+		return fmt.Errorf("%w (%w)", err, fs.ErrPermission)
 	}
 	return err
 }

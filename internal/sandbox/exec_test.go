@@ -3,7 +3,9 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"strings"
 	"sync"
 	"syscall"
@@ -124,4 +126,23 @@ func mustKind(t *testing.T, k guestproto.StreamKind, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// The agent's account of a process that could not start is classified.
+func TestExecStartError(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		want error
+	}{
+		{"agent answered 4: fork/exec /nope: no such file or directory", fs.ErrNotExist},
+		{"agent answered 4: chdir /nope: not a directory", fs.ErrNotExist},
+		{"agent answered 4: fork/exec /etc/shadow: permission denied", fs.ErrPermission},
+	} {
+		if err := startError(errors.New(tc.msg)); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%q: %v, want %v", tc.msg, err, tc.want)
+		}
+	}
+	if err := startError(errors.New("agent answered 3: too many")); errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		t.Errorf("an unrelated failure classified: %v", err)
+	}
 }

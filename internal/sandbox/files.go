@@ -128,8 +128,12 @@ func (e *Env) WriteFile(ctx context.Context, path string, mode fs.FileMode, r io
 		var got int64
 		var gerr error
 		go func() {
-			defer close(answered)
 			got, gerr = s.parseDone(s.readFrame())
+			close(answered)
+			// A write blocked on a guest that refused and reads no more
+			// ends now, not at its stall deadline; sendAll sees answered
+			// closed before it sets another.
+			_ = s.st.SetWriteDeadline(time.Now())
 		}()
 		sent, serr := s.sendAll(r, answered)
 		_ = s.setDeadline(s.st.SetReadDeadline, time.Now().Add(s.stall))
@@ -335,6 +339,11 @@ func (s *filesStream) sendAll(r io.Reader, answered <-chan struct{}) (int64, err
 	send := func(typ byte, p []byte) error {
 		if err := s.setDeadline(s.st.SetWriteDeadline, time.Now().Add(s.stall)); err != nil {
 			return err
+		}
+		select {
+		case <-answered:
+			return errGuestAnswered
+		default:
 		}
 		if err := guestproto.WriteExecFrame(s.st, typ, p); err != nil {
 			select {

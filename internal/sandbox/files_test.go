@@ -294,3 +294,19 @@ func TestFilesReadCanceled(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// A guest that refuses a write and reads no more (as the agent does: it
+// keeps the stream) ends the upload at once, not at the stall deadline.
+func TestFilesWriteRefusedStopsSending(t *testing.T) {
+	env := runningEnv(fakeFilesGuest(t, func(st net.Conn, _ guestproto.FilesRequest) {
+		frame(st, guestproto.FilesError, guestproto.FilesErr{Code: "permission", Message: "read-only"})
+		time.Sleep(5 * time.Second)
+	}))
+	env.conn.streams.filesStall = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := env.WriteFile(ctx, "/app/x", 0, zeros{}); !errors.Is(err, fs.ErrPermission) || time.Since(start) > 3*time.Second {
+		t.Fatalf("err %v after %v, want a permission error at once", err, time.Since(start))
+	}
+}

@@ -129,11 +129,11 @@ func TestAPIUnknownOperation(t *testing.T) {
 	data := t.TempDir()
 	d := start(t, data, time.Minute)
 	ctx := context.Background()
-	_, err := d.client.GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: aws.String("hello")})
+	_, err := d.client.GetFunctionRecursionConfig(ctx, &lambda.GetFunctionRecursionConfigInput{FunctionName: aws.String("hello")})
 	var ae smithy.APIError
 	if !errors.As(err, &ae) || ae.ErrorCode() != "UnknownOperationException" || httpStatus(err) != 404 ||
-		!strings.Contains(ae.ErrorMessage(), "GetFunctionEventInvokeConfig") || !strings.Contains(ae.ErrorMessage(), "not supported by Hearth") {
-		t.Errorf("GetFunctionEventInvokeConfig: %v (status %d)", err, httpStatus(err))
+		!strings.Contains(ae.ErrorMessage(), "GetFunctionRecursionConfig") || !strings.Contains(ae.ErrorMessage(), "not supported by Hearth") {
+		t.Errorf("GetFunctionRecursionConfig: %v (status %d)", err, httpStatus(err))
 	}
 	out, ok := awsCLI(t, d, data, "lambda", "list-code-signing-configs")
 	if ok || !strings.Contains(out, "(UnknownOperationException)") || !strings.Contains(out, "ListCodeSigningConfigs") || !strings.Contains(out, "not supported by Hearth") {

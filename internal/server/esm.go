@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/esm"
+	"github.com/hearthdev/hearth/internal/queue"
 )
 
 // The manager is what the API's event source mapping routes drive.
@@ -56,11 +60,55 @@ func (m *esmMetrics) Batch(mapping string, b esm.BatchResult) {
 	m.batches.WithLabelValues(mapping, b.Function, outcome).Inc()
 }
 
-// esmQueues is the daemon's queues as the pollers use them; nil until the
-// daemon runs queues (internal/queue's Service, through an adapter that
-// turns its Received into esm.Message and its ErrNotFound into
-// esm.ErrNoQueue).
-func (s *Server) esmQueues() esm.Queues { return nil }
+// esmQueues is the daemon's queues as the pollers use them.
+func (s *Server) esmQueues() esm.Queues {
+	if s.queues == nil {
+		return nil
+	}
+	return esmQueueAdapter{s.queues}
+}
+
+// esmQueueAdapter turns queue.Service into esm.Queues: its messages into
+// esm.Message, its ErrNotFound into esm.ErrNoQueue.
+type esmQueueAdapter struct{ q *queue.Service }
+
+func (a esmQueueAdapter) NameOf(arn string) (string, error) {
+	name, err := a.q.NameOf(arn)
+	if errors.Is(err, queue.ErrNotFound) {
+		return "", fmt.Errorf("%w: %w", esm.ErrNoQueue, err)
+	}
+	return name, err
+}
+
+func (a esmQueueAdapter) Receive(ctx context.Context, name string, max int, wait, visibility time.Duration) ([]esm.Message, error) {
+	rs, err := a.q.Receive(ctx, name, max, wait, visibility)
+	if errors.Is(err, queue.ErrNotFound) {
+		err = fmt.Errorf("%w: %w", esm.ErrNoQueue, err)
+	}
+	out := make([]esm.Message, 0, len(rs))
+	for _, r := range rs {
+		m := esm.Message{MessageID: r.MessageID, ReceiptHandle: r.ReceiptHandle, Body: r.Body, MD5OfBody: r.MD5OfBody,
+			Attributes: r.Attributes, MessageAttributes: make(map[string]esm.MessageAttribute, len(r.MessageAttributes))}
+		for k, v := range r.MessageAttributes {
+			m.MessageAttributes[k] = esm.MessageAttribute{DataType: v.DataType, StringValue: v.StringValue, BinaryValue: v.BinaryValue}
+		}
+		out = append(out, m)
+	}
+	return out, err
+}
+
+func (a esmQueueAdapter) Delete(ctx context.Context, name, receiptHandle string) error {
+	return a.q.Delete(ctx, name, receiptHandle)
+}
+
+func (a esmQueueAdapter) ChangeVisibility(ctx context.Context, name, receiptHandle string, d time.Duration) error {
+	return a.q.ChangeVisibility(ctx, name, receiptHandle, d)
+}
+
+func (a esmQueueAdapter) Stats(ctx context.Context, name string) (esm.QueueStats, error) {
+	st, err := a.q.Stats(ctx, name)
+	return esm.QueueStats{Visible: st.Visible, InFlight: st.InFlight, Delayed: st.Delayed, OldestAge: st.OldestAge}, err
+}
 
 // openEventSources makes the event source mappings' manager over the
 // daemon's queues; with no queues (nil) the daemon takes no mappings.

@@ -1,15 +1,18 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/network"
+	"github.com/hearthdev/hearth/internal/queue"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 )
@@ -124,6 +127,45 @@ func (m *metrics) watch(sched *scheduler.Scheduler) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_suspended", Help: "Suspended environments: no process, no RAM."},
 			envs(func(s scheduler.Stats) int { return s.Suspended })),
 	)
+}
+
+// watchQueues adds the queues' gauges, read at each scrape.
+func (m *metrics) watchQueues(q *queue.Service) {
+	m.registry.MustRegister(queueCollector{q})
+}
+
+var (
+	queueMessagesDesc = prometheus.NewDesc("hearth_queue_messages",
+		"Messages in each queue, by state: visible, in_flight (received, not deleted, hidden), delayed.", []string{"queue", "state"}, nil)
+	queueOldestDesc = prometheus.NewDesc("hearth_queue_oldest_message_age_seconds",
+		"Age of each queue's oldest message.", []string{"queue"}, nil)
+)
+
+// queueCollector reports each queue's depth and oldest message.
+type queueCollector struct{ q *queue.Service }
+
+func (c queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queueMessagesDesc
+	ch <- queueOldestDesc
+}
+
+func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	qs, err := c.q.List(ctx, "")
+	if err != nil {
+		return
+	}
+	for _, q := range qs {
+		st, err := c.q.Stats(ctx, q.Name)
+		if err != nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(queueMessagesDesc, prometheus.GaugeValue, float64(st.Visible), q.Name, "visible")
+		ch <- prometheus.MustNewConstMetric(queueMessagesDesc, prometheus.GaugeValue, float64(st.InFlight), q.Name, "in_flight")
+		ch <- prometheus.MustNewConstMetric(queueMessagesDesc, prometheus.GaugeValue, float64(st.Delayed), q.Name, "delayed")
+		ch <- prometheus.MustNewConstMetric(queueOldestDesc, prometheus.GaugeValue, st.OldestAge.Seconds(), q.Name)
+	}
 }
 
 func (m *metrics) handler() http.Handler {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/async"
+	"github.com/hearthdev/hearth/internal/broker"
 	"github.com/hearthdev/hearth/internal/esm"
 	"github.com/hearthdev/hearth/internal/fnlog"
 	"github.com/hearthdev/hearth/internal/funcurl"
@@ -25,11 +27,13 @@ import (
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/microvm"
 	"github.com/hearthdev/hearth/internal/network"
+	"github.com/hearthdev/hearth/internal/queue"
 	"github.com/hearthdev/hearth/internal/recovery"
 	"github.com/hearthdev/hearth/internal/rootfs"
 	"github.com/hearthdev/hearth/internal/runtimes"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
+	"github.com/hearthdev/hearth/internal/sqsapi"
 	"github.com/hearthdev/hearth/internal/store"
 	"github.com/hearthdev/hearth/internal/vmboot"
 	"github.com/hearthdev/hearth/internal/vmproxy"
@@ -75,7 +79,9 @@ type Config struct {
 	// NetworkPolicy is new functions' egress policy; nil is
 	// network.DefaultPolicy.
 	NetworkPolicy *network.Policy
-	Log           *slog.Logger
+	// Async paces asynchronous invocations (Lambda's delays when zero).
+	Async AsyncOptions
+	Log   *slog.Logger
 }
 
 // Server is a running daemon.
@@ -99,7 +105,14 @@ type Server struct {
 	urls     []*http.Server
 	urlAddrs []string // the function-URL listeners' addresses, http first
 	microvms *microvm.Manager
-	esm      *esm.Manager // nil when the daemon runs no queues
+
+	// Events (events.go, async.go): the embedded JetStream, the queues and
+	// the SQS API on it, and the asynchronous invocations.
+	broker *broker.Broker
+	queues *queue.Service
+	sqs    *sqsapi.Handler
+	async  *async.Queue
+	esm    *esm.Manager // nil when the daemon runs no queues
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -176,32 +189,46 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	schedCfg := scheduler.Config{Sandbox: sbx, Images: s, Records: st, Logs: logs, MaxConcurrency: cfg.MaxConcurrency, Log: cfg.Log,
 		Meter: usage, TemplatesDir: templatesDir(cfg.DataDir), Limits: limits}
 	s.sched = scheduler.New(schedCfg)
-	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs,
+	s.verifier = api.NewVerifier(creds)
+	// The broker and the queues first: asynchronous invocations deliver
+	// to queues, and the invocation path queues into them.
+	if err := s.openEvents(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	if err := s.openAsync(ctx); err != nil {
+		s.closeBroker(ctx)
+		st.Close()
+		return nil, err
+	}
+	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs, Async: s.async,
 		Region: cfg.Region, SnapStart: cfg.SnapStart, CacheDir: cfg.Host.CacheDir, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
-	s.verifier = api.NewVerifier(creds)
 	if cfg.URLDomain == "" {
 		cfg.URLDomain = "localhost"
 		s.cfg.URLDomain = "localhost"
 	}
 	roots, err := rootfs.New(ImageCacheDir(cfg.DataDir), rootfs.Options{Logger: cfg.Log})
 	if err != nil {
+		s.closeBroker(ctx)
 		st.Close()
 		return nil, err
 	}
 	if err := s.openMicroVMs(ctx, roots); err != nil {
+		s.closeBroker(ctx)
 		st.Close()
 		return nil, err
 	}
 	s.openEventSources(s.esmQueues())
-	s.api = api.New(api.Config{MicroVMs: s.microvms, EventSources: s.eventSources(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.api = api.New(api.Config{MicroVMs: s.microvms, EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
-		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
+		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms, s}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
 			return err
 		}, MaxConcurrency: cfg.MaxConcurrency, MaxZipBytes: guestimage.MaxZipBytes, MaxUnzippedBytes: guestimage.MaxUnzippedBytes})
 	if err := s.api.ResumeImageBuilds(ctx); err != nil {
+		s.closeBroker(ctx)
 		st.Close()
 		return nil, fmt.Errorf("image builds: %w", err)
 	}
@@ -346,10 +373,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.adopt(ctx)
 	s.microvms.Start(ctx)
+	// Workers live until Shutdown stops them, whatever ctx does.
+	s.startAsync(context.WithoutCancel(ctx))
 	s.startEventSources(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
-	mux.Handle("/", s.api)
+	mux.Handle("/", s.withSQS(s.api))
 	limits := defaultHTTPLimits()
 	s.http = limits.server(mux)
 	go func() {
@@ -414,7 +443,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if merr := s.microvms.Shutdown(ctx); merr != nil {
 		s.log.Warn("suspending the MicroVMs", "err", merr)
 	}
+	// Attempts running end (or are left to the next daemon) before the
+	// environments and the broker go.
+	s.stopAsync(ctx)
 	s.sched.Shutdown(ctx)
+	s.closeBroker(ctx)
 	if s.nets != nil {
 		s.nets.Close(ctx)
 	}

@@ -2,12 +2,13 @@ package server
 
 import (
 	"context"
-	"github.com/hearthdev/hearth/internal/microvm"
 	"log/slog"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/meter"
+	"github.com/hearthdev/hearth/internal/microvm"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
 )
@@ -70,8 +71,27 @@ type pools struct {
 	sched *scheduler.Scheduler
 	m     *metrics
 	mv    *microvm.Manager
+	srv   *Server // its queues, opened after the API
 }
 
 func (p pools) StatsByFunction() map[string]scheduler.Stats { return p.sched.StatsByFunction() }
 func (p pools) StartTypes() map[string]int                  { return p.m.byStartType() }
 func (p pools) StatsByImage() map[string]microvm.Stats      { return p.mv.StatsByImage() }
+
+// QueueStatus reports each queue's messages.
+func (p pools) QueueStatus(ctx context.Context) []api.QueueStatus {
+	if p.srv == nil || p.srv.queues == nil {
+		return nil
+	}
+	qs, err := p.srv.queues.List(ctx, "")
+	if err != nil {
+		return nil
+	}
+	var out []api.QueueStatus
+	for _, q := range qs {
+		if st, err := p.srv.queues.Stats(ctx, q.Name); err == nil {
+			out = append(out, api.QueueStatus{Name: q.Name, Visible: st.Visible, InFlight: st.InFlight, Delayed: st.Delayed, OldestAgeSeconds: st.OldestAge.Seconds()})
+		}
+	}
+	return out
+}

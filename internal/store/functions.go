@@ -48,6 +48,9 @@ type Function struct {
 	SnapStart        *SnapStart        `json:"SnapStart,omitempty"`
 	// Layers are the layer versions unpacked into /opt, in order.
 	Layers []Layer `json:"Layers,omitempty"`
+	// DeadLetterConfig is where the function's asynchronous events go
+	// when every attempt failed.
+	DeadLetterConfig *DeadLetterConfig `json:"DeadLetterConfig,omitempty"`
 	// IdlePolicy is Hearth's: how long an idle environment stays warm
 	// before it is suspended, and how long a suspended one is kept.
 	IdlePolicy IdlePolicy `json:"HearthIdlePolicy"`

@@ -37,6 +37,8 @@
 // With TESTFN_INIT=exit the process exits during init; with
 // TESTFN_INIT=initerror it reports an init error through the Runtime API.
 // With TESTFN_INIT_TMP=S it appends S to /tmp/testfn at init.
+// With TESTFN_LOG_EVENT=1 it writes each event to its log ("testfn: event
+// <json>"), for a function that is only ever invoked asynchronously.
 // With TESTFN_INIT_MB=N it fills N MB of memory at init and keeps a checksum.
 // With TESTFN_INIT_SLEEP_MS=N it sleeps N ms at init, before it asks the
 // Runtime API for work: an init of known length, for metering.
@@ -145,6 +147,9 @@ func handle(ctx context.Context, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	fmt.Printf("testfn: action %q\n", ev.Action)
+	if os.Getenv("TESTFN_LOG_EVENT") != "" {
+		fmt.Printf("testfn: event %s\n", raw)
+	}
 	switch ev.Action {
 	case "panic":
 		panic("testfn was asked to panic")
