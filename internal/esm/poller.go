@@ -227,6 +227,11 @@ func (r *runner) gather() ([]Message, error) {
 		if err != nil {
 			return batch, err
 		}
+		if err := r.ctx.Err(); err != nil {
+			// A receive cut short by the stop may answer nothing and no
+			// error: the batch ends here.
+			return batch, err
+		}
 		if len(msgs) > 0 && len(batch) == 0 {
 			deadline = r.m.cfg.Now().Add(window)
 		}
