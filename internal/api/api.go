@@ -81,7 +81,10 @@ type Config struct {
 	// Queues are the daemon's queues, which destinations and dead-letter
 	// queues may name; nil refuses every queue.
 	Queues Queues
-	Log    *slog.Logger
+	// EventSources runs event source mappings (esm.Manager); nil refuses
+	// creating or updating them (the daemon runs no queues).
+	EventSources EventSources
+	Log          *slog.Logger
 }
 
 // defaultMaxConcurrency is the scheduler's bound when the daemon sets none.

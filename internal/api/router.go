@@ -62,6 +62,14 @@ func (a *API) routes() {
 	m.HandleFunc("GET /2019-09-25/functions/{name}/event-invoke-config", a.getEventInvokeConfig)
 	m.HandleFunc("DELETE /2019-09-25/functions/{name}/event-invoke-config", a.deleteEventInvokeConfig)
 	m.HandleFunc("GET /2019-09-25/functions/{name}/event-invoke-config/list", a.listEventInvokeConfigs)
+	// Event source mappings, in esm.go; the aws CLI sends a trailing slash.
+	m.HandleFunc("POST /2015-03-31/event-source-mappings", a.createEventSourceMapping)
+	m.HandleFunc("POST /2015-03-31/event-source-mappings/{$}", a.createEventSourceMapping)
+	m.HandleFunc("GET /2015-03-31/event-source-mappings", a.listEventSourceMappings)
+	m.HandleFunc("GET /2015-03-31/event-source-mappings/{$}", a.listEventSourceMappings)
+	m.HandleFunc("GET /2015-03-31/event-source-mappings/{uuid}", a.getEventSourceMapping)
+	m.HandleFunc("PUT /2015-03-31/event-source-mappings/{uuid}", a.updateEventSourceMapping)
+	m.HandleFunc("DELETE /2015-03-31/event-source-mappings/{uuid}", a.deleteEventSourceMapping)
 	// Hearth's own, beside Lambda's.
 	m.HandleFunc("GET /hearth/v1/functions/{name}/logs", a.logs)
 	m.HandleFunc("PUT /hearth/v1/functions/{name}/idle-policy", a.putIdlePolicy)

@@ -135,9 +135,9 @@ func TestAPIUnknownOperation(t *testing.T) {
 		!strings.Contains(ae.ErrorMessage(), "GetFunctionRecursionConfig") || !strings.Contains(ae.ErrorMessage(), "not supported by Hearth") {
 		t.Errorf("GetFunctionRecursionConfig: %v (status %d)", err, httpStatus(err))
 	}
-	out, ok := awsCLI(t, d, data, "lambda", "list-event-source-mappings")
-	if ok || !strings.Contains(out, "(UnknownOperationException)") || !strings.Contains(out, "ListEventSourceMappings") || !strings.Contains(out, "not supported by Hearth") {
-		t.Errorf("aws lambda list-event-source-mappings: %s", out)
+	out, ok := awsCLI(t, d, data, "lambda", "list-code-signing-configs")
+	if ok || !strings.Contains(out, "(UnknownOperationException)") || !strings.Contains(out, "ListCodeSigningConfigs") || !strings.Contains(out, "not supported by Hearth") {
+		t.Errorf("aws lambda list-code-signing-configs: %s", out)
 	}
 }
 

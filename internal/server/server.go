@@ -19,6 +19,7 @@ import (
 	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/async"
 	"github.com/hearthdev/hearth/internal/broker"
+	"github.com/hearthdev/hearth/internal/esm"
 	"github.com/hearthdev/hearth/internal/fnlog"
 	"github.com/hearthdev/hearth/internal/funcurl"
 	"github.com/hearthdev/hearth/internal/guestimage"
@@ -115,6 +116,7 @@ type Server struct {
 	sqs     *sqsapi.Handler
 	async   *async.Queue
 	buckets *buckets
+	esm     *esm.Manager // nil when the daemon runs no queues
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -231,7 +233,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s.api = api.New(api.Config{MicroVMs: s.microvms, Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.openEventSources(s.esmQueues())
+	s.api = api.New(api.Config{MicroVMs: s.microvms, EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
 		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms, s}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
@@ -389,6 +392,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.microvms.Start(ctx)
 	// Workers live until Shutdown stops them, whatever ctx does.
 	s.startAsync(context.WithoutCancel(ctx))
+	s.startEventSources(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
 	mux.Handle("/", s.withSQS(s.api))
@@ -450,6 +454,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = s.http.Shutdown(ctx)
 	}
 	s.buckets.shutdown(ctx)
+	// The pollers stop before the queues and the environments they use.
+	s.stopEventSources(ctx)
 	// Running MicroVMs are suspended (the next daemon resumes them) while
 	// the networks and the store they need are still there.
 	if merr := s.microvms.Shutdown(ctx); merr != nil {

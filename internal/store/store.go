@@ -135,7 +135,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema+microvmSchema+eventInvokeSchema+queueSchema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+microvmSchema+eventInvokeSchema+queueSchema+esmSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: schema: %w", err)
 	}
