@@ -78,7 +78,7 @@ func record(c objects.Change, id, region string, at time.Time) Record {
 	}
 	return Record{EventVersion: "2.1", EventSource: "aws:s3", AWSRegion: region,
 		EventTime: at.UTC().Format("2006-01-02T15:04:05.000Z"), EventName: eventName(c),
-		UserIdentity:      Identity{PrincipalID: owner},
+		UserIdentity: Identity{PrincipalID: owner},
 		// The caller's address is the request's, which the store
 		// does not see.
 		RequestParameters: map[string]string{},
