@@ -208,4 +208,3 @@ func (c *CLI) benchBuckets(cmd *cobra.Command, f benchBucketsFlags) error {
 	}
 	return tw.Flush()
 }
-
