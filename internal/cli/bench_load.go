@@ -156,6 +156,16 @@ func (b *benchDaemon) direct() (call func(context.Context) error, stop func(), e
 }
 
 func (c *CLI) startBenchDaemon(cmd *cobra.Command, hf hostFlags, zipPath string, maxConcurrency int, urls bool) (*benchDaemon, error) {
+	return c.startBenchDaemonWith(cmd, hf, zipPath, maxConcurrency, func(cfg *server.Config) {
+		if urls {
+			cfg.URLListen = "127.0.0.1:0"
+		}
+	})
+}
+
+// startBenchDaemonWith is startBenchDaemon with the daemon's configuration
+// changed by configure.
+func (c *CLI) startBenchDaemonWith(cmd *cobra.Command, hf hostFlags, zipPath string, maxConcurrency int, configure func(*server.Config)) (*benchDaemon, error) {
 	ctx := cmd.Context()
 	zip, err := os.ReadFile(zipPath)
 	if err != nil {
@@ -168,9 +178,7 @@ func (c *CLI) startBenchDaemon(cmd *cobra.Command, hf hostFlags, zipPath string,
 	cfg := server.Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: time.Hour, MaxConcurrency: maxConcurrency,
 		Log: c.logger(cmd), Host: vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel,
 			QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()}}
-	if urls {
-		cfg.URLListen = "127.0.0.1:0"
-	}
+	configure(&cfg)
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		os.RemoveAll(data)

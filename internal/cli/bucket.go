@@ -22,7 +22,7 @@ func (c *CLI) bucketCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bucket", Short: "Manage buckets and objects on the daemon's S3 endpoint"}
 	cmd.PersistentFlags().StringP("output", "o", "text", "text or json")
 	cmd.PersistentFlags().String("s3-endpoint", "", "the S3 endpoint (default $HEARTH_S3_ENDPOINT, else http://127.0.0.1:9002)")
-	cmd.AddCommand(c.bucketCreateCmd(), c.bucketListCmd(), c.bucketDeleteCmd(), c.bucketLsCmd(), c.bucketCpCmd(), c.bucketRmCmd())
+	cmd.AddCommand(c.bucketCreateCmd(), c.bucketListCmd(), c.bucketDeleteCmd(), c.bucketLsCmd(), c.bucketCpCmd(), c.bucketRmCmd(), c.bucketNotifyCmd())
 	return cmd
 }
 

@@ -65,8 +65,26 @@ func TestBucketVerbs(t *testing.T) {
 	if err := json.Unmarshal([]byte(hearth(ExitOK, "bucket", "ls", "s3://pets/", "-r", "-o", "json")), &objs); err != nil || len(objs) != 2 || objs[0].Key != "in/cat.jpg" || objs[0].Size != 4 {
 		t.Errorf("ls -r: %+v %v", objs, err)
 	}
+	// Notifications: to a queue by name, listed, refused for a function
+	// that does not exist, removed by id; a delete reaches the queue.
+	hearth(ExitOK, "queue", "create", "deletions")
+	hearth(ExitOK, "bucket", "notify", "pets", "--queue", "deletions", "--events", "removed", "--prefix", "in/", "--id", "dels")
+	hearth(ExitBadInput, "bucket", "notify", "pets", "--function", "nothere")
+	hearth(ExitBadInput, "bucket", "notify", "pets", "--queue", "deletions", "--events", "s3:ObjectRemoved:Delete", "--id", "again")
+	var rows []struct{ ID, Target, Events, Prefix string }
+	if err := json.Unmarshal([]byte(hearth(ExitOK, "bucket", "notify", "pets", "-o", "json")), &rows); err != nil || len(rows) != 1 ||
+		rows[0].ID != "dels" || rows[0].Target != "arn:aws:sqs:local:000000000000:deletions" || rows[0].Events != "s3:ObjectRemoved:*" || rows[0].Prefix != "in/" {
+		t.Errorf("notify list: %+v %v", rows, err)
+	}
 	hearth(ExitBadInput, "bucket", "delete", "pets")
 	hearth(ExitOK, "bucket", "rm", "s3://pets/in/cat.jpg")
+	if out := hearth(ExitOK, "queue", "receive", "deletions", "-o", "json"); !strings.Contains(out, `ObjectRemoved:Delete`) || !strings.Contains(out, `in/cat.jpg`) {
+		t.Errorf("the queue after a delete: %s", out)
+	}
+	hearth(ExitOK, "bucket", "notify", "pets", "--remove", "dels")
+	if out := hearth(ExitOK, "bucket", "notify", "pets"); strings.Contains(out, "dels") {
+		t.Errorf("after --remove: %s", out)
+	}
 	hearth(ExitBadInput, "bucket", "cp", "s3://pets/in/cat.jpg", "-")
 	hearth(ExitOK, "bucket", "delete", "pets", "--force")
 	if out := hearth(ExitOK, "bucket", "list"); strings.Contains(out, "pets") {

@@ -297,7 +297,14 @@ func (s *Store) CompleteMultipartUpload(bucket, key string, id gofakes3.UploadID
 		readers = append(readers, f)
 		size += got.size
 	}
-	if _, err := s.PutObject(bucket, key, u.Meta, io.MultiReader(readers...), size, nil); err != nil {
+	c, err := s.write(bucket, key, u.Meta, io.MultiReader(readers...), size, nil, KindCompleteMultipartUpload)
+	if err != nil {
+		return "", "", err
+	}
+	// Its event before the upload goes: if it is not stored, the client
+	// is told so and completes the upload again (and at worst, when the
+	// removal fails, an object has its event twice).
+	if err := s.changed(c); err != nil {
 		return "", "", err
 	}
 	if err := os.RemoveAll(s.uploadDir(bucket, id)); err != nil {

@@ -55,11 +55,16 @@ type Store struct {
 
 	mu      sync.RWMutex
 	buckets map[string]*bucket
+	// events hears of changes (SetEvents); seq numbers them.
+	events Events
+	seq    uint64
 }
 
 type bucket struct {
 	created time.Time
 	objects map[string]*entry
+	// configs are the bucket's configurations by name (BucketConfig).
+	configs map[string][]byte
 }
 
 // entry is an object as the index knows it.
@@ -88,7 +93,7 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, now: time.Now, buckets: map[string]*bucket{}}
+	s := &Store{dir: dir, now: time.Now, buckets: map[string]*bucket{}, seq: uint64(time.Now().UnixNano())}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -119,7 +124,21 @@ func (s *Store) load(name string) (*bucket, error) {
 	if err := json.Unmarshal(raw, &bf); err != nil {
 		return nil, err
 	}
-	b := &bucket{created: bf.Created, objects: map[string]*entry{}}
+	b := &bucket{created: bf.Created, objects: map[string]*entry{}, configs: map[string][]byte{}}
+	if _, err := atomicfile.RemoveStale(filepath.Join(s.dir, name)); err != nil {
+		return nil, err
+	}
+	configs, err := filepath.Glob(filepath.Join(s.dir, name, "*"+configSuffix))
+	if err != nil {
+		return nil, err
+	}
+	for _, path := range configs {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		b.configs[strings.TrimSuffix(filepath.Base(path), configSuffix)] = raw
+	}
 	objDir := filepath.Join(s.dir, name, "objects")
 	if _, err := atomicfile.RemoveStale(objDir); err != nil {
 		return nil, err
@@ -292,7 +311,7 @@ func (s *Store) CreateBucket(name string) error {
 	if err := atomicfile.Write(filepath.Join(dir, "bucket.json"), raw, 0o600); err != nil {
 		return err
 	}
-	s.buckets[name] = &bucket{created: created, objects: map[string]*entry{}}
+	s.buckets[name] = &bucket{created: created, objects: map[string]*entry{}, configs: map[string][]byte{}}
 	return nil
 }
 
@@ -433,9 +452,21 @@ func keptMeta(in map[string]string) map[string]string {
 
 // PutObject writes an object: its bytes and metadata are written aside,
 // then renamed over the key's file under the lock, where the conditions
-// are checked against what is there then.
+// are checked against what is there then; Events hears of it after.
 func (s *Store) PutObject(bucketName, key string, meta map[string]string, input io.Reader, size int64, conditions *gofakes3.PutConditions) (gofakes3.PutObjectResult, error) {
-	var res gofakes3.PutObjectResult
+	return s.put(bucketName, key, meta, input, size, conditions, KindPut)
+}
+
+func (s *Store) put(bucketName, key string, meta map[string]string, input io.Reader, size int64, conditions *gofakes3.PutConditions, kind string) (gofakes3.PutObjectResult, error) {
+	c, err := s.write(bucketName, key, meta, input, size, conditions, kind)
+	if err != nil {
+		return gofakes3.PutObjectResult{}, err
+	}
+	return gofakes3.PutObjectResult{}, s.changed(c)
+}
+
+func (s *Store) write(bucketName, key string, meta map[string]string, input io.Reader, size int64, conditions *gofakes3.PutConditions, kind string) (Change, error) {
+	var res Change
 	if ok, _ := s.BucketExists(bucketName); !ok {
 		return res, gofakes3.BucketNotFound(bucketName)
 	}
@@ -485,52 +516,84 @@ func (s *Store) PutObject(bucketName, key string, meta map[string]string, input 
 		return res, err
 	}
 	b.objects[key] = &entry{meta: m, size: n}
-	return res, nil
+	return Change{Bucket: bucketName, Key: key, Created: true, Kind: kind, Size: n, MD5: m.MD5, Sequencer: s.nextSequencer()}, nil
 }
 
-// DeleteObject removes an object; a missing one is no error, as S3.
+// DeleteObject removes an object; a missing one is no error, as S3 (and
+// no event).
 func (s *Store) DeleteObject(bucketName, key string) (gofakes3.ObjectDeleteResult, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return gofakes3.ObjectDeleteResult{}, s.deleteLocked(bucketName, key)
+	c, err := s.deleteLocked(bucketName, key)
+	s.mu.Unlock()
+	if err != nil || c == nil {
+		return gofakes3.ObjectDeleteResult{}, err
+	}
+	return gofakes3.ObjectDeleteResult{}, s.changed(*c)
 }
 
-func (s *Store) deleteLocked(bucketName, key string) error {
+// deleteLocked removes an object; the change is nil when there was none.
+func (s *Store) deleteLocked(bucketName, key string) (*Change, error) {
 	b := s.buckets[bucketName]
 	if b == nil {
-		return gofakes3.BucketNotFound(bucketName)
+		return nil, gofakes3.BucketNotFound(bucketName)
 	}
 	if b.objects[key] == nil {
-		return nil
+		return nil, nil
 	}
 	path := s.objectPath(bucketName, key)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+		return nil, err
 	}
 	delete(b.objects, key)
-	return atomicfile.SyncDir(filepath.Dir(path))
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	return &Change{Bucket: bucketName, Key: key, Kind: KindDelete, Sequencer: s.nextSequencer()}, nil
 }
 
 // DeleteMulti removes objects, each on its own.
 func (s *Store) DeleteMulti(bucketName string, keys ...string) (gofakes3.MultiDeleteResult, error) {
 	var res gofakes3.MultiDeleteResult
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.buckets[bucketName] == nil {
+		s.mu.Unlock()
 		return res, gofakes3.BucketNotFound(bucketName)
 	}
+	var changes []Change
+	var changed []string
 	for _, k := range keys {
-		if err := s.deleteLocked(bucketName, k); err != nil {
+		c, err := s.deleteLocked(bucketName, k)
+		if err != nil {
 			res.Error = append(res.Error, gofakes3.ErrorResult{Key: k, Code: gofakes3.ErrInternal, Message: err.Error()})
 			continue
 		}
+		if c != nil {
+			changes, changed = append(changes, *c), append(changed, k)
+		}
 		res.Deleted = append(res.Deleted, gofakes3.ObjectID{Key: k})
+	}
+	s.mu.Unlock()
+	// A key whose event was not stored is an error of its own: the
+	// client, told so, deletes it again.
+	for i, c := range changes {
+		if err := s.changed(c); err != nil {
+			res.Error = append(res.Error, gofakes3.ErrorResult{Key: changed[i], Code: gofakes3.ErrInternal, Message: err.Error()})
+			res.Deleted = slices.DeleteFunc(res.Deleted, func(o gofakes3.ObjectID) bool { return o.Key == changed[i] })
+		}
 	}
 	return res, nil
 }
 
 // CopyObject copies an object, streaming it; meta replaces the source's
-// metadata when given.
+// metadata when given. (gofakes3.CopyObject's, with the event's kind.)
 func (s *Store) CopyObject(srcBucket, srcKey, dstBucket, dstKey string, meta map[string]string) (gofakes3.CopyObjectResult, error) {
-	return gofakes3.CopyObject(s, srcBucket, srcKey, dstBucket, dstKey, meta)
+	src, err := s.GetObject(srcBucket, srcKey, nil)
+	if err != nil {
+		return gofakes3.CopyObjectResult{}, err
+	}
+	defer src.Contents.Close()
+	if _, err := s.put(dstBucket, dstKey, meta, src.Contents, src.Size, nil, KindCopy); err != nil {
+		return gofakes3.CopyObjectResult{}, err
+	}
+	return gofakes3.CopyObjectResult{ETag: gofakes3.FormatETag(src.Hash), LastModified: gofakes3.NewContentTime(s.now())}, nil
 }

@@ -61,7 +61,20 @@ type Config struct {
 	// "localhost".
 	Domain         string
 	MaxObjectBytes int64
-	Log            *slog.Logger
+	// Notifications serves the ?notification sub-resource of buckets,
+	// which gofakes3 does not; nil answers NotImplemented.
+	Notifications Notifications
+	Log           *slog.Logger
+}
+
+// Notifications keeps buckets' notification configurations
+// (s3events.Notifier). Errors that are *Error are answered as they are.
+type Notifications interface {
+	// NotificationConfiguration is a bucket's configuration as S3's XML.
+	NotificationConfiguration(ctx context.Context, bucket string) ([]byte, error)
+	// PutNotificationConfiguration checks and keeps one; with
+	// skipDestinationValidation its targets need not exist yet.
+	PutNotificationConfiguration(ctx context.Context, bucket string, xml []byte, skipDestinationValidation bool) error
 }
 
 // Handler serves S3.
@@ -101,6 +114,9 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// ArgumentName and ArgumentValue say which argument an
+	// InvalidArgument is about.
+	ArgumentName, ArgumentValue string
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -112,31 +128,33 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, e *Error) {
 		return
 	}
 	_ = xml.NewEncoder(w).Encode(struct {
-		XMLName   xml.Name `xml:"Error"`
-		Code      string
-		Message   string
-		Resource  string `xml:",omitempty"`
-		RequestID string `xml:"RequestId"`
-	}{Code: e.Code, Message: e.Message, Resource: r.URL.Path, RequestID: "0"})
+		XMLName       xml.Name `xml:"Error"`
+		Code          string
+		Message       string
+		ArgumentName  string `xml:",omitempty"`
+		ArgumentValue string `xml:",omitempty"`
+		Resource      string `xml:",omitempty"`
+		RequestID     string `xml:"RequestId"`
+	}{Code: e.Code, Message: e.Message, ArgumentName: e.ArgumentName, ArgumentValue: e.ArgumentValue, Resource: r.URL.Path, RequestID: "0"})
 }
 
 // authError turns the Verifier's error into S3's.
 func authError(err error) *Error {
 	le, ok := lambdaerr.As(err)
 	if !ok {
-		return &Error{http.StatusBadRequest, "IncompleteBody", err.Error()}
+		return &Error{Status: http.StatusBadRequest, Code: "IncompleteBody", Message: err.Error()}
 	}
 	switch {
 	case strings.HasPrefix(le.Message, "Signature expired"):
-		return &Error{http.StatusForbidden, "RequestTimeTooSkewed", "The difference between the request time and the server's time is too large."}
+		return &Error{Status: http.StatusForbidden, Code: "RequestTimeTooSkewed", Message: "The difference between the request time and the server's time is too large."}
 	case le.Type == "UnrecognizedClientException" && strings.Contains(le.Message, "not signed"):
-		return &Error{http.StatusForbidden, "AccessDenied", "Access Denied: " + le.Message}
+		return &Error{Status: http.StatusForbidden, Code: "AccessDenied", Message: "Access Denied: " + le.Message}
 	case le.Type == "UnrecognizedClientException":
-		return &Error{http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."}
+		return &Error{Status: http.StatusForbidden, Code: "InvalidAccessKeyId", Message: "The AWS Access Key Id you provided does not exist in our records."}
 	case le.Type == "RequestTooLargeException":
-		return &Error{http.StatusBadRequest, "EntityTooLarge", le.Message}
+		return &Error{Status: http.StatusBadRequest, Code: "EntityTooLarge", Message: le.Message}
 	default:
-		return &Error{http.StatusForbidden, "SignatureDoesNotMatch", le.Message}
+		return &Error{Status: http.StatusForbidden, Code: "SignatureDoesNotMatch", Message: le.Message}
 	}
 }
 
@@ -144,7 +162,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.serve(w, r); err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
-			e = &Error{http.StatusInternalServerError, "InternalError", err.Error()}
+			e = &Error{Status: http.StatusInternalServerError, Code: "InternalError", Message: err.Error()}
 		}
 		h.fail(w, r, e)
 	}
@@ -152,7 +170,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Query().Has("X-Amz-Signature") {
-		return &Error{http.StatusNotImplemented, "NotImplemented", "Presigned URLs are not supported; sign requests with an Authorization header."}
+		return &Error{Status: http.StatusNotImplemented, Code: "NotImplemented", Message: "Presigned URLs are not supported; sign requests with an Authorization header."}
 	}
 	signed, err := h.cfg.Verifier.VerifyDeclaredPayload(r)
 	if err != nil {
@@ -160,11 +178,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	token := r.Header.Get("X-Amz-Security-Token")
 	if token != "" && !slices.Contains(signed.SignedHeaders, "x-amz-security-token") {
-		return &Error{http.StatusForbidden, "AccessDenied", "X-Amz-Security-Token must be signed."}
+		return &Error{Status: http.StatusForbidden, Code: "AccessDenied", Message: "X-Amz-Security-Token must be signed."}
 	}
 	scope, err := h.cfg.Scopes.Scope(r.Context(), signed.AccessKeyID, token)
 	if err != nil {
-		return &Error{http.StatusForbidden, "InvalidToken", err.Error()}
+		return &Error{Status: http.StatusForbidden, Code: "InvalidToken", Message: err.Error()}
 	}
 	h.virtualHost(r)
 	if err := authorize(scope, r); err != nil {
@@ -173,8 +191,51 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	if err := h.body(r, signed); err != nil {
 		return err
 	}
+	if bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/"); bucket != "" && key == "" && r.URL.Query().Has("notification") {
+		return h.notification(w, r, bucket)
+	}
 	h.fake.ServeHTTP(w, r)
 	return nil
+}
+
+// maxNotificationBytes bounds a notification configuration as sent.
+const maxNotificationBytes = 1 << 20
+
+// notification serves GET and PUT of a bucket's ?notification.
+func (h *Handler) notification(w http.ResponseWriter, r *http.Request, bucket string) error {
+	n := h.cfg.Notifications
+	if n == nil {
+		return &Error{Status: http.StatusNotImplemented, Code: "NotImplemented", Message: "Bucket notifications are not served here."}
+	}
+	switch r.Method {
+	case http.MethodGet:
+		b, err := n.NotificationConfiguration(r.Context(), bucket)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		_, _ = w.Write(b)
+		return nil
+	case http.MethodPut:
+		b, err := io.ReadAll(io.LimitReader(r.Body, maxNotificationBytes+1))
+		if err != nil {
+			var e *Error
+			if errors.As(err, &e) {
+				return e
+			}
+			return &Error{Status: http.StatusBadRequest, Code: "IncompleteBody", Message: err.Error()}
+		}
+		if len(b) > maxNotificationBytes {
+			return &Error{Status: http.StatusBadRequest, Code: "EntityTooLarge", Message: "The notification configuration is too large."}
+		}
+		skip := strings.EqualFold(r.Header.Get("X-Amz-Skip-Destination-Validation"), "true")
+		if err := n.PutNotificationConfiguration(r.Context(), bucket, b, skip); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	return &Error{Status: http.StatusMethodNotAllowed, Code: "MethodNotAllowed", Message: "The specified method is not allowed against this resource."}
 }
 
 // virtualHost moves the bucket of <bucket>.s3.<domain>[:port] into the
@@ -202,7 +263,7 @@ func authorize(scope Scope, r *http.Request) error {
 	if scope.Admin {
 		return nil
 	}
-	denied := &Error{http.StatusForbidden, "AccessDenied", "Access Denied"}
+	denied := &Error{Status: http.StatusForbidden, Code: "AccessDenied", Message: "Access Denied"}
 	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	if bucket == "" || !scope.allows(bucket) {
 		return denied
@@ -210,7 +271,7 @@ func authorize(scope Scope, r *http.Request) error {
 	if key == "" {
 		q := r.URL.Query()
 		switch {
-		case r.Method == http.MethodGet && !q.Has("versioning") && !q.Has("policy") && !q.Has("acl"),
+		case r.Method == http.MethodGet && !q.Has("versioning") && !q.Has("policy") && !q.Has("acl") && !q.Has("notification"),
 			r.Method == http.MethodHead,
 			r.Method == http.MethodPost && q.Has("delete"):
 		default:
@@ -243,12 +304,12 @@ const (
 // Content-Length bytes, unsigned.
 func (h *Handler) body(r *http.Request, signed api.Signed) error {
 	max := h.cfg.MaxObjectBytes
-	tooLarge := &Error{http.StatusBadRequest, "EntityTooLarge", fmt.Sprintf("Your proposed upload exceeds the maximum allowed size (%d bytes)", max)}
+	tooLarge := &Error{Status: http.StatusBadRequest, Code: "EntityTooLarge", Message: fmt.Sprintf("Your proposed upload exceeds the maximum allowed size (%d bytes)", max)}
 	switch signed.PayloadHash {
 	case streamingSigned, streamingSignedTrailer, streamingUnsigned:
 		n, err := strconv.ParseInt(r.Header.Get("X-Amz-Decoded-Content-Length"), 10, 64)
 		if err != nil || n < 0 {
-			return &Error{http.StatusBadRequest, "MissingContentLength", "X-Amz-Decoded-Content-Length is required with aws-chunked"}
+			return &Error{Status: http.StatusBadRequest, Code: "MissingContentLength", Message: "X-Amz-Decoded-Content-Length is required with aws-chunked"}
 		}
 		if n > max {
 			return tooLarge
@@ -284,7 +345,7 @@ func (h *Handler) body(r *http.Request, signed api.Signed) error {
 		r.Body = readCloser{io.LimitReader(r.Body, max+1), r.Body}
 	default:
 		if len(signed.PayloadHash) != 64 {
-			return &Error{http.StatusBadRequest, "InvalidArgument", "X-Amz-Content-Sha256 must be a SHA-256 in hex, UNSIGNED-PAYLOAD or a STREAMING- value"}
+			return &Error{Status: http.StatusBadRequest, Code: "InvalidArgument", Message: "X-Amz-Content-Sha256 must be a SHA-256 in hex, UNSIGNED-PAYLOAD or a STREAMING- value"}
 		}
 		if r.ContentLength > max {
 			return tooLarge

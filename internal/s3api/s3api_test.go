@@ -23,6 +23,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/hearthdev/hearth/internal/api"
@@ -270,6 +271,10 @@ func TestFunctionScope(t *testing.T) {
 	_, denied["create bucket"] = fn.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("mine")})
 	_, denied["delete bucket"] = fn.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String("allowed")})
 	_, denied["list buckets"] = fn.ListBuckets(ctx, &s3.ListBucketsInput{})
+	// A function's keys do not see nor change where a bucket's events go.
+	_, denied["get notification"] = fn.GetBucketNotificationConfiguration(ctx, &s3.GetBucketNotificationConfigurationInput{Bucket: aws.String("allowed")})
+	_, denied["put notification"] = fn.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{Bucket: aws.String("allowed"),
+		NotificationConfiguration: &types.NotificationConfiguration{}})
 	for what, err := range denied {
 		if errCode(err) != "AccessDenied" {
 			t.Errorf("%s: %v, want AccessDenied", what, err)

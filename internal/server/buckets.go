@@ -12,8 +12,13 @@ import (
 	"sync"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/invoke"
+	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/objects"
+	"github.com/hearthdev/hearth/internal/queue"
 	"github.com/hearthdev/hearth/internal/s3api"
+	"github.com/hearthdev/hearth/internal/s3events"
+	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
 )
 
@@ -50,20 +55,68 @@ type buckets struct {
 	conns *connListener
 }
 
-// openBuckets opens the buckets and the endpoint's handler.
-func openBuckets(cfg Config, creds *credentials, st *store.Store) (*buckets, error) {
+// openBuckets opens the buckets and the endpoint's handler; their
+// notifications go to targets.
+func openBuckets(cfg Config, creds *credentials, st *store.Store, targets s3events.Targets) (*buckets, error) {
 	objs, err := objects.Open(BucketsDir(cfg.DataDir))
 	if err != nil {
 		return nil, fmt.Errorf("buckets: %w", err)
 	}
+	region := cfg.Region
+	if region == "" {
+		region = sandbox.DefaultRegion
+	}
+	notifier := s3events.New(s3events.Config{Buckets: objs, Targets: targets, Region: region, Log: cfg.Log})
+	// Every change's events are stored before its request is answered.
+	objs.SetEvents(notifier)
 	fk, err := s3api.OpenFunctionKeys(filepath.Join(cfg.DataDir, "function-keys"))
 	if err != nil {
 		return nil, fmt.Errorf("function keys: %w", err)
 	}
 	b := &buckets{fnKeys: fk, creds: creds, store: st, conns: newConnListener()}
 	b.handler = s3api.New(s3api.Config{Backend: objs, Verifier: api.NewS3Verifier(bucketKeys{creds, fk}, cfg.Region),
-		Scopes: b, Domain: cfg.URLDomain, Log: cfg.Log})
+		Scopes: b, Domain: cfg.URLDomain, Notifications: notifier, Log: cfg.Log})
 	return b, nil
+}
+
+// notifyTargets are the functions and queues bucket notifications go to
+// (s3events.Targets). It reads the invocation path and the queues when
+// called: the buckets open before them, and serve only after.
+type notifyTargets struct{ s *Server }
+
+func (t notifyTargets) CheckFunction(ctx context.Context, function, qualifier string) error {
+	_, err := t.s.store.Resolve(ctx, function, qualifier)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: %w", s3events.ErrNoTarget, err)
+	}
+	return err
+}
+
+func (t notifyTargets) InvokeEvent(ctx context.Context, function, qualifier string, payload []byte) error {
+	_, err := t.s.invoke.Invoke(ctx, invoke.Request{Function: function, Qualifier: qualifier, Type: invoke.Event, Payload: payload})
+	if le, ok := lambdaerr.As(err); ok && le.Status == http.StatusNotFound {
+		return fmt.Errorf("%w: %w", s3events.ErrNoTarget, err)
+	}
+	return err
+}
+
+func (t notifyTargets) QueueName(ctx context.Context, arn string) (string, error) {
+	if t.s.queues == nil {
+		return "", fmt.Errorf("%w: the daemon has no queues", s3events.ErrNoTarget)
+	}
+	name, err := t.s.queues.NameOf(arn)
+	if errors.Is(err, queue.ErrNotFound) {
+		return "", fmt.Errorf("%w: %w", s3events.ErrNoTarget, err)
+	}
+	return name, err
+}
+
+func (t notifyTargets) SendToQueue(ctx context.Context, name string, body []byte) error {
+	_, err := t.s.queues.Send(ctx, name, queue.Message{Body: string(body)})
+	if errors.Is(err, queue.ErrNotFound) {
+		return fmt.Errorf("%w: %w", s3events.ErrNoTarget, err)
+	}
+	return err
 }
 
 // bucketKeys are the keys the S3 endpoint takes: the daemon's and the

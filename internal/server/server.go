@@ -179,7 +179,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.URLDomain = "localhost"
 		s.cfg.URLDomain = "localhost"
 	}
-	if s.buckets, err = openBuckets(cfg, creds, st); err != nil {
+	if s.buckets, err = openBuckets(cfg, creds, st, notifyTargets{s}); err != nil {
 		st.Close()
 		return nil, err
 	}

@@ -12,16 +12,22 @@
 //	    calls the Lambda API at U with the same keys: {"error":…} or {"ok":true}
 //	{"action":"keys"}
 //	    returns the keys it was given, as {"body":"<id> <secret> <token>"}
+//
+// Given an S3 event (aws-lambda-go's events.S3Event), it is a thumbnailer:
+// it logs "s3event <eventName> <bucket>/<key>" for each record, and for an
+// object created under in/ writes out/<rest> holding "thumb:" + its bytes.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -63,21 +69,54 @@ func failed(err error) result {
 	return r
 }
 
-func handle(ctx context.Context, e event) (result, error) {
+// thumb reads bucket/key and writes bucket/out holding "thumb:" + its
+// bytes.
+func thumb(ctx context.Context, c *s3.Client, bucket, key, out string) error {
+	o, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return err
+	}
+	b, err := io.ReadAll(o.Body)
+	o.Body.Close()
+	if err != nil {
+		return err
+	}
+	_, err = c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(out),
+		Body: strings.NewReader("thumb:" + string(b))})
+	return err
+}
+
+// onS3Event handles an S3 event; an error is the function's, so that
+// the asynchronous path retries it.
+func onS3Event(ctx context.Context, e events.S3Event) (result, error) {
+	c := client()
+	for _, r := range e.Records {
+		key := r.S3.Object.URLDecodedKey
+		fmt.Printf("s3event %s %s/%s\n", r.EventName, r.S3.Bucket.Name, key)
+		rest, ok := strings.CutPrefix(key, "in/")
+		if !ok || !strings.HasPrefix(r.EventName, "ObjectCreated:") {
+			continue
+		}
+		if err := thumb(ctx, c, r.S3.Bucket.Name, key, "out/"+rest); err != nil {
+			return result{}, err
+		}
+	}
+	return result{OK: true}, nil
+}
+
+func handle(ctx context.Context, raw json.RawMessage) (result, error) {
+	var s3e events.S3Event
+	if err := json.Unmarshal(raw, &s3e); err == nil && len(s3e.Records) > 0 {
+		return onS3Event(ctx, s3e)
+	}
+	var e event
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return result{}, err
+	}
 	c := client()
 	switch e.Action {
 	case "thumb":
-		out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(e.Bucket), Key: aws.String(e.Key)})
-		if err != nil {
-			return failed(err), nil
-		}
-		b, err := io.ReadAll(out.Body)
-		out.Body.Close()
-		if err != nil {
-			return failed(err), nil
-		}
-		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(e.Bucket), Key: aws.String(e.Out),
-			Body: strings.NewReader("thumb:" + string(b))}); err != nil {
+		if err := thumb(ctx, c, e.Bucket, e.Key, e.Out); err != nil {
 			return failed(err), nil
 		}
 		return result{OK: true}, nil
