@@ -5,18 +5,29 @@
 // ApproximateReceiveCount is 1), and processed when it comes back; every
 // other message is processed at once. Each processed message is written to
 // its log as "processed <messageId> <body>", so a test can count them.
+//
+// Every record is also logged as "seen <messageId> <unix-nanos> <body>",
+// the nanoseconds being the guest's wall clock when the handler started
+// (the agent sets it from the host's at each boot and resume): `hearth
+// bench events` measures from a send time in the body to that moment.
 package main
 
 import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 )
 
 func handle(_ context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	// Read first, before any output: the moment the handler started.
+	started := time.Now().UnixNano()
+	for _, r := range ev.Records {
+		fmt.Printf("seen %s %d %s\n", r.MessageId, started, r.Body)
+	}
 	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 	for _, r := range ev.Records {
 		if strings.HasPrefix(r.Body, "fail") && r.Attributes["ApproximateReceiveCount"] == "1" {
