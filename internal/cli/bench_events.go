@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +91,35 @@ func newLatencyStat(ms []float64) latencyStat {
 	return latencyStat{N: len(ms), P50: round2(percentile(ms, 50)), P99: round2(percentile(ms, 99))}
 }
 
+// toHandler is one path's latency from the send to the function, measured
+// two ways: to the handler's start on the guest's clock, calibrated
+// (clockReport), and to its log line as the host reads it, on the host's
+// clock alone — an upper bound that adds the log's way out and the
+// bench's 2 ms polling.
+type toHandler struct {
+	Handler latencyStat `json:"handler_start_guest_clock"`
+	LogLine latencyStat `json:"log_line_host_clock"`
+}
+
+// clockReport says how the guest's clock was calibrated: each setting of
+// it (an epoch: a boot, resume or clone) gets the offset that puts the
+// handler's start inside every direct call it served.
+type clockReport struct {
+	Epochs int `json:"epochs"`
+	// Calibrated counts the epochs that served direct calls.
+	Calibrated int `json:"calibrated"`
+	// MaxWidth is the widest range of offsets an epoch's calls allow, in
+	// ms: the midpoint is taken, so a guest-clock latency is good to half
+	// of it.
+	MaxWidth float64 `json:"max_width_ms"`
+	// Inconsistent counts epochs whose calls allow no offset at all (the
+	// guest's clock ran at another rate than the host's).
+	Inconsistent int `json:"inconsistent"`
+	// Uncalibrated counts records left out of the guest-clock latencies,
+	// their epoch having served no direct call.
+	Uncalibrated int `json:"uncalibrated_records"`
+}
+
 // eventsReport is one run of `hearth bench events`.
 type eventsReport struct {
 	Function    string `json:"function"`
@@ -98,28 +130,23 @@ type eventsReport struct {
 		Errors     int         `json:"errors"`
 		Throughput float64     `json:"invokes_per_s"`
 		RoundTrip  latencyStat `json:"round_trip"`
-		ToHandler  latencyStat `json:"call_to_handler"`
-		// InsideCall counts the handler starts the guest's clock puts
-		// between the host's call and its answer: the check that the
-		// two clocks agree well enough to subtract.
-		InsideCall int `json:"handler_start_inside_call"`
-		// WorstSkew is how far the furthest outside one was, in ms.
-		WorstSkew float64 `json:"worst_outside_ms"`
+		LogLine    latencyStat `json:"call_to_log_line_host_clock"`
 	} `json:"direct"`
 	Async struct {
-		Accepted  latencyStat `json:"accepted_202"`
-		ToHandler latencyStat `json:"call_to_handler"`
+		Accepted latencyStat `json:"accepted_202"`
+		toHandler
 	} `json:"async"`
 	Mapping struct {
-		Idle        latencyStat `json:"idle_send_to_handler"`
-		Messages    int         `json:"messages"`
-		SendSeconds float64     `json:"send_s"`
-		DrainSecs   float64     `json:"first_send_to_empty_s"`
-		Throughput  float64     `json:"messages_per_s"`
-		Invocations int         `json:"invocations"`
-		Duplicates  int         `json:"duplicates"`
-		Burst       latencyStat `json:"burst_send_to_handler"`
+		Idle        toHandler `json:"idle"`
+		Messages    int       `json:"messages"`
+		SendSeconds float64   `json:"send_s"`
+		DrainSecs   float64   `json:"first_send_to_empty_s"`
+		Throughput  float64   `json:"messages_per_s"`
+		Invocations int       `json:"invocations"`
+		Duplicates  int       `json:"duplicates"`
+		Burst       toHandler `json:"burst"`
 	} `json:"mapping"`
+	Clock  clockReport `json:"clock"`
 	Ratios struct {
 		MappingOverDirectRate float64 `json:"mapping_msgs_per_direct_invoke"`
 		IdleOverDirectP50     float64 `json:"idle_mapping_p50_over_direct_p50"`
@@ -127,42 +154,43 @@ type eventsReport struct {
 	} `json:"ratios"`
 }
 
-// ratios fills r.Ratios from the rest.
+// ratios fills r.Ratios from the rest; latencies compare on the host's
+// clock alone (to the log line).
 func (r *eventsReport) ratios() {
-	div := func(a, b float64) float64 {
-		if b == 0 {
-			return 0
-		}
-		return round2(a / b)
-	}
-	r.Ratios.MappingOverDirectRate = div(r.Mapping.Throughput, r.Direct.Throughput)
-	r.Ratios.IdleOverDirectP50 = div(r.Mapping.Idle.P50, r.Direct.ToHandler.P50)
-	r.Ratios.AsyncOverDirectP50 = div(r.Async.ToHandler.P50, r.Direct.ToHandler.P50)
+	r.Ratios.MappingOverDirectRate = round2(safeDiv(r.Mapping.Throughput, r.Direct.Throughput))
+	r.Ratios.IdleOverDirectP50 = round2(safeDiv(r.Mapping.Idle.LogLine.P50, r.Direct.LogLine.P50))
+	r.Ratios.AsyncOverDirectP50 = round2(safeDiv(r.Async.LogLine.P50, r.Direct.LogLine.P50))
 }
 
 // writeTable prints r for people.
 func (r *eventsReport) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "events to %s (warm), concurrency %d, batch size %d\n\n", r.Function, r.Concurrency, r.BatchSize)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tmeasured\tn\tper s\tp50 ms\tp99 ms\t")
-	row := func(path, what string, l latencyStat, rate string) {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.2f\t%.2f\t\n", path, what, l.N, rate, l.P50, l.P99)
+	fmt.Fprintln(tw, "path\tfrom the call or SendMessage to\tn\tper s\thost p50 ms\thost p99 ms\tguest p50 ms\tguest p99 ms\t")
+	row := func(path, what string, host, guest *latencyStat, rate string) {
+		g50, g99 := "–", "–"
+		if guest != nil {
+			g50, g99 = fmt.Sprintf("%.2f", guest.P50), fmt.Sprintf("%.2f", guest.P99)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.2f\t%.2f\t%s\t%s\t\n", path, what, host.N, rate, host.P50, host.P99, g50, g99)
 	}
 	d, a, m := r.Direct, r.Async, r.Mapping
-	row("direct invoke", "round trip", d.RoundTrip, fmt.Sprintf("%.1f", d.Throughput))
-	row("direct invoke", "call → handler start", d.ToHandler, "")
-	row("async (Event)", "call → 202", a.Accepted, "")
-	row("async (Event)", "call → handler start", a.ToHandler, "")
-	row("mapping, idle", "SendMessage → handler start", m.Idle, "")
-	row("mapping, burst", "SendMessage → handler start", m.Burst, fmt.Sprintf("%.1f", m.Throughput))
+	row("direct invoke", "its answer", &d.RoundTrip, nil, fmt.Sprintf("%.1f", d.Throughput))
+	row("direct invoke", "the handler", &d.LogLine, nil, "")
+	row("async (Event)", "the 202", &a.Accepted, nil, "")
+	row("async (Event)", "the handler", &a.LogLine, &a.Handler, "")
+	row("mapping, idle", "the handler", &m.Idle.LogLine, &m.Idle.Handler, "")
+	row("mapping, burst", "the handler", &m.Burst.LogLine, &m.Burst.Handler, fmt.Sprintf("%.1f", m.Throughput))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nburst: %d messages sent in %.2f s, queue empty %.2f s after the first send: %.1f messages/s in %d invocations (%.1f a batch), %d delivered twice\n",
+	fmt.Fprintf(w, "\nhost: to the handler's log line as the host reads it (host clock); guest: to the handler's start (guest clock, calibrated)\n")
+	fmt.Fprintf(w, "burst: %d messages sent in %.2f s, queue empty %.2f s after the first send: %.1f messages/s in %d invocations (%.1f a batch), %d delivered twice\n",
 		m.Messages, m.SendSeconds, m.DrainSecs, m.Throughput, m.Invocations, safeDiv(float64(m.Messages), float64(m.Invocations)), m.Duplicates)
-	fmt.Fprintf(w, "direct: %d invokes, %d errors; the guest's clock put %d of %d handler starts inside their call (furthest outside %.2f ms)\n",
-		d.Invokes, d.Errors, d.InsideCall, d.ToHandler.N, d.WorstSkew)
-	fmt.Fprintf(w, "ratios: mapping messages/s ÷ direct invokes/s %.2f; to the handler, p50: idle mapping ÷ direct %.2f, async ÷ direct %.2f\n",
+	cl := r.Clock
+	fmt.Fprintf(w, "direct: %d invokes, %d errors; guest clock: %d of %d epochs calibrated by direct calls, good to ±%.2f ms, %d inconsistent, %d records uncalibrated\n",
+		d.Invokes, d.Errors, cl.Calibrated, cl.Epochs, cl.MaxWidth/2, cl.Inconsistent, cl.Uncalibrated)
+	fmt.Fprintf(w, "ratios: mapping messages/s ÷ direct invokes/s %.2f; to the handler (host), p50: idle mapping ÷ direct %.2f, async ÷ direct %.2f\n",
 		r.Ratios.MappingOverDirectRate, r.Ratios.IdleOverDirectP50, r.Ratios.AsyncOverDirectP50)
 	return nil
 }
@@ -182,10 +210,13 @@ func benchBody(tag string, sent time.Time) string {
 
 // seenRecord is one record the function reported at its handler's start.
 type seenRecord struct {
-	// At is the guest's wall clock when the handler started.
-	At int64
+	// At is the guest's wall clock when the handler started, Epoch the
+	// setting of that clock it ran under.
+	At, Epoch int64
 	// Sent is the send time from the body.
 	Sent int64
+	// HostSeen is the host's time when the bench read the line.
+	HostSeen int64
 	// Times counts deliveries.
 	Times int
 }
@@ -200,40 +231,36 @@ type seenLog struct {
 
 func newSeenLog() *seenLog { return &seenLog{byTag: map[string]*seenRecord{}} }
 
-// feed takes the log's next bytes; a line cut at the end waits for the rest.
-func (s *seenLog) feed(b []byte) {
+// feed takes the log's next bytes, read at host time now; a line cut at
+// the end waits for the rest.
+func (s *seenLog) feed(b []byte, now int64) {
 	data := append(s.partial, b...)
 	for {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
 			break
 		}
-		s.line(string(data[:i]))
+		s.line(string(data[:i]), now)
 		data = data[i+1:]
 	}
 	s.partial = append([]byte(nil), data...)
 }
 
-func (s *seenLog) line(l string) {
+func (s *seenLog) line(l string, now int64) {
 	if strings.HasPrefix(l, "START RequestId: ") {
 		s.starts++
 		return
 	}
-	// seen <messageId> <unix-nanos> <tag>/<sent-unix-nanos>
+	// seen <messageId> <unix-nanos> <tag>/<sent-unix-nanos> <epoch>
 	f := strings.Fields(l)
-	if len(f) != 4 || f[0] != "seen" {
+	if len(f) != 5 || f[0] != "seen" {
 		return
 	}
-	at, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil {
-		return
-	}
+	at, err1 := strconv.ParseInt(f[2], 10, 64)
+	epoch, err2 := strconv.ParseInt(f[4], 10, 64)
 	tag, sentS, ok := strings.Cut(f[3], "/")
-	if !ok || tag == "" {
-		return
-	}
-	sent, err := strconv.ParseInt(sentS, 10, 64)
-	if err != nil {
+	sent, err3 := strconv.ParseInt(sentS, 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || !ok || tag == "" {
 		return
 	}
 	if r := s.byTag[tag]; r != nil {
@@ -241,15 +268,16 @@ func (s *seenLog) line(l string) {
 		r.Times++
 		return
 	}
-	s.byTag[tag] = &seenRecord{At: at, Sent: sent, Times: 1}
+	s.byTag[tag] = &seenRecord{At: at, Epoch: epoch, Sent: sent, HostSeen: now, Times: 1}
 }
 
-// latencies are the send → handler times, in ms, of the tags seen.
-func (s *seenLog) latencies(tags []string) []float64 {
+// logLatencies are the send → log line read times, in ms, of the tags
+// seen: the host's clock alone.
+func (s *seenLog) logLatencies(tags []string) []float64 {
 	var ms []float64
 	for _, t := range tags {
 		if r := s.byTag[t]; r != nil {
-			ms = append(ms, float64(r.At-r.Sent)/1e6)
+			ms = append(ms, float64(r.HostSeen-r.Sent)/1e6)
 		}
 	}
 	return ms
@@ -266,41 +294,106 @@ func (s *seenLog) duplicates(tags []string) int {
 	return n
 }
 
-// insideCall checks each direct call's handler start against the host's
-// call (Sent) and answer: how many lie inside, and how far, in ms, the
-// furthest outside one is.
-func insideCall(s *seenLog, answered map[string]int64) (inside int, worst float64) {
+// epochGap is how close two epochs must be to be one setting of the
+// clock: the epoch is the wall clock less the monotonic time, read one
+// after the other, so it wavers by the time between the two reads.
+const epochGap = int64(time.Millisecond)
+
+// epochKeys maps each epoch seen to the first of its run of epochs no
+// more than epochGap apart.
+func epochKeys(s *seenLog) map[int64]int64 {
+	var all []int64
+	for _, r := range s.byTag {
+		all = append(all, r.Epoch)
+	}
+	slices.Sort(all)
+	keys := map[int64]int64{}
+	for i, e := range all {
+		switch {
+		case i == 0 || e-all[i-1] > epochGap:
+			keys[e] = e
+		default:
+			keys[e] = keys[all[i-1]]
+		}
+	}
+	return keys
+}
+
+// calibration is the guest clock's offset from the host's (guest − host,
+// ns) for each epoch that served direct calls.
+type calibration struct {
+	keys   map[int64]int64
+	offset map[int64]int64
+	report clockReport
+}
+
+// calibrate works out each epoch's offset from the direct calls (tag →
+// the host's time at the answer): a handler started after its call was
+// sent and before it was answered, so the offset lies in [At − answered,
+// At − sent] for each call; the midpoint of their intersection is taken.
+func calibrate(s *seenLog, answered map[string]int64) calibration {
+	c := calibration{keys: epochKeys(s), offset: map[int64]int64{}}
+	type bounds struct{ lo, hi int64 }
+	b := map[int64]*bounds{}
 	for tag, end := range answered {
 		r := s.byTag[tag]
 		if r == nil {
 			continue
 		}
-		var off int64
-		switch {
-		case r.At < r.Sent:
-			off = r.Sent - r.At
-		case r.At > end:
-			off = r.At - end
-		default:
-			inside++
-			continue
+		k := c.keys[r.Epoch]
+		if b[k] == nil {
+			b[k] = &bounds{lo: math.MinInt64, hi: math.MaxInt64}
 		}
-		worst = max(worst, float64(off)/1e6)
+		b[k].lo = max(b[k].lo, r.At-end)
+		b[k].hi = min(b[k].hi, r.At-r.Sent)
 	}
-	return inside, round2(worst)
+	epochs := map[int64]bool{}
+	for _, k := range c.keys {
+		epochs[k] = true
+	}
+	c.report.Epochs, c.report.Calibrated = len(epochs), len(b)
+	for k, bb := range b {
+		c.offset[k] = bb.lo + (bb.hi-bb.lo)/2
+		w := float64(bb.hi-bb.lo) / 1e6
+		if w < 0 {
+			c.report.Inconsistent++
+			w = -w
+		}
+		c.report.MaxWidth = max(c.report.MaxWidth, round2(w))
+	}
+	return c
 }
 
-// followedLog reads a function's log file from where it last stopped.
+// handlerLatencies are the send → handler start times, in ms, of the tags
+// whose epoch is calibrated, on the guest's clock less its offset; the
+// others are counted in the report.
+func (c *calibration) handlerLatencies(s *seenLog, tags []string) []float64 {
+	var ms []float64
+	for _, t := range tags {
+		r := s.byTag[t]
+		if r == nil {
+			continue
+		}
+		off, ok := c.offset[c.keys[r.Epoch]]
+		if !ok {
+			c.report.Uncalibrated++
+			continue
+		}
+		ms = append(ms, float64(r.At-off-r.Sent)/1e6)
+	}
+	return ms
+}
+
+// followedLog reads a function's log file as it grows, every 2 ms, so
+// that when each line was read says when, at the latest, it was written.
 type followedLog struct {
 	path string
 	off  int64
-	seen *seenLog
 	mu   sync.Mutex
+	seen *seenLog
 }
 
 func (l *followedLog) poll() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	f, err := os.Open(l.path)
 	if os.IsNotExist(err) {
 		return nil
@@ -313,18 +406,40 @@ func (l *followedLog) poll() error {
 		return err
 	}
 	b, err := io.ReadAll(f)
+	now := time.Now().UnixNano()
 	l.off += int64(len(b))
-	l.seen.feed(b)
+	l.mu.Lock()
+	l.seen.feed(b, now)
+	l.mu.Unlock()
 	return err
 }
 
-// wait polls until every tag is seen, or d passes.
-func (l *followedLog) wait(ctx context.Context, tags []string, d time.Duration) error {
-	end := time.Now().Add(d)
+// follow polls until ctx ends.
+func (l *followedLog) follow(ctx context.Context) error {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
 	for {
 		if err := l.poll(); err != nil {
 			return err
 		}
+		select {
+		case <-ctx.Done():
+			return l.poll()
+		case <-t.C:
+		}
+	}
+}
+
+func (l *followedLog) starts() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen.starts
+}
+
+// wait returns once every tag is seen, or d passes.
+func (l *followedLog) wait(ctx context.Context, tags []string, d time.Duration) error {
+	end := time.Now().Add(d)
+	for {
 		l.mu.Lock()
 		missing := 0
 		for _, t := range tags {
@@ -342,7 +457,7 @@ func (l *followedLog) wait(ctx context.Context, tags []string, d time.Duration) 
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
+		case <-time.After(time.Millisecond):
 		}
 	}
 }
@@ -390,7 +505,10 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 	} else {
 		r.Function = zip
 	}
-	progress := func(format string, args ...any) { fmt.Fprintf(c.Stderr, format+"\n", args...) }
+	began := time.Now()
+	progress := func(format string, args ...any) {
+		fmt.Fprintf(c.Stderr, "%6.1fs  %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
+	}
 
 	// The function is called "hello" by the bench daemon; its log is
 	// <data>/logs/hello.log.
@@ -401,6 +519,10 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 	defer bd.close()
 	const fn = "hello"
 	logs := &followedLog{path: filepath.Join(bd.data, "logs", fn+".log"), seen: newSeenLog()}
+	followCtx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan error, 1)
+	go func() { followed <- logs.follow(followCtx) }()
+	defer stopFollow()
 	profiles, err := server.ReadCredentials(server.CredentialsFile(bd.data))
 	if err != nil {
 		return err
@@ -412,7 +534,8 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 	progress("warming %d environments…", f.concurrency)
 	bd.warm(ctx, f.concurrency)
 
-	// Direct: a closed loop of RequestResponse invokes.
+	// Direct: a closed loop of RequestResponse invokes. Every direct call
+	// also calibrates the guest's clock (calibrate).
 	var seq atomic.Int64
 	var mu sync.Mutex
 	answered := map[string]int64{}
@@ -436,17 +559,18 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 	}
 	_ = closedLoop(ctx, f.concurrency, time.Second, direct) // settles the warm environments
 	mu.Lock()
-	answered, directTags = map[string]int64{}, nil
+	directTags = nil
 	mu.Unlock()
 	progress("direct invokes for %s at concurrency %d…", f.duration, f.concurrency)
 	lr := closedLoop(ctx, f.concurrency, f.duration, direct)
 	r.Direct.Invokes, r.Direct.Errors, r.Direct.Throughput = lr.Requests, lr.Errors, lr.Throughput
 	r.Direct.RoundTrip = latencyStat{N: lr.Requests, P50: lr.P50, P99: lr.P99}
-	if err := logs.wait(ctx, directTags, 30*time.Second); err != nil {
+	mu.Lock()
+	measuredDirect := directTags
+	mu.Unlock()
+	if err := logs.wait(ctx, measuredDirect, 30*time.Second); err != nil {
 		return fmt.Errorf("direct invokes: %w", err)
 	}
-	r.Direct.ToHandler = newLatencyStat(logs.seen.latencies(directTags))
-	r.Direct.InsideCall, r.Direct.WorstSkew = insideCall(logs.seen, answered)
 
 	// Async: one Event at a time, so each is latency, not a backlog.
 	progress("%d async invokes, one at a time…", f.probes)
@@ -466,7 +590,6 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 		}
 	}
 	r.Async.Accepted = newLatencyStat(accepted)
-	r.Async.ToHandler = newLatencyStat(logs.seen.latencies(asyncTags))
 
 	// The mapping: a queue whose visibility timeout outlasts a cold boot
 	// under emulation, so a batch in flight does not come back meanwhile.
@@ -479,6 +602,7 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 	if err != nil {
 		return fmt.Errorf("queue attributes: %w", err)
 	}
+	progress("a mapping (batch size %d, maximum concurrency %d)…", f.batchSize, f.concurrency)
 	if _, err := bd.client.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String(fn),
 		EventSourceArn: aws.String(attrs.Attributes["QueueArn"]), BatchSize: aws.Int32(int32(f.batchSize)),
 		ScalingConfig: &types.ScalingConfig{MaximumConcurrency: aws.Int32(int32(f.concurrency))}}); err != nil {
@@ -507,7 +631,6 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 			return fmt.Errorf("idle mapping: %w", err)
 		}
 	}
-	r.Mapping.Idle = newLatencyStat(logs.seen.latencies(idleTags))
 	// Let the last invocation's delete land, so the burst starts on an
 	// empty queue.
 	if err := waitEmpty(ctx, sq, q.QueueUrl, time.Minute); err != nil {
@@ -515,10 +638,7 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 	}
 
 	progress("a burst of %d messages…", f.messages)
-	if err := logs.poll(); err != nil {
-		return err
-	}
-	startsBefore := logs.seen.starts
+	startsBefore := logs.starts()
 	burstTags := make([]string, f.messages)
 	for i := range burstTags {
 		burstTags[i] = fmt.Sprintf("m%d", i)
@@ -536,12 +656,40 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 	if err := logs.wait(ctx, burstTags, 30*time.Second); err != nil {
 		return fmt.Errorf("burst: %w", err)
 	}
+	// The START lines up to the queue's emptying.
+	invocations := logs.starts() - startsBefore
+
+	// More direct calls calibrate any clock setting since the first loop
+	// and check the first ones' offsets still hold.
+	progress("direct invokes for 1s, to check the guest's clock…")
+	_ = closedLoop(ctx, f.concurrency, time.Second, direct)
+	mu.Lock()
+	allDirect := slices.Collect(maps.Keys(answered))
+	mu.Unlock()
+	if err := logs.wait(ctx, allDirect, 30*time.Second); err != nil {
+		return fmt.Errorf("direct invokes: %w", err)
+	}
+	stopFollow()
+	if err := <-followed; err != nil {
+		return fmt.Errorf("reading the function's log: %w", err)
+	}
+	progress("done; stopping the daemon")
+
+	seen := logs.seen
+	cal := calibrate(seen, answered)
+	r.Direct.LogLine = newLatencyStat(seen.logLatencies(measuredDirect))
+	r.Async.LogLine = newLatencyStat(seen.logLatencies(asyncTags))
+	r.Async.Handler = newLatencyStat(cal.handlerLatencies(seen, asyncTags))
 	m := &r.Mapping
+	m.Idle.LogLine = newLatencyStat(seen.logLatencies(idleTags))
+	m.Idle.Handler = newLatencyStat(cal.handlerLatencies(seen, idleTags))
 	m.Messages, m.DrainSecs = f.messages, round2(drain.Seconds())
 	m.Throughput = round2(float64(f.messages) / drain.Seconds())
-	m.Invocations = logs.seen.starts - startsBefore
-	m.Duplicates = logs.seen.duplicates(burstTags)
-	m.Burst = newLatencyStat(logs.seen.latencies(burstTags))
+	m.Invocations = invocations
+	m.Duplicates = seen.duplicates(burstTags)
+	m.Burst.LogLine = newLatencyStat(seen.logLatencies(burstTags))
+	m.Burst.Handler = newLatencyStat(cal.handlerLatencies(seen, burstTags))
+	r.Clock = cal.report
 	r.ratios()
 
 	if f.json {
