@@ -166,7 +166,8 @@ func sampleEventsReport() *eventsReport {
 	r := &eventsReport{Function: "internal/testsqsfunction", Concurrency: 2, BatchSize: 10}
 	r.Direct.Invokes, r.Direct.Throughput = 400, 80
 	r.Direct.RoundTrip = latencyStat{N: 400, P50: 20, P99: 40}
-	r.Direct.LogLine = latencyStat{N: 400, P50: 10, P99: 20}
+	r.Direct.LogLine = latencyStat{N: 400, P50: 14, P99: 28}
+	r.Direct.Single = toHandler{Handler: latencyStat{N: 20, P50: 8, P99: 12}, LogLine: latencyStat{N: 20, P50: 10, P99: 20}}
 	r.Async.Accepted = latencyStat{N: 20, P50: 3, P99: 5}
 	r.Async.LogLine = latencyStat{N: 20, P50: 25, P99: 30}
 	r.Async.Handler = latencyStat{N: 20, P50: 21, P99: 26}
@@ -199,9 +200,10 @@ func TestEventsReportTable(t *testing.T) {
 	out := buf.String()
 	for _, want := range []string{
 		"path", "p50 ms", "p99 ms",
-		"direct invoke", "its answer", "80.0", "20.00", "40.00",
-		"async (Event)", "the 202",
-		"mapping, idle", "mapping, burst", "1200.00", "2400.00",
+		"direct invoke, 2 at once", "its answer", "80.0", "20.00", "40.00", "14.00", "28.00",
+		"direct invoke, one at a time", "8.00", "12.00",
+		"async (Event), one at a time", "the 202",
+		"mapping, one message at a time", "mapping, burst", "1200.00", "2400.00",
 		"200 messages sent in 0.50 s, queue empty 2.50 s after the first send: 80.0 messages/s in 20 invocations (10.0 a batch)",
 		"2 of 2 epochs calibrated by direct calls, good to ±3.25 ms, 0 inconsistent, 0 records uncalibrated",
 		"1100.00", "2300.00", "–",
@@ -227,6 +229,7 @@ func TestEventsReportJSON(t *testing.T) {
 	}
 	for _, path := range [][]string{
 		{"direct", "invokes_per_s"}, {"direct", "round_trip", "p50_ms"}, {"direct", "call_to_log_line_host_clock", "p99_ms"},
+		{"direct", "one_at_a_time", "handler_start_guest_clock", "p50_ms"},
 		{"async", "accepted_202", "n"}, {"async", "handler_start_guest_clock", "p50_ms"}, {"async", "log_line_host_clock", "p99_ms"},
 		{"mapping", "messages_per_s"}, {"mapping", "first_send_to_empty_s"}, {"mapping", "burst", "handler_start_guest_clock", "p99_ms"},
 		{"mapping", "idle", "log_line_host_clock", "p50_ms"}, {"mapping", "invocations"}, {"mapping", "duplicates"},
