@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,6 +141,9 @@ type eventsReport struct {
 	Async struct {
 		Accepted latencyStat `json:"accepted_202"`
 		toHandler
+		// Retries are the attempts that were retried, by reason, from
+		// the daemon's /metrics: a throttled one waits 1 s.
+		Retries map[string]int `json:"retries"`
 	} `json:"async"`
 	Mapping struct {
 		Idle        toHandler `json:"idle"`
@@ -193,6 +197,13 @@ func (r *eventsReport) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "\nhost: to the handler's log line as the host reads it (host clock); guest: to the handler's start (guest clock, calibrated)\n")
 	fmt.Fprintf(w, "burst: %d messages sent in %.2f s, queue empty %.2f s after the first send: %.1f messages/s in %d invocations (%.1f a batch), %d delivered twice\n",
 		m.Messages, m.SendSeconds, m.DrainSecs, m.Throughput, m.Invocations, safeDiv(float64(m.Messages), float64(m.Invocations)), m.Duplicates)
+	if len(a.Retries) > 0 {
+		var rs []string
+		for _, k := range slices.Sorted(maps.Keys(a.Retries)) {
+			rs = append(rs, fmt.Sprintf("%d %s", a.Retries[k], k))
+		}
+		fmt.Fprintf(w, "async: attempts retried: %s\n", strings.Join(rs, ", "))
+	}
 	cl := r.Clock
 	fmt.Fprintf(w, "direct: %d invokes, %d errors; guest clock: %d of %d epochs calibrated by direct calls, good to ±%.2f ms, %d inconsistent, %d records uncalibrated\n",
 		d.Invokes, d.Errors, cl.Calibrated, cl.Epochs, cl.MaxWidth/2, cl.Inconsistent, cl.Uncalibrated)
@@ -694,6 +705,9 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 	if err := <-followed; err != nil {
 		return fmt.Errorf("reading the function's log: %w", err)
 	}
+	if r.Async.Retries, err = asyncRetries(ctx, bd); err != nil {
+		return err
+	}
 	progress("done; stopping the daemon")
 
 	seen := logs.seen
@@ -721,6 +735,50 @@ func (c *CLI) benchEvents(cmd *cobra.Command, f benchEventsFlags) error {
 		return nil
 	}
 	return r.writeTable(c.Stdout)
+}
+
+// asyncRetries reads the daemon's count of retried async attempts.
+func asyncRetries(ctx context.Context, bd *benchDaemon) (map[string]int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+bd.srv.Addr()+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := bd.httpClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return parseRetries(string(b)), nil
+}
+
+// parseRetries sums hearth_async_retries_total by its reason label.
+func parseRetries(metrics string) map[string]int {
+	out := map[string]int{}
+	for _, l := range strings.Split(metrics, "\n") {
+		rest, ok := strings.CutPrefix(l, "hearth_async_retries_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		_, reason, ok := strings.Cut(labels, `reason="`)
+		if !ok {
+			continue
+		}
+		reason, _, _ = strings.Cut(reason, `"`)
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		out[reason] += int(v)
+	}
+	return out
 }
 
 // sendBurst sends one message per tag, in batches of ten (SendMessageBatch's

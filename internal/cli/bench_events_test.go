@@ -175,6 +175,7 @@ func sampleEventsReport() *eventsReport {
 	r.Mapping.Messages, r.Mapping.SendSeconds, r.Mapping.DrainSecs = 200, 0.5, 2.5
 	r.Mapping.Throughput, r.Mapping.Invocations = 80, 20
 	r.Mapping.Burst = toHandler{Handler: latencyStat{N: 200, P50: 1100, P99: 2300}, LogLine: latencyStat{N: 200, P50: 1200, P99: 2400}}
+	r.Async.Retries = map[string]int{"throttled": 1}
 	r.Clock = clockReport{Epochs: 2, Calibrated: 2, MaxWidth: 6.5}
 	r.ratios()
 	return r
@@ -206,7 +207,7 @@ func TestEventsReportTable(t *testing.T) {
 		"mapping, one message at a time", "mapping, burst", "1200.00", "2400.00",
 		"200 messages sent in 0.50 s, queue empty 2.50 s after the first send: 80.0 messages/s in 20 invocations (10.0 a batch)",
 		"2 of 2 epochs calibrated by direct calls, good to ±3.25 ms, 0 inconsistent, 0 records uncalibrated",
-		"1100.00", "2300.00", "–",
+		"1100.00", "2300.00", "–", "async: attempts retried: 1 throttled",
 		"mapping messages/s ÷ direct invokes/s 1.00",
 	} {
 		if !strings.Contains(out, want) {
@@ -261,5 +262,20 @@ func TestLatencyStat(t *testing.T) {
 	}
 	if got := newLatencyStat(nil); got != (latencyStat{}) {
 		t.Errorf("stat of nothing %+v", got)
+	}
+}
+
+func TestParseRetries(t *testing.T) {
+	metrics := `# HELP hearth_async_retries_total Attempts…
+# TYPE hearth_async_retries_total counter
+hearth_async_retries_total{function="hello",reason="throttled"} 2
+hearth_async_retries_total{function="other",reason="throttled"} 1
+hearth_async_retries_total{function="hello",reason="error"} 1
+hearth_async_events_queued_total{function="hello"} 20
+hearth_async_retries_total{function="hello",reason="bad"} x
+`
+	got := parseRetries(metrics)
+	if len(got) != 2 || got["throttled"] != 3 || got["error"] != 1 {
+		t.Errorf("retries %v, want throttled 3, error 1", got)
 	}
 }
