@@ -237,7 +237,8 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		return err
 	}
 	defer bd.close()
-	viaAPI := bd.invoke
+	shares := &hostShares{}
+	viaAPI := func(ctx context.Context) error { return bd.invokeMeasured(ctx, shares) }
 	viaHTTP, stopDirect, err := bd.direct()
 	if err != nil {
 		return err
@@ -249,6 +250,9 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		Hearth      loadResult `json:"hearth"`
 		Direct      loadResult `json:"direct"`
 		OverheadMs  float64    `json:"overhead_p50_ms"`
+		// HostShare is the host's own share of each Hearth call, as the
+		// daemon measured it (package spans).
+		HostShare hostShareResult `json:"host_share"`
 	}
 	var rows []row
 	for _, n := range levels {
@@ -257,8 +261,10 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		// settles them.
 		bd.warm(ctx, n)
 		_ = closedLoop(ctx, n, f.duration/4, viaAPI)
+		_ = shares.take()
 		r := row{Concurrency: n}
 		r.Hearth = closedLoop(ctx, n, f.duration, viaAPI)
+		r.HostShare = shares.take()
 		r.Direct = closedLoop(ctx, n, f.duration, viaHTTP)
 		r.OverheadMs = round2(r.Hearth.P50 - r.Direct.P50)
 		rows = append(rows, r)
@@ -269,10 +275,10 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "concurrency\thearth rps\tp50 ms\tp99 ms\tdirect rps\tp50 ms\tp99 ms\tplatform p50 ms\terrors\t")
+	fmt.Fprintln(tw, "concurrency\thearth rps\tp50 ms\tp99 ms\thost p50 ms\thost p99 ms\tdirect rps\tp50 ms\tp99 ms\tplatform p50 ms\terrors\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\n", r.Concurrency, r.Hearth.Throughput, r.Hearth.P50, r.Hearth.P99,
-			r.Direct.Throughput, r.Direct.P50, r.Direct.P99, r.OverheadMs, r.Hearth.Errors+r.Direct.Errors)
+		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%.3f\t%.3f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\n", r.Concurrency, r.Hearth.Throughput, r.Hearth.P50, r.Hearth.P99,
+			r.HostShare.P50/1000, r.HostShare.P99/1000, r.Direct.Throughput, r.Direct.P50, r.Direct.P99, r.OverheadMs, r.Hearth.Errors+r.Direct.Errors)
 	}
 	return tw.Flush()
 }
