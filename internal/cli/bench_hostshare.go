@@ -56,6 +56,9 @@ type hostShareResult struct {
 	P50   float64            `json:"p50_us"`
 	P99   float64            `json:"p99_us"`
 	Steps map[string]float64 `json:"steps_p50_us,omitempty"`
+	// Guest is the guest's part (frame sent → answer received), beside.
+	GuestP50 float64 `json:"guest_p50_us"`
+	GuestP99 float64 `json:"guest_p99_us"`
 }
 
 // hostSteps are the host's steps, each between two marks; the guest's
@@ -72,6 +75,15 @@ func (h *hostShares) take() hostShareResult {
 	h.host, h.marks = nil, nil
 	h.mu.Unlock()
 	r := hostShareResult{Calls: len(host), P50: round2(percentile(host, 50)), P99: round2(percentile(host, 99)), Steps: map[string]float64{}}
+	var guest []float64
+	for _, m := range marks {
+		if a, ok := m["frame_sent"]; ok {
+			if b, ok := m["frame_received"]; ok {
+				guest = append(guest, b-a)
+			}
+		}
+	}
+	r.GuestP50, r.GuestP99 = round2(percentile(guest, 50)), round2(percentile(guest, 99))
 	for _, s := range hostSteps {
 		var d []float64
 		for _, m := range marks {

@@ -40,6 +40,9 @@ func TestHostSharesTake(t *testing.T) {
 	if got := r.Steps["released→metered"]; got < 200 || got > 380 {
 		t.Errorf("released→metered p50 = %v, want within 200..380", got)
 	}
+	if r.GuestP50 != 15000 && r.GuestP50 != 8800 && (r.GuestP50 < 8800 || r.GuestP50 > 15000) {
+		t.Errorf("guest p50 = %v, want within 8800..15000", r.GuestP50)
+	}
 	if again := h.take(); again.Calls != 0 {
 		t.Errorf("take did not start afresh: %d calls", again.Calls)
 	}

@@ -32,6 +32,7 @@ type benchLoadFlags struct {
 	concurrency string
 	duration    time.Duration
 	json        bool
+	profile     string
 }
 
 func (c *CLI) benchLoadCmd() *cobra.Command {
@@ -52,6 +53,7 @@ the same load in the same run; the difference is the platform's share.`,
 	cmd.Flags().StringVar(&f.concurrency, "concurrency", "1,4,16", "comma-separated concurrencies")
 	cmd.Flags().DurationVar(&f.duration, "duration", 5*time.Second, "measuring time at each concurrency")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON object")
+	cmd.Flags().StringVar(&f.profile, "profile", "", "write CPU, mutex and block profiles of the daemon under load (the Hearth loops only) into this folder")
 	return cmd
 }
 
@@ -263,7 +265,14 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		_ = closedLoop(ctx, n, f.duration/4, viaAPI)
 		_ = shares.take()
 		r := row{Concurrency: n}
+		prof, err := startBenchProfile(f.profile)
+		if err != nil {
+			return err
+		}
 		r.Hearth = closedLoop(ctx, n, f.duration, viaAPI)
+		if err := prof.stop(); err != nil {
+			return err
+		}
 		r.HostShare = shares.take()
 		r.Direct = closedLoop(ctx, n, f.duration, viaHTTP)
 		r.OverheadMs = round2(r.Hearth.P50 - r.Direct.P50)
