@@ -15,6 +15,7 @@ import (
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/sandbox"
+	"github.com/hearthdev/hearth/internal/spans"
 	"github.com/hearthdev/hearth/internal/store"
 )
 
@@ -128,6 +129,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 		return
 	}
+	// The host's share of an invocation is measured from here (see
+	// package spans).
+	rec := spans.New(nil)
+	rec.Mark(spans.Received)
+	r = r.WithContext(spans.With(r.Context(), rec))
 	// The largest request is a 50 MB zip, base64 in JSON: refuse more
 	// before reading it into memory. An upload into a MicroVM is streamed
 	// instead, its payload unsigned.
@@ -146,5 +152,6 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, err)
 		return
 	}
+	rec.Mark(spans.Verified)
 	a.route(w, r)
 }

@@ -4,10 +4,22 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/spans"
+)
+
+// A caller that sends spansHeader (any value) is answered with the host's
+// share of its invocation, in µs, in hostShareHeader, and each mark's time
+// from the request's arrival in spansHeader: what `hearth bench load`
+// reports. Only when asked, so that an answer tells no stranger about the
+// host's timing.
+const (
+	spansHeader     = "X-Hearth-Spans"
+	hostShareHeader = "X-Hearth-Host-Us"
 )
 
 // answerWrite bounds how long an invocation's answer may take to send.
@@ -59,6 +71,14 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Hearth-Start-Type", string(res.StartType))
+	if r.Header.Get(spansHeader) != "" {
+		rec := spans.From(r.Context())
+		rec.Mark(spans.Answered)
+		if host, ok := rec.Host(); ok {
+			h.Set(hostShareHeader, strconv.FormatInt(host.Microseconds(), 10))
+		}
+		h.Set(spansHeader, rec.String())
+	}
 	if res.Error != nil {
 		h.Set("X-Amz-Function-Error", "Unhandled")
 	}

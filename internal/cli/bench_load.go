@@ -32,6 +32,7 @@ type benchLoadFlags struct {
 	concurrency string
 	duration    time.Duration
 	json        bool
+	profile     string
 }
 
 func (c *CLI) benchLoadCmd() *cobra.Command {
@@ -52,6 +53,7 @@ the same load in the same run; the difference is the platform's share.`,
 	cmd.Flags().StringVar(&f.concurrency, "concurrency", "1,4,16", "comma-separated concurrencies")
 	cmd.Flags().DurationVar(&f.duration, "duration", 5*time.Second, "measuring time at each concurrency")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON object")
+	cmd.Flags().StringVar(&f.profile, "profile", "", "write CPU, mutex and block profiles of the daemon under load (the Hearth loops only) into this folder")
 	return cmd
 }
 
@@ -237,7 +239,8 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		return err
 	}
 	defer bd.close()
-	viaAPI := bd.invoke
+	shares := &hostShares{}
+	viaAPI := func(ctx context.Context) error { return bd.invokeMeasured(ctx, shares) }
 	viaHTTP, stopDirect, err := bd.direct()
 	if err != nil {
 		return err
@@ -249,6 +252,9 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		Hearth      loadResult `json:"hearth"`
 		Direct      loadResult `json:"direct"`
 		OverheadMs  float64    `json:"overhead_p50_ms"`
+		// HostShare is the host's own share of each Hearth call, as the
+		// daemon measured it (package spans).
+		HostShare hostShareResult `json:"host_share"`
 	}
 	var rows []row
 	for _, n := range levels {
@@ -257,8 +263,17 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		// settles them.
 		bd.warm(ctx, n)
 		_ = closedLoop(ctx, n, f.duration/4, viaAPI)
+		_ = shares.take()
 		r := row{Concurrency: n}
+		prof, err := startBenchProfile(f.profile)
+		if err != nil {
+			return err
+		}
 		r.Hearth = closedLoop(ctx, n, f.duration, viaAPI)
+		if err := prof.stop(); err != nil {
+			return err
+		}
+		r.HostShare = shares.take()
 		r.Direct = closedLoop(ctx, n, f.duration, viaHTTP)
 		r.OverheadMs = round2(r.Hearth.P50 - r.Direct.P50)
 		rows = append(rows, r)
@@ -269,10 +284,10 @@ func (c *CLI) benchLoad(cmd *cobra.Command, f benchLoadFlags) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "concurrency\thearth rps\tp50 ms\tp99 ms\tdirect rps\tp50 ms\tp99 ms\tplatform p50 ms\terrors\t")
+	fmt.Fprintln(tw, "concurrency\thearth rps\tp50 ms\tp99 ms\thost p50 ms\thost p99 ms\tdirect rps\tp50 ms\tp99 ms\tplatform p50 ms\terrors\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\n", r.Concurrency, r.Hearth.Throughput, r.Hearth.P50, r.Hearth.P99,
-			r.Direct.Throughput, r.Direct.P50, r.Direct.P99, r.OverheadMs, r.Hearth.Errors+r.Direct.Errors)
+		fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%.3f\t%.3f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\n", r.Concurrency, r.Hearth.Throughput, r.Hearth.P50, r.Hearth.P99,
+			r.HostShare.P50/1000, r.HostShare.P99/1000, r.Direct.Throughput, r.Direct.P50, r.Direct.P99, r.OverheadMs, r.Hearth.Errors+r.Direct.Errors)
 	}
 	return tw.Flush()
 }

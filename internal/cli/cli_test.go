@@ -191,7 +191,11 @@ func TestBenchLoadAndURLJSON(t *testing.T) {
 	}{
 		{[]string{"bench", "load", "--concurrency", "1", "--duration", "1s"}, func(out map[string]any) []float64 {
 			l := out["levels"].([]any)[0].(map[string]any)
-			return []float64{l["hearth"].(map[string]any)["requests"].(float64), l["direct"].(map[string]any)["requests"].(float64)}
+			// Each call's host share is measured by the daemon, beside
+			// the guest's part.
+			hs := l["host_share"].(map[string]any)
+			return []float64{l["hearth"].(map[string]any)["requests"].(float64), l["direct"].(map[string]any)["requests"].(float64),
+				hs["calls"].(float64), hs["p50_us"].(float64), hs["guest_p50_us"].(float64)}
 		}},
 		{[]string{"bench", "url", "--duration", "1s"}, func(out map[string]any) []float64 {
 			var n []float64

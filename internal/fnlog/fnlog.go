@@ -19,7 +19,20 @@ const MaxBytes = 16 << 20
 // Logs is the folder of function logs.
 type Logs struct {
 	dir string
-	mu  sync.Mutex
+	// locks holds a *sync.Mutex per function: a write and a rotation of
+	// one function's log exclude each other, while other functions' logs
+	// are written at the same time (one lock for all made every
+	// invocation of every function wait on every other's file writes).
+	locks sync.Map
+}
+
+// lock is function's log's lock.
+func (l *Logs) lock(function string) *sync.Mutex {
+	if m, ok := l.locks.Load(function); ok {
+		return m.(*sync.Mutex)
+	}
+	m, _ := l.locks.LoadOrStore(function, new(sync.Mutex))
+	return m.(*sync.Mutex)
 }
 
 // New returns the logs kept in dir.
@@ -42,8 +55,9 @@ type writer struct {
 }
 
 func (w writer) Write(b []byte) (int, error) {
-	w.l.mu.Lock()
-	defer w.l.mu.Unlock()
+	mu := w.l.lock(w.function)
+	mu.Lock()
+	defer mu.Unlock()
 	p := w.l.Path(w.function)
 	if fi, err := os.Stat(p); err == nil && fi.Size()+int64(len(b)) > MaxBytes {
 		_ = os.Rename(p, p+".1")

@@ -25,6 +25,7 @@ import (
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
+	"github.com/hearthdev/hearth/internal/spans"
 	"github.com/hearthdev/hearth/internal/store"
 )
 
@@ -212,6 +213,7 @@ func (s *Service) Invoke(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	spans.From(ctx).Mark(spans.Resolved)
 	requestID := req.RequestID
 	if requestID == "" {
 		requestID = uuid.NewString()
@@ -267,11 +269,14 @@ func (s *Service) run(ctx context.Context, fn scheduler.Function, requestID stri
 		t.end(nil, fn.Function)
 		return s.result(fn, sres, t), nil
 	}
+	rec := spans.From(ctx)
+	rec.Mark(spans.Leased)
 	// START follows the environment's init output, as in Lambda's log.
 	t := newTranscript(log, requestID, fn.Version)
 	sres, err = lease.Invoke(ctx, sandbox.Request{RequestID: requestID, Payload: req.Payload,
 		ClientContext: req.ClientContext, TraceID: req.TraceID, Stream: req.Stream})
 	lease.Release()
+	rec.Mark(spans.Released)
 	if sres == nil {
 		t.end(nil, fn.Function)
 		return nil, err
@@ -280,6 +285,7 @@ func (s *Service) run(ctx context.Context, fn scheduler.Function, requestID stri
 	if s.cfg.Meter != nil {
 		s.cfg.Meter.Invoked(Record(fn, sres, time.Now()))
 	}
+	rec.Mark(spans.Metered)
 	return s.result(fn, sres, t), err
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/guestproto"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
+	"github.com/hearthdev/hearth/internal/spans"
 )
 
 // MaxPayloadBytes is Lambda's limit on a synchronous invocation's event.
@@ -178,6 +179,8 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 		}
 		return nil, fmt.Errorf("%s: send invocation: %w", e.id, err)
 	}
+	rec := spans.From(ctx)
+	rec.Mark(spans.FrameSent)
 	for done := false; !done; {
 		results := c.results
 		gone := c.gone
@@ -190,6 +193,7 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 			if r.RequestID != req.RequestID {
 				continue // a stale answer, to an earlier request
 			}
+			rec.Mark(spans.FrameReceived)
 			done = true
 			res.Duration = time.Since(start)
 			// What the guest says of itself is bounded by what it can be.
