@@ -2,12 +2,8 @@ package esm
 
 import (
 	"context"
-	"crypto/md5"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"sort"
 	"strings"
 	"time"
 
@@ -34,6 +30,9 @@ type Queues interface {
 // Message is a message received, as queue.Received holds it.
 type Message struct {
 	MessageID, ReceiptHandle, Body, MD5OfBody string
+	// MD5OfMessageAttributes is SQS's digest of MessageAttributes, as the
+	// queue computed it ("" for none).
+	MD5OfMessageAttributes string
 	// Attributes are the system attributes: ApproximateReceiveCount,
 	// SentTimestamp, ApproximateFirstReceiveTimestamp, SenderId.
 	Attributes        map[string]string
@@ -81,40 +80,9 @@ func record(m Message, sourceARN, region string) events.SQSMessage {
 		r.MessageAttributes[k] = ra
 	}
 	if len(m.MessageAttributes) > 0 {
-		r.Md5OfMessageAttributes = md5OfAttributes(m.MessageAttributes)
+		r.Md5OfMessageAttributes = m.MD5OfMessageAttributes
 	}
 	return r
-}
-
-// md5OfAttributes is SQS's MD5OfMessageAttributes: over the attributes in
-// name order, each as its name, data type (each length-prefixed), a
-// transport byte (1 string, 2 binary) and its length-prefixed value.
-func md5OfAttributes(attrs map[string]MessageAttribute) string {
-	names := make([]string, 0, len(attrs))
-	for k := range attrs {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	h := md5.New()
-	put := func(b []byte) {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	for _, k := range names {
-		a := attrs[k]
-		put([]byte(k))
-		put([]byte(a.DataType))
-		if a.BinaryValue != nil || strings.HasPrefix(a.DataType, "Binary") {
-			h.Write([]byte{2})
-			put(a.BinaryValue)
-		} else {
-			h.Write([]byte{1})
-			put([]byte(a.StringValue))
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // filterView is a record as the filter sees it: the record's JSON, with a

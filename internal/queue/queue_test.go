@@ -553,6 +553,8 @@ func TestMD5OfAttributes(t *testing.T) {
 		want  string
 	}{
 		{nil, ""},
+		// Computed apart, with Python's hashlib.
+		{map[string]MessageAttribute{"color": {DataType: "String", StringValue: "blue"}}, "da1b33cc3cbfe8b1630921e78e6b9880"},
 		{map[string]MessageAttribute{"attribName1": {DataType: "String", StringValue: "attribValue 1"}}, "19e27d4e946b072f3f58da80d94fd778"},
 		{map[string]MessageAttribute{"customNumberTypeAttrib": {DataType: "Number.float", StringValue: "4563442423554324324264524243.32543234"}}, "9fe1b90bbd9965bdf77bac517c7d2495"},
 		{map[string]MessageAttribute{"binaryAttribute": {DataType: "Binary", BinaryValue: []byte("Hello binary world!")}}, "31a92b15d92f8db860eda32aceb656c3"},

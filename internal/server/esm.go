@@ -88,7 +88,8 @@ func (a esmQueueAdapter) Receive(ctx context.Context, name string, max int, wait
 	out := make([]esm.Message, 0, len(rs))
 	for _, r := range rs {
 		m := esm.Message{MessageID: r.MessageID, ReceiptHandle: r.ReceiptHandle, Body: r.Body, MD5OfBody: r.MD5OfBody,
-			Attributes: r.Attributes, MessageAttributes: make(map[string]esm.MessageAttribute, len(r.MessageAttributes))}
+			MD5OfMessageAttributes: queue.MD5OfAttributes(r.MessageAttributes),
+			Attributes:             r.Attributes, MessageAttributes: make(map[string]esm.MessageAttribute, len(r.MessageAttributes))}
 		for k, v := range r.MessageAttributes {
 			m.MessageAttributes[k] = esm.MessageAttribute{DataType: v.DataType, StringValue: v.StringValue, BinaryValue: v.BinaryValue}
 		}
