@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"archive/tar"
 	"archive/zip"
 	"bytes"
 	"context"
@@ -17,12 +16,11 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/spf13/cobra"
 
 	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/ociimage"
 	"github.com/hearthdev/hearth/internal/rootfs"
 	"github.com/hearthdev/hearth/internal/runtimes"
 	"github.com/hearthdev/hearth/internal/sandbox"
@@ -331,44 +329,7 @@ func zipEntry(path, name string) ([]byte, error) {
 // /var/runtime/bootstrap, its ENTRYPOINT, as Lambda's provided base images
 // lay it out.
 func bootstrapImage(bootstrap []byte) (v1.Image, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	mtime := time.Unix(1700000000, 0)
-	for _, d := range []string{"dev", "proc", "sys", "tmp", "var", "var/runtime", "var/task"} {
-		mode := int64(0o755)
-		if d == "tmp" {
-			mode = 0o1777
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: mode, ModTime: mtime}); err != nil {
-			return nil, err
-		}
-	}
-	hdr := &tar.Header{Name: "var/runtime/bootstrap", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bootstrap)), ModTime: mtime}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(bootstrap); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	data := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		return nil, err
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config.Entrypoint = []string{"/var/runtime/bootstrap"}
-	cf.Config.WorkingDir = "/var/task"
-	return mutate.ConfigFile(img, cf)
+	files := append(ociimage.GuestDirs(), ociimage.File{Path: "var/runtime", Mode: 0o755, Dir: true},
+		ociimage.File{Path: "var/runtime/bootstrap", Mode: 0o755, Data: bootstrap})
+	return ociimage.Build(files, v1.Config{Entrypoint: []string{"/var/runtime/bootstrap"}, WorkingDir: "/var/task"})
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -28,14 +27,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/spf13/cobra"
 
 	mvc "github.com/hearthdev/hearth/client/microvm"
 	"github.com/hearthdev/hearth/internal/network"
+	"github.com/hearthdev/hearth/internal/ociimage"
 	"github.com/hearthdev/hearth/internal/rootfs"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/server"
@@ -701,46 +698,7 @@ func pushTestMicroVMImage(ctx context.Context, work, reg string) (string, error)
 // /app/<name>, its ENTRYPOINT, WORKDIR /app, port 8080 exposed, and the
 // folders the guest mounts on (as internal/testvm's MicroVMImage).
 func appImage(name string, bin []byte) (v1.Image, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	mtime := time.Unix(1700000000, 0)
-	for _, d := range []string{"app", "tmp", "proc", "sys", "dev", "var", "var/task"} {
-		mode := int64(0o755)
-		if d == "tmp" {
-			mode = 0o1777
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: mode, ModTime: mtime}); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: "app/" + name, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin)), ModTime: mtime}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(bin); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	layerData := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerData)), nil })
-	if err != nil {
-		return nil, err
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config.Entrypoint = []string{"/app/" + name}
-	cf.Config.WorkingDir = "/app"
-	cf.Config.ExposedPorts = map[string]struct{}{"8080/tcp": {}}
-	return mutate.ConfigFile(img, cf)
+	return ociimage.Program(name, bin, v1.Config{ExposedPorts: map[string]struct{}{"8080/tcp": {}}})
 }
 
 // duBytes is the disk space allocated to the files under dir, as du

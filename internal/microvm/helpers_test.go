@@ -1,8 +1,6 @@
 package microvm
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -25,12 +23,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/ociimage"
 	"github.com/hearthdev/hearth/internal/rootfs"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
@@ -50,33 +46,8 @@ func testRegistry(t *testing.T) string {
 // to host/repo:tag; entrypoint is its ENTRYPOINT (none if empty).
 func pushImage(t *testing.T, host, repo string, entrypoint ...string) string {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	body := "#!/bin/sh\nexec sleep 1000000\n"
-	if err := tw.WriteHeader(&tar.Header{Name: "server", Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg,
-		ModTime: time.Unix(1700000000, 0)}); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.WriteString(tw, body)
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config = v1.Config{Entrypoint: entrypoint, Env: []string{"FROM_IMAGE=1", "OVERRIDDEN=image"}}
-	img, err = mutate.ConfigFile(img, cf)
+	img, err := ociimage.Build([]ociimage.File{{Path: "server", Mode: 0o755, Data: []byte("#!/bin/sh\nexec sleep 1000000\n")}},
+		v1.Config{Entrypoint: entrypoint, Env: []string{"FROM_IMAGE=1", "OVERRIDDEN=image"}})
 	if err != nil {
 		t.Fatal(err)
 	}
