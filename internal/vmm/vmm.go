@@ -145,6 +145,8 @@ type PauseInfo struct {
 	// mapping with no swap, or no right over the VMM): the vCPUs are
 	// stopped all the same.
 	PagedOut bool
+	// AdvisedBytes is how much of the guest-RAM mapping was paged out.
+	AdvisedBytes int64
 }
 
 // Driver boots machines.

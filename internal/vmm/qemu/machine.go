@@ -363,7 +363,9 @@ func (m *machine) Pause(ctx context.Context) (vmm.PauseInfo, error) {
 		return info, fmt.Errorf("pause: %w", err)
 	}
 	if !m.spec.MemoryPrivate {
-		if _, err := vmm.PageOutFile(m.pid, m.spec.MemoryFile()); err != nil {
+		n, err := vmm.PageOutFile(m.pid, m.spec.MemoryFile(), m.spec.Kernel, m.spec.Initrd)
+		info.AdvisedBytes = n
+		if err != nil {
 			info.RSSAfterKiB = vmm.ProcessVmRSSKiB(m.pid)
 			return info, err
 		}
