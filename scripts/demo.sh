@@ -42,7 +42,7 @@ show $hearth env invoke "$clone"
 step "the daemon: the Lambda API, pools that scale to zero"
 port=${HEARTH_DEMO_PORT:-9400}
 export HEARTH_ENDPOINT=http://127.0.0.1:$port
-$hearth serve --listen 127.0.0.1:$port --keep-warm 3s --url-listen 127.0.0.1:$((port+80)) --url-tls-listen "" 2> "$HEARTH_DATA_DIR/serve.log" &
+$hearth serve --listen 127.0.0.1:$port --keep-warm 3s --keep-paused 0 --url-listen 127.0.0.1:$((port+80)) --url-tls-listen "" 2> "$HEARTH_DATA_DIR/serve.log" &
 serve_pid=$!
 trap 'kill -INT $serve_pid 2>/dev/null || true; wait $serve_pid 2>/dev/null || true; cleanup' EXIT
 for _ in $(seq 50); do curl -sf "$HEARTH_ENDPOINT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done

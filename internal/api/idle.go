@@ -9,7 +9,9 @@ import (
 
 // putIdlePolicy takes PUT /hearth/v1/functions/{name}/idle-policy, Hearth's
 // own setting beside Lambda's: how long idle environments stay warm, and
-// how long suspended ones are kept. Running environments keep going; the
+// how long they then stay paused (KeepPausedSeconds, 0 for no paused tier,
+// absent for the daemon's default), and how long suspended ones are kept.
+// Running environments keep going; the
 // next idle period follows the new policy.
 func (a *API) putIdlePolicy(w http.ResponseWriter, r *http.Request) {
 	name, _, err := functionRef(r)
@@ -24,6 +26,10 @@ func (a *API) putIdlePolicy(w http.ResponseWriter, r *http.Request) {
 	}
 	if p.KeepWarmSeconds < 1 || p.KeepWarmSeconds > 86400 {
 		a.writeError(w, lambdaerr.InvalidParameter("KeepWarmSeconds must be between 1 and 86400"))
+		return
+	}
+	if k := p.KeepPausedSeconds; k != nil && (*k < 0 || *k > 86400) {
+		a.writeError(w, lambdaerr.InvalidParameter("KeepPausedSeconds must be between 0 and 86400"))
 		return
 	}
 	if p.KeepSuspendedHours < 1 || p.KeepSuspendedHours > 24*365 {

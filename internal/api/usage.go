@@ -142,6 +142,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		Name      string `json:"name"`
 		Busy      int    `json:"busy"`
 		Warm      int    `json:"warm"`
+		Paused    int    `json:"paused"`
 		Suspended int    `json:"suspended"`
 	}
 	out := struct {
@@ -162,11 +163,11 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for name, st := range byFn {
-		out.Functions = append(out.Functions, fnStatus{name, st.Busy, st.Warm, st.Suspended})
+		out.Functions = append(out.Functions, fnStatus{name, st.Busy, st.Warm, st.Paused, st.Suspended})
 	}
 	if mp, ok := pools.(MicroVMPools); ok {
 		for name, st := range mp.StatsByImage() {
-			out.Functions = append(out.Functions, fnStatus{"microvm:" + name, st.Active, st.Running - st.Active, st.Suspended})
+			out.Functions = append(out.Functions, fnStatus{"microvm:" + name, st.Active, st.Running - st.Active, 0, st.Suspended})
 		}
 	}
 	slices.SortFunc(out.Functions, func(x, y fnStatus) int { return strings.Compare(x.Name, y.Name) })

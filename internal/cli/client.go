@@ -97,11 +97,11 @@ func (c *CLI) fnCmd() *cobra.Command {
 }
 
 type fnSettings struct {
-	memory, timeout         int
-	env                     []string
-	layers                  []string
-	handler, desc           string
-	keepWarm, keepSuspended time.Duration
+	memory, timeout                     int
+	env                                 []string
+	layers                              []string
+	handler, desc                       string
+	keepWarm, keepPaused, keepSuspended time.Duration
 }
 
 func (s *fnSettings) register(cmd *cobra.Command, defaults bool) {
@@ -115,14 +115,15 @@ func (s *fnSettings) register(cmd *cobra.Command, defaults bool) {
 	cmd.Flags().StringVar(&s.handler, "handler", "bootstrap", "handler, passed as _HANDLER")
 	cmd.Flags().StringVar(&s.desc, "description", "", "description")
 	cmd.Flags().StringSliceVar(&s.layers, "layers", nil, "layer version ARNs, unpacked into /opt in this order (at most 5; on update, \"\" removes them)")
-	cmd.Flags().DurationVar(&s.keepWarm, "keep-warm", 0, "idle time before an environment is suspended (Hearth's; default: the daemon's)")
+	cmd.Flags().DurationVar(&s.keepWarm, "keep-warm", 0, "idle time before an environment is paused (Hearth's; default: the daemon's)")
+	cmd.Flags().DurationVar(&s.keepPaused, "keep-paused", 0, "time an idle environment stays paused after keep-warm before it is suspended, 0 for none (Hearth's; default: the daemon's)")
 	cmd.Flags().DurationVar(&s.keepSuspended, "keep-suspended", 0, "time a suspended environment is kept (Hearth's; default: the daemon's)")
 }
 
 // setIdlePolicy sends the idle-policy flags, if any were given, to the
 // daemon's own API: the Lambda API has no such setting.
 func (c *CLI) setIdlePolicy(cmd *cobra.Command, name string, s fnSettings) error {
-	if !cmd.Flags().Changed("keep-warm") && !cmd.Flags().Changed("keep-suspended") {
+	if !cmd.Flags().Changed("keep-warm") && !cmd.Flags().Changed("keep-suspended") && !cmd.Flags().Changed("keep-paused") {
 		return nil
 	}
 	policy := map[string]int{"KeepWarmSeconds": int(s.keepWarm.Seconds()), "KeepSuspendedHours": int(s.keepSuspended.Hours())}
@@ -131,6 +132,10 @@ func (c *CLI) setIdlePolicy(cmd *cobra.Command, name string, s fnSettings) error
 	}
 	if policy["KeepSuspendedHours"] == 0 {
 		policy["KeepSuspendedHours"] = 24
+	}
+	if cmd.Flags().Changed("keep-paused") {
+		// Absent, the daemon's default applies.
+		policy["KeepPausedSeconds"] = int(s.keepPaused.Seconds())
 	}
 	body, _ := json.Marshal(policy)
 	resp, err := c.hearthRequest(cmd, "PUT", "/functions/"+name+"/idle-policy", body)

@@ -82,8 +82,8 @@ func writeCost(w io.Writer, rep meter.Report) error {
 
 type statusView struct {
 	Functions []struct {
-		Name                  string
-		Busy, Warm, Suspended int
+		Name                          string
+		Busy, Warm, Paused, Suspended int
 	} `json:"functions"`
 	Queues []struct {
 		Name                       string
@@ -153,9 +153,9 @@ func (c *CLI) printStatus(st, last *statusView) {
 	}
 	fmt.Fprintf(c.Stdout, "hearth top — %s — %.1f invocations/s\n\n", st.Time.Local().Format("15:04:05"), rate)
 	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FUNCTION\tBUSY\tWARM\tSUSPENDED")
+	fmt.Fprintln(tw, "FUNCTION\tBUSY\tWARM\tPAUSED\tSUSPENDED")
 	for _, f := range st.Functions {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", f.Name, f.Busy, f.Warm, f.Suspended)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", f.Name, f.Busy, f.Warm, f.Paused, f.Suspended)
 	}
 	_ = tw.Flush()
 	if len(st.Queues) > 0 {

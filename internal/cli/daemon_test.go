@@ -100,7 +100,9 @@ func startCLIDaemon(t *testing.T) *cliDaemon {
 	t.Helper()
 	testvm.Driver(t)
 	data := t.TempDir()
-	srv, err := server.New(context.Background(), server.Config{DataDir: data, Listen: "127.0.0.1:0",
+	// KeepPaused -1: these tests follow warm → suspended; the paused tier
+	// between is tested in the scheduler and the sandbox.
+	srv, err := server.New(context.Background(), server.Config{DataDir: data, Listen: "127.0.0.1:0", KeepPaused: -1,
 		Host: vmboot.Options{Agent: testvm.Agent(t), Accel: "tcg", CacheDir: testvm.CacheDir()}})
 	if err != nil {
 		t.Fatal(err)

@@ -201,7 +201,7 @@ func reportJSON(res *sandbox.Result, fn sandbox.Function) map[string]any {
 		out["initDurationMs"], out["platformInitMs"] = msf(t.RuntimeInit), msf(t.PlatformInit())
 		out["vmmStartMs"], out["kernelBootMs"] = msf(t.VMMStart), msf(t.KernelBoot)
 		out["guestKernelMs"], out["guestAgentMs"] = msf(t.GuestKernel), msf(t.GuestAgent)
-	case sandbox.StartResume, sandbox.StartClone:
+	case sandbox.StartResume, sandbox.StartClone, sandbox.StartPaused:
 		out["restoreDurationMs"] = msf(res.Restore)
 	}
 	if res.Fallback != "" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/meter"
 	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/scheduler"
@@ -20,7 +21,7 @@ import (
 func (c *CLI) serveCmd() *cobra.Command {
 	var hf hostFlags
 	var listen string
-	var keepWarm, keepSuspended time.Duration
+	var keepWarm, keepPaused, keepSuspended time.Duration
 	var maxConcurrency int
 	var limits scheduler.Limits
 	var maxSnapshotMB int64
@@ -51,6 +52,9 @@ suspended, and the next daemon resumes them.`,
 			if fc.Listen != "" && !cmd.Flags().Changed("listen") {
 				listen = fc.Listen
 			}
+			if keepPaused == 0 {
+				keepPaused = -1 // the server's "no paused tier"
+			}
 			var prices meter.Prices
 			if fc.Prices != nil {
 				prices = *fc.Prices
@@ -67,7 +71,7 @@ suspended, and the next daemon resumes them.`,
 			}
 			srv, err := server.New(ctx, server.Config{DNS: dns,
 				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency, Limits: limits,
-				KeepWarm: keepWarm, KeepSuspended: keepSuspended, SnapStart: snapStart, Log: c.logger(cmd),
+				KeepWarm: keepWarm, KeepSuspended: keepSuspended, KeepPaused: keepPaused, SnapStart: snapStart, Log: c.logger(cmd),
 				S3Listen:  s3Listen,
 				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey, Prices: prices,
 				NetworkPolicy: fc.NetworkPolicy, Async: async,
@@ -99,7 +103,9 @@ suspended, and the next daemon resumes them.`,
 	hf.register(cmd)
 	cmd.Flags().StringSliceVar(&dnsFlag, "dns", nil, "DNS resolvers the guests are given (IPv4, repeatable, or none); default: the host's /etc/resolv.conf nameservers that are not loopback")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9000", "the API's address")
-	cmd.Flags().DurationVar(&keepWarm, "keep-warm", 60*time.Second, "how long an idle environment stays warm before it is suspended")
+	cmd.Flags().DurationVar(&keepWarm, "keep-warm", 60*time.Second, "how long an idle environment stays warm before it is paused")
+	cmd.Flags().DurationVar(&keepPaused, "keep-paused", invoke.DefaultKeepPaused,
+		"how long an idle environment stays paused (vCPUs stopped, guest memory out of host RAM, VMM kept) before it is suspended; 0: suspend straight from warm")
 	cmd.Flags().DurationVar(&keepSuspended, "keep-suspended", 24*time.Hour, "how long a suspended environment is kept before it is deleted")
 	cmd.Flags().IntVar(&maxConcurrency, "max-concurrency", 64, "invocations in flight on this host at most (429 past it)")
 	cmd.Flags().IntVar(&limits.MaxEnvironments, "max-environments", 0,

@@ -20,6 +20,13 @@ import (
 const (
 	defaultKeepWarm      = 60 * time.Second
 	defaultKeepSuspended = 24 * time.Hour
+	// DefaultKeepPaused is how long a paused environment is kept before it
+	// is suspended. Measured under emulation: a paused hello holds ~90 MiB
+	// of host RSS (QEMU's translation cache, heap and binary; its guest RAM
+	// is out) against ~167 MiB warm, and answers in ~10–80 ms against
+	// ~220–330 ms for a resume; five minutes covers the gaps of a function
+	// called now and then without keeping a process for ever.
+	DefaultKeepPaused = 5 * time.Minute
 )
 
 // schedulerFunction turns a stored configuration (the API's wire shape)
@@ -33,6 +40,7 @@ func (s *Service) schedulerFunction(f store.Function, reserved *int) (scheduler.
 		CodeDigest:    f.CodeDigest(),
 		Reserved:      reserved,
 		KeepWarm:      time.Duration(f.IdlePolicy.KeepWarmSeconds) * time.Second,
+		KeepPaused:    max(s.cfg.KeepPaused, 0),
 		KeepSuspended: time.Duration(f.IdlePolicy.KeepSuspendedHours) * time.Hour,
 		// A version published while its function's SnapStart applied to
 		// published versions is optimized, as Lambda says; the daemon's
@@ -66,7 +74,10 @@ func (s *Service) schedulerFunction(f store.Function, reserved *int) (scheduler.
 		maps.Copy(merged, env)
 		fn.Env, fn.ServicesPort = merged, port
 	}
-	if f.IdlePolicy == (store.IdlePolicy{}) {
+	if p := f.IdlePolicy.KeepPausedSeconds; p != nil {
+		fn.KeepPaused = time.Duration(*p) * time.Second
+	}
+	if f.IdlePolicy.KeepWarmSeconds == 0 && f.IdlePolicy.KeepSuspendedHours == 0 {
 		fn.KeepWarm, fn.KeepSuspended = defaultKeepWarm, defaultKeepSuspended
 	}
 	if fn.KeepSuspended <= 0 {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/runtimes"
@@ -163,5 +164,36 @@ func TestFunctionLayerDigests(t *testing.T) {
 	}
 	if fn.LayerDigests != nil || fns.layerReads.Load() != 1 {
 		t.Errorf("a function without layers: digests %v, %d look-ups", fn.LayerDigests, fns.layerReads.Load())
+	}
+}
+
+// The paused tier's time comes from the function's policy when it says,
+// else from the daemon's setting; 0 in either turns it off.
+func TestSchedulerFunctionKeepPaused(t *testing.T) {
+	ptr := func(n int) *int { return &n }
+	tests := []struct {
+		name   string
+		daemon time.Duration
+		policy store.IdlePolicy
+		want   time.Duration
+	}{
+		{"no policy, daemon default", 0, store.IdlePolicy{}, DefaultKeepPaused},
+		{"no policy, daemon's", 2 * time.Minute, store.IdlePolicy{}, 2 * time.Minute},
+		{"daemon turned it off", -1, store.IdlePolicy{}, 0},
+		{"policy without it", time.Minute, store.IdlePolicy{KeepWarmSeconds: 10, KeepSuspendedHours: 1}, time.Minute},
+		{"policy says", time.Minute, store.IdlePolicy{KeepWarmSeconds: 10, KeepPausedSeconds: ptr(30), KeepSuspendedHours: 1}, 30 * time.Second},
+		{"policy turns it off", time.Minute, store.IdlePolicy{KeepWarmSeconds: 10, KeepPausedSeconds: ptr(0), KeepSuspendedHours: 1}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(Config{KeepPaused: tt.daemon})
+			fn, err := s.schedulerFunction(store.Function{FunctionName: "f", PackageType: store.PackageZip, CodeSha256: "AAAA", IdlePolicy: tt.policy}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fn.KeepPaused != tt.want || fn.KeepWarm <= 0 || fn.KeepSuspended <= 0 {
+				t.Errorf("keep warm %v paused %v suspended %v, want paused %v", fn.KeepWarm, fn.KeepPaused, fn.KeepSuspended, tt.want)
+			}
+		})
 	}
 }

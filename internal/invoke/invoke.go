@@ -105,6 +105,10 @@ type Config struct {
 	// SnapStart makes templates for every function revision, beside the
 	// functions whose own SnapStart setting asks for them.
 	SnapStart bool
+	// KeepPaused is how long an idle environment stays paused before it is
+	// suspended, for a function whose idle policy does not say (0:
+	// DefaultKeepPaused; negative: no paused tier).
+	KeepPaused time.Duration
 	// CacheDir is Hearth's cache, where `make runtimes` leaves the managed
 	// runtimes' roots (runtimes.RootPath).
 	CacheDir string
@@ -137,6 +141,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Region == "" {
 		cfg.Region = sandbox.DefaultRegion
+	}
+	if cfg.KeepPaused == 0 {
+		cfg.KeepPaused = DefaultKeepPaused
 	}
 	return &Service{cfg: cfg}
 }

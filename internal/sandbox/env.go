@@ -30,9 +30,12 @@ type State string
 
 // States.
 const (
-	StateBooting   State = "booting"
-	StateReady     State = "ready"
-	StateBusy      State = "busy"
+	StateBooting State = "booting"
+	StateReady   State = "ready"
+	StateBusy    State = "busy"
+	// StatePaused holds a VMM whose vCPUs are stopped and whose guest
+	// memory is in its file, not in host RAM (pause.go).
+	StatePaused    State = "paused"
 	StateSuspended State = "suspended"
 	StateDead      State = "dead"
 )
@@ -45,6 +48,7 @@ const (
 	StartCold   StartType = "cold"   // booted for this invocation
 	StartWarm   StartType = "warm"   // reused, running
 	StartResume StartType = "resume" // restored from its own suspend
+	StartPaused StartType = "paused" // continued from a pause, same VMM
 	StartClone  StartType = "clone"  // restored from a template
 )
 
@@ -164,7 +168,7 @@ func (e *Env) connect(m vmm.Machine, initing bool) *conn {
 // or an invocation, which see the channel gone).
 func (e *Env) linkLost(c *conn) {
 	e.mu.Lock()
-	ready := e.conn == c && e.state == StateReady
+	ready := e.conn == c && (e.state == StateReady || e.state == StatePaused)
 	e.mu.Unlock()
 	if ready {
 		e.log.Warn("agent channel broke while ready; environment ended", "err", c.err())

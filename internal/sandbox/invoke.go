@@ -91,8 +91,13 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	if len(req.Payload) > MaxPayloadBytes {
 		return nil, lambdaerr.RequestTooLarge("Request must be smaller than %d bytes for the InvokeFunction operation", MaxPayloadBytes)
 	}
-	if e.State() == StateSuspended {
+	switch e.State() {
+	case StateSuspended:
 		if err := e.resumeOrBoot(ctx); err != nil {
+			return nil, err
+		}
+	case StatePaused:
+		if err := e.Unpause(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -111,7 +116,7 @@ func (e *Env) Invoke(ctx context.Context, req Request) (*Result, error) {
 	switch res.StartType {
 	case StartCold:
 		res.Init = e.timings
-	case StartResume, StartClone:
+	case StartResume, StartClone, StartPaused:
 		res.Restore = e.ready.restore
 	}
 	e.ready = readiness{start: StartWarm}

@@ -35,6 +35,14 @@ func TestReport(t *testing.T) {
 				"\tRestore Duration: 80.40 ms\tBilled Restore Duration: 81 ms\tStart Type: resume",
 		},
 		{
+			// A paused environment is idle like a warm one: its unpause
+			// is told, not billed.
+			name: "paused: unpause, not billed",
+			res:  Result{RequestID: "r5", StartType: StartPaused, Duration: ms(10), Restore: ms(4.5)},
+			want: "REPORT RequestId: r5\tDuration: 10.00 ms\tBilled Duration: 10 ms\tMemory Size: 512 MB\tMax Memory Used: 0 MB" +
+				"\tUnpause Duration: 4.50 ms\tStart Type: paused",
+		},
+		{
 			name: "clone: restore too",
 			res:  Result{RequestID: "r4", StartType: StartClone, Duration: ms(1), Restore: ms(30)},
 			want: "REPORT RequestId: r4\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 512 MB\tMax Memory Used: 0 MB" +

@@ -36,11 +36,14 @@ func (e *Env) Suspend(ctx context.Context) (SuspendInfo, error) {
 	case StateDead:
 		e.mu.Unlock()
 		return SuspendInfo{}, ErrDead
-	case StateReady:
+	case StateReady, StatePaused:
 	default:
 		e.mu.Unlock()
 		return SuspendInfo{}, ErrBusy
 	}
+	// A paused environment's vCPUs are stopped already; the snapshot stops
+	// them again (a no-op), and one that fails lets them run: it is then
+	// ready, not paused.
 	e.state = StateBusy
 	c := e.conn
 	e.mu.Unlock()

@@ -2,9 +2,10 @@
 // version: an invocation takes a warm environment, else resumes a suspended
 // one, else boots a new one; one invocation per environment at a time;
 // per-function and global concurrency limits answer 429 rather than queue.
-// An idle environment is suspended after its function's keep-warm time and
-// deleted after its keep-suspended time: a function nobody calls costs
-// nothing.
+// An idle environment is paused after its function's keep-warm time (its
+// vCPUs stopped, its guest memory out of host RAM, its VMM kept), suspended
+// after its keep-paused time and deleted after its keep-suspended time: a
+// function nobody calls costs nothing.
 package scheduler
 
 import (
@@ -72,8 +73,10 @@ type Function struct {
 	// Reserved is the function's reserved concurrency; nil for none.
 	Reserved *int
 	// KeepWarm is how long an idle environment stays warm before it is
-	// suspended; KeepSuspended how long a suspended one is kept.
-	KeepWarm, KeepSuspended time.Duration
+	// paused; KeepPaused how long it stays paused before it is suspended
+	// (0: it is suspended at once, as before there was a paused tier);
+	// KeepSuspended how long a suspended one is kept.
+	KeepWarm, KeepPaused, KeepSuspended time.Duration
 	// SnapStart makes a template after the revision's first cold boot (when
 	// the scheduler has a TemplatesDir) and clones further environments
 	// from it.
@@ -124,7 +127,7 @@ type Scheduler struct {
 
 type pool struct {
 	key, function string
-	idle          []*entry // warm, most recently used last
+	idle          []*entry // warm or paused, most recently used last
 	suspended     []*entry
 	template      string // folder of the template to clone, if made
 	templateBytes int64  // the disk it holds
@@ -143,6 +146,9 @@ type entry struct {
 	since time.Time
 	memMB int
 	disk  int64
+	// paused is set (s.mu held) when an idle environment was paused: it
+	// still holds its VMM and memMB against the limits, but little host RAM.
+	paused bool
 }
 
 // New returns a scheduler.
@@ -343,7 +349,11 @@ func (s *Scheduler) release(fn Function, env *sandbox.Env) {
 		s.end(e)
 		return
 	}
-	e.timer = time.AfterFunc(fn.KeepWarm, func() { s.suspendIdle(e) })
+	if fn.KeepPaused > 0 {
+		e.timer = time.AfterFunc(fn.KeepWarm, func() { s.pauseIdle(e) })
+	} else {
+		e.timer = time.AfterFunc(fn.KeepWarm, func() { s.suspendIdle(e) })
+	}
 	e.p.idle = append(e.p.idle, e)
 	s.mu.Unlock()
 	s.record(env, fn)
@@ -360,8 +370,43 @@ func take(list *[]*entry, e *entry) bool {
 	return false
 }
 
+// pauseIdle pauses an environment that stayed warm for its keep-warm time,
+// and schedules its suspend after the keep-paused time. It is out of the
+// pool while the pause is under way, so that no invocation finds it busy,
+// and goes back first in line for eviction, last for reuse (it is the
+// least recently used). One that fails to pause is suspended at once.
+func (s *Scheduler) pauseIdle(e *entry) {
+	s.mu.Lock()
+	ok := take(&e.p.idle, e)
+	s.mu.Unlock()
+	if !ok {
+		return // taken by an invocation, or evicted, meanwhile
+	}
+	if _, err := e.env.Pause(context.Background()); err != nil {
+		s.cfg.Log.Warn("pause idle env; suspending it", "env", e.env.ID(), "err", err)
+		s.mu.Lock()
+		e.p.idle = append([]*entry{e}, e.p.idle...)
+		s.mu.Unlock()
+		s.suspendIdle(e)
+		return
+	}
+	s.mu.Lock()
+	if s.closed || s.pools[e.p.key] != e.p {
+		// Retired or shut down while it paused: no pool to go back to.
+		s.mu.Unlock()
+		s.end(e)
+		return
+	}
+	e.paused = true
+	e.timer = time.AfterFunc(e.fn.KeepPaused, func() { s.suspendIdle(e) })
+	e.p.idle = append([]*entry{e}, e.p.idle...)
+	s.mu.Unlock()
+	s.record(e.env, e.fn)
+}
+
 // suspendIdle suspends an environment that stayed idle for its keep-warm
-// time, and schedules its deletion after the keep-suspended time.
+// (and keep-paused) time, and schedules its deletion after the
+// keep-suspended time.
 func (s *Scheduler) suspendIdle(e *entry) {
 	s.mu.Lock()
 	ok := take(&e.p.idle, e)
@@ -464,9 +509,23 @@ func (s *Scheduler) Adopt(ctx context.Context, fn Function, rec store.EnvRecord)
 
 // Stats counts environments by state.
 type Stats struct {
-	Busy, Warm, Suspended int
+	// Warm counts the idle environments running; Paused the idle ones
+	// whose VMM is paused.
+	Busy, Warm, Paused, Suspended int
 	// Templates counts the revisions with a template ready to clone.
 	Templates int
+}
+
+// add counts p's idle and suspended environments; s.mu held.
+func (st *Stats) add(p *pool) {
+	for _, e := range p.idle {
+		if e.paused {
+			st.Paused++
+		} else {
+			st.Warm++
+		}
+	}
+	st.Suspended += len(p.suspended)
 }
 
 // Stats is a snapshot of the pools.
@@ -475,8 +534,7 @@ func (s *Scheduler) Stats() Stats {
 	defer s.mu.Unlock()
 	st := Stats{Busy: s.busy}
 	for _, p := range s.pools {
-		st.Warm += len(p.idle)
-		st.Suspended += len(p.suspended)
+		st.add(p)
 		if p.template != "" {
 			st.Templates++
 		}
@@ -491,8 +549,7 @@ func (s *Scheduler) StatsByFunction() map[string]Stats {
 	out := map[string]Stats{}
 	for _, p := range s.pools {
 		st := out[p.function]
-		st.Warm += len(p.idle)
-		st.Suspended += len(p.suspended)
+		st.add(p)
 		out[p.function] = st
 	}
 	for fn, n := range s.fnBusy {

@@ -194,7 +194,7 @@ func TestCrashAtRandomPoints(t *testing.T) {
 // that idle environments are suspended within the rounds.
 func (r *crashRun) start() *exec.Cmd {
 	r.t.Helper()
-	cmd, err := startServe(r.log, r.bin, r.data, r.addr, "--keep-warm", "1s", "--debug")
+	cmd, err := startServe(r.log, r.bin, r.data, r.addr, "--keep-warm", "1s", "--keep-paused", "0", "--debug")
 	if err != nil {
 		r.t.Fatal(err)
 	}

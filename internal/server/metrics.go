@@ -124,6 +124,8 @@ func (m *metrics) watch(sched *scheduler.Scheduler) {
 			envs(func(s scheduler.Stats) int { return s.Busy })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_warm", Help: "Idle environments kept warm."},
 			envs(func(s scheduler.Stats) int { return s.Warm })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_paused", Help: "Idle environments paused: a VMM process, its guest memory out of host RAM."},
+			envs(func(s scheduler.Stats) int { return s.Paused })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_suspended", Help: "Suspended environments: no process, no RAM."},
 			envs(func(s scheduler.Stats) int { return s.Suspended })),
 	)

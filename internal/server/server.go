@@ -57,6 +57,10 @@ type Config struct {
 	// before they are suspended; KeepSuspended how long they are kept then.
 	KeepWarm      time.Duration
 	KeepSuspended time.Duration
+	// KeepPaused is how long an idle environment stays paused between
+	// warm and suspended, for functions whose policy does not say (0: the
+	// default; negative: no paused tier).
+	KeepPaused time.Duration
 	// SnapStart makes a template of each function revision after its
 	// first cold boot, and clones further environments from it.
 	SnapStart bool
@@ -215,7 +219,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs, Async: s.async,
-		Region: cfg.Region, SnapStart: cfg.SnapStart, CacheDir: cfg.Host.CacheDir, Services: s.buckets, Log: cfg.Log})
+		Region: cfg.Region, SnapStart: cfg.SnapStart, KeepPaused: cfg.KeepPaused, CacheDir: cfg.Host.CacheDir, Services: s.buckets, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
 	if cfg.URLDomain == "" {

@@ -47,6 +47,11 @@ func startWith(t *testing.T, cfg server.Config) *daemon {
 	ctx := context.Background()
 	dataDir := cfg.DataDir
 	cfg.Listen, cfg.MaxConcurrency = "127.0.0.1:0", 4
+	if cfg.KeepPaused == 0 {
+		// These tests follow warm → suspended; the paused tier between
+		// is tested in the scheduler and the sandbox.
+		cfg.KeepPaused = -1
+	}
 	cfg.Host = vmboot.Options{Agent: testvm.Agent(t), Accel: "tcg", CacheDir: testvm.CacheDir()}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {

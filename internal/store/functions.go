@@ -197,8 +197,12 @@ func decodeFunction(cfg string) (Function, error) {
 
 // IdlePolicy says what happens to idle environments.
 type IdlePolicy struct {
-	KeepWarmSeconds    int `json:"KeepWarmSeconds"`
-	KeepSuspendedHours int `json:"KeepSuspendedHours"`
+	KeepWarmSeconds int `json:"KeepWarmSeconds"`
+	// KeepPausedSeconds is how long an environment stays paused after
+	// keep-warm before it is suspended: nil for the daemon's default (a
+	// policy stored before there was a paused tier), 0 for no paused tier.
+	KeepPausedSeconds  *int `json:"KeepPausedSeconds,omitempty"`
+	KeepSuspendedHours int  `json:"KeepSuspendedHours"`
 }
 
 // CodeDigest is the hex SHA-256 of the function's code, as the code folder

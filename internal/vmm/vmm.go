@@ -118,6 +118,12 @@ type Machine interface {
 	// cache is released); for a machine with private memory, the memory goes
 	// into the state file too.
 	Snapshot(ctx context.Context, statePath string) (Snapshot, error)
+	// Pause stops the guest's vCPUs and pushes its memory out of host RAM
+	// into its memory file; the VMM process stays, with what it holds
+	// (QEMU's translation cache). Unpause runs the vCPUs again; the guest's
+	// memory comes back by page faults as it is touched.
+	Pause(ctx context.Context) (PauseInfo, error)
+	Unpause(ctx context.Context) error
 	// Disconnect drops this process's connections to the VMM and leaves it
 	// running, for a detached machine another process will attach to.
 	Disconnect()
@@ -129,6 +135,18 @@ type Snapshot struct {
 	StateBytes int64
 	// MemoryInState is true when the state file carries the guest's memory.
 	MemoryInState bool
+}
+
+// PauseInfo says what a pause released.
+type PauseInfo struct {
+	// RSSBeforeKiB and RSSAfterKiB are the VMM's VmRSS around the page-out.
+	RSSBeforeKiB, RSSAfterKiB int64
+	// PagedOut is false when the memory could not be pushed out (a private
+	// mapping with no swap, or no right over the VMM): the vCPUs are
+	// stopped all the same.
+	PagedOut bool
+	// AdvisedBytes is how much of the guest-RAM mapping was paged out.
+	AdvisedBytes int64
 }
 
 // Driver boots machines.

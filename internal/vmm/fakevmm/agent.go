@@ -184,6 +184,9 @@ func (m *machine) misbehave(mode Mode, answer func() error) bool {
 
 // invoke runs one invocation; false means the agent is done.
 func (m *machine) invoke(out *guestproto.Writer, f guestproto.Frame) bool {
+	if !m.waitRunning() {
+		return false
+	}
 	var iv guestproto.Invoke
 	_ = f.Decode(&iv)
 	var ev event

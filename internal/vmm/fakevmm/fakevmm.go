@@ -23,6 +23,8 @@ import (
 // VMM boots fake machines. It counts what it was asked to do.
 type VMM struct {
 	Boots, Restores, Attaches atomic.Int64
+	// Pauses and Unpauses count the machines paused and run again.
+	Pauses, Unpauses atomic.Int64
 	// Overlaps counts the machines asked to start on a memory file that a
 	// running machine uses (a real VMM would corrupt the guest); such a
 	// start fails.
@@ -174,6 +176,57 @@ type machine struct {
 	done        chan struct{}
 	started     chan struct{}
 	once, sonce sync.Once
+
+	// paused, while a machine is paused, is closed by its unpause: the
+	// agent answers nothing until then, as a guest whose vCPUs are stopped.
+	pmu    sync.Mutex
+	paused chan struct{}
+}
+
+// Pause stops the fake guest: its agent answers nothing until Unpause.
+func (m *machine) Pause(context.Context) (vmm.PauseInfo, error) {
+	m.v.Pauses.Add(1)
+	m.pmu.Lock()
+	if m.paused == nil {
+		m.paused = make(chan struct{})
+	}
+	m.pmu.Unlock()
+	return vmm.PauseInfo{RSSBeforeKiB: int64(m.spec.MemoryMiB) << 10, RSSAfterKiB: 4 << 10, PagedOut: true}, nil
+}
+
+// Unpause runs the fake guest again.
+func (m *machine) Unpause(context.Context) error {
+	m.v.Unpauses.Add(1)
+	m.pmu.Lock()
+	if m.paused != nil {
+		close(m.paused)
+		m.paused = nil
+	}
+	m.pmu.Unlock()
+	return nil
+}
+
+// Paused reports whether the machine is paused now.
+func (m *machine) Paused() bool {
+	m.pmu.Lock()
+	defer m.pmu.Unlock()
+	return m.paused != nil
+}
+
+// waitRunning waits while the machine is paused; false if it stopped.
+func (m *machine) waitRunning() bool {
+	m.pmu.Lock()
+	p := m.paused
+	m.pmu.Unlock()
+	if p == nil {
+		return true
+	}
+	select {
+	case <-p:
+		return true
+	case <-m.done:
+		return false
+	}
 }
 
 func (m *machine) ID() string            { return m.spec.ID }

@@ -354,6 +354,35 @@ func (m *machine) Start(ctx context.Context) error {
 	return err
 }
 
+// Pause stops the vCPUs and pages the guest's memory out to its file. A
+// private mapping (a clone's) would need swap to be paged out: its vCPUs
+// only are stopped.
+func (m *machine) Pause(ctx context.Context) (vmm.PauseInfo, error) {
+	info := vmm.PauseInfo{RSSBeforeKiB: vmm.ProcessVmRSSKiB(m.pid)}
+	if _, err := m.qmp.execute(ctx, "stop", nil); err != nil {
+		return info, fmt.Errorf("pause: %w", err)
+	}
+	if !m.spec.MemoryPrivate {
+		n, err := vmm.PageOutFile(m.pid, m.spec.MemoryFile(), m.spec.Kernel, m.spec.Initrd)
+		info.AdvisedBytes = n
+		if err != nil {
+			info.RSSAfterKiB = vmm.ProcessVmRSSKiB(m.pid)
+			return info, err
+		}
+		info.PagedOut = true
+	}
+	info.RSSAfterKiB = vmm.ProcessVmRSSKiB(m.pid)
+	return info, nil
+}
+
+// Unpause runs the vCPUs again.
+func (m *machine) Unpause(ctx context.Context) error {
+	if _, err := m.qmp.execute(ctx, "cont", nil); err != nil {
+		return fmt.Errorf("unpause: %w", err)
+	}
+	return nil
+}
+
 // Disconnect closes this process's connections to a detached machine and
 // leaves it running.
 func (m *machine) Disconnect() {

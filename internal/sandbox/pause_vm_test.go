@@ -1,0 +1,80 @@
+package sandbox_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hearthdev/hearth/internal/sandbox"
+	"github.com/hearthdev/hearth/internal/vmm"
+)
+
+// A paused environment keeps its VMM but gives back most of its host RAM,
+// and continues where it stopped: the counter in the guest's memory goes
+// on. It logs the figures the paused tier is chosen by: QEMU's RSS warm
+// and paused, and unpause plus a first call against warm and resume.
+func TestPauseUnpauseCounter(t *testing.T) {
+	f := newFixture(t, nil, "./examples/counter", nil)
+	fn := sandbox.Function{Name: "counter", MemoryMB: 128, Timeout: 10 * time.Second}
+	env := f.boot(t, fn)
+	first := decode[counterResp](t, invoke(t, env, `{}`))
+	var warm time.Duration
+	for range 3 {
+		start := time.Now()
+		decode[counterResp](t, invoke(t, env, `{}`))
+		warm = time.Since(start)
+	}
+	pid := env.PID()
+	warmRSS := vmm.ProcessVmRSSKiB(pid)
+	guestKiB, err := vmm.CachedBytes(env.Dir() + "/memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guestKiB >>= 10
+	info, err := env.Pause(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.State() != sandbox.StatePaused || env.PID() != pid {
+		t.Fatalf("state %s pid %d, want paused with the same VMM %d", env.State(), env.PID(), pid)
+	}
+	pausedRSS := vmm.ProcessVmRSSKiB(pid)
+	cached, _ := vmm.CachedBytes(env.Dir() + "/memory")
+	t.Logf("QEMU VmRSS warm %d KiB (guest RAM in it %d KiB), paused %d KiB; memory file page cache after %d KiB",
+		warmRSS, guestKiB, pausedRSS, cached>>10)
+	// What stays is QEMU's own: its translation cache (kept on purpose),
+	// heap and binary. The guest's RAM, and the kernel and initramfs QEMU
+	// maps, must go.
+	if !info.PagedOut || warmRSS-pausedRSS < guestKiB*9/10 || pausedRSS > warmRSS*6/10 || cached > 1<<20 {
+		t.Errorf("paused RSS %d KiB against %d KiB warm, guest RAM %d KiB, %d bytes cached (paged out %v): want the guest's RAM gone and under 60%% of warm",
+			pausedRSS, warmRSS, guestKiB, cached, info.PagedOut)
+	}
+	start := time.Now()
+	res := invoke(t, env, `{}`)
+	unpaused, unpause := time.Since(start), res.Restore
+	got := decode[counterResp](t, res)
+	if got.Count != 5 || got.InitedAt != first.InitedAt {
+		t.Fatalf("after unpause: %+v, want count 5 and the same init", got)
+	}
+	if res.StartType != sandbox.StartPaused || res.Restore <= 0 {
+		t.Errorf("start %s unpause %v, want paused with a time", res.StartType, res.Restore)
+	}
+	if r := invoke(t, env, `{}`); r.StartType != sandbox.StartWarm {
+		t.Errorf("call after an unpaused one: %s, want warm", r.StartType)
+	}
+	// A paused environment suspends as a ready one does.
+	if _, err := env.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Suspend(context.Background()); err != nil {
+		t.Fatalf("suspend a paused env: %v", err)
+	}
+	start = time.Now()
+	res = invoke(t, env, `{}`)
+	resumed := time.Since(start)
+	if got := decode[counterResp](t, res); got.Count != 7 || res.StartType != sandbox.StartResume {
+		t.Fatalf("after pause and suspend: count %d start %s, want 7 resume", got.Count, res.StartType)
+	}
+	t.Logf("warm call %v; unpause + first call %v (unpause %v); resume + first call %v (restore %v)",
+		warm, unpaused, unpause, resumed, res.Restore)
+}
