@@ -53,6 +53,8 @@ type lifecycle struct {
 	name                           string
 	cold, warm, suspend, resume    []float64
 	clone                          []float64
+	paused                         []float64 // unpause and a call
+	pausedRSSKiB                   int64
 	runningRSSKiB, suspendedRSSKiB int64
 	suspendedProcesses             int
 	pageCacheKiB                   int64
@@ -74,7 +76,10 @@ func (l *lifecycle) summary() map[string]any {
 		"suspend_p50_ms": p50(l.suspend), "suspend_p90_ms": p90(l.suspend),
 		"resume_p50_ms": p50(l.resume), "resume_p90_ms": p90(l.resume),
 		"clone_p50_ms": p50(l.clone), "clone_p90_ms": p90(l.clone),
+		"paused_p50_ms": p50(l.paused), "paused_p90_ms": p90(l.paused),
 		"cold_over_resume": ratio(l.cold, l.resume), "cold_over_clone": ratio(l.cold, l.clone),
+		"cold_over_paused":         ratio(l.cold, l.paused),
+		"paused_host_rss_kib":      l.pausedRSSKiB,
 		"suspended_processes":      l.suspendedProcesses,
 		"suspended_host_rss_kib":   l.suspendedRSSKiB,
 		"suspended_page_cache_kib": l.pageCacheKiB,
@@ -153,13 +158,13 @@ func (c *CLI) benchLifecycle(cmd *cobra.Command, f benchLifecycleFlags) error {
 		fmt.Fprintf(c.Stdout, "\n%s\n", l.name)
 		tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "\tp50 ms\tp90 ms\t")
-		for _, k := range []string{"cold", "resume", "clone", "warm", "suspend"} {
+		for _, k := range []string{"cold", "resume", "clone", "paused", "warm", "suspend"} {
 			fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t\n", k, s[k+"_p50_ms"], s[k+"_p90_ms"])
 		}
 		_ = tw.Flush()
-		fmt.Fprintf(c.Stdout, "cold/resume %.1fx, cold/clone %.1fx\n", s["cold_over_resume"], s["cold_over_clone"])
-		fmt.Fprintf(c.Stdout, "host memory: running %d KiB; suspended %d processes, %d KiB RSS, %d KiB page cache\n",
-			l.runningRSSKiB, l.suspendedProcesses, l.suspendedRSSKiB, l.pageCacheKiB)
+		fmt.Fprintf(c.Stdout, "cold/resume %.1fx, cold/clone %.1fx, cold/paused %.1fx\n", s["cold_over_resume"], s["cold_over_clone"], s["cold_over_paused"])
+		fmt.Fprintf(c.Stdout, "host memory: running %d KiB; paused %d KiB RSS; suspended %d processes, %d KiB RSS, %d KiB page cache\n",
+			l.runningRSSKiB, l.pausedRSSKiB, l.suspendedProcesses, l.suspendedRSSKiB, l.pageCacheKiB)
 		fmt.Fprintf(c.Stdout, "snapshot on disk: %d bytes (device state %d bytes)\n", l.snapshotDiskBytes, l.stateBytes)
 	}
 	return nil
@@ -204,6 +209,24 @@ func measureLifecycle(ctx context.Context, cfg sandbox.Config, fn sandbox.Functi
 		l.warm = append(l.warm, msf(time.Since(t0)))
 	}
 	l.runningRSSKiB = vmm.ProcessRSSKiB(env.PID())
+	// Pause (vCPUs stopped, guest memory pushed out of host RAM), look at
+	// the VMM's RSS, unpause with an invocation; n times.
+	for i := 0; i < n; i++ {
+		if _, err := env.Pause(ctx); err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			l.pausedRSSKiB = vmm.ProcessRSSKiB(env.PID())
+		}
+		t0 := time.Now()
+		if err := env.Unpause(ctx); err != nil {
+			return nil, err
+		}
+		if err := call(env); err != nil {
+			return nil, err
+		}
+		l.paused = append(l.paused, msf(time.Since(t0)))
+	}
 	// Suspend, look at what is left, resume with an invocation; n times.
 	for i := 0; i < n; i++ {
 		pid := env.PID()

@@ -204,10 +204,16 @@ func TestBenchLifecycleJSON(t *testing.T) {
 	}
 	for name, obj := range map[string]map[string]any{"hello": out, "large": large} {
 		for _, k := range []string{"cold_p50_ms", "resume_p50_ms", "clone_p50_ms", "warm_p50_ms", "suspend_p50_ms",
-			"cold_over_resume", "cold_over_clone", "snapshot_disk_bytes", "running_host_rss_kib"} {
+			"cold_over_resume", "cold_over_clone", "snapshot_disk_bytes", "running_host_rss_kib",
+			"paused_p50_ms", "cold_over_paused", "paused_host_rss_kib"} {
 			if v, ok := obj[k].(float64); !ok || v <= 0 {
 				t.Errorf("%s: %s = %v, want a positive number", name, k, obj[k])
 			}
+		}
+		// A paused VMM holds less than a running one: its guest memory is
+		// pushed out of host RAM.
+		if p, r := obj["paused_host_rss_kib"].(float64), obj["running_host_rss_kib"].(float64); p >= r {
+			t.Errorf("%s: paused RSS %v KiB, running %v KiB", name, p, r)
 		}
 		if obj["suspended_processes"] != float64(0) || obj["suspended_host_rss_kib"] != float64(0) {
 			t.Errorf("%s: a suspended env holds %v processes, %v KiB", name, obj["suspended_processes"], obj["suspended_host_rss_kib"])
