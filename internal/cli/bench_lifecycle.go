@@ -50,10 +50,13 @@ cold/resume and cold/clone.`,
 
 // lifecycle is one function's measurements, in milliseconds per run.
 type lifecycle struct {
-	name                           string
-	cold, warm, suspend, resume    []float64
-	clone                          []float64
-	paused                         []float64 // unpause and a call
+	name                        string
+	cold, warm, suspend, resume []float64
+	clone                       []float64
+	paused                      []float64 // unpause and a call
+	// A resume's two parts: the restore (VMM spawned, state loaded, the
+	// agent's answer) and the first invocation's time in the guest.
+	resumeHost, resumeGuest        []float64
 	pausedRSSKiB                   int64
 	runningRSSKiB, suspendedRSSKiB int64
 	suspendedProcesses             int
@@ -77,6 +80,7 @@ func (l *lifecycle) summary() map[string]any {
 		"resume_p50_ms": p50(l.resume), "resume_p90_ms": p90(l.resume),
 		"clone_p50_ms": p50(l.clone), "clone_p90_ms": p90(l.clone),
 		"paused_p50_ms": p50(l.paused), "paused_p90_ms": p90(l.paused),
+		"resume_host_ms_p50": p50(l.resumeHost), "resume_guest_ms_p50": p50(l.resumeGuest),
 		"cold_over_resume": ratio(l.cold, l.resume), "cold_over_clone": ratio(l.cold, l.clone),
 		"cold_over_paused":         ratio(l.cold, l.paused),
 		"paused_host_rss_kib":      l.pausedRSSKiB,
@@ -162,6 +166,8 @@ func (c *CLI) benchLifecycle(cmd *cobra.Command, f benchLifecycleFlags) error {
 			fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t\n", k, s[k+"_p50_ms"], s[k+"_p90_ms"])
 		}
 		_ = tw.Flush()
+		fmt.Fprintf(c.Stdout, "resume: restore %.1f ms (VMM start, state load, the agent's answer) + first call in the guest %.1f ms (p50)\n",
+			s["resume_host_ms_p50"], s["resume_guest_ms_p50"])
 		fmt.Fprintf(c.Stdout, "cold/resume %.1fx, cold/clone %.1fx, cold/paused %.1fx\n", s["cold_over_resume"], s["cold_over_clone"], s["cold_over_paused"])
 		fmt.Fprintf(c.Stdout, "host memory: running %d KiB; paused %d KiB RSS; suspended %d processes, %d KiB RSS, %d KiB page cache\n",
 			l.runningRSSKiB, l.pausedRSSKiB, l.suspendedProcesses, l.suspendedRSSKiB, l.pageCacheKiB)
@@ -173,6 +179,7 @@ func (c *CLI) benchLifecycle(cmd *cobra.Command, f benchLifecycleFlags) error {
 // measureLifecycle takes every measurement of one function.
 func measureLifecycle(ctx context.Context, cfg sandbox.Config, fn sandbox.Function, img sandbox.Image, n int) (*lifecycle, error) {
 	l := &lifecycle{}
+	var last *sandbox.Result
 	call := func(env *sandbox.Env) error {
 		res, err := env.Invoke(ctx, sandbox.Request{Payload: []byte(`{"name":"bench","input":7}`)})
 		if err != nil {
@@ -181,6 +188,7 @@ func measureLifecycle(ctx context.Context, cfg sandbox.Config, fn sandbox.Functi
 		if res.Error != nil {
 			return fmt.Errorf("function error %s: %s", res.Error.ErrorType, res.Error.ErrorMessage)
 		}
+		last = res
 		return nil
 	}
 	// Cold: a fresh VM booted and invoked, n times; the last one stays.
@@ -251,6 +259,8 @@ func measureLifecycle(ctx context.Context, cfg sandbox.Config, fn sandbox.Functi
 			return nil, err
 		}
 		l.resume = append(l.resume, msf(time.Since(t0)))
+		l.resumeHost = append(l.resumeHost, msf(last.Restore))
+		l.resumeGuest = append(l.resumeGuest, msf(last.Duration))
 	}
 	// Clone: one template, n clones each invoked once.
 	tcfg := cfg

@@ -205,7 +205,7 @@ func TestBenchLifecycleJSON(t *testing.T) {
 	for name, obj := range map[string]map[string]any{"hello": out, "large": large} {
 		for _, k := range []string{"cold_p50_ms", "resume_p50_ms", "clone_p50_ms", "warm_p50_ms", "suspend_p50_ms",
 			"cold_over_resume", "cold_over_clone", "snapshot_disk_bytes", "running_host_rss_kib",
-			"paused_p50_ms", "cold_over_paused", "paused_host_rss_kib"} {
+			"paused_p50_ms", "cold_over_paused", "paused_host_rss_kib", "resume_host_ms_p50", "resume_guest_ms_p50"} {
 			if v, ok := obj[k].(float64); !ok || v <= 0 {
 				t.Errorf("%s: %s = %v, want a positive number", name, k, obj[k])
 			}
