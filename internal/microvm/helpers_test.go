@@ -30,6 +30,7 @@ import (
 	"github.com/hearthdev/hearth/internal/rootfs"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
+	"github.com/hearthdev/hearth/internal/testvm"
 	"github.com/hearthdev/hearth/internal/vmm"
 	"github.com/hearthdev/hearth/internal/vmm/fakevmm"
 )
@@ -305,4 +306,33 @@ func storeImage(name string, now time.Time) store.MicroVMImage {
 
 func storeVersion(ref string, now time.Time) store.MicroVMImageVersion {
 	return store.MicroVMImageVersion{Input: fmt.Sprintf(`{"name":"slow","imageUri":%q,"memoryMiB":256}`, ref), State: string(ImageCreating), Created: now}
+}
+
+// realParts are what a Manager on real QEMU needs in dir: the test
+// MicroVM image pushed to a registry on loopback (its reference), the
+// agent-only initramfs for kernel k, the store and the roots' builder.
+func realParts(t *testing.T, ctx context.Context, dir string, k *guestimage.Kernel) (string, string, *store.Store, *rootfs.Builder) {
+	t.Helper()
+	ref := testRegistry(t) + "/testmicrovm:v1"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, testvm.MicroVMImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	initrd := filepath.Join(dir, "initramfs.cpio")
+	if err := guestimage.BuildInitramfs(initrd, guestimage.InitramfsSpec{Agent: testvm.Agent(t), Modules: k.Modules}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	roots, err := rootfs.New(filepath.Join(dir, "rootfs"), rootfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref, initrd, st, roots
 }

@@ -14,14 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/network"
-	"github.com/hearthdev/hearth/internal/rootfs"
 	"github.com/hearthdev/hearth/internal/sandbox"
-	"github.com/hearthdev/hearth/internal/store"
 	"github.com/hearthdev/hearth/internal/testvm"
 	"github.com/hearthdev/hearth/internal/vmm"
 )
@@ -104,28 +98,7 @@ func TestRealMicroVMOutboundActivity(t *testing.T) {
 	}
 	t.Cleanup(func() { nets.Close(context.Background()) })
 
-	reg := testRegistry(t)
-	ref := reg + "/testmicrovm:v1"
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, testvm.MicroVMImage(t)); err != nil {
-		t.Fatal(err)
-	}
-	initrd := filepath.Join(dir, "initramfs.cpio")
-	if err := guestimage.BuildInitramfs(initrd, guestimage.InitramfsSpec{Agent: testvm.Agent(t), Modules: k.Modules}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	roots, err := rootfs.New(filepath.Join(dir, "rootfs"), rootfs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref, initrd, st, roots := realParts(t, ctx, dir, k)
 	rec := &recordedNets{Manager: nets, names: map[string]bool{}}
 	sbx := sandbox.Config{VMM: drv, Dir: filepath.Join(dir, "microvms"), Accel: vmm.AccelTCG, BootTimeout: 120 * time.Second, Net: rec}
 	m, err := New(ctx, Config{Store: st, Meter: st, Images: roots, Tokens: hmacTokens{key: []byte("k")}, Sandbox: sbx,
