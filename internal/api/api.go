@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
@@ -85,7 +86,15 @@ type Config struct {
 	// EventSources runs event source mappings (esm.Manager); nil refuses
 	// creating or updating them (the daemon runs no queues).
 	EventSources EventSources
-	Log          *slog.Logger
+	// HostShares, when set, observes the host's share of every synchronous
+	// invocation that reached a guest (the daemon's /metrics).
+	HostShares HostShares
+	Log        *slog.Logger
+}
+
+// HostShares observes the host's share of invocations.
+type HostShares interface {
+	HostShare(d time.Duration)
 }
 
 // defaultMaxConcurrency is the scheduler's bound when the daemon sets none.

@@ -71,10 +71,14 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Hearth-Start-Type", string(res.StartType))
+	rec := spans.From(r.Context())
+	rec.Mark(spans.Answered)
+	host, measured := rec.Host()
+	if measured && a.cfg.HostShares != nil {
+		a.cfg.HostShares.HostShare(host)
+	}
 	if r.Header.Get(spansHeader) != "" {
-		rec := spans.From(r.Context())
-		rec.Mark(spans.Answered)
-		if host, ok := rec.Host(); ok {
+		if measured {
 			h.Set(hostShareHeader, strconv.FormatInt(host.Microseconds(), 10))
 		}
 		h.Set(spansHeader, rec.String())

@@ -34,14 +34,21 @@ func (g guestInvoker) Invoke(ctx context.Context, _ invoke.Request) (*invoke.Res
 	return &invoke.Result{RequestID: "r", Version: "$LATEST", Payload: []byte(`{}`)}, nil
 }
 
+// shares keeps what the API observed for /metrics.
+type shares struct{ got []time.Duration }
+
+func (s *shares) HostShare(d time.Duration) { s.got = append(s.got, d) }
+
 // The host's share is answered only to a caller that asks, and leaves the
-// guest's time out.
+// guest's time out; it is observed for /metrics either way.
 func TestInvokeHostShare(t *testing.T) {
 	const guest = 50 * time.Millisecond
 	for _, ask := range []bool{false, true} {
 		t.Run("asked="+strconv.FormatBool(ask), func(t *testing.T) {
 			a := newTestAPI(t)
 			a.cfg.Invoker = guestInvoker{guest: guest}
+			observed := &shares{}
+			a.cfg.HostShares = observed
 			r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:9000/2015-03-31/functions/f/invocations", bytes.NewReader(nil))
 			if ask {
 				r.Header.Set(spansHeader, "1")
@@ -57,6 +64,9 @@ func TestInvokeHostShare(t *testing.T) {
 			total := time.Since(start)
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			if len(observed.got) != 1 || observed.got[0] < 0 || observed.got[0] > total-guest {
+				t.Errorf("observed host shares %v; want one within 0..%v", observed.got, total-guest)
 			}
 			host, marks := w.Header().Get(hostShareHeader), w.Header().Get(spansHeader)
 			if !ask {

@@ -132,6 +132,7 @@ type Service struct {
 	// layerDigests maps a layer version's ARN to its zip's digest (see
 	// layerDigests).
 	layerDigests sync.Map
+	resolved     resolvedCache
 }
 
 // New returns the invocation path.
@@ -347,8 +348,27 @@ func (s *Service) Adopt(ctx context.Context, rec store.EnvRecord) error {
 	return s.cfg.Scheduler.Adopt(ctx, fn, rec)
 }
 
-// function resolves a name and qualifier to what the scheduler runs.
+// function resolves a name and qualifier to what the scheduler runs. When
+// the store tells its configuration's generation, what it resolved is kept
+// until the generation changes: a warm call then reads no SQLite.
 func (s *Service) function(ctx context.Context, name, qualifier string) (scheduler.Function, error) {
+	gens, ok := s.cfg.Functions.(generations)
+	if !ok {
+		return s.read(ctx, name, qualifier)
+	}
+	gen := gens.ConfigGeneration()
+	if fn, ok := s.resolved.get(gen, name, qualifier); ok {
+		return fn, nil
+	}
+	fn, err := s.read(ctx, name, qualifier)
+	if err == nil {
+		s.resolved.put(gen, name, qualifier, fn)
+	}
+	return fn, err
+}
+
+// read resolves a name and qualifier from the store.
+func (s *Service) read(ctx context.Context, name, qualifier string) (scheduler.Function, error) {
 	f, err := s.cfg.Functions.Resolve(ctx, name, qualifier)
 	if errors.Is(err, store.ErrNotFound) {
 		arn := fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", s.cfg.Region, name)

@@ -28,10 +28,14 @@ type metrics struct {
 	// platformInit is the cold starts' platform part, unbilled by default:
 	// beside the billed GB-s, what making sandboxes costs the host.
 	platformInit prometheus.Histogram
-	suspends     prometheus.Counter
-	resumes      prometheus.Counter
-	suspendTime  prometheus.Histogram
-	throttles    *prometheus.CounterVec
+	// hostShare is the host's own share of each synchronous invocation
+	// that reached a guest (spans.Recorder.Host): Hearth's code, not the
+	// function's.
+	hostShare   prometheus.Histogram
+	suspends    prometheus.Counter
+	resumes     prometheus.Counter
+	suspendTime prometheus.Histogram
+	throttles   *prometheus.CounterVec
 	// egressDenied counts the connections the guests' egress policies
 	// refused; the network mechanism reads them from each environment's
 	// nftables counters and reports them through EgressDenied.
@@ -96,6 +100,11 @@ func newMetrics() *metrics {
 			Help:    "Cold starts' platform init (VMM start and kernel boot), outside Lambda's Init Duration; billed only with prices.billPlatformInit.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		}),
+		hostShare: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hearth_invocation_host_seconds",
+			Help:    "The host's share of each synchronous Invoke that reached a guest: from the request in to the answer out, less the time the guest held it.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 12),
+		}),
 		suspends: prometheus.NewCounter(prometheus.CounterOpts{Name: "hearth_suspends_total", Help: "Environments suspended."}),
 		resumes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "hearth_resumes_total", Help: "Suspended environments taken to be resumed."}),
 		suspendTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hearth_suspend_duration_seconds",
@@ -108,7 +117,7 @@ func newMetrics() *metrics {
 		starts:    map[string]int{},
 		snapshots: map[string]int64{},
 	}
-	m.registry.MustRegister(m.invocations, m.duration, m.restore, m.gbSeconds, m.platformInit, m.suspends, m.resumes, m.suspendTime, m.throttles, m.egressDenied,
+	m.registry.MustRegister(m.invocations, m.duration, m.restore, m.gbSeconds, m.platformInit, m.hostShare, m.suspends, m.resumes, m.suspendTime, m.throttles, m.egressDenied,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_suspended_snapshot_bytes",
 			Help: "Disk held by the snapshots of suspended environments (state and sparse memory)."}, m.snapshotBytes))
 	return m
@@ -173,6 +182,9 @@ func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
+
+// HostShare observes the host's share of one invocation (api.HostShares).
+func (m *metrics) HostShare(d time.Duration) { m.hostShare.Observe(d.Seconds()) }
 
 // Invocation counts an invocation as it ends; it implements
 // invoke.Observer.

@@ -60,6 +60,10 @@ func TestPausedThroughTheDaemon(t *testing.T) {
 	if !strings.Contains(string(b), "hearth_environments_paused 1") {
 		t.Errorf("/metrics does not count the paused env")
 	}
+	// The first call reached a guest through the API: its host share is in.
+	if !strings.Contains(string(b), "hearth_invocation_host_seconds_count 1") {
+		t.Errorf("/metrics lacks the first call's host share")
+	}
 	if n, start := call(); n != 2 || start != "paused" {
 		t.Fatalf("call to the paused env: count %d start %q, want 2 paused", n, start)
 	}

@@ -20,6 +20,7 @@ type Alias struct {
 
 // PutAlias creates an alias, or with update true changes one.
 func (s *Store) PutAlias(ctx context.Context, function string, a Alias, update bool) error {
+	defer s.configChanged()
 	if update {
 		res, err := s.db.ExecContext(ctx, `UPDATE aliases SET version = ?, description = ?, revision = ? WHERE name = ? AND alias = ?`,
 			a.FunctionVersion, a.Description, a.RevisionID, function, a.Name)
@@ -70,6 +71,7 @@ func (s *Store) ListAliases(ctx context.Context, function string) ([]Alias, erro
 
 // DeleteAlias removes an alias.
 func (s *Store) DeleteAlias(ctx context.Context, function, name string) error {
+	defer s.configChanged()
 	_, err := s.db.ExecContext(ctx, `DELETE FROM aliases WHERE name = ? AND alias = ?`, function, name)
 	return err
 }

@@ -236,6 +236,7 @@ func (s *Store) CodePath(hexSum string) string { return filepath.Join(s.codeDir,
 
 // CreateFunction stores a new function ($LATEST).
 func (s *Store) CreateFunction(ctx context.Context, f Function) error {
+	defer s.configChanged()
 	f.withDefaults()
 	b, err := json.Marshal(f)
 	if err != nil {
@@ -310,6 +311,7 @@ func (s *Store) ListFunctions(ctx context.Context, marker string, max int) ([]Fu
 
 // UpdateFunction changes $LATEST with fn, atomically.
 func (s *Store) UpdateFunction(ctx context.Context, name string, fn func(*Function) error) (Function, error) {
+	defer s.configChanged()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Function{}, err
@@ -342,6 +344,7 @@ func (s *Store) UpdateFunction(ctx context.Context, name string, fn func(*Functi
 
 // DeleteFunction removes a function with its versions and aliases.
 func (s *Store) DeleteFunction(ctx context.Context, name string) error {
+	defer s.configChanged()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -367,6 +370,7 @@ func (s *Store) DeleteFunction(ctx context.Context, name string) error {
 // $LATEST has not changed since the last published version, that version is
 // returned, as Lambda does.
 func (s *Store) PublishVersion(ctx context.Context, name, description string) (Function, error) {
+	defer s.configChanged()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Function{}, err
@@ -464,6 +468,7 @@ func (s *Store) Concurrency(ctx context.Context, name string) (*int, error) {
 // SetConcurrency sets (or, with nil, removes) a function's reserved
 // concurrency.
 func (s *Store) SetConcurrency(ctx context.Context, name string, n *int) error {
+	defer s.configChanged()
 	var v any
 	if n != nil {
 		v = *n

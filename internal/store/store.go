@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver: no cgo
 )
@@ -31,7 +32,21 @@ type Store struct {
 	layerDir string
 	// layerMu orders writing a layer's zip against pruning one.
 	layerMu sync.Mutex
+	// configGen changes after every write that can change what Resolve
+	// or Concurrency answer (see ConfigGeneration).
+	configGen atomic.Uint64
 }
+
+// ConfigGeneration changes after every write to a function's
+// configuration, versions, aliases or reserved concurrency. A reader that
+// reads it before reading those may keep what it read for as long as the
+// generation stays the same: the invocation path does, so a warm call does
+// not read SQLite. A write bumps it once it is committed, so a reader that
+// raced the write sees a newer generation next time and reads again.
+func (s *Store) ConfigGeneration() uint64 { return s.configGen.Load() }
+
+// configChanged is deferred by every write ConfigGeneration covers.
+func (s *Store) configChanged() { s.configGen.Add(1) }
 
 const schema = `
 CREATE TABLE IF NOT EXISTS functions (
