@@ -110,6 +110,11 @@ type Scheduler struct {
 	cfg  Config
 	gate *gate
 
+	// recorded is what was last written for each environment (an
+	// *envRecord by id): a warm call's release changes nothing in its
+	// record, and writes nothing.
+	recorded sync.Map
+
 	mu     sync.Mutex
 	pools  map[string]*pool // by poolKey
 	fnBusy map[string]int   // in-flight invocations per function name
@@ -298,15 +303,36 @@ func (s *Scheduler) acquire(ctx context.Context, fn Function) (*sandbox.Env, err
 	return env, nil
 }
 
+// envRecord is the record last written for one environment; its lock
+// orders that environment's writes, so what it holds is what the store
+// holds.
+type envRecord struct {
+	mu      sync.Mutex
+	last    store.EnvRecord
+	written bool
+}
+
+// record writes env's record when it differs from the one last written.
 func (s *Scheduler) record(env *sandbox.Env, fn Function) {
 	rec := store.EnvRecord{ID: env.ID(), Function: fn.Name, Version: fn.Version, Digest: fn.Revision,
 		Dir: env.Dir(), State: string(env.State()), PID: env.PID()}
-	if err := s.cfg.Records.PutEnv(context.Background(), rec); err != nil {
-		s.cfg.Log.Warn("record env", "env", env.ID(), "err", err)
+	v, _ := s.recorded.LoadOrStore(rec.ID, &envRecord{})
+	r := v.(*envRecord)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.written && r.last == rec {
+		return
 	}
+	if err := s.cfg.Records.PutEnv(context.Background(), rec); err != nil {
+		r.written = false
+		s.cfg.Log.Warn("record env", "env", env.ID(), "err", err)
+		return
+	}
+	r.last, r.written = rec, true
 }
 
 func (s *Scheduler) forget(env *sandbox.Env) {
+	s.recorded.Delete(env.ID())
 	s.cfg.Meter.EnvEnded(env.ID())
 	if err := s.cfg.Records.DeleteEnv(context.Background(), env.ID()); err != nil {
 		s.cfg.Log.Warn("forget env", "env", env.ID(), "err", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,4 +350,56 @@ func TestBrokenEnvironmentsAreNotReused(t *testing.T) {
 			t.Errorf("after the failed resume: %+v, %d machines running; want the env ended", st, fx.vm.Running())
 		}
 	})
+}
+
+// countingRecords counts the writes of environment records.
+type countingRecords struct {
+	*store.Store
+	puts atomic.Int64
+}
+
+func (c *countingRecords) PutEnv(ctx context.Context, e store.EnvRecord) error {
+	c.puts.Add(1)
+	return c.Store.PutEnv(ctx, e)
+}
+
+// A warm call changes nothing in its environment's record and writes
+// nothing; a suspend and a resume, which change it, are written.
+func TestWarmCallsWriteNoRecord(t *testing.T) {
+	dir := t.TempDir()
+	var rec *countingRecords
+	fx := newFixtureWith(t, fakevmm.New(), nil, dir, func(c *Config) {
+		rec = &countingRecords{Store: c.Records.(*store.Store)}
+		c.Records = rec
+	})
+	f := fn("counter", 1)
+	call(t, fx.s, f, `{}`) // cold
+	afterCold := rec.puts.Load()
+	if afterCold == 0 {
+		t.Fatal("a cold start wrote no record")
+	}
+	for range 5 {
+		if res, _ := call(t, fx.s, f, `{}`); res.StartType != sandbox.StartWarm {
+			t.Fatalf("start %s, want warm", res.StartType)
+		}
+	}
+	if n := rec.puts.Load() - afterCold; n != 0 {
+		t.Errorf("5 warm calls wrote %d records, want 0", n)
+	}
+	waitFor(t, "the idle env to be suspended", func() bool { return fx.s.Stats().Suspended == 1 })
+	envs, err := fx.store.Envs(context.Background())
+	if err != nil || len(envs) != 1 || envs[0].State != string(sandbox.StateSuspended) {
+		t.Fatalf("after the suspend the store holds %+v, %v; want one suspended env", envs, err)
+	}
+	beforeResume := rec.puts.Load()
+	if res, _ := call(t, fx.s, f, `{}`); res.StartType != sandbox.StartResume {
+		t.Fatalf("start %s, want resume", res.StartType)
+	}
+	if rec.puts.Load() == beforeResume {
+		t.Error("a resume wrote no record")
+	}
+	envs, _ = fx.store.Envs(context.Background())
+	if len(envs) != 1 || envs[0].State == string(sandbox.StateSuspended) {
+		t.Errorf("after the resume the store holds %+v; want it not suspended", envs)
+	}
 }
