@@ -85,7 +85,10 @@ type Config struct {
 	// EventSources runs event source mappings (esm.Manager); nil refuses
 	// creating or updating them (the daemon runs no queues).
 	EventSources EventSources
-	Log          *slog.Logger
+	// Buckets lists the S3 endpoint's buckets for GET /hearth/v1/buckets;
+	// nil lists none.
+	Buckets Buckets
+	Log     *slog.Logger
 }
 
 // defaultMaxConcurrency is the scheduler's bound when the daemon sets none.

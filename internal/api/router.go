@@ -77,6 +77,8 @@ func (a *API) routes() {
 	m.HandleFunc("GET /hearth/v1/functions/{name}/network-policy", a.getNetworkPolicy)
 	m.HandleFunc("GET /hearth/v1/cost", a.cost)
 	m.HandleFunc("GET /hearth/v1/status", a.status)
+	m.HandleFunc("GET /hearth/v1/usage/series", a.series)
+	m.HandleFunc("GET /hearth/v1/buckets", a.buckets)
 	// Lambda MicroVMs (2025-09-09), in microvms*.go.
 	m.HandleFunc("POST /2025-09-09/microvms", a.mvm(a.runMicrovm))
 	m.HandleFunc("GET /2025-09-09/microvms", a.mvm(a.listMicrovms))
