@@ -73,6 +73,7 @@ func (a *API) routes() {
 	// Hearth's own, beside Lambda's.
 	m.HandleFunc("GET /hearth/v1/functions/{name}/logs", a.logs)
 	m.HandleFunc("PUT /hearth/v1/functions/{name}/idle-policy", a.putIdlePolicy)
+	m.HandleFunc("GET /hearth/v1/functions/{name}/idle-policy", a.getIdlePolicy)
 	m.HandleFunc("PUT /hearth/v1/functions/{name}/network-policy", a.putNetworkPolicy)
 	m.HandleFunc("GET /hearth/v1/functions/{name}/network-policy", a.getNetworkPolicy)
 	m.HandleFunc("GET /hearth/v1/cost", a.cost)

@@ -169,3 +169,23 @@ func equalStrings(a, b []string) bool {
 }
 
 func near(a, b float64) bool { d := a - b; return d < 1e-9 && d > -1e-9 }
+
+// GET idle-policy answers what PUT stored; an unknown function is a 404.
+func TestGetIdlePolicy(t *testing.T) {
+	a := newTestAPI(t)
+	createFn(t, a, "f", nil)
+	if status, _, body := call(t, a, "PUT", "/hearth/v1/functions/f/idle-policy", map[string]any{"KeepWarmSeconds": 7, "KeepPausedSeconds": 0, "KeepSuspendedHours": 3}); status != 200 {
+		t.Fatalf("put: %d %s", status, body)
+	}
+	status, _, body := call(t, a, "GET", "/hearth/v1/functions/f/idle-policy", nil)
+	var p store.IdlePolicy
+	if err := json.Unmarshal(body, &p); status != 200 || err != nil {
+		t.Fatalf("%d %s %v", status, body, err)
+	}
+	if p.KeepWarmSeconds != 7 || p.KeepPausedSeconds == nil || *p.KeepPausedSeconds != 0 || p.KeepSuspendedHours != 3 {
+		t.Errorf("policy %+v", p)
+	}
+	if status, _, _ := call(t, a, "GET", "/hearth/v1/functions/nope/idle-policy", nil); status != 404 {
+		t.Errorf("unknown function: %d, want 404", status)
+	}
+}
