@@ -19,6 +19,7 @@ import (
 	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/async"
 	"github.com/hearthdev/hearth/internal/broker"
+	"github.com/hearthdev/hearth/internal/console"
 	"github.com/hearthdev/hearth/internal/esm"
 	"github.com/hearthdev/hearth/internal/fnlog"
 	"github.com/hearthdev/hearth/internal/funcurl"
@@ -399,6 +400,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.startEventSources(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
+	// The web console's page, unsigned: it holds no data, and signs every
+	// call it makes for data with the keys its user gives it.
+	mux.Handle("GET "+console.Path, console.Handler())
+	mux.Handle("GET /console", console.Handler())
 	mux.Handle("/", s.withSQS(s.api))
 	limits := defaultHTTPLimits()
 	s.http = limits.server(mux)
