@@ -100,7 +100,9 @@ type fixedBuckets struct {
 	err error
 }
 
-func (f fixedBuckets) ListBucketSummaries(context.Context) ([]BucketSummary, error) { return f.bs, f.err }
+func (f fixedBuckets) ListBucketSummaries(context.Context) ([]BucketSummary, error) {
+	return f.bs, f.err
+}
 
 func TestBucketsRoute(t *testing.T) {
 	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
