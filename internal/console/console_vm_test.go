@@ -185,12 +185,12 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// Invoke from the page: cold, then warm.
 	do("invoke", chromedp.Click(chromedp.CSS("#invoke-btn")))
-	waitFor(bctx, "the cold invocation's REPORT", `document.querySelector("#invoke-report").textContent.includes("Start Type: cold")`, 3*time.Minute)
+	waitFor(bctx, "the cold invocation's REPORT", `(document.querySelector("#invoke-report")?.textContent || "").includes("Start Type: cold")`, 3*time.Minute)
 	if r := text(bctx, "#invoke-response"); !strings.Contains(r, "Hello, Console!") {
 		t.Errorf("response %q", r)
 	}
 	do("invoke again", chromedp.Evaluate[chromedp.Void](`document.querySelector("#invoke-report").textContent = ""`), chromedp.Click(chromedp.CSS("#invoke-btn")))
-	waitFor(bctx, "the warm invocation's REPORT", `document.querySelector("#invoke-report").textContent.includes("Start Type: warm")`, time.Minute)
+	waitFor(bctx, "the warm invocation's REPORT", `(document.querySelector("#invoke-report")?.textContent || "").includes("Start Type: warm")`, time.Minute)
 	shot(bctx, "02-function")
 
 	// Environments: warm, then suspended after keep-warm.
@@ -209,13 +209,13 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// Logs, followed: an invocation made elsewhere (a resume) appears.
 	do("logs", chromedp.Navigate(base+"#/logs/hello"))
-	waitFor(bctx, "the log", `document.querySelector("#log-output").textContent.includes("Start Type: warm")`, 20*time.Second)
+	waitFor(bctx, "the log", `(document.querySelector("#log-output")?.textContent || "").includes("Start Type: warm")`, 20*time.Second)
 	lambdaClient := lambda.New(lambda.Options{Region: "local", BaseEndpoint: aws.String("http://" + srv.Addr()),
 		Credentials: credentials.NewStaticCredentialsProvider(keys.AccessKeyID, keys.SecretAccessKey, "")})
 	if _, err := lambdaClient.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Payload: []byte(`{"name":"Elsewhere"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(bctx, "the followed log shows the resume", `document.querySelector("#log-output").textContent.includes("Start Type: resume")`, 30*time.Second)
+	waitFor(bctx, "the followed log shows the resume", `(document.querySelector("#log-output")?.textContent || "").includes("Start Type: resume")`, 30*time.Second)
 	shot(bctx, "06-logs")
 
 	// Cost over time, and the always-on line beside it.

@@ -457,7 +457,7 @@ async function costPage(section) {
         h("td", { class: "n" }, money(f.cost)), h("td", { class: "n" }, money(f.always_on_cost)), h("td", { class: "n" }, money(f.no_suspend_cost))))),
     h("p", { class: "muted" }, cost.prices.label));
   };
-  section.append(h("h1", {}, "Cost"), h("label", {}, "Over the last ", rangeSelect((v) => draw(v).catch(showError))), chart, summary);
+  section.append(h("h1", {}, "Cost"), h("label", { class: "range" }, "Over the last ", rangeSelect((v) => draw(v).catch(showError))), chart, summary);
   await draw("1h");
 }
 
@@ -474,7 +474,7 @@ async function latencyPage(section) {
       table("latency-table", ["Start type", "Invocations", "Worst (ms)"], starts.map((s) => h("tr", { "data-start": s.startType }, h("td", {}, s.startType),
         h("td", { class: "n" }, s.count.reduce((a, b) => a + b, 0)), h("td", { class: "n" }, Math.max(...s.maxMs).toFixed(1))))));
   };
-  section.append(h("h1", {}, "Start latency"), h("label", {}, "Over the last ", rangeSelect((v) => draw(v).catch(showError))), chart);
+  section.append(h("h1", {}, "Start latency"), h("label", { class: "range" }, "Over the last ", rangeSelect((v) => draw(v).catch(showError))), chart);
   await draw("1h");
 }
 

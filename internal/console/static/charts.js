@@ -21,7 +21,7 @@ function fmt(v) {
 // lineChart draws series [{name, values, color, dashed}] over times (Date
 // or ISO strings); opts: {log, unit, width, height, id}.
 export function lineChart(times, series, { log = false, unit = "", width = 760, height = 280, id } = {}) {
-  const pad = { l: 64, r: 12, t: 12, b: 48 };
+  const pad = { l: 64, r: 36, t: 12, b: 48 };
   const w = width - pad.l - pad.r;
   const h = height - pad.t - pad.b;
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "chart", role: "img" });
