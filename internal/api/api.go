@@ -89,7 +89,10 @@ type Config struct {
 	// HostShares, when set, observes the host's share of every synchronous
 	// invocation that reached a guest (the daemon's /metrics).
 	HostShares HostShares
-	Log        *slog.Logger
+	// Buckets lists the S3 endpoint's buckets for GET /hearth/v1/buckets;
+	// nil lists none.
+	Buckets Buckets
+	Log     *slog.Logger
 }
 
 // HostShares observes the host's share of invocations.

@@ -46,3 +46,19 @@ func (a *API) putIdlePolicy(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, f.IdlePolicy)
 }
+
+// getIdlePolicy answers GET /hearth/v1/functions/{name}/idle-policy: the
+// policy PUT set (the web console shows it beside Lambda's configuration).
+func (a *API) getIdlePolicy(w http.ResponseWriter, r *http.Request) {
+	name, _, err := functionRef(r)
+	if err != nil {
+		a.writeError(w, err)
+		return
+	}
+	f, err := a.cfg.Store.GetFunction(r.Context(), name)
+	if err != nil {
+		a.writeError(w, notFound(err, a.arn(name)))
+		return
+	}
+	writeJSON(w, http.StatusOK, f.IdlePolicy)
+}

@@ -73,10 +73,13 @@ func (a *API) routes() {
 	// Hearth's own, beside Lambda's.
 	m.HandleFunc("GET /hearth/v1/functions/{name}/logs", a.logs)
 	m.HandleFunc("PUT /hearth/v1/functions/{name}/idle-policy", a.putIdlePolicy)
+	m.HandleFunc("GET /hearth/v1/functions/{name}/idle-policy", a.getIdlePolicy)
 	m.HandleFunc("PUT /hearth/v1/functions/{name}/network-policy", a.putNetworkPolicy)
 	m.HandleFunc("GET /hearth/v1/functions/{name}/network-policy", a.getNetworkPolicy)
 	m.HandleFunc("GET /hearth/v1/cost", a.cost)
 	m.HandleFunc("GET /hearth/v1/status", a.status)
+	m.HandleFunc("GET /hearth/v1/usage/series", a.series)
+	m.HandleFunc("GET /hearth/v1/buckets", a.buckets)
 	// Lambda MicroVMs (2025-09-09), in microvms*.go.
 	m.HandleFunc("POST /2025-09-09/microvms", a.mvm(a.runMicrovm))
 	m.HandleFunc("GET /2025-09-09/microvms", a.mvm(a.listMicrovms))

@@ -48,11 +48,26 @@ type buckets struct {
 	fnKeys  *s3api.FunctionKeys
 	creds   *credentials
 	store   *store.Store
+	objs    *objects.Store
 
 	srv   *http.Server // on Config.S3Listen, when set
 	addr  string
 	guest *http.Server // on the guests' streams
 	conns *connListener
+}
+
+// ListBucketSummaries lists the buckets for the API's GET
+// /hearth/v1/buckets (the web console's).
+func (b *buckets) ListBucketSummaries(context.Context) ([]api.BucketSummary, error) {
+	infos, err := b.objs.ListBuckets()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.BucketSummary, 0, len(infos))
+	for _, i := range infos {
+		out = append(out, api.BucketSummary{Name: i.Name, CreationDate: i.CreationDate.Time})
+	}
+	return out, nil
 }
 
 // openBuckets opens the buckets and the endpoint's handler; their
@@ -73,7 +88,7 @@ func openBuckets(cfg Config, creds *credentials, st *store.Store, targets s3even
 	if err != nil {
 		return nil, fmt.Errorf("function keys: %w", err)
 	}
-	b := &buckets{fnKeys: fk, creds: creds, store: st, conns: newConnListener()}
+	b := &buckets{fnKeys: fk, creds: creds, store: st, objs: objs, conns: newConnListener()}
 	b.handler = s3api.New(s3api.Config{Backend: objs, Verifier: api.NewS3Verifier(bucketKeys{creds, fk}, cfg.Region),
 		Scopes: b, Domain: cfg.URLDomain, Notifications: notifier, Log: cfg.Log})
 	return b, nil

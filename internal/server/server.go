@@ -19,6 +19,7 @@ import (
 	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/async"
 	"github.com/hearthdev/hearth/internal/broker"
+	"github.com/hearthdev/hearth/internal/console"
 	"github.com/hearthdev/hearth/internal/esm"
 	"github.com/hearthdev/hearth/internal/fnlog"
 	"github.com/hearthdev/hearth/internal/funcurl"
@@ -238,7 +239,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.openEventSources(s.esmQueues())
-	s.api = api.New(api.Config{HostShares: s.metrics, MicroVMs: s.microvms, EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.api = api.New(api.Config{HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microvms, EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
 		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms, s}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
@@ -399,6 +400,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.startEventSources(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler()) // unsigned, like /healthz
+	// The web console's page, unsigned: it holds no data, and signs every
+	// call it makes for data with the keys its user gives it.
+	mux.Handle("GET "+console.Path, console.Handler())
+	mux.Handle("GET /console", console.Handler())
 	mux.Handle("/", s.withSQS(s.api))
 	limits := defaultHTTPLimits()
 	s.http = limits.server(mux)
