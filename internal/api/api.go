@@ -89,7 +89,9 @@ type Config struct {
 	// HostShares, when set, observes the host's share of every synchronous
 	// invocation that reached a guest (the daemon's /metrics).
 	HostShares HostShares
-	Log        *slog.Logger
+	// Cluster is this host's membership; nil when it runs standalone.
+	Cluster Cluster
+	Log     *slog.Logger
 }
 
 // HostShares observes the host's share of invocations.

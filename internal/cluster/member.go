@@ -364,9 +364,19 @@ func (m *Member) Draining() bool {
 	return m.draining
 }
 
+// SetAddrs sets the API and function-URL addresses this host tells the
+// others (once it listens).
+func (m *Member) SetAddrs(api string, urls []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.self.API, m.self.URLs = api, slices.Clone(urls)
+}
+
 // beat puts this host's record.
 func (m *Member) beat(ctx context.Context) error {
+	m.mu.Lock()
 	h := m.self
+	m.mu.Unlock()
 	if m.cfg.Load != nil {
 		h.Load = m.cfg.Load.Load()
 	}
@@ -564,7 +574,9 @@ func (m *Member) Status() Status {
 func (m *Member) Leave(ctx context.Context) {
 	m.cancel()
 	m.wg.Wait()
+	m.mu.Lock()
 	h := m.self
+	m.mu.Unlock()
 	h.Stopped, h.Beat = true, time.Now().UTC()
 	h.Draining = m.Draining()
 	if b, err := json.Marshal(h); err == nil {
