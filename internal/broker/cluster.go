@@ -137,6 +137,9 @@ func startClustered(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = clusterReadyTimeout
 	}
+	if err := setAsideStandalone(cfg.Dir, cfg.Log); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -198,6 +201,11 @@ func startClustered(ctx context.Context, cfg Config) (*Broker, error) {
 	if replicas <= 0 {
 		replicas = min(MaxReplicas, len(routes)+1)
 	}
+	if err := importPending(ctx, cfg.Dir, js, replicas, cfg.Log); err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return nil, err
+	}
 	cfg.Log.Info("broker joined the cluster", "cluster", c.Name, "node", c.Node, "routes", len(routes), "replicas", replicas)
 	return &Broker{ns: ns, nc: nc, js: js, replicas: replicas, shared: true, log: cfg.Log}, nil
 }
@@ -225,6 +233,18 @@ func connectExternal(ctx context.Context, cfg Config) (*Broker, error) {
 		// The servers the client knows (the URL's and those the
 		// cluster told it of).
 		replicas = min(MaxReplicas, max(1, len(nc.Servers())))
+	}
+	// A data folder that held a standalone store: its streams go to
+	// the external NATS too (nothing uses the folder any more).
+	if cfg.Dir != "" {
+		if err := setAsideStandalone(cfg.Dir, cfg.Log); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		if err := importPending(ctx, cfg.Dir, js, replicas, cfg.Log); err != nil {
+			nc.Close()
+			return nil, err
+		}
 	}
 	cfg.Log.Info("broker uses an external NATS", "url", redact(cfg.URL), "replicas", replicas)
 	return &Broker{nc: nc, js: js, replicas: replicas, shared: true, log: cfg.Log}, nil

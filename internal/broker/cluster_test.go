@@ -35,11 +35,9 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// startCluster starts n brokers on loopback, routed to each other (every
-// host given the same route list, its own among them), at once: the
-// first waits for a quorum.
-func startCluster(t *testing.T, ctx context.Context, n int, secret string) ([]*Broker, []Config) {
-	t.Helper()
+// clusterConfigs are n brokers' configurations for one cluster on
+// loopback, every host given the same route list, its own among them.
+func clusterConfigs(t *testing.T, n int, secret string) []Config {
 	ports := freePorts(t, n)
 	var routes []string
 	for _, p := range ports {
@@ -47,12 +45,20 @@ func startCluster(t *testing.T, ctx context.Context, n int, secret string) ([]*B
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfgs := make([]Config, n)
-	bs := make([]*Broker, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
 	for i := range n {
 		cfgs[i] = Config{Dir: filepath.Join(t.TempDir(), "js"), Log: log, Cluster: &Cluster{Name: "test", Node: fmt.Sprintf("n%d", i),
 			Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes, Secret: secret}}
+	}
+	return cfgs
+}
+
+// startAll starts brokers at once (the first waits for a quorum).
+func startAll(t *testing.T, ctx context.Context, cfgs []Config) []*Broker {
+	t.Helper()
+	bs := make([]*Broker, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	for i := range cfgs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -72,7 +78,13 @@ func startCluster(t *testing.T, ctx context.Context, n int, secret string) ([]*B
 			t.Fatalf("broker %d: %v", i, err)
 		}
 	}
-	return bs, cfgs
+	return bs
+}
+
+func startCluster(t *testing.T, ctx context.Context, n int, secret string) ([]*Broker, []Config) {
+	t.Helper()
+	cfgs := clusterConfigs(t, n, secret)
+	return startAll(t, ctx, cfgs), cfgs
 }
 
 // Three hosts form one JetStream: a stream made on one with Replicas()
