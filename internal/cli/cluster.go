@@ -53,7 +53,7 @@ func (f *clusterFlags) options() (server.ClusterOptions, error) {
 		if err != nil {
 			return o, err
 		}
-		o.Node = strings.ReplaceAll(strings.Split(h, ".")[0], ".", "-")
+		o.Node = strings.Split(h, ".")[0]
 	}
 	if f.secretFile != "" {
 		b, err := os.ReadFile(f.secretFile)

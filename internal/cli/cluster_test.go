@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -163,4 +164,49 @@ func TestClusterCommands(t *testing.T) {
 	}
 	ds[2] = nil
 	wait("a sees c stopped", func() bool { return host(status(a), "c").State == cluster.StateStopped })
+}
+
+func TestClusterFlags(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	short := filepath.Join(t.TempDir(), "short")
+	if err := os.WriteFile(secret, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(short, []byte("abc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		f       clusterFlags
+		wantErr string
+		check   func(server.ClusterOptions) bool
+	}{
+		{"standalone", clusterFlags{}, "", func(o server.ClusterOptions) bool { return o.Name == "" && o.NATS == "" }},
+		{"node alone", clusterFlags{node: "a"}, "need --cluster-name", nil},
+		{"routes alone", clusterFlags{routes: []string{"nats://10.0.0.2:6222"}}, "need --cluster-name", nil},
+		{"no listen", clusterFlags{name: "prod", node: "a", routes: []string{"nats://10.0.0.2:6222"}}, "--cluster-listen and --routes", nil},
+		{"no routes", clusterFlags{name: "prod", node: "a", listen: "10.0.0.1:6222"}, "--cluster-listen and --routes", nil},
+		{"both", clusterFlags{name: "prod", nats: "nats://x:4222"}, "not both", nil},
+		{"cluster", clusterFlags{name: "prod", node: "a", listen: "10.0.0.1:6222", routes: []string{"nats://10.0.0.2:6222"}, secretFile: secret}, "",
+			func(o server.ClusterOptions) bool {
+				return o.Name == "prod" && o.Node == "a" && o.Listen == "10.0.0.1:6222" && len(o.Routes) == 1 && o.Secret == "0123456789abcdef0123"
+			}},
+		{"default node", clusterFlags{nats: "nats://x:4222"}, "", func(o server.ClusterOptions) bool { return o.Node != "" && o.NATS == "nats://x:4222" }},
+		{"short secret", clusterFlags{nats: "nats://x:4222", secretFile: short}, "shorter than 16", nil},
+		{"missing secret", clusterFlags{nats: "nats://x:4222", secretFile: secret + "-nope"}, "--cluster-secret-file", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := tt.f.options()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want one saying %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !tt.check(o) {
+				t.Fatalf("options %+v, %v", o, err)
+			}
+		})
+	}
 }

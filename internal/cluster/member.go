@@ -131,6 +131,7 @@ type Config struct {
 type seen struct {
 	host Host
 	at   time.Time
+	rev  uint64 // the bucket's revision of the record
 }
 
 // Member is this host in the cluster.
@@ -403,6 +404,7 @@ func (m *Member) heartbeat(ctx context.Context) {
 		}
 		bctx, cancel := context.WithTimeout(ctx, m.cfg.Interval*2)
 		err := m.beat(bctx)
+		m.refresh(bctx)
 		cancel()
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
@@ -414,6 +416,49 @@ func (m *Member) heartbeat(ctx context.Context) {
 			m.cfg.Log.Info("heartbeats reach the cluster again")
 			failing = false
 		}
+	}
+}
+
+// refresh reads the known hosts' records directly (any replica answers):
+// the watcher's consumer lives on one server, and when that server dies
+// the watcher is silent until the client notices (several seconds),
+// while the records keep changing on the others.
+func (m *Member) refresh(ctx context.Context) {
+	m.mu.Lock()
+	nodes := make([]string, 0, len(m.seen))
+	for n := range m.seen {
+		nodes = append(nodes, n)
+	}
+	m.mu.Unlock()
+	for _, n := range nodes {
+		e, err := m.hosts.Get(ctx, n)
+		if err != nil {
+			continue
+		}
+		var h Host
+		if json.Unmarshal(e.Value(), &h) != nil {
+			continue
+		}
+		m.mu.Lock()
+		if e.Revision() > m.seen[n].rev {
+			m.seen[n] = seen{host: h, at: time.Now(), rev: e.Revision()}
+		}
+		m.mu.Unlock()
+	}
+	// This host's drain flag too, for the same reason.
+	e, err := m.drains.Get(ctx, m.cfg.Node)
+	switch {
+	case err == nil:
+		on := isDrained(e.Value())
+		m.mu.Lock()
+		m.drained[m.cfg.Node] = on
+		m.mu.Unlock()
+		m.obey(on)
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		m.mu.Lock()
+		m.drained[m.cfg.Node] = false
+		m.mu.Unlock()
+		m.obey(false)
 	}
 }
 
@@ -447,7 +492,9 @@ func (m *Member) watchHosts(ctx context.Context, w jetstream.KeyWatcher) {
 				if initial {
 					at = e.Created()
 				}
-				m.seen[e.Key()] = seen{host: h, at: at}
+				if e.Revision() > m.seen[e.Key()].rev {
+					m.seen[e.Key()] = seen{host: h, at: at, rev: e.Revision()}
+				}
 			}
 			m.mu.Unlock()
 		}
@@ -537,7 +584,10 @@ type Status struct {
 	Protocol int          `json:"protocol"`
 	Replicas int          `json:"replicas"`
 	Hosts    []HostStatus `json:"hosts"`
-	Time     time.Time    `json:"time"`
+	// ViewLagSeconds is how far behind this member's view is (its own
+	// last heartbeat's age past one interval).
+	ViewLagSeconds float64   `json:"viewLagSeconds"`
+	Time           time.Time `json:"time"`
 }
 
 // The states.
@@ -545,14 +595,30 @@ const (
 	StateUp      = "up"
 	StateDown    = "down"
 	StateStopped = "stopped"
+	// StateUnknown: this member's own heartbeats have not come back for
+	// DownAfter; it cannot tell the others' state.
+	StateUnknown = "unknown"
 )
 
-// Status reports every host this member has seen.
+// Status reports every host this member has seen. A host is down when
+// its last heartbeat reached this member DownAfter before this member's
+// own last one did: its own heartbeats, which travel the same way, say
+// how current this member's view is. So a pause of the whole bucket (a
+// leader election after a host's loss, when no heartbeat arrives for a
+// few seconds) does not make every host look down; and a member whose
+// own heartbeats stopped coming back (cut off from the quorum) reports
+// the others unknown rather than down.
 func (m *Member) Status() Status {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := Status{Cluster: m.cfg.Cluster, Node: m.cfg.Node, Protocol: m.cfg.Protocol, Replicas: m.cfg.Replicas, Time: now.UTC()}
+	var lag time.Duration
+	if self, ok := m.seen[m.cfg.Node]; ok {
+		// A heartbeat every Interval: up to one Interval old is current.
+		lag = max(0, now.Sub(self.at)-m.cfg.Interval)
+	}
+	st.ViewLagSeconds = lag.Seconds()
 	for node, s := range m.seen {
 		age := now.Sub(s.at)
 		hs := HostStatus{Host: s.host, State: StateUp, DrainRequested: m.drained[node], LastSeenSeconds: age.Seconds(),
@@ -560,7 +626,10 @@ func (m *Member) Status() Status {
 		switch {
 		case s.host.Stopped:
 			hs.State = StateStopped
-		case age > m.cfg.DownAfter:
+		case node == m.cfg.Node:
+		case lag > m.cfg.DownAfter:
+			hs.State = StateUnknown
+		case age-lag > m.cfg.DownAfter:
 			hs.State = StateDown
 		}
 		st.Hosts = append(st.Hosts, hs)
