@@ -92,6 +92,8 @@ type Config struct {
 	// Buckets lists the S3 endpoint's buckets for GET /hearth/v1/buckets;
 	// nil lists none.
 	Buckets Buckets
+	// Cluster is this host's membership; nil when it runs standalone.
+	Cluster Cluster
 	Log     *slog.Logger
 }
 

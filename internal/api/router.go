@@ -80,6 +80,9 @@ func (a *API) routes() {
 	m.HandleFunc("GET /hearth/v1/status", a.status)
 	m.HandleFunc("GET /hearth/v1/usage/series", a.series)
 	m.HandleFunc("GET /hearth/v1/buckets", a.buckets)
+	// Several hosts, in cluster.go.
+	m.HandleFunc("GET /hearth/v1/cluster", a.clusterStatus)
+	m.HandleFunc("POST /hearth/v1/cluster/hosts/{node}/drain", a.drainHost)
 	// Lambda MicroVMs (2025-09-09), in microvms*.go.
 	m.HandleFunc("POST /2025-09-09/microvms", a.mvm(a.runMicrovm))
 	m.HandleFunc("GET /2025-09-09/microvms", a.mvm(a.listMicrovms))

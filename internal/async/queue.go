@@ -24,6 +24,9 @@ const (
 // Config is the queue's stream and its workers' pace.
 type Config struct {
 	JetStream jetstream.JetStream
+	// Replicas is how many copies the events' stream keeps
+	// (broker.Broker.Replicas: 1 standalone, up to 3 in a cluster).
+	Replicas int
 	// Workers bounds the events run at once; 16 if zero.
 	Workers int
 	// RetryDelays are the waits after a function error, the first, the
@@ -114,6 +117,7 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 		cfg.Observer = nopObserver{}
 	}
 	s, err := cfg.JetStream.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: StreamName, Subjects: []string{subjectPrefix + ">"},
+		Replicas:  max(cfg.Replicas, 1),
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
 		// Lambda's largest asynchronous payload, with room for the event's
 		// own fields and a last answer as large.

@@ -1,8 +1,12 @@
 // Package broker runs NATS JetStream inside the daemon: the durable streams
-// that carry asynchronous invocations, queues and event-source polling. It
-// listens on no port (clients connect in-process); its store is a folder
-// of the data folder, so one binary still does everything and the same
-// streams can later be shared by several hosts.
+// that carry asynchronous invocations, queues and event-source polling.
+// Standalone, it listens on no port (clients connect in-process) and its
+// store is a folder of the data folder, so one binary does everything.
+// In cluster mode (cluster.go) the embedded server routes to the other
+// hosts' and JetStream is clustered (its own Raft: Hearth adds no
+// consensus of its own), or the daemon uses an existing NATS (URL) and
+// embeds none. Replicas says how many copies the streams' creators ask
+// for.
 package broker
 
 import (
@@ -32,25 +36,43 @@ type Config struct {
 	SyncInterval time.Duration
 	// ReadyTimeout bounds the server's start; 30 s if zero.
 	ReadyTimeout time.Duration
-	Log          *slog.Logger
+	// Cluster, when set, joins the embedded server to a cluster of
+	// Hearth hosts (cluster.go).
+	Cluster *Cluster
+	// URL, when set, is an existing NATS (with JetStream) to use instead
+	// of an embedded server: Dir and Cluster are then unused.
+	URL string
+	// Replicas is the streams' replica count; 0 picks it: 1 standalone,
+	// min(3, the hosts known) in a cluster.
+	Replicas int
+	Log      *slog.Logger
 }
 
 // Broker is a running embedded NATS server with JetStream and the
 // daemon's connection to it.
 type Broker struct {
-	ns  *server.Server
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	log *slog.Logger
+	ns       *server.Server // nil with an external NATS
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	replicas int
+	shared   bool // streams shared with other hosts (cluster or external NATS)
+	log      *slog.Logger
 }
 
-// New starts the server on cfg.Dir (made if missing) and connects to it.
+// New starts the server on cfg.Dir (made if missing) and connects to it;
+// with cfg.URL it connects to that NATS instead.
 func New(ctx context.Context, cfg Config) (*Broker, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.URL != "" {
+		return connectExternal(ctx, cfg)
+	}
 	if cfg.Dir == "" {
 		return nil, errors.New("broker: no store folder")
 	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
+	if cfg.Cluster != nil {
+		return startClustered(ctx, cfg)
 	}
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = 10 * time.Second
@@ -97,7 +119,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("broker: JetStream: %w", err)
 	}
-	return &Broker{ns: ns, nc: nc, js: js, log: cfg.Log}, nil
+	return &Broker{ns: ns, nc: nc, js: js, replicas: 1, log: cfg.Log}, nil
 }
 
 // JetStream is the daemon's JetStream context.
@@ -105,6 +127,15 @@ func (b *Broker) JetStream() jetstream.JetStream { return b.js }
 
 // Conn is the daemon's connection (core NATS: advisories, requests).
 func (b *Broker) Conn() *nats.Conn { return b.nc }
+
+// Replicas is the replica count for the streams, key-value buckets and
+// object stores the daemon creates: 1 standalone, min(3, hosts) in a
+// cluster (three copies survive one host's loss; more only slow writes).
+func (b *Broker) Replicas() int { return b.replicas }
+
+// Shared reports whether the streams are shared with other hosts (a
+// cluster, or an external NATS).
+func (b *Broker) Shared() bool { return b.shared }
 
 // Shutdown drains the connection (until ctx ends) and stops the server,
 // which flushes its store.
@@ -122,8 +153,10 @@ func (b *Broker) Shutdown(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	b.nc.Close()
-	b.ns.Shutdown()
-	b.ns.WaitForShutdown()
+	if b.ns != nil {
+		b.ns.Shutdown()
+		b.ns.WaitForShutdown()
+	}
 }
 
 // logger writes the server's log with slog: its notices at Info.

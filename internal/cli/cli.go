@@ -94,7 +94,7 @@ func (c *CLI) root() *cobra.Command {
 	root.PersistentFlags().Bool("debug", false, "log Hearth's own steps to stderr")
 	root.PersistentFlags().String("data-dir", "", "where environments, templates and images are kept (default $HEARTH_DATA_DIR or ~/.local/share/hearth)")
 	root.PersistentFlags().String("endpoint", "", "the daemon's API (default $HEARTH_ENDPOINT or http://127.0.0.1:9000)")
-	root.AddCommand(c.runCmd(), c.benchCmd(), c.envCmd(), c.serveCmd(), c.fnCmd(), c.invokeCmd(), c.logsCmd(), c.keysCmd(), c.urlCmd(), c.layerCmd(), c.imageCmd(), c.costCmd(), c.topCmd(), c.vmCmd(), c.queueCmd(), c.bucketCmd())
+	root.AddCommand(c.runCmd(), c.benchCmd(), c.envCmd(), c.serveCmd(), c.fnCmd(), c.invokeCmd(), c.logsCmd(), c.keysCmd(), c.urlCmd(), c.layerCmd(), c.imageCmd(), c.costCmd(), c.topCmd(), c.vmCmd(), c.queueCmd(), c.bucketCmd(), c.clusterCmd())
 	return root
 }
 

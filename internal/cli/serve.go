@@ -20,6 +20,7 @@ import (
 
 func (c *CLI) serveCmd() *cobra.Command {
 	var hf hostFlags
+	var cf clusterFlags
 	var listen string
 	var keepWarm, keepPaused, keepSuspended time.Duration
 	var maxConcurrency int
@@ -69,7 +70,11 @@ suspended, and the next daemon resumes them.`,
 					return err
 				}
 			}
-			srv, err := server.New(ctx, server.Config{DNS: dns,
+			clusterOpts, err := cf.options()
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(ctx, server.Config{DNS: dns, Cluster: clusterOpts,
 				DataDir: data, Listen: listen, MaxConcurrency: maxConcurrency, Limits: limits,
 				KeepWarm: keepWarm, KeepSuspended: keepSuspended, KeepPaused: keepPaused, SnapStart: snapStart, Log: c.logger(cmd),
 				S3Listen:  s3Listen,
@@ -101,6 +106,7 @@ suspended, and the next daemon resumes them.`,
 		},
 	}
 	hf.register(cmd)
+	cf.register(cmd)
 	cmd.Flags().StringSliceVar(&dnsFlag, "dns", nil, "DNS resolvers the guests are given (IPv4, repeatable, or none); default: the host's /etc/resolv.conf nameservers that are not loopback")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9000", "the API's address")
 	cmd.Flags().DurationVar(&keepWarm, "keep-warm", 60*time.Second, "how long an idle environment stays warm before it is paused")

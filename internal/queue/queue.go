@@ -99,7 +99,10 @@ type Config struct {
 	// Key signs receipt handles; it must stay the same across restarts
 	// for handles given before one to stay valid.
 	Key []byte
-	Log *slog.Logger
+	// Replicas is how many copies each queue's stream keeps
+	// (broker.Broker.Replicas: 1 standalone, up to 3 in a cluster).
+	Replicas int
+	Log      *slog.Logger
 }
 
 // Service is the queues.
@@ -317,7 +320,7 @@ func newID() string {
 
 // makeStream makes a queue's stream and its consumer.
 func (s *Service) makeStream(ctx context.Context, id string, a Attributes) error {
-	_, err := s.cfg.JetStream.CreateStream(ctx, streamConfig(id, a))
+	_, err := s.cfg.JetStream.CreateStream(ctx, s.streamConfig(id, a))
 	if err != nil {
 		return err
 	}
@@ -328,8 +331,9 @@ func (s *Service) makeStream(ctx context.Context, id string, a Attributes) error
 	return nil
 }
 
-func streamConfig(id string, a Attributes) jetstream.StreamConfig {
+func (s *Service) streamConfig(id string, a Attributes) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
+		Replicas: max(s.cfg.Replicas, 1),
 		Name:     streamName(id),
 		Subjects: []string{"sqs." + id + ".>"},
 		// A message leaves the stream once its consumer acknowledges it:
@@ -440,7 +444,7 @@ func (s *Service) SetAttributes(ctx context.Context, name string, attrs map[stri
 	}
 	id := st.rec.ID
 	if a.MessageRetentionPeriod != st.attrs.MessageRetentionPeriod {
-		if _, err := s.cfg.JetStream.UpdateStream(ctx, streamConfig(id, a)); err != nil {
+		if _, err := s.cfg.JetStream.UpdateStream(ctx, s.streamConfig(id, a)); err != nil {
 			return fmt.Errorf("queue %s: %w", name, err)
 		}
 	}

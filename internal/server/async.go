@@ -39,11 +39,15 @@ func (s *Server) openBroker(ctx context.Context) error {
 	if s.broker != nil {
 		return nil
 	}
-	b, err := broker.New(ctx, broker.Config{Dir: JetStreamDir(s.cfg.DataDir), Log: s.log})
+	b, err := broker.New(ctx, s.brokerConfig())
 	if err != nil {
 		return err
 	}
 	s.broker = b
+	if err := s.joinCluster(ctx); err != nil {
+		s.closeBroker(ctx)
+		return err
+	}
 	return nil
 }
 
@@ -60,7 +64,7 @@ func (s *Server) openAsync(ctx context.Context) error {
 		region = sandbox.DefaultRegion
 	}
 	m := newAsyncMetrics(s.metrics.registry)
-	q, err := async.New(ctx, async.Config{JetStream: s.broker.JetStream(), Workers: o.Workers, RetryDelays: o.RetryDelays,
+	q, err := async.New(ctx, async.Config{JetStream: s.broker.JetStream(), Replicas: s.broker.Replicas(), Workers: o.Workers, RetryDelays: o.RetryDelays,
 		BackoffMin: o.BackoffMin, BackoffMax: o.BackoffMax, AckWait: o.AckWait, Region: region, Observer: m, Log: s.log})
 	if err != nil {
 		return fmt.Errorf("asynchronous invocations: %w", err)
@@ -117,6 +121,7 @@ func (s *Server) stopAsync(ctx context.Context) {
 }
 
 func (s *Server) closeBroker(ctx context.Context) {
+	s.leaveCluster(ctx)
 	if s.broker != nil {
 		s.broker.Shutdown(ctx)
 		s.broker = nil

@@ -19,6 +19,7 @@ import (
 	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/async"
 	"github.com/hearthdev/hearth/internal/broker"
+	"github.com/hearthdev/hearth/internal/cluster"
 	"github.com/hearthdev/hearth/internal/console"
 	"github.com/hearthdev/hearth/internal/esm"
 	"github.com/hearthdev/hearth/internal/fnlog"
@@ -89,7 +90,10 @@ type Config struct {
 	// S3Listen serves the S3 endpoint (buckets.go); empty: only guests
 	// reach it.
 	S3Listen string
-	Log      *slog.Logger
+	// Cluster makes the daemon one host of several (cluster.go); zero is
+	// standalone.
+	Cluster ClusterOptions
+	Log     *slog.Logger
 }
 
 // Server is a running daemon.
@@ -122,6 +126,11 @@ type Server struct {
 	async   *async.Queue
 	buckets *buckets
 	esm     *esm.Manager // nil when the daemon runs no queues
+
+	// Several hosts (cluster.go): nil standalone.
+	member *cluster.Member
+	drain  *drainGate
+	load   *hostLoad
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -219,7 +228,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.sched, Meter: usage, Observer: s.metrics, Logs: logs, Async: s.async,
+	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.invokeScheduler(), Meter: usage, Observer: s.metrics, Logs: logs, Async: s.async,
 		Region: cfg.Region, SnapStart: cfg.SnapStart, KeepPaused: cfg.KeepPaused, CacheDir: cfg.Host.CacheDir, Services: s.buckets, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
@@ -239,7 +248,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.openEventSources(s.esmQueues())
-	s.api = api.New(api.Config{HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microvms, EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.api = api.New(api.Config{Cluster: s.clusterAPI(), HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microvms, EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
 		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms, s}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
@@ -393,6 +402,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	s.announce()
 	s.adopt(ctx)
 	s.microvms.Start(ctx)
 	// Workers live until Shutdown stops them, whatever ctx does.
