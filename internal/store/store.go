@@ -35,6 +35,9 @@ type Store struct {
 	// configGen changes after every write that can change what Resolve
 	// or Concurrency answer (see ConfigGeneration).
 	configGen atomic.Uint64
+	// rep links the configuration to the log the hosts share; nil when
+	// standalone (see Replicate).
+	rep *replica
 }
 
 // ConfigGeneration changes after every write to a function's
@@ -165,4 +168,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stopReplica()
+	return s.db.Close()
+}
