@@ -461,9 +461,11 @@ func TestZipWrittenOnOneHostIsReadOnTheOther(t *testing.T) {
 	}
 }
 
-// A host with a configuration of its own (a standalone node's) does not
-// join a log that lacks it.
-func TestHostWithItsOwnConfigurationIsRefused(t *testing.T) {
+// A standalone node becomes a cluster's first host: following the empty
+// log, it brings its configuration and zips into it, and a host that joins
+// next has them. Another host with a configuration of its own is refused,
+// and keeps its own.
+func TestStandaloneConfigurationSeedsAnEmptyLog(t *testing.T) {
 	ctx := context.Background()
 	js := newJetStream(t)
 	dir := t.TempDir()
@@ -471,18 +473,73 @@ func TestHostWithItsOwnConfigurationIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	_, hexSum, err := s.PutCode([]byte("PK standalone code"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.CreateFunction(ctx, newFn("mine")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PublishVersion(ctx, "mine", ""); err != nil {
+		t.Fatal(err)
+	}
+	n := 2
+	if err := s.SetConcurrency(ctx, "mine", &n); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	first := openHost(t, js, dir, "first")
+	defer first.Close()
+	if first.AppliedSequence() == 0 {
+		t.Fatal("the first host's configuration is not in the log")
+	}
+	joined := newHost(t, js, "joined")
+	f, err := joined.Resolve(ctx, "mine", "1")
+	if err != nil || f.FunctionName != "mine" {
+		t.Fatalf("the seeded function on the joined host: %+v %v", f, err)
+	}
+	if c, err := joined.Concurrency(ctx, "mine"); err != nil || c == nil || *c != 2 {
+		t.Errorf("seeded concurrency: %v %v", c, err)
+	}
+	if p, err := joined.FetchCode(ctx, hexSum); err != nil {
+		t.Errorf("seeded code: %v", err)
+	} else if b, _ := os.ReadFile(p); string(b) != "PK standalone code" {
+		t.Errorf("seeded code: %q", b)
+	}
+	// The seed is the first's rows (its version sequence too): writes go
+	// on from it as anywhere.
+	if v, err := first.PublishVersion(ctx, "mine", ""); err != nil || v.Version != "1" {
+		t.Errorf("publishing an unchanged $LATEST: version %s %v, want 1", v.Version, err)
+	}
+	if _, err := joined.UpdateFunction(ctx, "mine", func(f *store.Function) error { f.RevisionID = "r2"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := joined.PublishVersion(ctx, "mine", ""); err != nil || v.Version != "2" {
+		t.Errorf("next version on the joined host: %s %v, want 2", v.Version, err)
+	}
+
+	other, err := store.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.CreateFunction(ctx, newFn("theirs")); err != nil {
 		t.Fatal(err)
 	}
 	l, err := Open(ctx, Config{JetStream: js})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Replicate(ctx, store.Replication{Log: l, Blobs: l, Host: "a", Logger: quiet}); err == nil {
-		t.Fatal("a store with its own functions joined the log")
+	if err := other.Replicate(ctx, store.Replication{Log: l, Blobs: l, Host: "other", Logger: quiet}); err == nil {
+		t.Fatal("a second host with its own functions joined the log")
 	}
-	if _, err := s.GetFunction(ctx, "mine"); err != nil {
+	if _, err := other.GetFunction(ctx, "theirs"); err != nil {
 		t.Errorf("refused store lost its function: %v", err)
+	}
+	if _, err := other.GetFunction(ctx, "mine"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("refused store got the log's function: %v", err)
 	}
 }

@@ -122,9 +122,9 @@ INSERT OR IGNORE INTO config_log_applied (id, seq) VALUES (1, 0);`
 // the entries this host has not applied yet (returning once it has the
 // entries the log had when called), then applies new ones as they come,
 // and from then on every write to the configuration goes through the log.
-// A host that has configuration of its own and has never applied an entry
-// is refused: its configuration is not in the log (see the README's
-// cluster section for how a single node becomes a cluster's first).
+// A host that has a configuration of its own and has never applied an
+// entry brings it into the log when the log is empty (a standalone node
+// becoming a cluster's first host), and is refused otherwise.
 func (s *Store) Replicate(ctx context.Context, r Replication) error {
 	if s.rep != nil {
 		return errors.New("store: already replicated")
@@ -145,7 +145,20 @@ func (s *Store) Replicate(ctx context.Context, r Replication) error {
 			return fmt.Errorf("store: %w", err)
 		}
 		if own {
-			return errors.New("store: this host has a configuration of its own that the cluster's log does not have: start it with an empty data folder, or export its configuration and import it into the cluster")
+			// The first host brings its configuration (replicate_seed.go).
+			last, err := r.Log.Last(ctx)
+			if err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			if last != 0 {
+				return errors.New("store: this host has a configuration of its own and the cluster's log has another: start it with an empty data folder (only the first host of a cluster brings its configuration)")
+			}
+			if err := s.seed(ctx, r); err != nil {
+				if errors.Is(err, ErrLogMoved) {
+					return errors.New("store: another host seeded the cluster's configuration first: start this one with an empty data folder")
+				}
+				return fmt.Errorf("store: %w", err)
+			}
 		}
 	}
 	fctx, cancel := context.WithCancel(context.Background())

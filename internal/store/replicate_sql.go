@@ -68,9 +68,10 @@ const (
 	sqlDeleteMicroVMImageVersion  = `DELETE FROM microvm_image_versions WHERE image = ? AND version = ?`
 )
 
-// replicatedSQL maps each replicated statement to its number of bound
-// arguments, which an entry's must match. It is built once and only read.
-var replicatedSQL = placeholders(
+// replicatedSQL maps each replicated statement (the store methods' and
+// the seed's, see replicate_seed.go) to its number of bound arguments,
+// which an entry's must match. It is built once and only read.
+var replicatedSQL = placeholders(append(seedStatements(),
 	sqlInsertFunction, sqlUpdateFunctionConfig, sqlSetFunctionVersionSeq, sqlSetConcurrency, sqlDeleteFunction,
 	sqlDeleteVersions, sqlDeleteAliases, sqlDeleteURLConfigs, sqlDeleteTags, sqlDeletePolicies, sqlInsertVersion,
 	sqlUpdateAlias, sqlInsertAlias, sqlDeleteAlias,
@@ -82,7 +83,7 @@ var replicatedSQL = placeholders(
 	sqlInsertESM, sqlUpdateESM, sqlDeleteESM,
 	sqlInsertMicroVMImage, sqlNextMicroVMImageVer, sqlInsertMicroVMImageVersion, sqlUpdateMicroVMImageVersion,
 	sqlDeleteMicroVMImage, sqlDeleteMicroVMImageVersions, sqlDeleteMicroVMImageVersion,
-)
+)...)
 
 // placeholders counts each statement's "?" (none of them has a "?" in a
 // string literal).
