@@ -168,6 +168,7 @@ func (s *Store) Replicate(ctx context.Context, r Replication) error {
 	go s.follow(fctx)
 	if err := s.catchUp(ctx); err != nil {
 		s.stopReplica()
+		s.rep = nil
 		return fmt.Errorf("store: catching up with the configuration log: %w", err)
 	}
 	return nil

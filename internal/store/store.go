@@ -45,7 +45,9 @@ type Store struct {
 // reads it before reading those may keep what it read for as long as the
 // generation stays the same: the invocation path does, so a warm call does
 // not read SQLite. A write bumps it once it is committed, so a reader that
-// raced the write sees a newer generation next time and reads again.
+// raced the write sees a newer generation next time and reads again. A
+// replicated store bumps it too after every entry it applies from the
+// configuration log, another host's write as well as its own.
 func (s *Store) ConfigGeneration() uint64 { return s.configGen.Load() }
 
 // configChanged is deferred by every write ConfigGeneration covers.
