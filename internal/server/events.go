@@ -31,6 +31,10 @@ func (s *Server) openEvents(ctx context.Context) error {
 	if err := s.openBroker(ctx); err != nil {
 		return err
 	}
+	if err := s.openConfigLog(ctx); err != nil {
+		s.closeBroker(ctx)
+		return err
+	}
 	b := s.broker
 	q, err := queue.New(ctx, queue.Config{Store: s.store, JetStream: b.JetStream(), Replicas: b.Replicas(), Conn: b.Conn(), Region: s.region(), Key: key, Log: s.log})
 	if err != nil {

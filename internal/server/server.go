@@ -44,6 +44,9 @@ import (
 // Config is the daemon's configuration.
 type Config struct {
 	DataDir string
+	// ConfigLog shares the configuration with the other hosts of a
+	// cluster (configlog.go); off by default.
+	ConfigLog ConfigLog
 	// Listen is the API's address; default 127.0.0.1:9000. Port 0 picks one.
 	Listen string
 	Host   vmboot.Options
@@ -313,11 +316,21 @@ func (s *Server) resolveAccel(ctx context.Context) error {
 // Image is the image of the code with this digest and the layers with
 // these, in order; it implements scheduler.Images.
 func (s *Server) Image(ctx context.Context, digest string, layerDigests []string) (sandbox.Image, error) {
+	// Fetched from the other hosts when this one lacks them (the
+	// configuration log's zips; standalone, the paths as they are).
 	layers := make([]vmboot.LayerZip, len(layerDigests))
 	for i, d := range layerDigests {
-		layers[i] = vmboot.LayerZip{Digest: d, Path: s.store.LayerPath(d)}
+		p, err := s.store.FetchLayer(ctx, d)
+		if err != nil {
+			return sandbox.Image{}, err
+		}
+		layers[i] = vmboot.LayerZip{Digest: d, Path: p}
 	}
-	return s.host.CodeImage(ctx, filepath.Join(s.cfg.DataDir, "images"), digest, s.store.CodePath(digest), layers...)
+	code, err := s.store.FetchCode(ctx, digest)
+	if err != nil {
+		return sandbox.Image{}, err
+	}
+	return s.host.CodeImage(ctx, filepath.Join(s.cfg.DataDir, "images"), digest, code, layers...)
 }
 
 // urlBase is a function URL's address, on the plain HTTP listener (or the

@@ -21,23 +21,23 @@ type Alias struct {
 // PutAlias creates an alias, or with update true changes one.
 func (s *Store) PutAlias(ctx context.Context, function string, a Alias, update bool) error {
 	defer s.configChanged()
-	if update {
-		res, err := s.db.ExecContext(ctx, `UPDATE aliases SET version = ?, description = ?, revision = ? WHERE name = ? AND alias = ?`,
-			a.FunctionVersion, a.Description, a.RevisionID, function, a.Name)
-		if err != nil {
-			return err
+	return s.write(ctx, "PutAlias", func(w *writeTx) error {
+		if update {
+			res, err := w.ExecContext(ctx, sqlUpdateAlias, a.FunctionVersion, a.Description, a.RevisionID, function, a.Name)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return fmt.Errorf("alias %s:%s: %w", function, a.Name, ErrNotFound)
+			}
+			return nil
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("alias %s:%s: %w", function, a.Name, ErrNotFound)
+		_, err := w.ExecContext(ctx, sqlInsertAlias, function, a.Name, a.FunctionVersion, a.Description, a.RevisionID)
+		if err != nil && strings.Contains(err.Error(), "UNIQUE") {
+			return fmt.Errorf("alias %s:%s: %w", function, a.Name, ErrExists)
 		}
-		return nil
-	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO aliases (name, alias, version, description, revision) VALUES (?, ?, ?, ?, ?)`,
-		function, a.Name, a.FunctionVersion, a.Description, a.RevisionID)
-	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
-		return fmt.Errorf("alias %s:%s: %w", function, a.Name, ErrExists)
-	}
-	return err
+		return err
+	})
 }
 
 // GetAlias returns an alias.
@@ -72,8 +72,10 @@ func (s *Store) ListAliases(ctx context.Context, function string) ([]Alias, erro
 // DeleteAlias removes an alias.
 func (s *Store) DeleteAlias(ctx context.Context, function, name string) error {
 	defer s.configChanged()
-	_, err := s.db.ExecContext(ctx, `DELETE FROM aliases WHERE name = ? AND alias = ?`, function, name)
-	return err
+	return s.write(ctx, "DeleteAlias", func(w *writeTx) error {
+		_, err := w.ExecContext(ctx, sqlDeleteAlias, function, name)
+		return err
+	})
 }
 
 // Resolve returns a function at a qualifier: "" or "$LATEST", a version

@@ -61,12 +61,13 @@ func (s *Store) CreateEventSourceMapping(ctx context.Context, m EventSourceMappi
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO event_source_mappings (uuid, function, qualifier, source, config) VALUES (?, ?, ?, ?, ?)`,
-		m.UUID, m.Function, m.Qualifier, m.EventSourceArn, string(b))
-	if isUniqueViolation(err) {
-		return fmt.Errorf("event source mapping %s: %w", m.UUID, ErrExists)
-	}
-	return err
+	return s.write(ctx, "CreateEventSourceMapping", func(w *writeTx) error {
+		_, err := w.ExecContext(ctx, sqlInsertESM, m.UUID, m.Function, m.Qualifier, m.EventSourceArn, string(b))
+		if isUniqueViolation(err) {
+			return fmt.Errorf("event source mapping %s: %w", m.UUID, ErrExists)
+		}
+		return err
+	})
 }
 
 // GetEventSourceMapping returns a mapping; ErrNotFound when there is none.
@@ -85,49 +86,49 @@ func (s *Store) GetEventSourceMapping(ctx context.Context, uuid string) (EventSo
 // UpdateEventSourceMapping changes a mapping with fn, atomically; fn's
 // error leaves it as it was.
 func (s *Store) UpdateEventSourceMapping(ctx context.Context, uuid string, fn func(*EventSourceMapping) error) (EventSourceMapping, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	var m EventSourceMapping
+	err := s.write(ctx, "UpdateEventSourceMapping", func(w *writeTx) error {
+		var cfg string
+		err := w.QueryRowContext(ctx, `SELECT config FROM event_source_mappings WHERE uuid = ?`, uuid).Scan(&cfg)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("event source mapping %s: %w", uuid, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if m, err = decodeESM(cfg); err != nil {
+			return err
+		}
+		if err := fn(&m); err != nil {
+			return err
+		}
+		m.UUID = uuid
+		b, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		_, err = w.ExecContext(ctx, sqlUpdateESM, m.Function, m.Qualifier, m.EventSourceArn, string(b), uuid)
+		return err
+	})
 	if err != nil {
 		return EventSourceMapping{}, err
 	}
-	defer tx.Rollback()
-	var cfg string
-	err = tx.QueryRowContext(ctx, `SELECT config FROM event_source_mappings WHERE uuid = ?`, uuid).Scan(&cfg)
-	if errors.Is(err, sql.ErrNoRows) {
-		return EventSourceMapping{}, fmt.Errorf("event source mapping %s: %w", uuid, ErrNotFound)
-	}
-	if err != nil {
-		return EventSourceMapping{}, err
-	}
-	m, err := decodeESM(cfg)
-	if err != nil {
-		return EventSourceMapping{}, err
-	}
-	if err := fn(&m); err != nil {
-		return EventSourceMapping{}, err
-	}
-	m.UUID = uuid
-	b, err := json.Marshal(m)
-	if err != nil {
-		return EventSourceMapping{}, err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE event_source_mappings SET function = ?, qualifier = ?, source = ?, config = ? WHERE uuid = ?`,
-		m.Function, m.Qualifier, m.EventSourceArn, string(b), uuid); err != nil {
-		return EventSourceMapping{}, err
-	}
-	return m, tx.Commit()
+	return m, nil
 }
 
 // DeleteEventSourceMapping removes a mapping; one that is not there is
 // ErrNotFound.
 func (s *Store) DeleteEventSourceMapping(ctx context.Context, uuid string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM event_source_mappings WHERE uuid = ?`, uuid)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("event source mapping %s: %w", uuid, ErrNotFound)
-	}
-	return nil
+	return s.write(ctx, "DeleteEventSourceMapping", func(w *writeTx) error {
+		res, err := w.ExecContext(ctx, sqlDeleteESM, uuid)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("event source mapping %s: %w", uuid, ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // ESMFilter picks mappings to list: of a function (and, when Qualifier is

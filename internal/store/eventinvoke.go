@@ -55,9 +55,10 @@ func (s *Store) PutEventInvokeConfig(ctx context.Context, function, qualifier st
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO event_invoke_configs (function, qualifier, config) VALUES (?, ?, ?)
-		ON CONFLICT (function, qualifier) DO UPDATE SET config = excluded.config`, function, qualifier, string(b))
-	return err
+	return s.write(ctx, "PutEventInvokeConfig", func(w *writeTx) error {
+		_, err := w.ExecContext(ctx, sqlPutEventInvokeConfig, function, qualifier, string(b))
+		return err
+	})
 }
 
 // EventInvokeConfig returns a function's settings at qualifier;
@@ -103,16 +104,18 @@ func (s *Store) EventInvokeConfigs(ctx context.Context, function string) ([]Even
 // DeleteEventInvokeConfig removes a function's settings at qualifier;
 // with qualifier "*" all of them (the function is being deleted).
 func (s *Store) DeleteEventInvokeConfig(ctx context.Context, function, qualifier string) error {
-	if qualifier == "*" {
-		_, err := s.db.ExecContext(ctx, `DELETE FROM event_invoke_configs WHERE function = ?`, function)
-		return err
-	}
-	res, err := s.db.ExecContext(ctx, `DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?`, function, qualifier)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("event invoke config of %s:%s: %w", function, qualifier, ErrNotFound)
-	}
-	return nil
+	return s.write(ctx, "DeleteEventInvokeConfig", func(w *writeTx) error {
+		if qualifier == "*" {
+			_, err := w.ExecContext(ctx, sqlDeleteEventInvokeConfigs, function)
+			return err
+		}
+		res, err := w.ExecContext(ctx, sqlDeleteEventInvokeConfig, function, qualifier)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("event invoke config of %s:%s: %w", function, qualifier, ErrNotFound)
+		}
+		return nil
+	})
 }

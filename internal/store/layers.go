@@ -81,24 +81,28 @@ func (s *Store) PublishLayerVersion(ctx context.Context, lv LayerVersion, layerA
 	if err := writeOnce(s.LayerPath(lv.Digest), zip); err != nil {
 		return LayerVersion{}, fmt.Errorf("store layer %s: %w", lv.LayerName, err)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	// In the hosts' store before any host can see the version.
+	if err := s.putBlob(ctx, layerBlob(lv.Digest), zip); err != nil {
+		return LayerVersion{}, fmt.Errorf("store layer %s: %w", lv.LayerName, err)
+	}
+	out := lv
+	err := s.write(ctx, "PublishLayerVersion", func(w *writeTx) error {
+		out = lv
+		if err := w.returning(ctx, sqlNextLayerVersion, []any{lv.LayerName}, &out.Version); err != nil {
+			return err
+		}
+		out.LayerVersionArn = layerArn + ":" + strconv.FormatInt(out.Version, 10)
+		b, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		_, err = w.ExecContext(ctx, sqlInsertLayerVersion, out.LayerName, out.Version, string(b))
+		return err
+	})
 	if err != nil {
 		return LayerVersion{}, err
 	}
-	defer tx.Rollback()
-	if err := tx.QueryRowContext(ctx, `INSERT INTO layers (name, version_seq) VALUES (?, 1)
-		ON CONFLICT (name) DO UPDATE SET version_seq = version_seq + 1 RETURNING version_seq`, lv.LayerName).Scan(&lv.Version); err != nil {
-		return LayerVersion{}, err
-	}
-	lv.LayerVersionArn = layerArn + ":" + strconv.FormatInt(lv.Version, 10)
-	b, err := json.Marshal(lv)
-	if err != nil {
-		return LayerVersion{}, err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO layer_versions (name, version, config) VALUES (?, ?, ?)`, lv.LayerName, lv.Version, string(b)); err != nil {
-		return LayerVersion{}, err
-	}
-	return lv, tx.Commit()
+	return out, nil
 }
 
 func decodeLayerVersion(cfg string) (LayerVersion, error) {
@@ -154,7 +158,11 @@ func (s *Store) ListLayers(ctx context.Context, marker string, max int, match fu
 }
 
 func (s *Store) queryLayerVersions(ctx context.Context, query string, args ...any) ([]LayerVersion, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	return queryLayerVersions(ctx, s.db, query, args...)
+}
+
+func queryLayerVersions(ctx context.Context, q querier, query string, args ...any) ([]LayerVersion, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +187,11 @@ func (s *Store) queryLayerVersions(ctx context.Context, query string, args ...an
 // exist is no error, as in Lambda. Functions that use it keep it: see
 // PruneLayers.
 func (s *Store) DeleteLayerVersion(ctx context.Context, name string, version int64) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE layer_versions SET deleted = 1 WHERE name = ? AND version = ?`, name, version); err != nil {
+	err := s.write(ctx, "DeleteLayerVersion", func(w *writeTx) error {
+		_, err := w.ExecContext(ctx, sqlMarkLayerVersionDeleted, name, version)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	return s.PruneLayers(ctx)
@@ -197,21 +209,35 @@ const layerInUse = `SELECT EXISTS (SELECT 1 FROM functions, json_each(functions.
 func (s *Store) PruneLayers(ctx context.Context) error {
 	s.layerMu.Lock()
 	defer s.layerMu.Unlock()
-	deleted, err := s.queryLayerVersions(ctx, `SELECT config FROM layer_versions WHERE deleted = 1`)
+	var pruned []LayerVersion
+	err := s.write(ctx, "PruneLayers", func(w *writeTx) error {
+		pruned = nil
+		deleted, err := queryLayerVersions(ctx, w, `SELECT config FROM layer_versions WHERE deleted = 1`)
+		if err != nil {
+			return err
+		}
+		for _, lv := range deleted {
+			var used bool
+			if err := w.QueryRowContext(ctx, layerInUse, lv.LayerVersionArn).Scan(&used); err != nil {
+				return fmt.Errorf("prune layer %s: %w", lv.LayerVersionArn, err)
+			}
+			if used {
+				continue
+			}
+			if _, err := w.ExecContext(ctx, sqlDeleteLayerVersion, lv.LayerName, lv.Version); err != nil {
+				return err
+			}
+			pruned = append(pruned, lv)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	for _, lv := range deleted {
-		var used bool
-		if err := s.db.QueryRowContext(ctx, layerInUse, lv.LayerVersionArn).Scan(&used); err != nil {
-			return fmt.Errorf("prune layer %s: %w", lv.LayerVersionArn, err)
-		}
-		if used {
-			continue
-		}
-		if _, err := s.db.ExecContext(ctx, `DELETE FROM layer_versions WHERE name = ? AND version = ?`, lv.LayerName, lv.Version); err != nil {
-			return err
-		}
+	// The zips no version names any more: this host's copies (the hosts'
+	// store keeps every zip, as a host may still run a function that
+	// names it).
+	for _, lv := range pruned {
 		var shared bool
 		if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM layer_versions WHERE json_extract(config, '$.Digest') = ?)`, lv.Digest).Scan(&shared); err != nil {
 			return err
@@ -273,41 +299,41 @@ func (s *Store) GetLayerVersionPolicy(ctx context.Context, name string, version 
 // atomically, as UpdatePolicy does a function's; revision is the new
 // revision id.
 func (s *Store) UpdateLayerVersionPolicy(ctx context.Context, name string, version int64, revision string, fn func(*Policy) error) (Policy, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return Policy{}, err
-	}
-	defer tx.Rollback()
 	var p Policy
-	var doc string
-	err = tx.QueryRowContext(ctx, `SELECT revision, policy FROM layer_versions WHERE name = ? AND version = ? AND deleted = 0`, name, version).Scan(&p.RevisionID, &doc)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Policy{}, fmt.Errorf("layer %s version %d: %w", name, version, ErrNotFound)
-	}
+	err := s.write(ctx, "UpdateLayerVersionPolicy", func(w *writeTx) error {
+		p = Policy{}
+		var doc string
+		err := w.QueryRowContext(ctx, `SELECT revision, policy FROM layer_versions WHERE name = ? AND version = ? AND deleted = 0`, name, version).Scan(&p.RevisionID, &doc)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("layer %s version %d: %w", name, version, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		p.Document = PolicyDocument{Version: "2012-10-17", ID: "default"}
+		if doc != "" {
+			if err := json.Unmarshal([]byte(doc), &p.Document); err != nil {
+				return fmt.Errorf("stored policy of layer %s: %w", name, err)
+			}
+		}
+		if err := fn(&p); err != nil {
+			return err
+		}
+		p.RevisionID, doc = revision, ""
+		if len(p.Document.Statement) > 0 {
+			b, err := json.Marshal(p.Document)
+			if err != nil {
+				return err
+			}
+			doc = string(b)
+		} else {
+			p.RevisionID = ""
+		}
+		_, err = w.ExecContext(ctx, sqlSetLayerVersionPolicy, p.RevisionID, doc, name, version)
+		return err
+	})
 	if err != nil {
 		return Policy{}, err
 	}
-	p.Document = PolicyDocument{Version: "2012-10-17", ID: "default"}
-	if doc != "" {
-		if err := json.Unmarshal([]byte(doc), &p.Document); err != nil {
-			return Policy{}, fmt.Errorf("stored policy of layer %s: %w", name, err)
-		}
-	}
-	if err := fn(&p); err != nil {
-		return Policy{}, err
-	}
-	p.RevisionID, doc = revision, ""
-	if len(p.Document.Statement) > 0 {
-		b, err := json.Marshal(p.Document)
-		if err != nil {
-			return Policy{}, err
-		}
-		doc = string(b)
-	} else {
-		p.RevisionID = ""
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE layer_versions SET revision = ?, policy = ? WHERE name = ? AND version = ?`, p.RevisionID, doc, name, version); err != nil {
-		return Policy{}, err
-	}
-	return p, tx.Commit()
+	return p, nil
 }

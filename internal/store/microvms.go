@@ -134,70 +134,56 @@ func isUniqueViolation(err error) bool {
 // CreateMicroVMImage records a new image with its first version (v's
 // Version is set to 1). A name taken is ErrExists.
 func (s *Store) CreateMicroVMImage(ctx context.Context, img MicroVMImage, v MicroVMImageVersion) (MicroVMImageVersion, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return v, err
-	}
-	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, `INSERT INTO microvm_images (name, description, version_seq, created, updated) VALUES (?, ?, 1, ?, ?)`,
-		img.Name, img.Description, unixMs(img.Created), unixMs(img.Created))
-	if isUniqueViolation(err) {
-		return v, fmt.Errorf("microvm image %s: %w", img.Name, ErrExists)
-	}
-	if err != nil {
-		return v, err
-	}
 	v.Image, v.Version = img.Name, 1
-	if err := insertImageVersion(ctx, tx, v); err != nil {
-		return v, err
-	}
-	return v, tx.Commit()
+	err := s.write(ctx, "CreateMicroVMImage", func(w *writeTx) error {
+		_, err := w.ExecContext(ctx, sqlInsertMicroVMImage, img.Name, img.Description, unixMs(img.Created), unixMs(img.Created))
+		if isUniqueViolation(err) {
+			return fmt.Errorf("microvm image %s: %w", img.Name, ErrExists)
+		}
+		if err != nil {
+			return err
+		}
+		return insertImageVersion(ctx, w, v)
+	})
+	return v, err
 }
 
 // AddMicroVMImageVersion records the next version of the image name,
 // numbered after the last one given; description, if not empty, becomes
 // the image's. An image that does not exist is ErrNotFound.
 func (s *Store) AddMicroVMImageVersion(ctx context.Context, name, description string, v MicroVMImageVersion) (MicroVMImageVersion, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return v, err
-	}
-	defer tx.Rollback()
-	var seq int
-	err = tx.QueryRowContext(ctx, `UPDATE microvm_images SET version_seq = version_seq + 1, updated = ?,
-		description = CASE WHEN ? = '' THEN description ELSE ? END WHERE name = ? RETURNING version_seq`,
-		unixMs(v.Created), description, description, name).Scan(&seq)
-	if errors.Is(err, sql.ErrNoRows) {
-		return v, fmt.Errorf("microvm image %s: %w", name, ErrNotFound)
-	}
-	if err != nil {
-		return v, err
-	}
-	v.Image, v.Version = name, seq
-	if err := insertImageVersion(ctx, tx, v); err != nil {
-		return v, err
-	}
-	return v, tx.Commit()
+	v.Image = name
+	err := s.write(ctx, "AddMicroVMImageVersion", func(w *writeTx) error {
+		err := w.returning(ctx, sqlNextMicroVMImageVer, []any{unixMs(v.Created), description, description, name}, &v.Version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("microvm image %s: %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		return insertImageVersion(ctx, w, v)
+	})
+	return v, err
 }
 
-func insertImageVersion(ctx context.Context, tx *sql.Tx, v MicroVMImageVersion) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO microvm_image_versions (image, version, input, digest, state, reason, template_dir, created, built)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, v.Image, v.Version, v.Input, v.Digest, v.State, v.Reason, v.TemplateDir, unixMs(v.Created), unixMs(v.Built))
+func insertImageVersion(ctx context.Context, w *writeTx, v MicroVMImageVersion) error {
+	_, err := w.ExecContext(ctx, sqlInsertMicroVMImageVersion, v.Image, v.Version, v.Input, v.Digest, v.State, v.Reason, v.TemplateDir, unixMs(v.Created), unixMs(v.Built))
 	return err
 }
 
 // UpdateMicroVMImageVersion records a version's build outcome: its
 // digest, state, reason, template and build time.
 func (s *Store) UpdateMicroVMImageVersion(ctx context.Context, v MicroVMImageVersion) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE microvm_image_versions SET digest = ?, state = ?, reason = ?, template_dir = ?, built = ?
-		WHERE image = ? AND version = ?`, v.Digest, v.State, v.Reason, v.TemplateDir, unixMs(v.Built), v.Image, v.Version)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("microvm image %s version %d: %w", v.Image, v.Version, ErrNotFound)
-	}
-	return nil
+	return s.write(ctx, "UpdateMicroVMImageVersion", func(w *writeTx) error {
+		res, err := w.ExecContext(ctx, sqlUpdateMicroVMImageVersion, v.Digest, v.State, v.Reason, v.TemplateDir, unixMs(v.Built), v.Image, v.Version)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("microvm image %s version %d: %w", v.Image, v.Version, ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // MicroVMImages lists every image, by name.
@@ -244,34 +230,31 @@ func (s *Store) MicroVMImageVersions(ctx context.Context) ([]MicroVMImageVersion
 
 // DeleteMicroVMImage forgets an image and its versions.
 func (s *Store) DeleteMicroVMImage(ctx context.Context, name string) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
+	return s.write(ctx, "DeleteMicroVMImage", func(w *writeTx) error {
+		res, err := w.ExecContext(ctx, sqlDeleteMicroVMImage, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("microvm image %s: %w", name, ErrNotFound)
+		}
+		_, err = w.ExecContext(ctx, sqlDeleteMicroVMImageVersions, name)
 		return err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM microvm_images WHERE name = ?`, name)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("microvm image %s: %w", name, ErrNotFound)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM microvm_image_versions WHERE image = ?`, name); err != nil {
-		return err
-	}
-	return tx.Commit()
+	})
 }
 
 // DeleteMicroVMImageVersion forgets one version of an image.
 func (s *Store) DeleteMicroVMImageVersion(ctx context.Context, name string, version int) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM microvm_image_versions WHERE image = ? AND version = ?`, name, version)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("microvm image %s version %d: %w", name, version, ErrNotFound)
-	}
-	return nil
+	return s.write(ctx, "DeleteMicroVMImageVersion", func(w *writeTx) error {
+		res, err := w.ExecContext(ctx, sqlDeleteMicroVMImageVersion, name, version)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("microvm image %s version %d: %w", name, version, ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // PutMicroVM records a MicroVM, or its change. A client token another

@@ -61,42 +61,34 @@ func getPolicy(ctx context.Context, q querier, function, qualifier string) (Poli
 // none; a policy left with no statement is removed, as Lambda does.
 // revision is the new revision id.
 func (s *Store) UpdatePolicy(ctx context.Context, function, qualifier, revision string, fn func(*Policy) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var one int
-	err = tx.QueryRowContext(ctx, `SELECT 1 FROM functions WHERE name = ?`, function).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("function %s: %w", function, ErrNotFound)
-	}
-	if err != nil {
-		return err
-	}
-	p, err := getPolicy(ctx, tx, function, qualifier)
-	if errors.Is(err, ErrNotFound) {
-		p, err = Policy{Document: PolicyDocument{Version: "2012-10-17", ID: "default"}}, nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := fn(&p); err != nil {
-		return err
-	}
-	if len(p.Document.Statement) == 0 {
-		_, err = tx.ExecContext(ctx, `DELETE FROM policies WHERE function = ? AND qualifier = ?`, function, qualifier)
-	} else {
-		var doc []byte
-		if doc, err = json.Marshal(p.Document); err != nil {
+	return s.write(ctx, "UpdatePolicy", func(w *writeTx) error {
+		var one int
+		err := w.QueryRowContext(ctx, `SELECT 1 FROM functions WHERE name = ?`, function).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("function %s: %w", function, ErrNotFound)
+		}
+		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO policies (function, qualifier, revision, document) VALUES (?, ?, ?, ?)
-			ON CONFLICT (function, qualifier) DO UPDATE SET revision = excluded.revision, document = excluded.document`,
-			function, qualifier, revision, string(doc))
-	}
-	if err != nil {
+		p, err := getPolicy(ctx, w, function, qualifier)
+		if errors.Is(err, ErrNotFound) {
+			p, err = Policy{Document: PolicyDocument{Version: "2012-10-17", ID: "default"}}, nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(&p); err != nil {
+			return err
+		}
+		if len(p.Document.Statement) == 0 {
+			_, err = w.ExecContext(ctx, sqlDeletePolicy, function, qualifier)
+			return err
+		}
+		doc, err := json.Marshal(p.Document)
+		if err != nil {
+			return err
+		}
+		_, err = w.ExecContext(ctx, sqlPutPolicy, function, qualifier, revision, string(doc))
 		return err
-	}
-	return tx.Commit()
+	})
 }

@@ -36,12 +36,13 @@ type Queue struct {
 
 // CreateQueue adds a queue; a name taken is ErrExists.
 func (s *Store) CreateQueue(ctx context.Context, q Queue) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO queues (name, id, attributes, created, modified) VALUES (?, ?, ?, ?, ?)`,
-		q.Name, q.ID, q.Attributes, q.Created.UnixMilli(), q.Modified.UnixMilli())
-	if isUniqueViolation(err) {
-		return fmt.Errorf("queue %s: %w", q.Name, ErrExists)
-	}
-	return err
+	return s.write(ctx, "CreateQueue", func(w *writeTx) error {
+		_, err := w.ExecContext(ctx, sqlInsertQueue, q.Name, q.ID, q.Attributes, q.Created.UnixMilli(), q.Modified.UnixMilli())
+		if isUniqueViolation(err) {
+			return fmt.Errorf("queue %s: %w", q.Name, ErrExists)
+		}
+		return err
+	})
 }
 
 // Queue reads a queue; ErrNotFound if there is none of that name.
@@ -79,24 +80,28 @@ func (s *Store) Queues(ctx context.Context) ([]Queue, error) {
 
 // UpdateQueue replaces a queue's attributes.
 func (s *Store) UpdateQueue(ctx context.Context, name, attributes string, modified time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE queues SET attributes = ?, modified = ? WHERE name = ?`, attributes, modified.UnixMilli(), name)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("queue %s: %w", name, ErrNotFound)
-	}
-	return nil
+	return s.write(ctx, "UpdateQueue", func(w *writeTx) error {
+		res, err := w.ExecContext(ctx, sqlUpdateQueue, attributes, modified.UnixMilli(), name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("queue %s: %w", name, ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // DeleteQueue removes a queue's record.
 func (s *Store) DeleteQueue(ctx context.Context, name string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM queues WHERE name = ?`, name)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("queue %s: %w", name, ErrNotFound)
-	}
-	return nil
+	return s.write(ctx, "DeleteQueue", func(w *writeTx) error {
+		res, err := w.ExecContext(ctx, sqlDeleteQueue, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("queue %s: %w", name, ErrNotFound)
+		}
+		return nil
+	})
 }

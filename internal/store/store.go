@@ -35,6 +35,9 @@ type Store struct {
 	// configGen changes after every write that can change what Resolve
 	// or Concurrency answer (see ConfigGeneration).
 	configGen atomic.Uint64
+	// rep links the configuration to the log the hosts share; nil when
+	// standalone (see Replicate).
+	rep *replica
 }
 
 // ConfigGeneration changes after every write to a function's
@@ -42,7 +45,9 @@ type Store struct {
 // reads it before reading those may keep what it read for as long as the
 // generation stays the same: the invocation path does, so a warm call does
 // not read SQLite. A write bumps it once it is committed, so a reader that
-// raced the write sees a newer generation next time and reads again.
+// raced the write sees a newer generation next time and reads again. A
+// replicated store bumps it too after every entry it applies from the
+// configuration log, another host's write as well as its own.
 func (s *Store) ConfigGeneration() uint64 { return s.configGen.Load() }
 
 // configChanged is deferred by every write ConfigGeneration covers.
@@ -165,4 +170,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stopReplica()
+	return s.db.Close()
+}

@@ -46,25 +46,22 @@ func tags(ctx context.Context, q querier, function string) (map[string]string, e
 // current tags and leaves them as they should be (or returns an error, and
 // nothing changes).
 func (s *Store) UpdateTags(ctx context.Context, function string, fn func(tags map[string]string) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	t, err := tags(ctx, tx, function)
-	if err != nil {
-		return err
-	}
-	if err := fn(t); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE function = ?`, function); err != nil {
-		return err
-	}
-	for k, v := range t {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tags (function, key, value) VALUES (?, ?, ?)`, function, k, v); err != nil {
+	return s.write(ctx, "UpdateTags", func(w *writeTx) error {
+		t, err := tags(ctx, w, function)
+		if err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		if err := fn(t); err != nil {
+			return err
+		}
+		if _, err := w.ExecContext(ctx, sqlDeleteTags, function); err != nil {
+			return err
+		}
+		for k, v := range t {
+			if _, err := w.ExecContext(ctx, sqlInsertTag, function, k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

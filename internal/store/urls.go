@@ -56,22 +56,23 @@ func (s *Store) PutURLConfig(ctx context.Context, c URLConfig, update bool) erro
 	if err != nil {
 		return err
 	}
-	if update {
-		res, err := s.db.ExecContext(ctx, `UPDATE url_configs SET config = ? WHERE function = ? AND qualifier = ?`, string(b), c.Function, c.Qualifier)
-		if err != nil {
-			return err
+	return s.write(ctx, "PutURLConfig", func(w *writeTx) error {
+		if update {
+			res, err := w.ExecContext(ctx, sqlUpdateURLConfig, string(b), c.Function, c.Qualifier)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return fmt.Errorf("url config of %s: %w", c.Function, ErrNotFound)
+			}
+			return nil
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("url config of %s: %w", c.Function, ErrNotFound)
+		_, err := w.ExecContext(ctx, sqlInsertURLConfig, c.Function, c.Qualifier, c.URLID, string(b))
+		if err != nil && strings.Contains(err.Error(), "UNIQUE") {
+			return fmt.Errorf("url config of %s: %w", c.Function, ErrExists)
 		}
-		return nil
-	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO url_configs (function, qualifier, url_id, config) VALUES (?, ?, ?, ?)`,
-		c.Function, c.Qualifier, c.URLID, string(b))
-	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
-		return fmt.Errorf("url config of %s: %w", c.Function, ErrExists)
-	}
-	return err
+		return err
+	})
 }
 
 func scanURL(row interface{ Scan(...any) error }) (URLConfig, error) {
@@ -125,16 +126,18 @@ func (s *Store) URLConfigs(ctx context.Context, function string) ([]URLConfig, e
 // DeleteURLConfig removes a function's URL config; with qualifier "*" all
 // of them (the function is being deleted).
 func (s *Store) DeleteURLConfig(ctx context.Context, function, qualifier string) error {
-	if qualifier == "*" {
-		_, err := s.db.ExecContext(ctx, `DELETE FROM url_configs WHERE function = ?`, function)
-		return err
-	}
-	res, err := s.db.ExecContext(ctx, `DELETE FROM url_configs WHERE function = ? AND qualifier = ?`, function, qualifier)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("url config of %s: %w", function, ErrNotFound)
-	}
-	return nil
+	return s.write(ctx, "DeleteURLConfig", func(w *writeTx) error {
+		if qualifier == "*" {
+			_, err := w.ExecContext(ctx, sqlDeleteURLConfigs, function)
+			return err
+		}
+		res, err := w.ExecContext(ctx, sqlDeleteURLConfig, function, qualifier)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("url config of %s: %w", function, ErrNotFound)
+		}
+		return nil
+	})
 }

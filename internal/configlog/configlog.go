@@ -1,0 +1,185 @@
+// Package configlog keeps the hosts' shared configuration on JetStream:
+// the ordered log of configuration writes (a stream, replicated as the
+// cluster's streams are) that every host's store applies in order, and the
+// code and layer zips by digest (an object store). It implements the
+// store's Log and Blobs; the store owns what an entry means.
+package configlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hearthdev/hearth/internal/store"
+)
+
+// The names the log and the zips go by on JetStream.
+const (
+	DefaultStream  = "HEARTH_CONFIG"
+	DefaultSubject = "hearth.config.log"
+	DefaultBucket  = "HEARTH_ZIPS"
+)
+
+// Config is where the log and the zips are.
+type Config struct {
+	JetStream jetstream.JetStream
+	// Replicas is how many servers keep each (1 on a standalone broker;
+	// the cluster's Replicas() in a cluster).
+	Replicas int
+	// Stream, Subject and Bucket default to DefaultStream,
+	// DefaultSubject and DefaultBucket.
+	Stream, Subject, Bucket string
+}
+
+// Log is the configuration log and the zips.
+type Log struct {
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	zips    jetstream.ObjectStore
+	name    string
+	subject string
+}
+
+// Open makes (or keeps) the stream and the object store.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.JetStream == nil {
+		return nil, errors.New("configlog: no JetStream")
+	}
+	if cfg.Replicas < 1 {
+		cfg.Replicas = 1
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.Subject == "" {
+		cfg.Subject = DefaultSubject
+	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	stream, err := cfg.JetStream.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "Hearth's configuration: the ordered log of writes every host applies",
+		Subjects:    []string{cfg.Subject},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		// Every entry is kept: a host that applies the log from its start
+		// must find all of it, and one missing would make hosts differ.
+		Retention:  jetstream.LimitsPolicy,
+		MaxMsgs:    -1,
+		MaxBytes:   -1,
+		Discard:    jetstream.DiscardNew,
+		DenyDelete: true,
+		DenyPurge:  true,
+		// An Append retried with the same id within this window is stored
+		// once.
+		Duplicates: 2 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configlog: stream %s: %w", cfg.Stream, err)
+	}
+	zips, err := cfg.JetStream.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      cfg.Bucket,
+		Description: "Hearth's code and layer zips, by SHA-256",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configlog: object store %s: %w", cfg.Bucket, err)
+	}
+	return &Log{js: cfg.JetStream, stream: stream, zips: zips, name: cfg.Stream, subject: cfg.Subject}, nil
+}
+
+// Append publishes entry if the stream's last message is still the one at
+// sequence after (Nats-Expected-Last-Sequence); the id is its
+// Nats-Msg-Id, so a publish retried is stored once.
+func (l *Log) Append(ctx context.Context, after uint64, id string, entry []byte) (uint64, error) {
+	ack, err := l.js.Publish(ctx, l.subject, entry, jetstream.WithExpectLastSequence(after), jetstream.WithMsgID(id), jetstream.WithExpectStream(l.name))
+	if wrongLastSequence(err) {
+		return 0, fmt.Errorf("configlog: append after %d: %w", after, store.ErrLogMoved)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("configlog: append: %w", err)
+	}
+	return ack.Sequence, nil
+}
+
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// Last is the stream's last sequence.
+func (l *Log) Last(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("configlog: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// Follow delivers the entries after sequence after, in order, through an
+// ordered consumer (it starts again by itself where it was after a
+// server or a leader goes).
+func (l *Log) Follow(ctx context.Context, after uint64, apply func(seq uint64, entry []byte) error) error {
+	cons, err := l.js.OrderedConsumer(ctx, l.name, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{l.subject},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    after + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("configlog: follow: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("configlog: follow: %w", err)
+	}
+	defer it.Stop()
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			return fmt.Errorf("configlog: follow: %w", err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("configlog: follow: %w", err)
+		}
+		if err := apply(md.Sequence.Stream, msg.Data()); err != nil {
+			return err
+		}
+	}
+}
+
+// PutBlob stores a zip under name, unless it is there already (names are
+// digests: the same name is the same content).
+func (l *Log) PutBlob(ctx context.Context, name string, data []byte) error {
+	if info, err := l.zips.GetInfo(ctx, name); err == nil && !info.Deleted {
+		return nil
+	}
+	if _, err := l.zips.PutBytes(ctx, name, data); err != nil {
+		return fmt.Errorf("configlog: put %s: %w", name, err)
+	}
+	return nil
+}
+
+// GetBlob reads the zip stored under name.
+func (l *Log) GetBlob(ctx context.Context, name string) ([]byte, error) {
+	data, err := l.zips.GetBytes(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("configlog: %s: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("configlog: get %s: %w", name, err)
+	}
+	return data, nil
+}
