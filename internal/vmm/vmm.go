@@ -57,6 +57,10 @@ type MachineSpec struct {
 	// written (a clone of a template). A snapshot of such a machine carries
 	// its memory in the state file.
 	MemoryPrivate bool
+	// DeltaSnapshot, with MemoryPrivate, lets a snapshot's state carry
+	// only the pages that differ from the memory file (Snapshot.MemoryBase
+	// then names it): its restore must map that same file privately again.
+	DeltaSnapshot bool `json:",omitempty"`
 	VCPUs         int
 	// Accel must be kvm or tcg here: a Driver does not probe.
 	Accel Accel
@@ -135,6 +139,10 @@ type Snapshot struct {
 	StateBytes int64
 	// MemoryInState is true when the state file carries the guest's memory.
 	MemoryInState bool
+	// MemoryBase, when set, is the file the state's memory is a delta
+	// over: the pages not in the state are this file's. A restore maps it
+	// privately (MachineSpec.MemoryPrivate with this MemoryPath).
+	MemoryBase string
 }
 
 // PauseInfo says what a pause released.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -47,15 +48,25 @@ func (m *machine) Snapshot(ctx context.Context, statePath string) (vmm.Snapshot,
 	if err != nil {
 		return resume(err)
 	}
+	// QEMU is in postmigrate now; the snapshot is on disk. End it.
+	if err := m.Stop(ctx); err != nil {
+		return snap, err
+	}
+	if m.spec.MemoryPrivate && m.spec.DeltaSnapshot {
+		st, err := deltaState(statePath, m.spec.MemoryFile())
+		if err != nil {
+			// The whole state is as good a snapshot, only bigger.
+			slog.Default().Warn("snapshot: the state keeps its whole memory", "id", m.spec.ID, "err", err)
+		} else {
+			snap.MemoryBase = m.spec.MemoryFile()
+			slog.Default().Debug("snapshot: memory delta", "id", m.spec.ID, "pages", st.Pages, "pages_dropped", st.PagesDropped, "zeros", st.Zeros, "zeros_dropped", st.ZerosDropped)
+		}
+	}
 	fi, err := os.Stat(statePath)
 	if err != nil {
 		return snap, err
 	}
 	snap.StateBytes = fi.Size()
-	// QEMU is in postmigrate now; the snapshot is on disk. End it.
-	if err := m.Stop(ctx); err != nil {
-		return snap, err
-	}
 	if !m.spec.MemoryPrivate {
 		if err := vmm.ReleaseCache(m.spec.MemoryFile()); err != nil {
 			return snap, err
@@ -108,6 +119,11 @@ func (m *machine) waitMigration(ctx context.Context) error {
 // paused; Start continues it. A snapshot whose memory is in the state file is
 // loaded into spec's memory file, which must be a fresh one.
 func (d *Driver) Restore(ctx context.Context, spec vmm.MachineSpec, snap vmm.Snapshot) (vmm.Machine, error) {
+	if snap.MemoryBase != "" {
+		if err := checkBase(spec, snap.MemoryBase); err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+	}
 	f, err := os.Open(snap.StatePath)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
