@@ -72,6 +72,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	procs := commandLines()
 	kept := map[string]bool{}
+	// keptBases are the template folders whose memory an adopted clone's
+	// snapshot is a delta over: they stay while it may resume.
+	keptBases := map[string]bool{}
 	for _, rec := range recs {
 		if adoptable(rec) {
 			err := cfg.Adopter.Adopt(ctx, rec)
@@ -79,6 +82,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				cfg.Log.Info("adopted suspended env", "env", rec.ID, "function", rec.Function)
 				rep.Adopted = append(rep.Adopted, rec.ID)
 				kept[filepath.Clean(rec.Dir)] = true
+				if f, err := sandbox.ReadFolder(rec.Dir); err == nil && f.MemoryBase != "" {
+					keptBases[filepath.Clean(filepath.Dir(f.MemoryBase))] = true
+				}
 				continue
 			}
 			cfg.Log.Warn("cannot adopt env", "env", rec.ID, "err", err)
@@ -98,12 +104,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	rep.Swept = append(rep.Swept, sweepEnvs(cfg, kept, procs)...)
 	if cfg.TemplatesDir != "" {
-		if entries, _ := os.ReadDir(cfg.TemplatesDir); len(entries) > 0 {
-			rep.Swept = append(rep.Swept, cfg.TemplatesDir)
-		}
-		if err := os.RemoveAll(cfg.TemplatesDir); err != nil {
-			cfg.Log.Warn("removing templates", "err", err)
-		}
+		rep.Swept = append(rep.Swept, sweepTemplates(cfg, keptBases)...)
 	}
 	dirs := cfg.TempDirs
 	if cfg.ImagesDir != "" {
@@ -125,6 +126,32 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		cfg.Log.Info("removed what a previous daemon left unrecorded", "paths", len(rep.Swept))
 	}
 	return rep, nil
+}
+
+// sweepTemplates removes the previous daemon's templates (each daemon
+// makes its own), but those an adopted clone's memory is a delta over:
+// they go at a later start, once no suspended clone needs them.
+func sweepTemplates(cfg Config, keep map[string]bool) []string {
+	entries, err := os.ReadDir(cfg.TemplatesDir)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			cfg.Log.Warn("reading templates", "err", err)
+		}
+		return nil
+	}
+	var swept []string
+	for _, e := range entries {
+		dir := filepath.Join(cfg.TemplatesDir, e.Name())
+		if keep[dir] {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			cfg.Log.Warn("removing a template", "dir", dir, "err", err)
+			continue
+		}
+		swept = append(swept, dir)
+	}
+	return swept
 }
 
 // adoptable says whether rec may be a suspended environment: its record

@@ -142,7 +142,7 @@ func TestRun(t *testing.T) {
 	data := t.TempDir()
 	envs, tpls, code, images := filepath.Join(data, "envs"), filepath.Join(data, "snapstart"), filepath.Join(data, "code"), filepath.Join(data, "images")
 	env := func(id string) string { return filepath.Join(envs, id) }
-	mkdir(t, envs, code, filepath.Join(images, "k1"), filepath.Join(tpls, "tpl-a"))
+	mkdir(t, envs, code, filepath.Join(images, "k1"), filepath.Join(tpls, "tpl-a"), filepath.Join(tpls, "tpl-b"))
 
 	// A process that has exited: its PID names stale files.
 	c := exec.Command("true")
@@ -157,6 +157,13 @@ func TestRun(t *testing.T) {
 	mkdir(t, env("env-busy"), env("env-busy-reused-pid"), env("env-booting-unrecorded"), env("env-in-use"))
 	manifest(t, env("env-detached"), "ready", false)
 	manifest(t, env("env-hand-driven"), "suspended", true)
+	// A suspended clone: its state is a delta over its template's memory.
+	mkdir(t, env("env-suspended-clone"))
+	clone := fmt.Sprintf(`{"format":1,"kind":"env","id":"env-suspended-clone","state":"suspended","snapshot":{"memoryBase":%q}}`,
+		filepath.Join(tpls, "tpl-b", "memory"))
+	if err := os.WriteFile(filepath.Join(env("env-suspended-clone"), "manifest.json"), []byte(clone), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	vmm := process(t, true, "-name", "hearth-env-busy", "-m", "128M", "-object", "memory-backend-file,id=mem,mem-path=/proc/self/fd/5")
 	reused := process(t, true, "-chardev", "file,id=console,path="+env("env-other")+"/console.log")
@@ -165,11 +172,12 @@ func TestRun(t *testing.T) {
 	recs := &fakeRecords{recs: []store.EnvRecord{
 		{ID: "env-suspended", Dir: env("env-suspended"), State: "suspended"},
 		{ID: "env-suspended-refused", Dir: env("env-suspended-refused"), State: "suspended"},
+		{ID: "env-suspended-clone", Dir: env("env-suspended-clone"), State: "suspended"},
 		{ID: "env-suspended-unrecorded-state", Dir: env("env-suspended-unrecorded-state"), State: "ready", PID: dead},
 		{ID: "env-busy", Dir: env("env-busy"), State: "busy", PID: vmm},
 		{ID: "env-busy-reused-pid", Dir: env("env-busy-reused-pid"), State: "busy", PID: reused},
 	}}
-	adopter := &fakeAdopter{ok: map[string]bool{"env-suspended": true, "env-suspended-unrecorded-state": true}}
+	adopter := &fakeAdopter{ok: map[string]bool{"env-suspended": true, "env-suspended-unrecorded-state": true, "env-suspended-clone": true}}
 
 	touch(t,
 		filepath.Join(code, "abc.zip"),
@@ -178,6 +186,7 @@ func TestRun(t *testing.T) {
 		filepath.Join(images, "k1", fmt.Sprintf("initramfs.cpio.%d.2.tmp", dead)),
 		filepath.Join(data, fmt.Sprintf("credentials.%d.3.tmp", dead)),
 		filepath.Join(tpls, "tpl-a", "state"),
+		filepath.Join(tpls, "tpl-b", "memory"),
 	)
 
 	rep, err := Run(context.Background(), Config{Records: recs, Adopter: adopter, EnvsDir: envs, TemplatesDir: tpls,
@@ -186,7 +195,7 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if want := []string{"env-suspended", "env-suspended-unrecorded-state"}; !slices.Equal(rep.Adopted, want) {
+	if want := []string{"env-suspended", "env-suspended-clone", "env-suspended-unrecorded-state"}; !slices.Equal(rep.Adopted, want) {
 		t.Errorf("adopted %v, want %v", rep.Adopted, want)
 	}
 	if want := []string{"env-suspended-refused", "env-busy", "env-busy-reused-pid"}; !slices.Equal(rep.Ended, want) || !slices.Equal(recs.deleted, want) {
@@ -206,19 +215,20 @@ func TestRun(t *testing.T) {
 		t.Error("a process using an unrecorded folder was killed")
 	}
 	for p, want := range map[string]bool{
-		env("env-suspended"):                  true,
-		env("env-suspended-unrecorded-state"): true,
-		env("env-suspended-refused"):          false,
-		env("env-busy"):                       false,
-		env("env-busy-reused-pid"):            false,
-		env("env-booting-unrecorded"):         false, // a boot cut short
-		env("env-detached"):                   false, // the daemon's, never detached: a clone cut short
-		env("env-hand-driven"):                true,  // `hearth env`'s
-		env("env-in-use"):                     true,
-		tpls:                                  false,
-		filepath.Join(code, "abc.zip"):        true,
-		filepath.Join(code, fmt.Sprintf("abc.zip.%d.1.tmp", dead)):                false,
-		filepath.Join(code, fmt.Sprintf("def.zip.%d.1.tmp", os.Getpid())):         true,
+		env("env-suspended"):                                              true,
+		env("env-suspended-unrecorded-state"):                             true,
+		env("env-suspended-refused"):                                      false,
+		env("env-busy"):                                                   false,
+		env("env-busy-reused-pid"):                                        false,
+		env("env-booting-unrecorded"):                                     false, // a boot cut short
+		env("env-detached"):                                               false, // the daemon's, never detached: a clone cut short
+		env("env-hand-driven"):                                            true,  // `hearth env`'s
+		env("env-in-use"):                                                 true,
+		filepath.Join(tpls, "tpl-a"):                                      false, // the previous daemon's
+		filepath.Join(tpls, "tpl-b", "memory"):                            true,  // an adopted clone's base
+		filepath.Join(code, "abc.zip"):                                    true,
+		filepath.Join(code, fmt.Sprintf("abc.zip.%d.1.tmp", dead)):        false,
+		filepath.Join(code, fmt.Sprintf("def.zip.%d.1.tmp", os.Getpid())): true,
 		filepath.Join(images, "k1", fmt.Sprintf("initramfs.cpio.%d.2.tmp", dead)): false,
 		filepath.Join(data, fmt.Sprintf("credentials.%d.3.tmp", dead)):            false,
 	} {

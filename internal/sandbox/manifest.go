@@ -90,11 +90,14 @@ func (r fileRef) check(what string) error {
 
 // snapshotRef describes the device state written at a suspend.
 type snapshotRef struct {
-	StateBytes    int64     `json:"stateBytes"`
-	StateSHA256   string    `json:"stateSha256"`
-	MemoryInState bool      `json:"memoryInState"`
-	MemoryBytes   int64     `json:"memoryBytes"`
-	Created       time.Time `json:"created"`
+	StateBytes    int64  `json:"stateBytes"`
+	StateSHA256   string `json:"stateSha256"`
+	MemoryInState bool   `json:"memoryInState"`
+	MemoryBytes   int64  `json:"memoryBytes"`
+	// MemoryBase is the file a delta state's memory is over (a clone's
+	// template's memory): a resume maps it privately again.
+	MemoryBase string    `json:"memoryBase,omitempty"`
+	Created    time.Time `json:"created"`
 }
 
 func (e *Env) manifest() manifest {
@@ -151,6 +154,9 @@ type Folder struct {
 	PID   int
 	// Detached: its VMM outlives the process that started it.
 	Detached bool
+	// MemoryBase is, for a suspended clone, its template's memory file:
+	// its state holds only the pages that differ from it.
+	MemoryBase string
 }
 
 // ReadFolder reads the manifest in dir; a folder without one (a boot or a
@@ -160,7 +166,11 @@ func ReadFolder(dir string) (Folder, error) {
 	if err != nil {
 		return Folder{}, err
 	}
-	return Folder{ID: m.ID, Kind: m.Kind, State: m.State, PID: m.PID, Detached: m.Spec.Detached}, nil
+	f := Folder{ID: m.ID, Kind: m.Kind, State: m.State, PID: m.PID, Detached: m.Spec.Detached}
+	if m.Snapshot != nil {
+		f.MemoryBase = m.Snapshot.MemoryBase
+	}
+	return f, nil
 }
 
 // validate checks that dir's snapshot can be restored by this host.
@@ -199,6 +209,12 @@ func (m manifest) validate(dir, agentDigest string) error {
 	}
 	if hex.EncodeToString(h.Sum(nil)) != m.Snapshot.StateSHA256 {
 		return fmt.Errorf("%w: device state does not match its checksum (corrupted)", ErrSnapshotInvalid)
+	}
+	if b := m.Snapshot.MemoryBase; b != "" {
+		// A clone's delta needs its template's memory, never written.
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("%w: the memory the state is a delta over: %v", ErrSnapshotInvalid, err)
+		}
 	}
 	if !m.Snapshot.MemoryInState {
 		fi, err := os.Stat(filepath.Join(dir, memoryFile))

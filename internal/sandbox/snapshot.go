@@ -101,7 +101,7 @@ func (e *Env) snapshot(ctx context.Context, c *conn, next State) (SuspendInfo, e
 		return ended(err)
 	}
 	memPath := filepath.Join(e.dir, memoryFile)
-	ref := &snapshotRef{StateBytes: snap.StateBytes, StateSHA256: sum, MemoryInState: snap.MemoryInState, Created: time.Now().UTC()}
+	ref := &snapshotRef{StateBytes: snap.StateBytes, StateSHA256: sum, MemoryInState: snap.MemoryInState, MemoryBase: snap.MemoryBase, Created: time.Now().UTC()}
 	if !snap.MemoryInState {
 		ref.MemoryBytes = int64(e.spec.MemoryMiB) << 20
 	} else {
@@ -212,8 +212,12 @@ func (e *Env) Resume(ctx context.Context) error {
 	}
 	spec := e.spec
 	spec.Dir, spec.Detached = e.dir, e.cfg.Detached
-	snap := vmm.Snapshot{StatePath: filepath.Join(e.dir, stateFile), MemoryInState: m.Snapshot.MemoryInState}
-	if snap.MemoryInState {
+	snap := vmm.Snapshot{StatePath: filepath.Join(e.dir, stateFile), MemoryInState: m.Snapshot.MemoryInState, MemoryBase: m.Snapshot.MemoryBase}
+	if snap.MemoryBase != "" {
+		// A clone's delta: the clone maps its template privately again,
+		// and stays a clone.
+		spec.MemoryPath, spec.MemoryPrivate = snap.MemoryBase, true
+	} else if snap.MemoryInState {
 		// The memory comes from the state file into a memory file of the
 		// environment's own, which later suspends keep using. Without room
 		// for it QEMU would die on its first write past the disk's end.

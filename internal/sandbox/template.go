@@ -87,7 +87,8 @@ func Clone(ctx context.Context, cfg Config, tplDir string) (*Env, error) {
 	e := newEnv(cfg, m.Function, img, id, filepath.Join(cfg.Dir, id))
 	e.spec = m.Spec
 	e.spec.ID, e.spec.Dir, e.spec.Detached = id, e.dir, cfg.Detached
-	e.spec.MemoryPath, e.spec.MemoryPrivate = filepath.Join(tplDir, memoryFile), true
+	// Its suspends keep only the pages that differ from the template's.
+	e.spec.MemoryPath, e.spec.MemoryPrivate, e.spec.DeltaSnapshot = filepath.Join(tplDir, memoryFile), true, true
 	e.spec.Disks = disks(e.fn, e.dir)
 	e.timings = m.Timings
 	if e.spec.NIC != nil && cfg.Net == nil {
