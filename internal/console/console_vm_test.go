@@ -23,9 +23,6 @@ import (
 	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
-// chromium is Debian's, which scripts/install-deps.sh installs.
-const chromium = "/usr/bin/chromium"
-
 // consoleDaemon is a real daemon with real VMs, idle environments
 // suspended after a few seconds (no paused tier, so that warm → suspended
 // shows), a queue and a bucket.
@@ -112,9 +109,6 @@ func (r *responses) all() []string {
 // charts and the other pages; then a tab without keys, and one with wrong
 // keys, see none of it, and their calls are refused.
 func TestConsoleInBrowser(t *testing.T) {
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("chromium is not installed (apt-get install chromium): %v", err)
-	}
 	zip := testvm.FunctionZip(t, "./examples/hello")
 	srv, keys := consoleDaemon(t)
 	base := "http://" + srv.Addr() + "/console/"
@@ -123,13 +117,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	actx, acancel := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 1000),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true))
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer bcancel()
+	bctx := newBrowser(ctx, t)
 	var signed responses
 	signed.listen(bctx, t)
 
