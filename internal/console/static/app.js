@@ -363,7 +363,7 @@ async function microvmsPage(section) {
         }
       },
     }, what);
-    holder.replaceChildren(table("microvms-table", ["Id", "State", "Image", "Endpoint", "Started", ""], items.map((m) => h("tr", { "data-id": m.microvmId },
+    holder.replaceChildren(table("microvms-table", ["Id", "State", "Image", "Endpoint", "Started", ""], items.map((m) => h("tr", { "data-id": m.microvmId, "data-state": m.state },
       h("td", { class: "mono" }, m.microvmId), h("td", {}, m.state, m.stateReason ? ` (${m.stateReason})` : ""), h("td", {}, `${m.imageArn} v${m.imageVersion}`),
       h("td", {}, m.endpoint ? h("a", { href: m.endpoint, rel: "noreferrer" }, m.endpoint) : ""), h("td", {}, m.startedAt ? new Date(m.startedAt * 1000 || m.startedAt).toLocaleString() : ""),
       h("td", {}, m.state === "RUNNING" ? act(m.microvmId, "suspend", "POST", p("2025-09-09", "microvms", m.microvmId, "suspend")) : null,
