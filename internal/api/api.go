@@ -55,6 +55,10 @@ type Config struct {
 	RuntimeRoot func(runtime string) error
 	// IdlePolicy is given to new functions.
 	IdlePolicy store.IdlePolicy
+	// DefaultKeepPaused is how long this daemon keeps an environment paused
+	// for a policy that does not say (0: no paused tier); GET idle-policy
+	// reports it.
+	DefaultKeepPaused time.Duration
 	// NetworkPolicy is given to new functions; nil gives
 	// network.DefaultPolicy.
 	NetworkPolicy *network.Policy

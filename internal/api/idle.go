@@ -47,8 +47,16 @@ func (a *API) putIdlePolicy(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, f.IdlePolicy)
 }
 
+// idlePolicyOut is GET idle-policy's answer: the policy as PUT set it, and
+// what an absent KeepPausedSeconds means on this daemon.
+type idlePolicyOut struct {
+	store.IdlePolicy
+	DefaultKeepPausedSeconds int `json:"DefaultKeepPausedSeconds"`
+}
+
 // getIdlePolicy answers GET /hearth/v1/functions/{name}/idle-policy: the
-// policy PUT set (the web console shows it beside Lambda's configuration).
+// policy PUT set and the daemon's keep-paused for a policy without one (the
+// web console shows them beside Lambda's configuration).
 func (a *API) getIdlePolicy(w http.ResponseWriter, r *http.Request) {
 	name, _, err := functionRef(r)
 	if err != nil {
@@ -60,5 +68,5 @@ func (a *API) getIdlePolicy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, notFound(err, a.arn(name)))
 		return
 	}
-	writeJSON(w, http.StatusOK, f.IdlePolicy)
+	writeJSON(w, http.StatusOK, idlePolicyOut{IdlePolicy: f.IdlePolicy, DefaultKeepPausedSeconds: int(a.cfg.DefaultKeepPaused.Seconds())})
 }

@@ -172,20 +172,42 @@ func equalStrings(a, b []string) bool {
 
 func near(a, b float64) bool { d := a - b; return d < 1e-9 && d > -1e-9 }
 
-// GET idle-policy answers what PUT stored; an unknown function is a 404.
+// GET idle-policy answers what PUT stored, and the daemon's keep-paused
+// for a policy that does not say; an unknown function is a 404.
 func TestGetIdlePolicy(t *testing.T) {
 	a := newTestAPI(t)
+	a.cfg.DefaultKeepPaused = 90 * time.Second
 	createFn(t, a, "f", nil)
+	createFn(t, a, "g", nil)
 	if status, _, body := call(t, a, "PUT", "/hearth/v1/functions/f/idle-policy", map[string]any{"KeepWarmSeconds": 7, "KeepPausedSeconds": 0, "KeepSuspendedHours": 3}); status != 200 {
 		t.Fatalf("put: %d %s", status, body)
 	}
-	status, _, body := call(t, a, "GET", "/hearth/v1/functions/f/idle-policy", nil)
-	var p store.IdlePolicy
-	if err := json.Unmarshal(body, &p); status != 200 || err != nil {
-		t.Fatalf("%d %s %v", status, body, err)
+	type policy struct {
+		store.IdlePolicy
+		DefaultKeepPausedSeconds *int
 	}
-	if p.KeepWarmSeconds != 7 || p.KeepPausedSeconds == nil || *p.KeepPausedSeconds != 0 || p.KeepSuspendedHours != 3 {
-		t.Errorf("policy %+v", p)
+	tests := []struct {
+		fn         string
+		wantPaused *int // KeepPausedSeconds
+	}{
+		{"f", new(int)}, // PUT 0: no paused tier
+		{"g", nil},      // as created: the daemon's default
+	}
+	for _, tt := range tests {
+		status, _, body := call(t, a, "GET", "/hearth/v1/functions/"+tt.fn+"/idle-policy", nil)
+		var p policy
+		if err := json.Unmarshal(body, &p); status != 200 || err != nil {
+			t.Fatalf("%s: %d %s %v", tt.fn, status, body, err)
+		}
+		if (p.KeepPausedSeconds == nil) != (tt.wantPaused == nil) || (p.KeepPausedSeconds != nil && *p.KeepPausedSeconds != *tt.wantPaused) {
+			t.Errorf("%s: KeepPausedSeconds %s", tt.fn, body)
+		}
+		if p.DefaultKeepPausedSeconds == nil || *p.DefaultKeepPausedSeconds != 90 {
+			t.Errorf("%s: DefaultKeepPausedSeconds in %s, want 90", tt.fn, body)
+		}
+		if tt.fn == "f" && (p.KeepWarmSeconds != 7 || p.KeepSuspendedHours != 3) {
+			t.Errorf("f: policy %s", body)
+		}
 	}
 	if status, _, _ := call(t, a, "GET", "/hearth/v1/functions/nope/idle-policy", nil); status != 404 {
 		t.Errorf("unknown function: %d, want 404", status)

@@ -3,6 +3,9 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +18,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	mvc "github.com/hearthdev/hearth/client/microvm"
 	hnetwork "github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/objects"
 	"github.com/hearthdev/hearth/internal/server"
@@ -23,12 +31,13 @@ import (
 	"github.com/hearthdev/hearth/internal/vmboot"
 )
 
-// chromium is Debian's, which scripts/install-deps.sh installs.
-const chromium = "/usr/bin/chromium"
+// keepPaused is the test daemon's: long enough for the page to see a
+// paused environment (it polls each second), short for the test.
+const keepPaused = 3 * time.Second
 
-// consoleDaemon is a real daemon with real VMs, idle environments
-// suspended after a few seconds (no paused tier, so that warm → suspended
-// shows), a queue and a bucket.
+// consoleDaemon is a real daemon with real VMs, idle environments paused
+// after a few seconds and suspended a few seconds later (so that warm →
+// paused → suspended shows), a queue and a bucket.
 func consoleDaemon(t *testing.T) (*server.Server, server.Profile) {
 	t.Helper()
 	testvm.Driver(t)
@@ -41,7 +50,7 @@ func consoleDaemon(t *testing.T) (*server.Server, server.Profile) {
 		t.Fatal(err)
 	}
 	srv, err := server.New(context.Background(), server.Config{DataDir: data, Listen: "127.0.0.1:0", URLListen: "127.0.0.1:0",
-		KeepWarm: 6 * time.Second, KeepPaused: -1,
+		KeepWarm: 6 * time.Second, KeepPaused: keepPaused,
 		Host: vmboot.Options{Agent: testvm.Agent(t), Accel: "tcg", CacheDir: testvm.CacheDir()}})
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +70,23 @@ func consoleDaemon(t *testing.T) (*server.Server, server.Profile) {
 		t.Fatalf("credentials: %v %v", profiles, err)
 	}
 	return srv, profiles[0]
+}
+
+// pushImage pushes img to a registry on loopback, for the daemon to pull,
+// and returns its reference.
+func pushImage(t *testing.T, repo string, img v1.Image) string {
+	t.Helper()
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	uri := strings.TrimPrefix(reg.URL, "http://") + "/" + repo
+	ref, err := name.ParseReference(uri, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return uri
 }
 
 // artifacts is where screenshots go: $HEARTH_TEST_ARTIFACTS, else a new
@@ -108,14 +134,15 @@ func (r *responses) all() []string {
 
 // The console, in headless Chromium, against a real daemon with real VMs:
 // sign in, create a function from a zip, invoke it, watch its environment
-// go warm → suspended, read and follow its log, see the cost and latency
-// charts and the other pages; then a tab without keys, and one with wrong
-// keys, see none of it, and their calls are refused.
+// go warm → paused → suspended, read and follow its log, see the cost and
+// latency charts; a MicroVM (built from internal/testmicrovm's image while
+// the function idles) listed with its endpoint, suspended, resumed and
+// terminated with the page's buttons; the queues and buckets pages; then a
+// tab without keys, and one with wrong keys, see none of it, and their
+// calls are refused.
 func TestConsoleInBrowser(t *testing.T) {
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("chromium is not installed (apt-get install chromium): %v", err)
-	}
 	zip := testvm.FunctionZip(t, "./examples/hello")
+	imageURI := pushImage(t, "agent:v1", testvm.MicroVMImage(t))
 	srv, keys := consoleDaemon(t)
 	base := "http://" + srv.Addr() + "/console/"
 	shots := artifacts(t)
@@ -123,13 +150,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	actx, acancel := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 1000),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true))
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer bcancel()
+	bctx := newBrowser(ctx, t)
 	var signed responses
 	signed.listen(bctx, t)
 
@@ -182,6 +203,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	if v := text(bctx, "#fn-versions"); !strings.Contains(v, "$LATEST") {
 		t.Errorf("versions show %q", v)
 	}
+	if l := text(bctx, "#fn-limits"); !strings.Contains(l, "Keep paused3 s (the daemon's default)") {
+		t.Errorf("concurrency and idle policy show %q, want the daemon's keep-paused", l)
+	}
 
 	// Invoke from the page: cold, then warm.
 	do("invoke", chromedp.Click(chromedp.CSS("#invoke-btn")))
@@ -193,10 +217,28 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitFor(bctx, "the warm invocation's REPORT", `(document.querySelector("#invoke-report")?.textContent || "").includes("Start Type: warm")`, time.Minute)
 	shot(bctx, "02-function")
 
-	// Environments: warm, then suspended after keep-warm.
+	// The MicroVM image builds (a boot and a snapshot) while the function
+	// idles.
+	mv, err := mvc.New("http://"+srv.Addr(), mvc.Credentials{AccessKeyID: keys.AccessKeyID, SecretAccessKey: keys.SecretAccessKey, Region: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mv.CreateImage(ctx, mvc.ImageInput{Name: "agent", ImageURI: imageURI, Resources: []mvc.Resources{{MinimumMemoryInMiB: 256}},
+		Hooks: &mvc.Hooks{Port: 9000}})
+	if err != nil {
+		t.Fatalf("CreateMicrovmImage: %v", err)
+	}
+
+	// Environments: warm, paused after keep-warm, then suspended after
+	// keep-paused.
 	do("environments", chromedp.Navigate(base+"#/environments"))
 	waitFor(bctx, "hello warm", `(document.querySelector('#env-table tr[data-fn="hello"]')||{}).dataset?.state === "warm"`, 10*time.Second)
 	shot(bctx, "03-environments-warm")
+	waitFor(bctx, "hello paused", `(document.querySelector('#env-table tr[data-fn="hello"]')||{}).dataset?.state === "paused"`, time.Minute)
+	if row := text(bctx, `#env-table tr[data-fn="hello"] td.paused`); row != "1" {
+		t.Errorf("paused column %q, want 1", row)
+	}
+	shot(bctx, "03b-environments-paused")
 	waitFor(bctx, "hello suspended", `(document.querySelector('#env-table tr[data-fn="hello"]')||{}).dataset?.state === "suspended"`, 2*time.Minute)
 	shot(bctx, "04-environments-suspended")
 
@@ -231,9 +273,47 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitFor(bctx, "the latency chart", `["cold","resume","warm"].every(s => !!document.querySelector('#latency-chart g.series[data-name="' + s + ' p50 (ms)"] circle'))`, 20*time.Second)
 	shot(bctx, "08-latency")
 
-	// MicroVMs (none run here), queues and buckets.
+	// MicroVMs: none yet; then one runs, listed with its endpoint, and the
+	// page's buttons suspend, resume and terminate it.
 	do("microvms", chromedp.Navigate(base+"#/microvms"), chromedp.WaitVisible(chromedp.CSS("#microvms-none")))
-	shot(bctx, "09-microvms")
+	if _, err := mv.WaitImage(ctx, "agent", img.ImageVersion); err != nil {
+		t.Fatalf("the MicroVM image: %v", err)
+	}
+	vm, err := mv.Run(ctx, mvc.RunInput{ImageIdentifier: "agent"})
+	if err != nil {
+		t.Fatalf("RunMicrovm: %v", err)
+	}
+	if vm.State != "RUNNING" || !strings.Contains(vm.Endpoint, vm.MicrovmID+".lambda-microvm.localhost:") {
+		t.Fatalf("RunMicrovm: %+v", vm)
+	}
+	row := fmt.Sprintf(`#microvms-table tr[data-id=%q]`, vm.MicrovmID)
+	// microVMState waits until the page's row and the API both say state.
+	microVMState := func(state string) {
+		t.Helper()
+		waitFor(bctx, "MicroVM "+state, fmt.Sprintf(`(document.querySelector(%q)||{}).dataset?.state === %q`, row, state), 2*time.Minute)
+		got, err := mv.Get(ctx, vm.MicrovmID)
+		if err != nil || got.State != state {
+			t.Fatalf("the page shows %s, the API: %+v %v", state, got, err)
+		}
+	}
+	microVMState("RUNNING")
+	if ep := text(bctx, row+" a"); ep != vm.Endpoint {
+		t.Errorf("the page shows the endpoint %q, want %q", ep, vm.Endpoint)
+	}
+	shot(bctx, "09-microvms-running")
+	do("suspend", chromedp.Click(chromedp.CSS(row+` button[data-act="suspend"]`)))
+	microVMState("SUSPENDED")
+	shot(bctx, "09b-microvms-suspended")
+	do("resume", chromedp.Click(chromedp.CSS(row+` button[data-act="resume"]`)))
+	microVMState("RUNNING")
+	do("terminate", chromedp.Click(chromedp.CSS(row+` button[data-act="terminate"]`)))
+	microVMState("TERMINATED")
+	if n, err := chromedp.Run(bctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, row+" button"))); err != nil || n != 0 {
+		t.Errorf("a terminated MicroVM has %d buttons (%v)", n, err)
+	}
+	shot(bctx, "09c-microvms-terminated")
+
+	// Queues and buckets.
 	do("queues", chromedp.Navigate(base+"#/queues"), chromedp.WaitVisible(chromedp.CSS(`#queues-table tr[data-queue="jobs"]`)))
 	shot(bctx, "10-queues")
 	do("buckets", chromedp.Navigate(base+"#/buckets"), chromedp.WaitVisible(chromedp.CSS(`#buckets-table tr[data-bucket="photos"]`)))

@@ -40,7 +40,7 @@ func (s *Service) schedulerFunction(f store.Function, reserved *int) (scheduler.
 		CodeDigest:    f.CodeDigest(),
 		Reserved:      reserved,
 		KeepWarm:      time.Duration(f.IdlePolicy.KeepWarmSeconds) * time.Second,
-		KeepPaused:    max(s.cfg.KeepPaused, 0),
+		KeepPaused:    s.DefaultKeepPaused(),
 		KeepSuspended: time.Duration(f.IdlePolicy.KeepSuspendedHours) * time.Hour,
 		// A version published while its function's SnapStart applied to
 		// published versions is optimized, as Lambda says; the daemon's

@@ -149,6 +149,12 @@ func New(cfg Config) *Service {
 	return &Service{cfg: cfg}
 }
 
+// DefaultKeepPaused is how long an idle environment stays paused for a
+// function whose idle policy does not say: 0 when there is no paused tier.
+func (s *Service) DefaultKeepPaused() time.Duration {
+	return max(s.cfg.KeepPaused, 0)
+}
+
 // Type is Lambda's invocation type.
 type Type string
 

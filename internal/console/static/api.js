@@ -36,6 +36,27 @@ export function p(...segments) {
   return "/" + segments.map((s) => encode(String(s))).join("/");
 }
 
+// signedRequest is the URL and the fetch init (method, headers, body) of a
+// call signed with keys: path is as sent (its segments encoded, see p),
+// query an object or a list of pairs, a body object is sent as JSON;
+// headers are signed, unsigned ones only sent. host and now are the
+// page's and the clock's unless given (the signer's test fixes them).
+export async function signedRequest(keys, method, path, { query = [], body, headers = {}, unsigned = {}, service = "lambda", host = location.host, now = new Date() } = {}) {
+  const pairs = Array.isArray(query) ? query : Object.entries(query).filter(([, v]) => v !== undefined && v !== "");
+  let payload = "";
+  if (body !== undefined) {
+    payload = typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body);
+  }
+  const signed = await sign({
+    method, host, path, query: pairs, headers, body: payload, service, now,
+    region: keys.region || "local", accessKeyId: keys.accessKeyId, secretAccessKey: keys.secretAccessKey,
+  });
+  const qs = pairs.map(([k, v]) => `${encode(k)}=${encode(v)}`).join("&");
+  const init = { method, headers: { ...unsigned, ...signed } };
+  if (method !== "GET" && method !== "HEAD") init.body = payload;
+  return { url: path + (qs ? "?" + qs : ""), init };
+}
+
 export class Client {
   constructor(keys) {
     this.keys = keys;
@@ -45,20 +66,9 @@ export class Client {
 
   // call signs and sends a request and returns the Response; query is an
   // object or a list of pairs; a body object is sent as JSON.
-  async call(method, path, { query = [], body, headers = {}, unsigned = {}, service = "lambda", signal } = {}) {
-    const pairs = Array.isArray(query) ? query : Object.entries(query).filter(([, v]) => v !== undefined && v !== "");
-    let payload = "";
-    if (body !== undefined) {
-      payload = typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body);
-    }
-    const signed = await sign({
-      method, host: location.host, path, query: pairs, headers, body: payload, service,
-      region: this.keys.region || "local", accessKeyId: this.keys.accessKeyId, secretAccessKey: this.keys.secretAccessKey,
-    });
-    const qs = pairs.map(([k, v]) => `${encode(k)}=${encode(v)}`).join("&");
-    const init = { method, headers: { ...unsigned, ...signed }, signal, cache: "no-store", credentials: "omit" };
-    if (method !== "GET" && method !== "HEAD") init.body = payload;
-    const resp = await fetch(path + (qs ? "?" + qs : ""), init);
+  async call(method, path, { signal, ...opts } = {}) {
+    const { url, init } = await signedRequest(this.keys, method, path, opts);
+    const resp = await fetch(url, { ...init, signal, cache: "no-store", credentials: "omit" });
     if (resp.status === 403) {
       const e = await errorOf(resp);
       if (e.type === "UnrecognizedClientException" || e.type === "InvalidSignatureException") this.onRefused(e);

@@ -258,9 +258,19 @@ async function functionPage(section, name) {
     h("h2", {}, "Concurrency and idle policy"),
     dl("fn-limits", [["Reserved concurrency", conc && conc.ReservedConcurrentExecutions !== undefined ? conc.ReservedConcurrentExecutions : "none (the host's)"],
       ["Keep warm", idle ? idle.KeepWarmSeconds + " s" : ""],
-      ["Keep paused", idle ? (idle.KeepPausedSeconds === undefined ? "the daemon's default" : idle.KeepPausedSeconds + " s") : ""],
+      ["Keep paused", idle ? keepPaused(idle) : ""],
       ["Keep suspended", idle ? idle.KeepSuspendedHours + " h" : ""]]),
     invokeForm(name));
+}
+
+// keepPaused says how long idle environments stay paused: the function's
+// own setting, or the daemon's, which a policy without one follows.
+function keepPaused(idle) {
+  const own = idle.KeepPausedSeconds !== undefined;
+  const s = own ? idle.KeepPausedSeconds : idle.DefaultKeepPausedSeconds;
+  if (s === undefined) return "the daemon's default";
+  const v = s === 0 ? "no paused tier" : s + " s";
+  return own ? v : v + " (the daemon's default)";
 }
 
 function invokeForm(name) {
@@ -353,7 +363,7 @@ async function microvmsPage(section) {
         }
       },
     }, what);
-    holder.replaceChildren(table("microvms-table", ["Id", "State", "Image", "Endpoint", "Started", ""], items.map((m) => h("tr", { "data-id": m.microvmId },
+    holder.replaceChildren(table("microvms-table", ["Id", "State", "Image", "Endpoint", "Started", ""], items.map((m) => h("tr", { "data-id": m.microvmId, "data-state": m.state },
       h("td", { class: "mono" }, m.microvmId), h("td", {}, m.state, m.stateReason ? ` (${m.stateReason})` : ""), h("td", {}, `${m.imageArn} v${m.imageVersion}`),
       h("td", {}, m.endpoint ? h("a", { href: m.endpoint, rel: "noreferrer" }, m.endpoint) : ""), h("td", {}, m.startedAt ? new Date(m.startedAt * 1000 || m.startedAt).toLocaleString() : ""),
       h("td", {}, m.state === "RUNNING" ? act(m.microvmId, "suspend", "POST", p("2025-09-09", "microvms", m.microvmId, "suspend")) : null,
