@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hearthdev/hearth/internal/broker"
 	"github.com/hearthdev/hearth/internal/invoke"
 )
 
@@ -116,21 +117,29 @@ func New(ctx context.Context, cfg Config) (*Queue, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	s, err := cfg.JetStream.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: StreamName, Subjects: []string{subjectPrefix + ">"},
-		Replicas:  max(cfg.Replicas, 1),
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-		// Lambda's largest asynchronous payload, with room for the event's
-		// own fields and a last answer as large.
-		MaxMsgSize: 3 * invoke.MaxAsyncPayload,
+	var s jetstream.Stream
+	err := broker.Retry(ctx, func(ctx context.Context) (err error) {
+		s, err = cfg.JetStream.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: StreamName, Subjects: []string{subjectPrefix + ">"},
+			Replicas:  max(cfg.Replicas, 1),
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			// Lambda's largest asynchronous payload, with room for the
+			// event's own fields and a last answer as large.
+			MaxMsgSize: 3 * invoke.MaxAsyncPayload,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("async: stream: %w", err)
 	}
-	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: consumerName, AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: cfg.AckWait, MaxDeliver: -1,
-		// Events waiting for a retry stay taken (NakWithDelay): room for
-		// many.
-		MaxAckPending: 100000})
+	var c jetstream.Consumer
+	err = broker.Retry(ctx, func(ctx context.Context) (err error) {
+		c, err = s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: consumerName, AckPolicy: jetstream.AckExplicitPolicy,
+			AckWait: cfg.AckWait, MaxDeliver: -1,
+			// Events waiting for a retry stay taken (NakWithDelay): room
+			// for many.
+			MaxAckPending: 100000})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("async: consumer: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hearthdev/hearth/internal/broker"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -60,7 +61,32 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = DefaultBucket
 	}
-	stream, err := cfg.JetStream.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	var stream jetstream.Stream
+	err := broker.Retry(ctx, func(ctx context.Context) (err error) {
+		stream, err = cfg.JetStream.CreateOrUpdateStream(ctx, streamConfig(cfg))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configlog: stream %s: %w", cfg.Stream, err)
+	}
+	var zips jetstream.ObjectStore
+	err = broker.Retry(ctx, func(ctx context.Context) (err error) {
+		zips, err = cfg.JetStream.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      cfg.Bucket,
+			Description: "Hearth's code and layer zips, by SHA-256",
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configlog: object store %s: %w", cfg.Bucket, err)
+	}
+	return &Log{js: cfg.JetStream, stream: stream, zips: zips, name: cfg.Stream, subject: cfg.Subject}, nil
+}
+
+func streamConfig(cfg Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "Hearth's configuration: the ordered log of writes every host applies",
 		Subjects:    []string{cfg.Subject},
@@ -77,20 +103,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		// An Append retried with the same id within this window is stored
 		// once.
 		Duplicates: 2 * time.Minute,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("configlog: stream %s: %w", cfg.Stream, err)
 	}
-	zips, err := cfg.JetStream.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      cfg.Bucket,
-		Description: "Hearth's code and layer zips, by SHA-256",
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("configlog: object store %s: %w", cfg.Bucket, err)
-	}
-	return &Log{js: cfg.JetStream, stream: stream, zips: zips, name: cfg.Stream, subject: cfg.Subject}, nil
 }
 
 // Append publishes entry if the stream's last message is still the one at

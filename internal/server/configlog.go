@@ -12,7 +12,8 @@ import (
 // versions, aliases, URLs, layers, queues, mappings, MicroVM images)
 // follows the log the hosts of a cluster share, on the broker's
 // JetStream. Off, the default, the configuration is this host's SQLite's
-// alone, as it always was.
+// alone, as it always was; a host of a cluster (ClusterOptions) always
+// follows it, named by its node, with the broker's replica count.
 type ConfigLog struct {
 	Enabled bool
 	// Host names this host in the entries it writes (for the logs).
@@ -28,8 +29,18 @@ type ConfigLog struct {
 // entries the log had.
 func (s *Server) openConfigLog(ctx context.Context) error {
 	c := s.cfg.ConfigLog
+	if o := s.cfg.Cluster; o.enabled() {
+		// A host of a cluster shares the cluster's configuration.
+		c.Enabled = true
+		if c.Host == "" {
+			c.Host = o.Node
+		}
+	}
 	if !c.Enabled {
 		return nil
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = s.broker.Replicas()
 	}
 	l, err := configlog.Open(ctx, configlog.Config{JetStream: s.broker.JetStream(), Replicas: c.Replicas})
 	if err != nil {
