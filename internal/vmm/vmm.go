@@ -57,7 +57,13 @@ type MachineSpec struct {
 	// written (a clone of a template). A snapshot of such a machine carries
 	// its memory in the state file.
 	MemoryPrivate bool
-	VCPUs         int
+	// FreePageReporting gives the guest a virtio-balloon that reports the
+	// pages it frees, which the VMM then drops from the memory file. Never
+	// with MemoryPrivate (the file is a template's), and so never on a
+	// template either: its clones restore its devices. A restore must have
+	// it if the saved machine had.
+	FreePageReporting bool
+	VCPUs             int
 	// Accel must be kvm or tcg here: a Driver does not probe.
 	Accel Accel
 	// Detached, when true, lets the VMM outlive the process that started it
