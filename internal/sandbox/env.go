@@ -135,7 +135,6 @@ func newEnv(cfg Config, fn Function, img Image, id, dir string) *Env {
 	e.spec = vmm.MachineSpec{
 		ID: id, Dir: dir, MemoryMiB: fn.MemoryMB, VCPUs: VCPUs(fn.MemoryMB),
 		Accel: cfg.Accel, Detached: cfg.Detached, Disks: disks(fn, dir),
-		FreePageReporting: true,
 	}
 	if img.Kernel != nil {
 		e.spec.Kernel, e.spec.ACPI = img.Kernel.Path, img.Kernel.ACPI

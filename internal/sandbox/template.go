@@ -37,9 +37,6 @@ func NewTemplateWith(ctx context.Context, cfg Config, fn Function, img Image, be
 	id := newID("tpl-")
 	e := newEnv(cfg, fn, img, id, filepath.Join(cfg.Dir, id))
 	e.kind, e.initType = kindTemplate, "snap-start"
-	// Its clones map its memory file copy-on-write, where QEMU 7.2 would
-	// punch a freed page out of the template's file (see vmm.MachineSpec).
-	e.spec.FreePageReporting = false
 	if err := e.boot(ctx); err != nil {
 		_ = e.Close(context.Background())
 		return nil, err

@@ -30,6 +30,10 @@ const sandboxOpts = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resource
 // limit; this one holds a booted Linux and its runtime many times over.
 const tbSizeMiB = 128
 
+// reportingOrder is the size, as a power of two of pages, of the free blocks
+// the guest reports (see balloonArgs).
+const reportingOrder = "page_reporting.page_reporting_order=5"
+
 // tcgCPU is the emulated CPU: all tcg can do, less ERMS and FSRM. With them
 // the guest kernel copies and clears memory (memcpy, clear_page, copies to
 // and from user space) with `rep movsb` / `rep stosb`, which tcg runs one
@@ -75,6 +79,9 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 	cmdline := []string{"console=ttyS0", "quiet", "reboot=t", "panic=-1", "no_timer_check"}
 	if d.tscKHz > 0 {
 		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", d.tscKHz))
+	}
+	if len(balloonArgs(spec)) > 0 {
+		cmdline = append(cmdline, reportingOrder)
 	}
 	if spec.Cmdline != "" {
 		cmdline = append(cmdline, spec.Cmdline)
@@ -132,6 +139,12 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 // the same devices to restore, so the template's spec leaves reporting off;
 // a private spec that asks for it gets no balloon and fails to restore
 // rather than corrupt the template.
+//
+// The guest reports free blocks of 2^5 pages (128 KiB), not its default of
+// a 2 MiB pageblock: it reports only while its free memory stays above the
+// low watermark plus 32 blocks, which with 2 MiB blocks is 64 MiB, more
+// than a 128 MiB guest has free; measured, a hello guest then gave back
+// 4 MiB of the ~11 MiB initramfs image it had freed.
 func balloonArgs(spec vmm.MachineSpec) []string {
 	if !spec.FreePageReporting || spec.MemoryPrivate {
 		return nil
