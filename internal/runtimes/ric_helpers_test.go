@@ -105,25 +105,75 @@ func newFake() *fakeInvocations {
 	}
 }
 
-// serveAPI serves the Runtime API over inv on a loopback port.
+// serveAPI serves the Runtime API over inv on a loopback port. The RIC
+// reaches it through a proxy that notes the error-type header of each post
+// (the API itself hands the invocations only the type it settled on).
 func serveAPI(t *testing.T, inv *fakeInvocations) string {
 	t.Helper()
 	api := runtimeapi.New(inv, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	inner := api.Handler()
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			inv.recordHeader(r.URL.Path, r.Header.Get(runtimeapi.HeaderErrorType))
-		}
-		inner.ServeHTTP(w, r)
-	})
+	apiLn, err := api.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go api.Serve(apiLn)
+	t.Cleanup(func() { api.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", apiLn.Addr().String())
+			if err != nil {
+				c.Close()
+				return
+			}
+			go func() { io.Copy(c, b); c.Close() }()
+			go func() { sniffErrorTypes(c, b, inv); b.Close() }()
+		}
+	}()
 	return ln.Addr().String()
+}
+
+// sniffErrorTypes copies the RIC's requests from c to b, noting the
+// error-type header of each POST by its path.
+func sniffErrorTypes(c io.Reader, b io.Writer, inv *fakeInvocations) {
+	buf := make([]byte, 32<<10)
+	var line []byte
+	path := ""
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			// Noted before it is passed on: the test reads the header once
+			// the API has taken the post.
+			for _, ch := range buf[:n] {
+				if ch != '\n' {
+					if len(line) < 4096 {
+						line = append(line, ch)
+					}
+					continue
+				}
+				l := strings.TrimRight(string(line), "\r")
+				line = line[:0]
+				if f := strings.Fields(l); len(f) == 3 && f[0] == http.MethodPost && strings.HasPrefix(f[2], "HTTP/") {
+					path = f[1]
+				} else if name, value, ok := strings.Cut(l, ":"); ok && strings.EqualFold(name, runtimeapi.HeaderErrorType) {
+					inv.recordHeader(path, strings.TrimSpace(value))
+				}
+			}
+			if _, werr := b.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // installRIC writes rt's RIC files into a fresh folder, as they go into a

@@ -61,7 +61,15 @@ type MachineSpec struct {
 	// only the pages that differ from the memory file (Snapshot.MemoryBase
 	// then names it): its restore must map that same file privately again.
 	DeltaSnapshot bool `json:",omitempty"`
-	VCPUs         int
+	// FreePageReporting gives the guest a virtio-balloon that reports the
+	// pages it frees, which the VMM then drops from the memory file. Never
+	// with MemoryPrivate (the file is a template's), and so never on a
+	// template either: its clones restore its devices. A restore must have
+	// it if the saved machine had. Nothing sets it yet: with QEMU 7.2's
+	// legacy virtio-mmio balloon the guest (CONFIG_VIRTIO_BALLOON) was seen
+	// to report no page, so no memory file shrank.
+	FreePageReporting bool
+	VCPUs             int
 	// Accel must be kvm or tcg here: a Driver does not probe.
 	Accel Accel
 	// Detached, when true, lets the VMM outlive the process that started it

@@ -3,14 +3,13 @@ package runtimeapi
 import (
 	"encoding/json"
 	"io"
-	"net/http"
 )
 
 // HeaderErrorType is the header in which a runtime names its error's type.
 const HeaderErrorType = "Lambda-Runtime-Function-Error-Type"
 
 // invocationError takes POST /invocation/{id}/error: the function failed.
-func (s *Server) invocationError(w http.ResponseWriter, r *http.Request) {
+func (s *Server) invocationError(w *responseWriter, r *request) {
 	errType, body, ok := readErrorPost(w, r)
 	if !ok {
 		return
@@ -25,10 +24,10 @@ func (s *Server) invocationError(w http.ResponseWriter, r *http.Request) {
 // readErrorPost reads an error post. The body should be Lambda's error
 // object; a body that is not is wrapped into one so the caller always gets
 // the documented shape.
-func readErrorPost(w http.ResponseWriter, r *http.Request) (string, []byte, bool) {
+func readErrorPost(w *responseWriter, r *request) (string, []byte, bool) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxResponseBytes+1))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+		writeError(w, statusBadRequest, "InvalidRequest", err.Error())
 		return "", nil, false
 	}
 	if len(body) > MaxResponseBytes {
@@ -58,14 +57,14 @@ func errorObject(errorType, msg string) []byte {
 	return b
 }
 
-func writeError(w http.ResponseWriter, status int, errorType, msg string) {
+func writeError(w *responseWriter, status int, errorType, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(errorObject(errorType, msg))
 }
 
-func writeAccepted(w http.ResponseWriter) {
+func writeAccepted(w *responseWriter) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusAccepted)
+	w.WriteHeader(statusAccepted)
 	_, _ = io.WriteString(w, `{"status":"OK"}`)
 }

@@ -1,9 +1,7 @@
 package runtimeapi
 
-import "net/http"
-
 // initError takes POST /init/error: the runtime could not initialise.
-func (s *Server) initError(w http.ResponseWriter, r *http.Request) {
+func (s *Server) initError(w *responseWriter, r *request) {
 	errType, body, ok := readErrorPost(w, r)
 	if !ok {
 		return

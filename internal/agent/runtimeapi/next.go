@@ -1,7 +1,6 @@
 package runtimeapi
 
 import (
-	"net/http"
 	"strconv"
 )
 
@@ -17,7 +16,7 @@ const (
 
 // next answers GET /invocation/next with the next event; it blocks until
 // there is one.
-func (s *Server) next(w http.ResponseWriter, r *http.Request) {
+func (s *Server) next(w *responseWriter, r *request) {
 	ev, err := s.inv.Next(r.Context())
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -28,7 +27,7 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 		}
 		// Left unanswered, the runtime would get a 200 with no event.
 		s.log.Error("next", "err", err)
-		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		writeError(w, statusInternalServerError, "InternalError", err.Error())
 		return
 	}
 	h := w.Header()
@@ -45,6 +44,6 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 		h.Set(HeaderCognitoIdentity, ev.CognitoIdentity)
 	}
 	h.Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(statusOK)
 	_, _ = w.Write(ev.Payload)
 }

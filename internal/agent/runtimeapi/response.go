@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 
 	"github.com/hearthdev/hearth/internal/guestproto"
 )
@@ -17,7 +16,7 @@ const (
 )
 
 // response takes POST /invocation/{id}/response: the function's result.
-func (s *Server) response(w http.ResponseWriter, r *http.Request) {
+func (s *Server) response(w *responseWriter, r *request) {
 	id := r.PathValue("id")
 	if s.inv.Streaming(id) {
 		s.streamResponse(w, r, id)
@@ -25,7 +24,7 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxResponseBytes+1))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+		writeError(w, statusBadRequest, "InvalidRequest", err.Error())
 		return
 	}
 	if len(body) > MaxResponseBytes {
@@ -35,7 +34,7 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 			s.writeStateError(w, err)
 			return
 		}
-		writeError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", msg)
+		writeError(w, statusRequestEntityTooLarge, "RequestEntityTooLarge", msg)
 		return
 	}
 	// A runtime that streams (aws-lambda-go does for a streaming handler)
@@ -58,7 +57,7 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 
 // trailerError reads the error a runtime put in its response's trailers,
 // once the body has been read to its end.
-func trailerError(r *http.Request) (string, []byte, bool) {
+func trailerError(r *request) (string, []byte, bool) {
 	errType := r.Trailer.Get(TrailerErrorType)
 	if errType == "" {
 		return "", nil, false
@@ -70,22 +69,22 @@ func trailerError(r *http.Request) (string, []byte, bool) {
 	return errType, body, true
 }
 
-func (s *Server) writeStateError(w http.ResponseWriter, err error) {
+func (s *Server) writeStateError(w *responseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrUnknownRequest):
-		writeError(w, http.StatusBadRequest, "InvalidRequestID", err.Error())
+		writeError(w, statusBadRequest, "InvalidRequestID", err.Error())
 	case errors.Is(err, ErrInvalidState):
-		writeError(w, http.StatusForbidden, "InvalidStateTransition", err.Error())
+		writeError(w, statusForbidden, "InvalidStateTransition", err.Error())
 	default:
 		s.log.Error("runtime api", "err", err)
-		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		writeError(w, statusInternalServerError, "InternalError", err.Error())
 	}
 }
 
 // streamResponse forwards a response as the runtime writes it, for a caller
 // that streams (a function URL in RESPONSE_STREAM mode). An error the
 // runtime reports in the trailers ends the stream as a function error.
-func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, id string) {
+func (s *Server) streamResponse(w *responseWriter, r *request, id string) {
 	buf := make([]byte, 32<<10)
 	contentType := r.Header.Get("Content-Type")
 	total := 0
@@ -96,7 +95,7 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, id strin
 			if total > guestproto.MaxStreamBytes {
 				msg := fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", guestproto.MaxStreamBytes)
 				_ = s.inv.Fail(id, "Function.ResponseSizeTooLarge", errorObject("Function.ResponseSizeTooLarge", msg))
-				writeError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", msg)
+				writeError(w, statusRequestEntityTooLarge, "RequestEntityTooLarge", msg)
 				return
 			}
 			if cerr := s.inv.Chunk(id, contentType, buf[:n]); cerr != nil {
@@ -110,7 +109,7 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, id strin
 		}
 		if err != nil {
 			_ = s.inv.Fail(id, "Runtime.StreamError", errorObject("Runtime.StreamError", err.Error()))
-			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+			writeError(w, statusBadRequest, "InvalidRequest", err.Error())
 			return
 		}
 	}

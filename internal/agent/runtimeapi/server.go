@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 )
 
 // MaxResponseBytes is Lambda's limit on a synchronous response.
@@ -54,17 +53,19 @@ var (
 
 // Server is the Runtime API's HTTP server.
 type Server struct {
-	inv Invocations
-	log *slog.Logger
-	srv *http.Server
+	inv   Invocations
+	log   *slog.Logger
+	table []route
+	srv   *httpServer
 }
 
 // New returns a Server backed by inv.
 func New(inv Invocations, log *slog.Logger) *Server {
 	s := &Server{inv: inv, log: log}
+	s.table = s.routes()
 	// No read or write timeouts: /next must block for as long as the
 	// environment waits for work, across freezes and suspends.
-	s.srv = &http.Server{Handler: s.routes()}
+	s.srv = &httpServer{handle: s.serve}
 	return s
 }
 
@@ -75,15 +76,12 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 
 // Serve serves on ln until Close.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
+	err := s.srv.serve(ln)
+	if errors.Is(err, errServerClosed) {
 		return nil
 	}
 	return err
 }
 
-// Close stops the server.
-func (s *Server) Close() error { return s.srv.Close() }
-
-// Handler returns the API's handler, for tests.
-func (s *Server) Handler() http.Handler { return s.srv.Handler }
+// Close stops the server and ends the requests in flight.
+func (s *Server) Close() error { return s.srv.close() }

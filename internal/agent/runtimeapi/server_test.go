@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"sync"
 	"testing"
 )
@@ -106,7 +105,7 @@ func (f *fakeInvocations) Chunk(id, contentType string, b []byte) error {
 	return nil
 }
 
-func newTestServer(t *testing.T) (*fakeInvocations, *httptest.Server) {
+func newTestServer(t *testing.T) (*fakeInvocations, *testServer) {
 	inv := &fakeInvocations{
 		event: Event{RequestID: "req-1", DeadlineMs: 1700000000123, FunctionARN: "arn:aws:lambda:local:000000000000:function:f",
 			TraceID: "Root=1-abc", Payload: []byte(`{"k":"v"}`)},
@@ -115,9 +114,29 @@ func newTestServer(t *testing.T) (*fakeInvocations, *httptest.Server) {
 	return inv, newServerFor(t, inv)
 }
 
+// testServer is a Server on a loopback port, reached with net/http's
+// client: the API's own HTTP is tested against the client runtimes use.
+type testServer struct {
+	URL string
+	srv *Server
+}
+
+func (ts *testServer) Close() { _ = ts.srv.Close() }
+
 // newServerFor serves the API over inv on a loopback port.
-func newServerFor(t *testing.T, inv Invocations) *httptest.Server {
-	srv := httptest.NewServer(New(inv, slog.New(slog.NewTextHandler(io.Discard, nil))).Handler())
-	t.Cleanup(srv.Close)
-	return srv
+func newServerFor(t *testing.T, inv Invocations) *testServer {
+	srv := New(inv, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &testServer{URL: "http://" + ln.Addr().String(), srv: srv}
 }

@@ -30,6 +30,16 @@ const sandboxOpts = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resource
 // limit; this one holds a booted Linux and its runtime many times over.
 const tbSizeMiB = 128
 
+// reportingOrder is the size, as a power of two of pages, of the free blocks
+// the guest reports (see balloonArgs).
+const reportingOrder = "page_reporting.page_reporting_order=5"
+
+// tcgCPU is the emulated CPU: all tcg can do, less ERMS and FSRM. With them
+// the guest kernel copies and clears memory (memcpy, clear_page, copies to
+// and from user space) with `rep movsb` / `rep stosb`, which tcg runs one
+// byte per iteration; without them it takes its unrolled 8-byte loops.
+const tcgCPU = "max,-erms,-fsrm"
+
 // Descriptors QEMU inherits, in this order, from 3 on: it opens nothing by
 // path, so it needs no right to any folder on the way to the machine's.
 const (
@@ -57,7 +67,7 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 	if spec.ACPI {
 		acpi = "on"
 	}
-	cpu := "max"
+	cpu := tcgCPU
 	accel := string(spec.Accel)
 	if spec.Accel == vmm.AccelKVM {
 		cpu = "host"
@@ -69,6 +79,9 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 	cmdline := []string{"console=ttyS0", "quiet", "reboot=t", "panic=-1", "no_timer_check"}
 	if d.tscKHz > 0 {
 		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", d.tscKHz))
+	}
+	if len(balloonArgs(spec)) > 0 {
+		cmdline = append(cmdline, reportingOrder)
 	}
 	if spec.Cmdline != "" {
 		cmdline = append(cmdline, spec.Cmdline)
@@ -109,7 +122,34 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 		"-device", "virtserialport,chardev=streams,name=hearth.streams",
 	}
 	args = append(args, diskArgs(spec.Disks)...)
-	return append(args, nicArgs(spec.NIC, fdDisks+len(spec.Disks))...)
+	args = append(args, nicArgs(spec.NIC, fdDisks+len(spec.Disks))...)
+	return append(args, balloonArgs(spec)...)
+}
+
+// balloonArgs attaches a virtio-balloon that only reports free pages: the
+// guest hands back the 2 MiB blocks it has freed and QEMU punches them out
+// of the memory file, so that a suspended environment keeps on disk only
+// what its guest still uses. It is never inflated. It comes last, so that
+// the other devices keep their virtio-mmio slots.
+//
+// Never on a private mapping: QEMU 7.2 discards a reported range of a file
+// mapped copy-on-write by punching the file itself, which would zero that
+// range of the template's memory under all its clones. A clone and its
+// template (and a clone resumed later, with a file of its own) must have
+// the same devices to restore, so the template's spec leaves reporting off;
+// a private spec that asks for it gets no balloon and fails to restore
+// rather than corrupt the template.
+//
+// The guest reports free blocks of 2^5 pages (128 KiB), not its default of
+// a 2 MiB pageblock: it reports only while its free memory stays above the
+// low watermark plus 32 blocks, which with 2 MiB blocks is 64 MiB, more
+// than a 128 MiB guest has free; measured, a hello guest then gave back
+// 4 MiB of the ~11 MiB initramfs image it had freed.
+func balloonArgs(spec vmm.MachineSpec) []string {
+	if !spec.FreePageReporting || spec.MemoryPrivate {
+		return nil
+	}
+	return []string{"-device", "virtio-balloon-device,free-page-reporting=on"}
 }
 
 // nicArgs attaches the network card, its TAP the descriptor fd (after the

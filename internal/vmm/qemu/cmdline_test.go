@@ -82,3 +82,65 @@ func TestOpenDiskRefusesBadSerial(t *testing.T) {
 	}
 	f.Close()
 }
+
+// The balloon that reports free pages is on a machine that asks for it,
+// after every other device (their virtio-mmio slots stay where they were),
+// and never on one whose memory file is a template's: QEMU would punch the
+// reported pages out of the template's file.
+func TestBalloonArgs(t *testing.T) {
+	const balloon = "virtio-balloon-device,free-page-reporting=on"
+	nic := &vmm.NIC{MAC: "02:00:00:00:00:01"}
+	tests := []struct {
+		name string
+		spec vmm.MachineSpec
+		want bool
+	}{
+		{"reporting", vmm.MachineSpec{FreePageReporting: true, NIC: nic}, true},
+		{"off (a template, its clones)", vmm.MachineSpec{NIC: nic}, false},
+		{"private memory file", vmm.MachineSpec{FreePageReporting: true, MemoryPrivate: true, NIC: nic}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := tt.spec
+			spec.ID, spec.Dir, spec.MemoryMiB, spec.Accel = "t", t.TempDir(), 128, vmm.AccelTCG
+			args := (&Driver{}).args(spec)
+			var devices []string
+			for i := 0; i+1 < len(args); i++ {
+				if args[i] == "-device" {
+					devices = append(devices, args[i+1])
+				}
+			}
+			got := slices.Contains(devices, balloon)
+			if got != tt.want {
+				t.Fatalf("balloon in %q: %v, want %v", devices, got, tt.want)
+			}
+			if got && devices[len(devices)-1] != balloon {
+				t.Errorf("the balloon is not the last device: %q", devices)
+			}
+		})
+	}
+}
+
+// Under tcg the guest must not see ERMS or FSRM: with them its kernel
+// copies and clears memory a byte per emulated iteration.
+func TestTCGCPUWithoutFastStrings(t *testing.T) {
+	for _, accel := range []vmm.Accel{vmm.AccelTCG, vmm.AccelKVM} {
+		args := (&Driver{}).args(vmm.MachineSpec{ID: "t", Dir: t.TempDir(), MemoryMiB: 128, Accel: accel})
+		i := slices.Index(args, "-cpu")
+		if i < 0 || i+1 >= len(args) {
+			t.Fatalf("no -cpu in %v", args)
+		}
+		cpu := strings.Split(args[i+1], ",")
+		if accel == vmm.AccelKVM {
+			if cpu[0] != "host" {
+				t.Errorf("kvm: -cpu %s, want host", args[i+1])
+			}
+			continue
+		}
+		for _, f := range []string{"-erms", "-fsrm"} {
+			if !slices.Contains(cpu, f) {
+				t.Errorf("tcg: -cpu %s lacks %s", args[i+1], f)
+			}
+		}
+	}
+}
