@@ -115,7 +115,13 @@ func (d *Driver) enablePool(n int, dir string) error {
 		return fmt.Errorf("qemu pool: %w", err)
 	}
 	d.poolDir = dir
-	d.pool = newPool(n, 2, d.startIdle)
+	d.pool = newPool(n, 2, func(ctx context.Context, key poolKey) (*pooled, error) {
+		p, err := d.startIdle(ctx, key)
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("qemu pool: a process did not start", "err", err)
+		}
+		return p, err
+	})
 	return nil
 }
 

@@ -37,22 +37,31 @@ type poolKey struct {
 	vcpus     int
 	memoryMiB int
 	mac       string // a NIC with no TAP (a template's), or none
+	disks     string // each disk's serial and read-only flag
 	incoming  bool   // waits for a restore (-incoming defer)
 }
 
 // poolable says whether spec can be bound to a pre-started process, and
 // its shape. Not: a detached machine (a pre-started QEMU dies with Hearth),
-// disks (their descriptors could not be passed), a NIC with a TAP (QEMU
-// 7.2 cannot take the TAP's descriptor before the card is made).
+// a NIC with a TAP (QEMU 7.2 takes no descriptor before the card is made,
+// and a TAP cannot be opened again by path).
 func poolable(spec vmm.MachineSpec, extra []string) (poolKey, bool) {
 	incoming := len(extra) == 2 && extra[0] == "-incoming" && extra[1] == "defer"
-	if spec.Detached || len(spec.Disks) > 0 || (spec.NIC != nil && spec.NIC.Tap != "") || (len(extra) > 0 && !incoming) {
+	if spec.Detached || (spec.NIC != nil && spec.NIC.Tap != "") || (len(extra) > 0 && !incoming) {
 		return poolKey{}, false
 	}
 	k := poolKey{accel: spec.Accel, vcpus: max(spec.VCPUs, 1), memoryMiB: spec.MemoryMiB, incoming: incoming}
 	if spec.NIC != nil {
 		k.mac = spec.NIC.MAC
 	}
+	var disks []string
+	for _, d := range spec.Disks {
+		if !validSerial(d.Serial) {
+			return poolKey{}, false
+		}
+		disks = append(disks, fmt.Sprintf("%s:%v", d.Serial, d.ReadOnly))
+	}
+	k.disks = strings.Join(disks, ",")
 	return k, true
 }
 
@@ -61,6 +70,12 @@ func (k poolKey) spec(id string) vmm.MachineSpec {
 	s := vmm.MachineSpec{ID: id, Accel: k.accel, VCPUs: k.vcpus, MemoryMiB: k.memoryMiB}
 	if k.mac != "" {
 		s.NIC = &vmm.NIC{MAC: k.mac}
+	}
+	if k.disks != "" {
+		for _, d := range strings.Split(k.disks, ",") {
+			serial, ro, _ := strings.Cut(d, ":")
+			s.Disks = append(s.Disks, vmm.Disk{Serial: serial, ReadOnly: ro == "true"})
+		}
 	}
 	return s
 }
@@ -79,8 +94,9 @@ const (
 func doorPath(name string) string { return procFD(fdDoor) + "/" + name }
 
 // preconfigArgs turns a fresh machine's command line into a pre-started
-// one's: no memory backend, kernel, initramfs or kernel command line (bound
-// later over QMP), waiting in -preconfig.
+// one's: no memory backend, kernel, initramfs, kernel command line or
+// drives (bound later over QMP: blockdev-add names each drive's node as
+// -drive named its backend), waiting in -preconfig.
 func preconfigArgs(args []string, incoming bool) []string {
 	var out []string
 	for i := 0; i < len(args); i++ {
@@ -88,7 +104,7 @@ func preconfigArgs(args []string, incoming bool) []string {
 		if i+1 < len(args) {
 			v := args[i+1]
 			switch {
-			case a == "-kernel" || a == "-initrd" || a == "-append",
+			case a == "-kernel" || a == "-initrd" || a == "-append" || a == "-drive",
 				a == "-object" && strings.HasPrefix(v, "memory-backend-file,id=mem,"):
 				i++
 				continue
@@ -245,8 +261,16 @@ func (d *Driver) bind(ctx context.Context, p *pooled, spec vmm.MachineSpec) (*ma
 	if err != nil {
 		return nil, err
 	}
-	defer closeAll(files)
+	defer func() { closeAll(files) }()
 	names := []string{doorKernel, doorInitrd, doorMemory}
+	for i, disk := range spec.Disks {
+		f, err := d.openDisk(disk)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+		names = append(names, fmt.Sprintf("disk%d", i))
+	}
 	for i, f := range files {
 		// The very file opened (and granted to QEMU's user), not a path
 		// that may have changed since.
@@ -272,8 +296,23 @@ func (d *Driver) bind(ctx context.Context, p *pooled, spec vmm.MachineSpec) (*ma
 		{"qom-set", map[string]any{"path": "/machine", "property": "kernel", "value": doorPath(doorKernel)}},
 		{"qom-set", map[string]any{"path": "/machine", "property": "initrd", "value": doorPath(doorInitrd)}},
 		{"qom-set", map[string]any{"path": "/machine", "property": "append", "value": argValue(args, "-append")}},
-		{"x-exit-preconfig", nil},
 	}
+	for i, disk := range spec.Disks {
+		// As diskArgs: raw, read-only or passing discards on.
+		node := map[string]any{"driver": "raw", "node-name": fmt.Sprintf("disk%d", i), "read-only": disk.ReadOnly,
+			"file": map[string]any{"driver": "file", "filename": doorPath(fmt.Sprintf("disk%d", i))}}
+		if !disk.ReadOnly {
+			node["discard"] = "unmap"
+		}
+		steps = append(steps, struct {
+			cmd  string
+			args any
+		}{"blockdev-add", node})
+	}
+	steps = append(steps, struct {
+		cmd  string
+		args any
+	}{"x-exit-preconfig", nil})
 	for _, s := range steps {
 		if _, err := q.execute(ctx, s.cmd, s.args); err != nil {
 			return nil, fmt.Errorf("qemu pool: %w", err)

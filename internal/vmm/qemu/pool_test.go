@@ -130,7 +130,10 @@ func TestPoolable(t *testing.T) {
 		{"template NIC", func(s *vmm.MachineSpec) { s.NIC = &vmm.NIC{MAC: "52:54:00:00:00:01"} }, nil, true,
 			poolKey{accel: vmm.AccelTCG, vcpus: 1, memoryMiB: 128, mac: "52:54:00:00:00:01"}},
 		{"detached", func(s *vmm.MachineSpec) { s.Detached = true }, nil, false, poolKey{}},
-		{"disks", func(s *vmm.MachineSpec) { s.Disks = []vmm.Disk{{Path: "/x", Serial: "root"}} }, nil, false, poolKey{}},
+		{"disks", func(s *vmm.MachineSpec) {
+			s.Disks = []vmm.Disk{{Path: "/x", Serial: "root", ReadOnly: true}, {Path: "/y", Serial: "tmp"}}
+		}, nil, true, poolKey{accel: vmm.AccelTCG, vcpus: 1, memoryMiB: 128, disks: "root:true,tmp:false"}},
+		{"bad serial", func(s *vmm.MachineSpec) { s.Disks = []vmm.Disk{{Path: "/x", Serial: "a,b"}} }, nil, false, poolKey{}},
 		{"TAP", func(s *vmm.MachineSpec) { s.NIC = &vmm.NIC{MAC: "m", Tap: "tap0"} }, nil, false, poolKey{}},
 		{"other flags", func(*vmm.MachineSpec) {}, []string{"-loadvm", "x"}, false, poolKey{}},
 	}
@@ -150,10 +153,11 @@ func TestPoolable(t *testing.T) {
 // later, so that a snapshot of either loads into the other.
 func TestPreconfigArgs(t *testing.T) {
 	d := &Driver{}
-	spec := vmm.MachineSpec{ID: "x", Kernel: "/k", Initrd: "/i", MemoryMiB: 128, VCPUs: 1, Accel: vmm.AccelTCG, Cmdline: "a=b"}
+	spec := vmm.MachineSpec{ID: "x", Kernel: "/k", Initrd: "/i", MemoryMiB: 128, VCPUs: 1, Accel: vmm.AccelTCG, Cmdline: "a=b",
+		Disks: []vmm.Disk{{Path: "/r", Serial: "root", ReadOnly: true}, {Path: "/t", Serial: "tmp"}}}
 	fresh := d.args(spec)
 	got := preconfigArgs(fresh, true)
-	for _, gone := range []string{"-kernel", "-initrd", "-append", "-object"} {
+	for _, gone := range []string{"-kernel", "-initrd", "-append", "-object", "-drive"} {
 		if slices.Contains(got, gone) {
 			t.Errorf("%s is still in %q", gone, got)
 		}
@@ -168,7 +172,7 @@ func TestPreconfigArgs(t *testing.T) {
 	var rest []string
 	for i := 0; i < len(fresh); i++ {
 		switch fresh[i] {
-		case "-kernel", "-initrd", "-append", "-object", "-M":
+		case "-kernel", "-initrd", "-append", "-object", "-drive", "-M":
 			i++
 			continue
 		}
@@ -184,5 +188,15 @@ func TestPreconfigArgs(t *testing.T) {
 	}
 	if want := append(rest, "-preconfig", "-incoming", "defer"); !slices.Equal(kept, want) {
 		t.Errorf("kept %q\nwant %q", kept, want)
+	}
+	// The pool's process for spec's shape has the same devices.
+	key, ok := poolable(spec, []string{"-incoming", "defer"})
+	if !ok {
+		t.Fatal("not poolable")
+	}
+	ks := key.spec("x")
+	ks.Kernel, ks.Initrd, ks.Cmdline = spec.Kernel, spec.Initrd, spec.Cmdline
+	if pre := preconfigArgs(d.args(ks), true); !slices.Equal(pre, got) {
+		t.Errorf("pool's command line %q\nmachine's %q", pre, got)
 	}
 }

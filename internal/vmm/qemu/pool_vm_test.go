@@ -56,8 +56,21 @@ func TestPoolBootAndRestore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	spec := func(n int) vmm.MachineSpec {
-		return vmm.MachineSpec{ID: "pool-test-" + strconv.Itoa(n), Dir: filepath.Join(t.TempDir(), "env"),
-			Kernel: k.Path, Initrd: initrd, ACPI: k.ACPI, MemoryMiB: 128, VCPUs: 1, Accel: vmm.AccelTCG}
+		dir := filepath.Join(t.TempDir(), "env")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		// A disk, as every environment has (its /tmp): bound by blockdev-add.
+		disk := filepath.Join(dir, "tmp.img")
+		if err := os.WriteFile(disk, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(disk, 16<<20); err != nil {
+			t.Fatal(err)
+		}
+		return vmm.MachineSpec{ID: "pool-test-" + strconv.Itoa(n), Dir: dir,
+			Kernel: k.Path, Initrd: initrd, ACPI: k.ACPI, MemoryMiB: 128, VCPUs: 1, Accel: vmm.AccelTCG,
+			Disks: []vmm.Disk{{Path: disk, Serial: "tmp"}}}
 	}
 	// The first boot of a shape starts its own process and the pool's.
 	first, err := d.Boot(ctx, spec(0))
