@@ -122,8 +122,13 @@ func (d *Driver) enablePool(n int, dir string) error {
 		}
 		return p, err
 	})
+	d.pool.refillDelay = poolRefillDelay
 	return nil
 }
+
+// poolRefillDelay lets a machine taken from the pool get going before its
+// replacement starts beside it.
+const poolRefillDelay = 300 * time.Millisecond
 
 // Close ends the pre-started processes (by PID) and waits for them. The
 // driver still boots machines afterwards, each in a process of its own.

@@ -3,6 +3,7 @@ package qemu
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // idle is a pre-started VMM process bound to no machine yet.
@@ -24,6 +25,9 @@ type pool[K comparable, P idle] struct {
 	size    int
 	maxKeys int
 	start   starter[K, P]
+	// refillDelay is how long after a take the replacement starts: on a
+	// busy host a QEMU starting beside the machine just taken slows it.
+	refillDelay time.Duration
 
 	mu       sync.Mutex
 	idle     map[K][]P
@@ -57,7 +61,19 @@ func (p *pool[K, P]) take(key K) (P, bool) {
 	}
 	proc := l[0]
 	p.idle[key] = l[1:]
-	p.fill(key)
+	if p.refillDelay <= 0 {
+		p.fill(key)
+		return proc, true
+	}
+	p.wg.Add(1)
+	time.AfterFunc(p.refillDelay, func() {
+		defer p.wg.Done()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !p.closed && p.wanted(key) {
+			p.fill(key)
+		}
+	})
 	return proc, true
 }
 

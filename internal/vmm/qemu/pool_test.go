@@ -200,3 +200,21 @@ func TestPreconfigArgs(t *testing.T) {
 		t.Errorf("pool's command line %q\nmachine's %q", pre, got)
 	}
 }
+
+func TestPoolRefillsAfterTheDelay(t *testing.T) {
+	s := &fakeStarter{}
+	p := newPool(1, 2, s.start)
+	p.refillDelay = 100 * time.Millisecond
+	p.take("a")
+	settle(t, p, "a", 1)
+	t0 := time.Now()
+	if _, ok := p.take("a"); !ok {
+		t.Fatal("no process")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := p.counts()["a"]; n != 0 {
+		t.Fatalf("refilled after %v, before the delay", time.Since(t0))
+	}
+	settle(t, p, "a", 1)
+	p.close()
+}
