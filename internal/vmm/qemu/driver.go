@@ -65,6 +65,11 @@ type Driver struct {
 	log          *slog.Logger
 	warnOnce     sync.Once
 
+	// cgMu keeps one cgroup join at a time: join sweeps its empty
+	// siblings, and would remove one another start has just made (a
+	// pre-started process's start runs beside a machine's).
+	cgMu sync.Mutex
+
 	pool    *pool[poolKey, *pooled] // nil: no pre-started processes
 	poolDir string
 	poolSeq atomic.Int64
@@ -124,6 +129,12 @@ func (d *Driver) enablePool(n int, dir string) error {
 	})
 	d.pool.refillDelay = poolRefillDelay
 	return nil
+}
+
+func (d *Driver) limitProcess(id string, pid int, l limits) ([]string, error) {
+	d.cgMu.Lock()
+	defer d.cgMu.Unlock()
+	return limitProcess(id, pid, l)
 }
 
 // poolRefillDelay lets a machine taken from the pool get going before its

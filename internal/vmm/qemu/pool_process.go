@@ -206,7 +206,7 @@ func (d *Driver) startIdle(ctx context.Context, key poolKey) (p *pooled, err err
 	}
 	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit}
 	p.m = m
-	p.cgs, _ = limitProcess(id, m.pid, limitsFor(spec, 0))
+	p.cgs, _ = d.limitProcess(id, m.pid, limitsFor(spec, 0))
 	exited := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
