@@ -102,6 +102,7 @@ func (c *CLI) benchLifecycle(cmd *cobra.Command, f benchLifecycleFlags) error {
 	if err != nil {
 		return err
 	}
+	defer h.Close()
 	work, err := os.MkdirTemp("", "hearth-bench-")
 	if err != nil {
 		return err

@@ -18,12 +18,14 @@ type hostFlags struct {
 	kernel string
 	agent  string
 	accel  string
+	pool   int
 }
 
 func (h *hostFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&h.kernel, "kernel", "", "guest kernel (ELF vmlinux or bzImage); default: the one `make kernel` built, else Debian's")
 	cmd.Flags().StringVar(&h.agent, "agent", "", "hearth-agent binary; default: next to hearth")
 	cmd.Flags().StringVar(&h.accel, "accel", "auto", "auto, kvm or tcg; auto probes once whether KVM runs a guest")
+	cmd.Flags().IntVar(&h.pool, "vmm-pool", 0, "QEMU processes kept started ahead per machine shape, so that a boot, resume or clone skips the process's start (0: off)")
 }
 
 // dataDir is where Hearth keeps environments, templates and images:
@@ -69,7 +71,7 @@ type host = vmboot.Host
 
 func (c *CLI) openHost(hf hostFlags, log *slog.Logger) (*host, error) {
 	return vmboot.Open(vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel,
-		QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir(), Log: log})
+		QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir(), Log: log, VMMPool: hf.pool})
 }
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -173,6 +173,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("credentials: %w", err)
 	}
 	cfg.Host.Log = cfg.Log
+	if cfg.Host.VMMPool > 0 && cfg.Host.PoolDir == "" {
+		// Beside the environments: a pre-started VMM's sockets are moved
+		// and its files linked, within one file system.
+		cfg.Host.PoolDir = filepath.Join(cfg.DataDir, "vmm-pool")
+	}
 	host, err := vmboot.Open(cfg.Host)
 	if err != nil {
 		return nil, err
@@ -501,6 +506,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.nets != nil {
 		s.nets.Close(ctx)
 	}
+	s.host.Close()
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}

@@ -26,6 +26,10 @@ type Options struct {
 	QEMU string
 	// VMMUser is who QEMU runs as; empty is qemu.DefaultUser when root.
 	VMMUser string
+	// VMMPool is how many QEMU processes of each machine shape are started
+	// ahead (qemu.Options.Pool); PoolDir where their sockets are.
+	VMMPool int
+	PoolDir string
 	// CacheDir is Hearth's cache (the minimal kernel, the probe's answer).
 	CacheDir string
 	Log      *slog.Logger
@@ -62,7 +66,7 @@ func Open(opts Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	drv, err := qemu.New(qemu.Options{Binary: opts.QEMU, User: opts.VMMUser, Log: log})
+	drv, err := qemu.New(qemu.Options{Binary: opts.QEMU, User: opts.VMMUser, Log: log, Pool: opts.VMMPool, PoolDir: opts.PoolDir})
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +91,9 @@ func (h *Host) ResolveAccel(ctx context.Context, img sandbox.Image) error {
 	h.Accel = a
 	return nil
 }
+
+// Close ends the VMM processes started ahead.
+func (h *Host) Close() { h.Driver.Close() }
 
 func (h *Host) SandboxConfig(dir string, logs io.Writer) sandbox.Config {
 	return sandbox.Config{VMM: h.Driver, Dir: dir, Accel: h.Accel, Logs: logs, Log: h.log, AgentDigest: h.AgentDigest}

@@ -15,9 +15,11 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,7 +44,16 @@ type Options struct {
 	// ConsoleLimit caps each machine's console.log, in bytes; zero is
 	// DefaultConsoleLimit.
 	ConsoleLimit int64
-	Log          *slog.Logger
+	// Pool is how many QEMU processes of each machine shape (the last two
+	// started) are kept started ahead, bound to no machine, so that a boot,
+	// a restore or a clone skips the process's start; 0 keeps none. They
+	// die with this process; Close ends them.
+	Pool int
+	// PoolDir holds the pre-started processes' sockets and doors. It must
+	// be on the file system of the machines' folders (sockets are moved,
+	// files linked); empty is a folder under the system's temporary one.
+	PoolDir string
+	Log     *slog.Logger
 }
 
 // Driver boots QEMU microvm machines. It implements vmm.Driver.
@@ -53,6 +64,15 @@ type Driver struct {
 	consoleLimit int64
 	log          *slog.Logger
 	warnOnce     sync.Once
+
+	// cgMu keeps one cgroup join at a time: join sweeps its empty
+	// siblings, and would remove one another start has just made (a
+	// pre-started process's start runs beside a machine's).
+	cgMu sync.Mutex
+
+	pool    *pool[poolKey, *pooled] // nil: no pre-started processes
+	poolDir string
+	poolSeq atomic.Int64
 }
 
 // New finds QEMU and returns a Driver.
@@ -78,7 +98,67 @@ func New(opts Options) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{bin: path, tscKHz: opts.TSCkHz, jail: j, consoleLimit: opts.ConsoleLimit, log: opts.Log}, nil
+	d := &Driver{bin: path, tscKHz: opts.TSCkHz, jail: j, consoleLimit: opts.ConsoleLimit, log: opts.Log}
+	if opts.Pool > 0 {
+		if err := d.enablePool(opts.Pool, opts.PoolDir); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// enablePool makes the pool's folder, root's alone: QEMU reaches its door
+// in it only through the descriptor it inherits.
+func (d *Driver) enablePool(n int, dir string) error {
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("hearth-pool-%d", os.Getpid()))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("qemu pool: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("qemu pool: %w", err)
+	}
+	d.poolDir = dir
+	d.pool = newPool(n, 2, func(ctx context.Context, key poolKey) (*pooled, error) {
+		p, err := d.startIdle(ctx, key)
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("qemu pool: a process did not start", "err", err)
+		}
+		return p, err
+	})
+	d.pool.refillDelay = poolRefillDelay
+	return nil
+}
+
+func (d *Driver) limitProcess(id string, pid int, l limits) ([]string, error) {
+	d.cgMu.Lock()
+	defer d.cgMu.Unlock()
+	return limitProcess(id, pid, l)
+}
+
+// poolRefillDelay lets a machine taken from the pool get going before its
+// replacement starts beside it.
+const poolRefillDelay = 300 * time.Millisecond
+
+// Close ends the pre-started processes (by PID) and waits for them. The
+// driver still boots machines afterwards, each in a process of its own.
+func (d *Driver) Close() {
+	if d.pool != nil {
+		d.pool.close()
+	}
+}
+
+// PoolIdle is how many pre-started processes wait, for tests and metrics.
+func (d *Driver) PoolIdle() int {
+	if d.pool == nil {
+		return 0
+	}
+	n := 0
+	for _, c := range d.pool.counts() {
+		n += c
+	}
+	return n
 }
 
 // User is who QEMU runs as; empty is this process's own user.

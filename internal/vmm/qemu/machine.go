@@ -59,6 +59,13 @@ func (d *Driver) start(ctx context.Context, spec vmm.MachineSpec, extra ...strin
 	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	if m, err := d.takeIdle(ctx, spec, extra); err == nil {
+		return m, nil
+	} else if !errors.Is(err, errNoPool) {
+		// The pool is an optimisation: a process that could not be bound
+		// is killed and a fresh one started.
+		d.log.Warn("pre-started QEMU not used", "id", spec.ID, "err", err)
+	}
 	files, err := d.openFiles(spec)
 	if err != nil {
 		return nil, err
@@ -83,7 +90,7 @@ func (d *Driver) start(ctx context.Context, spec vmm.MachineSpec, extra ...strin
 		return nil, fmt.Errorf("start %s: %w", d.bin, err)
 	}
 	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit}
-	cgs, err := limitProcess(spec.ID, m.pid, limitsFor(spec, imageBytes(files[:2])))
+	cgs, err := d.limitProcess(spec.ID, m.pid, limitsFor(spec, imageBytes(files[:2])))
 	if err != nil {
 		d.warnOnce.Do(func() { d.log.Warn("VMs run without some cgroup limits", "err", err) })
 	}
@@ -113,28 +120,7 @@ func (d *Driver) openFiles(spec vmm.MachineSpec) (files []*os.File, err error) {
 			closeAll(files)
 		}
 	}()
-	for _, p := range []string{spec.Kernel, spec.Initrd} {
-		f, err := os.Open(p)
-		if err != nil {
-			return files, fmt.Errorf("qemu: %w", err)
-		}
-		files = append(files, f)
-		if err := d.jail.grantRead(f); err != nil {
-			return files, err
-		}
-	}
-	// A private memory file is a template's: QEMU maps it copy-on-write.
-	flags := os.O_RDWR | os.O_CREATE
-	if spec.MemoryPrivate {
-		flags = os.O_RDONLY
-	}
-	mem, err := os.OpenFile(spec.MemoryFile(), flags, 0o600)
-	if err != nil {
-		return files, fmt.Errorf("qemu: memory file: %w", err)
-	}
-	files = append(files, mem)
-	// QEMU reopens it read-write through /proc/self/fd: its user must own it.
-	if err := d.jail.own(mem); err != nil {
+	if files, err = d.openImages(spec); err != nil {
 		return files, err
 	}
 	dir := sockDir(spec)
@@ -161,6 +147,42 @@ func (d *Driver) openFiles(spec vmm.MachineSpec) (files []*os.File, err error) {
 			return files, fmt.Errorf("qemu: %w", err)
 		}
 		files = append(files, f)
+	}
+	return files, nil
+}
+
+// openImages opens the kernel and initramfs (made readable to QEMU's user)
+// and the memory file (made its user's), in that order.
+func (d *Driver) openImages(spec vmm.MachineSpec) (files []*os.File, err error) {
+	defer func() {
+		if err != nil {
+			closeAll(files)
+			files = nil
+		}
+	}()
+	for _, p := range []string{spec.Kernel, spec.Initrd} {
+		f, err := os.Open(p)
+		if err != nil {
+			return files, fmt.Errorf("qemu: %w", err)
+		}
+		files = append(files, f)
+		if err := d.jail.grantRead(f); err != nil {
+			return files, err
+		}
+	}
+	// A private memory file is a template's: QEMU maps it copy-on-write.
+	flags := os.O_RDWR | os.O_CREATE
+	if spec.MemoryPrivate {
+		flags = os.O_RDONLY
+	}
+	mem, err := os.OpenFile(spec.MemoryFile(), flags, 0o600)
+	if err != nil {
+		return files, fmt.Errorf("qemu: memory file: %w", err)
+	}
+	files = append(files, mem)
+	// QEMU reopens it read-write through /proc/self/fd: its user must own it.
+	if err := d.jail.own(mem); err != nil {
+		return files, err
 	}
 	return files, nil
 }
@@ -295,13 +317,15 @@ func (d *Driver) Attach(ctx context.Context, spec vmm.MachineSpec, pid int) (vmm
 func (m *machine) connect(ctx context.Context, fresh bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	q, err := waitFor(ctx, m.done, func(ctx context.Context) (*qmp, error) {
-		return dialQMP(ctx, filepath.Join(sockDir(m.spec), qmpSocket))
-	})
-	if err != nil {
-		return fmt.Errorf("qmp: %w", err)
+	if m.qmp == nil { // a pre-started process's is connected already
+		q, err := waitFor(ctx, m.done, func(ctx context.Context) (*qmp, error) {
+			return dialQMP(ctx, filepath.Join(sockDir(m.spec), qmpSocket))
+		})
+		if err != nil {
+			return fmt.Errorf("qmp: %w", err)
+		}
+		m.qmp = q
 	}
-	m.qmp = q
 	var d net.Dialer
 	conn, err := waitFor(ctx, m.done, func(ctx context.Context) (net.Conn, error) {
 		return d.DialContext(ctx, "unix", filepath.Join(sockDir(m.spec), agentSocket))
