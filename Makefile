@@ -65,6 +65,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=$(FUZZTIME) ./internal/guestproto
 	$(GO) test -run='^$$' -fuzz='^FuzzLimitedReader$$' -fuzztime=$(FUZZTIME) ./internal/guestproto
 	$(GO) test -run='^$$' -fuzz='^FuzzValidateZip$$' -fuzztime=$(FUZZTIME) ./internal/guestimage
+	$(GO) test -run='^$$' -fuzz='^FuzzReadRequest$$' -fuzztime=$(FUZZTIME) ./internal/agent/runtimeapi
 	$(GO) test -run='^$$' -fuzz='^FuzzZipLayout$$' -fuzztime=$(FUZZTIME) ./internal/guestimage
 	$(GO) test -run='^$$' -fuzz='^FuzzBuildEvent$$' -fuzztime=$(FUZZTIME) ./internal/funcurl
 	$(GO) test -run='^$$' -fuzz='^FuzzSigV4Auth$$' -fuzztime=$(FUZZTIME) ./internal/api

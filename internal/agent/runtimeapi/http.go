@@ -416,7 +416,7 @@ func writeResponse(bw *bufio.Writer, w *responseWriter, closing bool) error {
 	}
 	fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\n", status, statusText[status])
 	for _, f := range w.header.fields {
-		fmt.Fprintf(bw, "%s: %s\r\n", f[0], f[1])
+		fmt.Fprintf(bw, "%s: %s\r\n", fieldText(f[0]), fieldText(f[1]))
 	}
 	fmt.Fprintf(bw, "Content-Length: %d\r\n", w.body.Len())
 	if closing {
@@ -427,6 +427,16 @@ func writeResponse(bw *bufio.Writer, w *responseWriter, closing bool) error {
 		return err
 	}
 	return bw.Flush()
+}
+
+// fieldText makes a field's name or value one line, as net/http does: a
+// value carried from an invocation (its client context, its trace id)
+// must not add fields of its own to the runtime's answer.
+func fieldText(v string) string {
+	if !strings.ContainsAny(v, "\r\n") {
+		return v
+	}
+	return strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 }
 
 // writeRaw answers a request that could not be read, and the connection

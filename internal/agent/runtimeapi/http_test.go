@@ -109,3 +109,53 @@ func TestHTTPMalformedRequest(t *testing.T) {
 		}
 	}
 }
+
+// A field's value with a line break (a client context or trace id carried
+// from an invocation) stays one field.
+func TestResponseFieldsStayOneLine(t *testing.T) {
+	var b strings.Builder
+	bw := bufio.NewWriter(&b)
+	w := &responseWriter{}
+	w.header.Set("Lambda-Runtime-Client-Context", "a\r\nX-Injected: 1")
+	if err := writeResponse(bw, w, false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "\r\nX-Injected") {
+		t.Fatalf("a value's line break made a field of its own:\n%q", b.String())
+	}
+}
+
+// FuzzReadRequest: whatever a runtime sends, reading a request and its
+// whole body ends in a request or an error, never a panic or a hang, and
+// a body is never longer than what was sent.
+func FuzzReadRequest(f *testing.F) {
+	for _, seed := range []string{
+		"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /2018-06-01/runtime/invocation/r/response HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+		"POST /r HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nLambda-Runtime-Function-Error-Type: E\r\n\r\n",
+		"POST /r HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+		"POST /r HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out strings.Builder
+		r, err := readRequest(bufio.NewReader(strings.NewReader(string(in))), bufio.NewWriter(&out))
+		if err != nil {
+			return
+		}
+		var body []byte
+		buf := make([]byte, 512)
+		for len(body) <= len(in) {
+			n, err := r.Body.Read(buf)
+			body = append(body, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if len(body) > len(in) {
+			t.Fatalf("a body of %d bytes from %d bytes sent", len(body), len(in))
+		}
+	})
+}
