@@ -146,6 +146,10 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(seq uint64, e
 		FilterSubjects: []string{l.subject},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    after + 1,
+		// Unlimited, a consumer re-made while the cluster has no quorum
+		// retries for ever and ignores ctx (nats.go holds its lock): a few
+		// tries, then Follow returns and its caller decides.
+		MaxResetAttempts: 3,
 	})
 	if err != nil {
 		return fmt.Errorf("configlog: follow: %w", err)

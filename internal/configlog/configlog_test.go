@@ -270,19 +270,24 @@ func TestConcurrentWritesOnSeveralHosts(t *testing.T) {
 	for v := range versions {
 		seen[v] = true
 	}
-	list, err := hosts[2].ListVersions(ctx, "f0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for v := range seen {
-		found := false
-		for _, f := range list {
-			found = found || f.Version == v
+	// c may apply the last publishes after the last update: wait for them.
+	var list []store.Function
+	eventually(t, "every published version on c", func() error {
+		var err error
+		if list, err = hosts[2].ListVersions(ctx, "f0"); err != nil {
+			return err
 		}
-		if !found {
-			t.Errorf("version %s published, not listed on c", v)
+		for v := range seen {
+			found := false
+			for _, f := range list {
+				found = found || f.Version == v
+			}
+			if !found {
+				return fmt.Errorf("version %s published, not listed on c", v)
+			}
 		}
-	}
+		return nil
+	})
 	for i, f := range list[1:] {
 		if f.Version != fmt.Sprint(i+1) {
 			t.Errorf("versions %v: not 1..n", list)

@@ -199,13 +199,24 @@ func (s *Store) AppliedSequence() uint64 {
 	return s.rep.applied
 }
 
+// stopReplica stops following the log, waiting a bounded time: a follower
+// stuck re-making its consumer in a cluster that lost its quorum (the
+// other hosts stopping too) must not hold the daemon's shutdown; it ends on
+// its own once its tries run out.
 func (s *Store) stopReplica() {
 	if s.rep == nil {
 		return
 	}
 	s.rep.cancel()
-	<-s.rep.done
+	select {
+	case <-s.rep.done:
+	case <-time.After(stopReplicaWait):
+		s.rep.logger.Warn("configuration log: the follower did not stop in time; closing without it")
+	}
 }
+
+// stopReplicaWait bounds stopReplica's wait.
+const stopReplicaWait = 3 * time.Second
 
 // follow applies the log's entries as they come, until the store closes.
 // A failure to read the log or to write SQLite is retried (from the entry

@@ -68,6 +68,12 @@ func (m *machine) Snapshot(ctx context.Context, statePath string) (vmm.Snapshot,
 	}
 	snap.StateBytes = fi.Size()
 	if !m.spec.MemoryPrivate {
+		// The memory file is the snapshot's memory: its zero pages (RAM
+		// the guest never used, or used and zeroed) become holes, read
+		// back as zeros, on no disk.
+		if _, err := vmm.PunchZeroPages(m.spec.MemoryFile()); err != nil {
+			return snap, err
+		}
 		if err := vmm.ReleaseCache(m.spec.MemoryFile()); err != nil {
 			return snap, err
 		}
