@@ -20,6 +20,7 @@ import (
 	"github.com/hearthdev/hearth/internal/async"
 	"github.com/hearthdev/hearth/internal/broker"
 	"github.com/hearthdev/hearth/internal/cluster"
+	"github.com/hearthdev/hearth/internal/configlog"
 	"github.com/hearthdev/hearth/internal/console"
 	"github.com/hearthdev/hearth/internal/esm"
 	"github.com/hearthdev/hearth/internal/fnlog"
@@ -134,6 +135,10 @@ type Server struct {
 	member *cluster.Member
 	drain  *drainGate
 	load   *hostLoad
+	// router forwards invocations to the host best placed (route.go);
+	// configLog is the configuration the hosts share.
+	router    *router
+	configLog *configlog.Log
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -236,8 +241,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	s.openRouter()
 	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.invokeScheduler(), Meter: usage, Observer: s.metrics, Logs: logs, Async: s.async,
-		Region: cfg.Region, SnapStart: cfg.SnapStart, KeepPaused: cfg.KeepPaused, CacheDir: cfg.Host.CacheDir, Services: s.buckets, Log: cfg.Log})
+		Region: cfg.Region, SnapStart: cfg.SnapStart, KeepPaused: cfg.KeepPaused, CacheDir: cfg.Host.CacheDir, Services: s.buckets,
+		Forwarder: s.forwarder(), Sync: s.configSync(), Node: s.cfg.Cluster.Node, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
 	if cfg.URLDomain == "" {
@@ -420,6 +427,10 @@ func (s *Server) Start(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	if err := s.startRouter(); err != nil {
+		ln.Close()
+		return err
+	}
 	s.announce()
 	s.adopt(ctx)
 	s.microvms.Start(ctx)
@@ -484,6 +495,7 @@ func (s *Server) Scheduler() *scheduler.Scheduler { return s.sched }
 // and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
+	s.stopRouter()
 	for _, u := range s.urls {
 		_ = u.Shutdown(ctx)
 	}
