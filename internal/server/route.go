@@ -22,6 +22,7 @@ import (
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
+	"github.com/hearthdev/hearth/internal/store"
 )
 
 // Routing between the hosts of a cluster: any host takes any invocation,
@@ -658,16 +659,39 @@ type lastEntry interface {
 }
 
 // configSync is invoke.ConfigSync for a host of a cluster: catching up is
-// waiting until this host has applied the log's last entry.
+// waiting until this host has applied the log's last entry. The last
+// entry read is reused for lastReuse, so that a flood of calls for
+// functions or URLs that exist nowhere costs the log one read per
+// lastReuse, not one each.
 type configSync struct {
 	log     lastEntry
 	applied func() uint64
+
+	mu     sync.Mutex
+	last   uint64
+	readAt time.Time
 }
 
-func (c configSync) CatchUp(ctx context.Context) error {
+const lastReuse = 20 * time.Millisecond
+
+func (c *configSync) lastEntry(ctx context.Context) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.readAt) < lastReuse {
+		return c.last, nil
+	}
+	last, err := c.log.Last(ctx)
+	if err != nil {
+		return 0, err
+	}
+	c.last, c.readAt = last, time.Now()
+	return last, nil
+}
+
+func (c *configSync) CatchUp(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, configWait)
 	defer cancel()
-	last, err := c.log.Last(ctx)
+	last, err := c.lastEntry(ctx)
 	if err != nil {
 		return fmt.Errorf("the configuration log's last entry: %w", err)
 	}
@@ -706,7 +730,10 @@ func (s *Server) configSync() invoke.ConfigSync {
 	if s.configLog == nil {
 		return nil
 	}
-	return configSync{log: s.configLog, applied: s.store.AppliedSequence}
+	if s.sync == nil {
+		s.sync = &configSync{log: s.configLog, applied: s.store.AppliedSequence}
+	}
+	return s.sync
 }
 
 // startRouter takes the calls other hosts forward here.
@@ -723,4 +750,25 @@ func (s *Server) stopRouter() {
 	if s.router != nil {
 		s.router.stop()
 	}
+}
+
+// urlConfigs finds function URLs in the store; on a host of a cluster, a
+// URL not found is looked for again once this host has caught up with
+// the shared configuration (one made through another host a moment ago).
+type urlConfigs struct {
+	st   *store.Store
+	sync invoke.ConfigSync // nil: the configuration is this host's alone
+	log  *slog.Logger
+}
+
+func (u urlConfigs) URLConfigByID(ctx context.Context, id string) (store.URLConfig, error) {
+	cfg, err := u.st.URLConfigByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) && u.sync != nil {
+		if cerr := u.sync.CatchUp(ctx); cerr != nil {
+			u.log.Warn("catching up with the shared configuration", "url", id, "err", cerr)
+			return cfg, err
+		}
+		return u.st.URLConfigByID(ctx, id)
+	}
+	return cfg, err
 }

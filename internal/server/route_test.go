@@ -299,3 +299,46 @@ type warmScheduler struct{ idleScheduler }
 func (warmScheduler) StatsByFunction() map[string]scheduler.Stats {
 	return map[string]scheduler.Stats{"f": {Warm: 1}}
 }
+
+type countingLog struct {
+	last  uint64
+	err   error
+	reads atomic.Int32
+}
+
+func (l *countingLog) Last(context.Context) (uint64, error) {
+	l.reads.Add(1)
+	return l.last, l.err
+}
+
+// Catching up waits until this host has applied the log's last entry; a
+// log that cannot be read is an error; reads close together share one.
+func TestConfigSyncCatchUp(t *testing.T) {
+	var applied atomic.Uint64
+	applied.Store(3)
+	log := &countingLog{last: 5}
+	c := &configSync{log: log, applied: applied.Load}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		applied.Store(5)
+	}()
+	if err := c.CatchUp(context.Background()); err != nil || applied.Load() < 5 {
+		t.Fatalf("caught up with %d applied: %v", applied.Load(), err)
+	}
+	if err := c.CatchUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := log.reads.Load(); n > 2 {
+		t.Errorf("%d reads of the log", n)
+	}
+	bad := &configSync{log: &countingLog{err: errors.New("no quorum")}, applied: applied.Load}
+	if err := bad.CatchUp(context.Background()); err == nil {
+		t.Error("no error from an unreadable log")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	behind := &configSync{log: &countingLog{last: 9}, applied: applied.Load}
+	if err := behind.CatchUp(ctx); err == nil {
+		t.Error("caught up with an entry never applied")
+	}
+}

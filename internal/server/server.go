@@ -139,6 +139,7 @@ type Server struct {
 	// configLog is the configuration the hosts share.
 	router    *router
 	configLog *configlog.Log
+	sync      *configSync
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -374,7 +375,7 @@ func (s *Server) URLAddrs() []string { return s.urlAddrs }
 func (s *Server) startURLs() error {
 	// Function URLs are signed for service lambda in the daemon's region,
 	// as AWS signs them.
-	fe := funcurl.New(funcurl.Config{URLs: s.store, Invoker: s.invoke, Verifier: s.verifier.InRegion(s.cfg.Region), Log: s.log})
+	fe := funcurl.New(funcurl.Config{URLs: urlConfigs{st: s.store, sync: s.configSync(), log: s.log}, Invoker: s.invoke, Verifier: s.verifier.InRegion(s.cfg.Region), Log: s.log})
 	// A MicroVM's endpoint shares the listeners: its host name (or the
 	// /microvm/<id>/ path) picks it.
 	h := vmproxy.New(vmproxy.Config{Backends: s.microvms, Domain: s.cfg.URLDomain, Log: s.log}).Route(fe)
