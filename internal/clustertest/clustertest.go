@@ -71,7 +71,7 @@ type Host struct {
 	// API and URL are the Lambda API's and the function URLs' base
 	// (http://addr:port).
 	API, URL string
-	// Keys are the host's access keys (each host has its own).
+	// Keys are the host's access keys (the same on every host).
 	Keys server.Profile
 	// LogPath is the daemon's stderr.
 	LogPath string
@@ -141,8 +141,15 @@ func Start(t *testing.T, o Options) *Cluster {
 		routes = append(routes, fmt.Sprintf("nats://%s:%d", h.Addr, ClusterPort))
 	}
 	logs := t.TempDir()
+	// The same keys on every host, as an operator copies the credentials
+	// file (keys are not shared through the cluster).
+	keys := server.Profile{Name: "default", AccessKeyID: "AKIACLUSTERTEST" + strings.ToUpper(randomHex(t, 2))[:1], SecretAccessKey: randomHex(t, 20)}
 	for _, h := range c.Hosts {
 		h.Data = t.TempDir()
+		creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", keys.AccessKeyID, keys.SecretAccessKey)
+		if err := os.WriteFile(server.CredentialsFile(h.Data), []byte(creds), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		h.LogPath = filepath.Join(logs, h.Node+".log")
 		h.hb = o.Hearth
 		h.API = fmt.Sprintf("http://%s:%d", h.Addr, APIPort)
