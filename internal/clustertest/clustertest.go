@@ -128,11 +128,18 @@ func Start(t *testing.T, o Options) *Cluster {
 		t.Fatal(err)
 	}
 	c.TestAddr = c.Prefix.Addr().Next()
+	// The folders first: t.TempDir's removal then comes after the
+	// teardown (cleanups run last first), once the daemons are gone.
+	work := t.TempDir()
+	datas := make([]string, o.Hosts)
+	for i := range datas {
+		datas[i] = t.TempDir()
+	}
 	t.Cleanup(func() { c.teardown(t) })
 	if err := c.network(o.Hosts); err != nil {
 		t.Fatal(err)
 	}
-	secret := filepath.Join(t.TempDir(), "cluster-secret")
+	secret := filepath.Join(work, "cluster-secret")
 	if err := os.WriteFile(secret, []byte(randomHex(t, 16)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -140,12 +147,12 @@ func Start(t *testing.T, o Options) *Cluster {
 	for _, h := range c.Hosts {
 		routes = append(routes, fmt.Sprintf("nats://%s:%d", h.Addr, ClusterPort))
 	}
-	logs := t.TempDir()
+	logs := work
 	// The same keys on every host, as an operator copies the credentials
 	// file (keys are not shared through the cluster).
 	keys := server.Profile{Name: "default", AccessKeyID: "AKIACLUSTERTEST" + strings.ToUpper(randomHex(t, 2))[:1], SecretAccessKey: randomHex(t, 20)}
-	for _, h := range c.Hosts {
-		h.Data = t.TempDir()
+	for i, h := range c.Hosts {
+		h.Data = datas[i]
 		creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", keys.AccessKeyID, keys.SecretAccessKey)
 		if err := os.WriteFile(server.CredentialsFile(h.Data), []byte(creds), 0o600); err != nil {
 			t.Fatal(err)
@@ -417,12 +424,13 @@ func (h *Host) Status(ctx context.Context) (api.ClusterStatus, error) {
 	return st, json.Unmarshal(b, &st)
 }
 
-// WaitUp waits until h sees n hosts up.
+// WaitUp waits until h sees n hosts up, each with its API address (a
+// host tells it once it listens).
 func (c *Cluster) WaitUp(ctx context.Context, h *Host, n int) error {
 	return c.WaitFor(ctx, h, fmt.Sprintf("%d hosts up", n), func(st api.ClusterStatus) bool {
 		up := 0
 		for _, hs := range st.Hosts {
-			if hs.State == cluster.StateUp {
+			if hs.State == cluster.StateUp && hs.API != "" {
 				up++
 			}
 		}
