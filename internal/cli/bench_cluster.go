@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
@@ -86,8 +90,38 @@ type benchClusterResult struct {
 
 // clusterHost is one host as the bench calls it.
 type clusterHost struct {
-	node   string
-	client *lambda.Client
+	node     string
+	endpoint string
+	id       string
+	secret   string
+	client   *lambda.Client
+}
+
+// noNetwork turns the function's network off (PUT
+// /hearth/v1/functions/{name}/network-policy).
+func noNetwork(ctx context.Context, h clusterHost, fn string) error {
+	body := []byte(`{"Enabled":false}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, h.endpoint+"/hearth/v1/functions/"+fn+"/network-policy", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(body)
+	hash := hex.EncodeToString(sum[:])
+	req.Header.Set("X-Amz-Content-Sha256", hash)
+	req.Header.Set("Content-Type", "application/json")
+	if err := v4.NewSigner().SignHTTP(ctx, aws.Credentials{AccessKeyID: h.id, SecretAccessKey: h.secret}, req, hash, "lambda", "local", time.Now()); err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("turning the function's network off: %d %s", resp.StatusCode, b)
+	}
+	return nil
 }
 
 func (c *CLI) benchCluster(cmd *cobra.Command, f benchClusterFlags) error {
@@ -109,7 +143,8 @@ func (c *CLI) benchCluster(cmd *cobra.Command, f benchClusterFlags) error {
 			return err
 		}
 		for _, e := range f.endpoints {
-			hosts = append(hosts, clusterHost{client: benchLambda(strings.TrimRight(e, "/"), id, secret)})
+			e = strings.TrimRight(e, "/")
+			hosts = append(hosts, clusterHost{endpoint: e, id: id, secret: secret, client: benchLambda(e, id, secret)})
 		}
 	} else {
 		lc, err := c.startLoopbackCluster(cmd, f.host, 3)
@@ -129,6 +164,11 @@ func (c *CLI) benchCluster(cmd *cobra.Command, f benchClusterFlags) error {
 	defer func() {
 		_, _ = first.DeleteFunction(context.WithoutCancel(ctx), &lambda.DeleteFunctionInput{FunctionName: aws.String(fn)})
 	}()
+	// The function needs no network: its environments get none (and the
+	// loopback hosts, which share this machine's, make none).
+	if err := noNetwork(ctx, hosts[0], fn); err != nil {
+		return err
+	}
 	// One environment, on the first host: every later call there is warm,
 	// and every call through another host is forwarded to it.
 	node, _, err := benchInvoke(ctx, first, fn)
@@ -136,6 +176,9 @@ func (c *CLI) benchCluster(cmd *cobra.Command, f benchClusterFlags) error {
 		return fmt.Errorf("the first (cold) call: %w", err)
 	}
 	hosts[0].node = node
+	// The others learn of the warm environment from its heartbeats (one a
+	// second): before that, a call through them would start one there.
+	time.Sleep(3 * time.Second)
 	if err := waitForwarded(ctx, hosts, fn, node); err != nil {
 		return err
 	}
@@ -334,7 +377,9 @@ func (c *CLI) startLoopbackCluster(cmd *cobra.Command, hf hostFlags, n int) (*lo
 		return nil, fmt.Errorf("the bench's keys: %v", err)
 	}
 	for _, s := range l.srvs {
-		l.hosts = append(l.hosts, clusterHost{client: benchLambda("http://"+s.Addr(), profiles[0].AccessKeyID, profiles[0].SecretAccessKey)})
+		p := profiles[0]
+		l.hosts = append(l.hosts, clusterHost{endpoint: "http://" + s.Addr(), id: p.AccessKeyID, secret: p.SecretAccessKey,
+			client: benchLambda("http://"+s.Addr(), p.AccessKeyID, p.SecretAccessKey)})
 	}
 	return l, nil
 }
