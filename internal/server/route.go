@@ -330,8 +330,9 @@ func (r *router) view(self cluster.HostStatus) []cluster.HostStatus {
 }
 
 // place picks the host to run an invocation of function on: one with an
-// idle warm environment of it, then one with a paused, then a suspended
-// one (this host first within a tier: no hop), then for a cold start the
+// idle warm environment of it, then one with a paused, then one running
+// it, then one with a suspended one (this host first within a tier: no
+// hop), then for a cold start the
 // least loaded (fewest invocations in flight, then the least guest memory
 // committed for its bound) among those with room for memoryMB, this host
 // on a tie. Never a host that is down, stopped, drained, of another
@@ -354,6 +355,10 @@ func place(self string, hosts []cluster.HostStatus, function string, memoryMB in
 	tiers := []func(cluster.FunctionLoad) int{
 		func(l cluster.FunctionLoad) int { return l.Warm },
 		func(l cluster.FunctionLoad) int { return l.Paused },
+		// Only busy ones: a heartbeat taken during an invocation counts
+		// its environment busy, and most invocations are short, so it is
+		// likely free when the call arrives (else that host starts one).
+		func(l cluster.FunctionLoad) int { return l.Busy },
 		func(l cluster.FunctionLoad) int { return l.Suspended },
 	}
 	for _, count := range tiers {
