@@ -449,7 +449,7 @@ func (a *API) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request
 			a.writeError(w, notFound(err, a.arn(name)))
 			return
 		}
-		codeSize, err := a.storedCodeSize(cur)
+		codeSize, err := a.storedCodeSize(r.Context(), cur)
 		if err == nil {
 			layers, err = a.functionLayers(r.Context(), *req.Layers, codeSize)
 		}
@@ -693,7 +693,12 @@ func (a *API) checkLayersTogether(ctx context.Context, fn string, layers []store
 	}
 	codes := make([]*guestimage.Code, len(lvs))
 	for i, lv := range lvs {
-		if codes[i], err = guestimage.ReadLayerZipFile(a.cfg.Store.LayerPath(lv.Digest)); err != nil {
+		// Fetched from the hosts' store when another host published it.
+		path, err := a.cfg.Store.FetchLayer(ctx, lv.Digest)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", lv.LayerVersionArn, err)
+		}
+		if codes[i], err = guestimage.ReadLayerZipFile(path); err != nil {
 			return fmt.Errorf("layer %s: %w", lv.LayerVersionArn, err)
 		}
 	}

@@ -20,6 +20,9 @@ import (
 const (
 	spansHeader     = "X-Hearth-Spans"
 	hostShareHeader = "X-Hearth-Host-Us"
+	// NodeHeader names the host of a cluster that ran the invocation
+	// (this one, or the one it was forwarded to).
+	NodeHeader = "X-Hearth-Node"
 )
 
 // answerWrite bounds how long an invocation's answer may take to send.
@@ -71,6 +74,9 @@ func (a *API) invoke(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Hearth-Start-Type", string(res.StartType))
+	if res.Node != "" {
+		h.Set(NodeHeader, res.Node)
+	}
 	rec := spans.From(r.Context())
 	rec.Mark(spans.Answered)
 	host, measured := rec.Host()

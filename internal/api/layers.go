@@ -533,9 +533,14 @@ func tooLargeWithLayers(total int64) error {
 	return lambdaerr.InvalidParameter("Function code combined with layers exceeds the maximum allowed size of %d bytes. The actual size is %d bytes.", maxUnzippedWithLayers, total)
 }
 
-// storedCodeSize is the unpacked size of a function's stored zip.
-func (a *API) storedCodeSize(f store.Function) (int64, error) {
-	data, err := os.ReadFile(a.cfg.Store.CodePath(f.CodeDigest()))
+// storedCodeSize is the unpacked size of a function's stored zip
+// (fetched from the hosts' store when another host took it).
+func (a *API) storedCodeSize(ctx context.Context, f store.Function) (int64, error) {
+	path, err := a.cfg.Store.FetchCode(ctx, f.CodeDigest())
+	if err != nil {
+		return 0, fmt.Errorf("the code of %s: %w", f.FunctionName, err)
+	}
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0, fmt.Errorf("the code of %s: %w", f.FunctionName, err)
 	}

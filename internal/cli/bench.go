@@ -14,7 +14,7 @@ import (
 
 func (c *CLI) benchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure Hearth on this machine"}
-	cmd.AddCommand(c.benchBucketsCmd(), c.benchColdCmd(), c.benchDensityCmd(), c.benchEventsCmd(), c.benchKindsCmd(), c.benchLifecycleCmd(), c.benchLoadCmd(), c.benchMicroVMCmd(), c.benchNetCmd(), c.benchURLCmd())
+	cmd.AddCommand(c.benchBucketsCmd(), c.benchClusterCmd(), c.benchColdCmd(), c.benchDensityCmd(), c.benchEventsCmd(), c.benchKindsCmd(), c.benchLifecycleCmd(), c.benchLoadCmd(), c.benchMicroVMCmd(), c.benchNetCmd(), c.benchURLCmd())
 	return cmd
 }
 

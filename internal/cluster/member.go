@@ -24,15 +24,21 @@ import (
 )
 
 // Protocol is the version of what hosts tell each other (these records,
-// and later the forwarded invocations). A host speaks Protocol and
-// understands every version from MinProtocol up: a host joins only when
-// every live host's range and its own meet, so that a rolling upgrade
-// (N+1 that still reads N) keeps serving, and a host two versions apart
-// is refused.
+// and the forwarded invocations). A host speaks Protocol and understands
+// every version from MinProtocol up: a host joins only when every live
+// host's range and its own meet, so that a rolling upgrade (N+1 that
+// still reads N) keeps serving, and a host two versions apart is refused.
+//
+// 2: hosts answer forwarded invocations and tell their load by function;
+// a host of protocol 1 is never sent one (ForwardProtocol).
 const (
-	Protocol    = 1
+	Protocol    = 2
 	MinProtocol = 1
 )
+
+// ForwardProtocol is the first protocol whose hosts answer invocations
+// forwarded to them.
+const ForwardProtocol = 2
 
 // The buckets.
 const (
@@ -58,7 +64,7 @@ var (
 	ErrUnknownHost  = errors.New("no such host in the cluster")
 )
 
-// Load is what a host carries, for status and (later) placement.
+// Load is what a host carries, for status and placement.
 type Load struct {
 	Busy      int `json:"busy"`
 	Warm      int `json:"warm"`
@@ -72,6 +78,17 @@ type Load struct {
 	InFlight int `json:"inFlight"`
 	// MicroVMs counts the MicroVMs running on the host.
 	MicroVMs int `json:"microVMs"`
+	// Functions counts the environments of each function the host has
+	// any of, for placement: a warm one here beats a cold start there.
+	Functions map[string]FunctionLoad `json:"functions,omitempty"`
+}
+
+// FunctionLoad is a host's environments of one function, by state.
+type FunctionLoad struct {
+	Busy      int `json:"busy,omitempty"`
+	Warm      int `json:"warm,omitempty"`
+	Paused    int `json:"paused,omitempty"`
+	Suspended int `json:"suspended,omitempty"`
 }
 
 // Host is the record a host heartbeats.

@@ -116,7 +116,18 @@ type Config struct {
 	// guest port with which it reaches the host's services (the S3
 	// endpoint, with its keys).
 	Services GuestServices
-	Log      *slog.Logger
+	// Forwarder, when set (a host of a cluster), may send a
+	// RequestResponse to the host best placed to run it (forward.go).
+	Forwarder Forwarder
+	// Sync, when set (a host of a cluster), is the shared configuration:
+	// a function not found is looked up again once this host has caught
+	// up with it, so that every entry (a forwarded call, an asynchronous
+	// event or a queue message taken by this host's workers) runs a
+	// function created on another host a moment ago instead of failing.
+	Sync ConfigSync
+	// Node names this host in a cluster: Result.Node of what it runs.
+	Node string
+	Log  *slog.Logger
 }
 
 // GuestServices says how a function reaches the host's services: the
@@ -181,6 +192,9 @@ type Request struct {
 	// function sees the event's request id on every attempt, as on
 	// Lambda. Empty makes a new one.
 	RequestID string
+	// NoForward is set on an invocation another host forwarded here: it
+	// runs on this host, never forwarded again.
+	NoForward bool
 }
 
 // Result is what the caller answers with.
@@ -196,6 +210,9 @@ type Result struct {
 	// LogTail is the last 4 KB of the invocation's log, START to REPORT,
 	// as Lambda returns it for X-Amz-Log-Type: Tail.
 	LogTail []byte
+	// Node is the host of a cluster that ran the invocation (empty
+	// standalone).
+	Node string
 }
 
 // Invoke runs one invocation. An Event is accepted once its function is
@@ -257,7 +274,11 @@ func (s *Service) Invoke(ctx context.Context, req Request) (*Result, error) {
 		}()
 		return &Result{RequestID: requestID, Version: fn.Version}, nil
 	}
-	return s.run(context.WithoutCancel(ctx), fn, requestID, req)
+	ctx = context.WithoutCancel(ctx)
+	if res, forwarded, err := s.forward(ctx, fn, requestID, req); forwarded {
+		return res, err
+	}
+	return s.run(ctx, fn, requestID, req)
 }
 
 // run leases an environment, runs the invocation on it, and logs and
@@ -305,7 +326,7 @@ func (s *Service) run(ctx context.Context, fn scheduler.Function, requestID stri
 
 func (s *Service) result(fn scheduler.Function, res *sandbox.Result, t *transcript) *Result {
 	return &Result{RequestID: res.RequestID, Version: fn.Version, Payload: res.Payload, Error: res.Error,
-		StartType: res.StartType, LogTail: t.tail(res)}
+		StartType: res.StartType, LogTail: t.tail(res), Node: s.cfg.Node}
 }
 
 func (s *Service) logs(function string) io.Writer {
@@ -376,6 +397,15 @@ func (s *Service) function(ctx context.Context, name, qualifier string) (schedul
 // read resolves a name and qualifier from the store.
 func (s *Service) read(ctx context.Context, name, qualifier string) (scheduler.Function, error) {
 	f, err := s.cfg.Functions.Resolve(ctx, name, qualifier)
+	if errors.Is(err, store.ErrNotFound) && s.cfg.Sync != nil {
+		// Perhaps made on another host a moment ago: look again once this
+		// host has what the shared configuration holds.
+		if cerr := s.cfg.Sync.CatchUp(ctx); cerr != nil {
+			s.cfg.Log.Warn("catching up with the shared configuration", "function", name, "err", cerr)
+		} else {
+			f, err = s.cfg.Functions.Resolve(ctx, name, qualifier)
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		arn := fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", s.cfg.Region, name)
 		if qualifier != "" {

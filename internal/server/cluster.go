@@ -164,6 +164,7 @@ func (h *hostLoad) Load() cluster.Load {
 	l.Busy, l.Warm, l.Paused, l.Suspended = st.Busy, st.Warm, st.Paused, st.Suspended
 	l.InFlight = st.Busy
 	l.MemoryMB, l.MemoryLimitMB = u.MemoryMB, u.Limits.MaxMemoryMB
+	l.Functions = functionLoads(h.sched.StatsByFunction())
 	if mv := h.microvms.Load(); mv != nil {
 		for _, ms := range mv.StatsByImage() {
 			l.MicroVMs += ms.Running

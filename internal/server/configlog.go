@@ -49,6 +49,7 @@ func (s *Server) openConfigLog(ctx context.Context) error {
 	if err := s.store.Replicate(ctx, store.Replication{Log: l, Blobs: l, Host: c.Host, Logger: s.log.With("part", "configlog")}); err != nil {
 		return fmt.Errorf("configuration log: %w", err)
 	}
+	s.configLog = l
 	s.log.Info("configuration follows the log", "host", c.Host, "replicas", c.Replicas, "applied", s.store.AppliedSequence())
 	return nil
 }

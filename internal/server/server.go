@@ -20,6 +20,7 @@ import (
 	"github.com/hearthdev/hearth/internal/async"
 	"github.com/hearthdev/hearth/internal/broker"
 	"github.com/hearthdev/hearth/internal/cluster"
+	"github.com/hearthdev/hearth/internal/configlog"
 	"github.com/hearthdev/hearth/internal/console"
 	"github.com/hearthdev/hearth/internal/esm"
 	"github.com/hearthdev/hearth/internal/fnlog"
@@ -134,6 +135,11 @@ type Server struct {
 	member *cluster.Member
 	drain  *drainGate
 	load   *hostLoad
+	// router forwards invocations to the host best placed (route.go);
+	// configLog is the configuration the hosts share.
+	router    *router
+	configLog *configlog.Log
+	sync      *configSync
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -236,8 +242,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	s.openRouter()
 	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.invokeScheduler(), Meter: usage, Observer: s.metrics, Logs: logs, Async: s.async,
-		Region: cfg.Region, SnapStart: cfg.SnapStart, KeepPaused: cfg.KeepPaused, CacheDir: cfg.Host.CacheDir, Services: s.buckets, Log: cfg.Log})
+		Region: cfg.Region, SnapStart: cfg.SnapStart, KeepPaused: cfg.KeepPaused, CacheDir: cfg.Host.CacheDir, Services: s.buckets,
+		Forwarder: s.forwarder(), Sync: s.configSync(), Node: s.cfg.Cluster.Node, Log: cfg.Log})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
 	if cfg.URLDomain == "" {
@@ -367,7 +375,7 @@ func (s *Server) URLAddrs() []string { return s.urlAddrs }
 func (s *Server) startURLs() error {
 	// Function URLs are signed for service lambda in the daemon's region,
 	// as AWS signs them.
-	fe := funcurl.New(funcurl.Config{URLs: s.store, Invoker: s.invoke, Verifier: s.verifier.InRegion(s.cfg.Region), Log: s.log})
+	fe := funcurl.New(funcurl.Config{URLs: urlConfigs{st: s.store, sync: s.configSync(), log: s.log}, Invoker: s.invoke, Verifier: s.verifier.InRegion(s.cfg.Region), Log: s.log})
 	// A MicroVM's endpoint shares the listeners: its host name (or the
 	// /microvm/<id>/ path) picks it.
 	h := vmproxy.New(vmproxy.Config{Backends: s.microvms, Domain: s.cfg.URLDomain, Log: s.log}).Route(fe)
@@ -417,6 +425,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	if err := s.buckets.start(s.cfg.S3Listen); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := s.startRouter(); err != nil {
 		ln.Close()
 		return err
 	}
@@ -484,6 +496,7 @@ func (s *Server) Scheduler() *scheduler.Scheduler { return s.sched }
 // and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
+	s.stopRouter()
 	for _, u := range s.urls {
 		_ = u.Shutdown(ctx)
 	}
