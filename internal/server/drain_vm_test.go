@@ -23,6 +23,7 @@ import (
 	"github.com/hearthdev/hearth/internal/broker/brokertest"
 	"github.com/hearthdev/hearth/internal/cluster"
 	"github.com/hearthdev/hearth/internal/network"
+	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/testvm"
 	"github.com/hearthdev/hearth/internal/vmboot"
 )
@@ -35,8 +36,8 @@ type drainHost struct {
 }
 
 // startDrainCluster starts n daemons as one cluster on loopback, whose idle
-// environments suspend after keepWarm.
-func startDrainCluster(t *testing.T, n int, keepWarm time.Duration) []*drainHost {
+// environments suspend after keepWarm; snapStart makes templates.
+func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bool) []*drainHost {
 	t.Helper()
 	testvm.Driver(t)
 	agent := testvm.Agent(t)
@@ -58,7 +59,7 @@ func startDrainCluster(t *testing.T, n int, keepWarm time.Duration) []*drainHost
 			if os.Getenv("HEARTH_TEST_LOG") != "" {
 				log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", node)
 			}
-			srv, err := New(context.Background(), Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: keepWarm, KeepPaused: -1, MaxConcurrency: 4,
+			srv, err := New(context.Background(), Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: keepWarm, KeepPaused: -1, MaxConcurrency: 4, SnapStart: snapStart,
 				Host: vmboot.Options{Agent: agent, Accel: "tcg", CacheDir: testvm.CacheDir()},
 				Cluster: ClusterOptions{Name: "test", Node: node, Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
 					Interval: 200 * time.Millisecond, DownAfter: time.Second},
@@ -135,7 +136,7 @@ func (h *drainHost) count(t *testing.T) (int, string) {
 // host refusing too the environment is dropped, with the reasons, and
 // stays where it was.
 func TestDrainMovesASuspendedEnv(t *testing.T) {
-	hs := startDrainCluster(t, 3, time.Second)
+	hs := startDrainCluster(t, 3, time.Second, false)
 	a := hs[0]
 	ctx := context.Background()
 	zip, err := os.ReadFile(testvm.FunctionZip(t, "./examples/counter"))
@@ -230,10 +231,146 @@ func TestDrainMovesASuspendedEnv(t *testing.T) {
 	if st := to.srv.sched.Stats(); st.Suspended != 1 {
 		t.Fatalf("%s holds %+v, want one suspended env", mv.To, st)
 	}
+	if to.srv.nets != nil {
+		// Its network is the receiver's, made for it under its new id.
+		b, err := os.ReadFile(filepath.Join(to.data, "envs", mv.NewEnv, "manifest.json"))
+		if err != nil || !strings.Contains(string(b), `"netns": "`+network.NetnsPrefix+mv.NewEnv+`"`) {
+			t.Errorf("the moved env's manifest on %s names no network of its own: %v\n%s", mv.To, err, b)
+		}
+	}
 	if n, start := to.count(t); n != 2 || start != "resume" {
 		t.Fatalf("the call on %s: count %d, start %q; want 2, resume (the env's memory)", mv.To, n, start)
 	}
 	if n, start := to.count(t); n != 3 || start != "warm" {
 		t.Fatalf("the next call on %s: count %d, start %q; want 3, warm", mv.To, n, start)
+	}
+}
+
+// invoke calls function fn on h with payload: the answer and how its
+// environment started.
+func (h *drainHost) invoke(t *testing.T, fn, payload string) ([]byte, string) {
+	t.Helper()
+	out, err := h.client.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String(fn), Payload: []byte(payload)})
+	if err != nil {
+		t.Error(err)
+		return nil, ""
+	}
+	start := ""
+	if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok {
+		start = raw.Header.Get("X-Hearth-Start-Type")
+	}
+	return out.Payload, start
+}
+
+// A suspended clone's state is a delta over its template's memory: the
+// template's memory goes with it (once per receiver), and the clone
+// resumes there with its /tmp and its memory; the environment it was
+// cloned beside moves too.
+func TestDrainMovesAClone(t *testing.T) {
+	hs := startDrainCluster(t, 3, 2*time.Second, true)
+	a := hs[0]
+	ctx := context.Background()
+	zip, err := os.ReadFile(testvm.FunctionZip(t, "./internal/testfunction"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.client.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("tf"), Runtime: types.RuntimeProvidedal2023,
+		Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: zip}, Timeout: aws.Int32(30)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs[1:] {
+		waitUntil(t, 15*time.Second, "the function replicated", func() bool {
+			_, err := h.srv.store.Resolve(ctx, "tf", "")
+			return err == nil
+		})
+	}
+	if _, start := a.invoke(t, "tf", `{}`); start != "cold" {
+		t.Fatalf("first call: start %q", start)
+	}
+	waitUntil(t, time.Minute, "a's template", func() bool { return a.srv.sched.Stats().Templates == 1 })
+	// The warm env busy, the next call is cloned; it writes to its /tmp.
+	slept := make(chan string, 1)
+	go func() {
+		_, start := a.invoke(t, "tf", `{"action":"sleep","ms":3000}`)
+		slept <- start
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if out, start := a.invoke(t, "tf", `{"action":"tmp","data":"clone-data"}`); start != "clone" || !strings.Contains(string(out), "clone-data") {
+		t.Fatalf("the second call: start %q, %s; want a clone", start, out)
+	}
+	if start := <-slept; start != "warm" {
+		t.Fatalf("the sleeping call: start %q", start)
+	}
+	waitUntil(t, time.Minute, "a's two envs suspended", func() bool { return a.srv.sched.Stats().Suspended == 2 })
+	clones := 0
+	for _, e := range a.srv.sched.SuspendedEnvs() {
+		if f, err := sandbox.ReadFolder(e.Dir); err == nil && f.MemoryBase != "" {
+			clones++
+		}
+	}
+	if clones != 1 {
+		t.Fatalf("%d suspended clones with a delta on a, want 1", clones)
+	}
+
+	t0 := time.Now()
+	if err := a.srv.member.Drain(ctx, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	var p *cluster.DrainProgress
+	waitUntil(t, 3*time.Minute, "both envs moved", func() bool {
+		p = a.srv.moves.DrainProgress()
+		return p != nil && p.Moved == 2 && p.State == cluster.DrainDone
+	})
+	t.Logf("2 envs (one clone) moved in %.2fs from the drain request", time.Since(t0).Seconds())
+	on := map[string]int{}
+	for _, mv := range p.Recent {
+		t.Logf("moved %s to %s as %s in %.2fs, %d MB shipped", mv.Env, mv.To, mv.NewEnv, mv.Seconds, mv.Bytes>>20)
+		on[mv.To]++
+	}
+	if st := a.srv.sched.Stats(); st.Suspended != 0 {
+		t.Errorf("a still holds %+v", st)
+	}
+	// On each receiver as many calls at once as it took envs: each
+	// resumes one; the clone's has its /tmp.
+	var contents []string
+	for i, h := range hs[1:] {
+		node := string(rune('b' + i))
+		n := on[node]
+		if n == 0 {
+			continue
+		}
+		if st := h.srv.sched.Stats(); st.Suspended != n {
+			t.Errorf("%s holds %+v, want %d suspended", node, st, n)
+		}
+		bases, _ := filepath.Glob(filepath.Join(h.data, "snapstart", "moved-*", "memory"))
+		if len(bases) > 1 {
+			t.Errorf("%s got %d template memories, want at most one", node, len(bases))
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, start := h.invoke(t, "tf", `{"action":"tmp"}`)
+				if start != "resume" {
+					t.Errorf("a call on %s: start %q, want resume", node, start)
+				}
+				mu.Lock()
+				contents = append(contents, string(out))
+				mu.Unlock()
+			}()
+			time.Sleep(200 * time.Millisecond)
+		}
+		wg.Wait()
+	}
+	found := 0
+	for _, c := range contents {
+		if strings.Contains(c, "clone-data") {
+			found++
+		}
+	}
+	if len(contents) != 2 || found != 1 {
+		t.Errorf("the moved envs' /tmp: %q; want two, one with the clone's data", contents)
 	}
 }
