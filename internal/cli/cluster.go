@@ -175,7 +175,7 @@ func (c *CLI) waitDrain(cmd *cobra.Command, node string, since time.Time, timeou
 				last = line
 			}
 			if p.State == cluster.DrainDone && p.Checked.After(since) {
-				c.printMoves(node, p)
+				c.printMoves(p)
 				return nil
 			}
 		}
@@ -198,7 +198,7 @@ func drainLine(p *cluster.DrainProgress) string {
 }
 
 // printMoves lists a drain's recent moves and drops.
-func (c *CLI) printMoves(node string, p *cluster.DrainProgress) {
+func (c *CLI) printMoves(p *cluster.DrainProgress) {
 	for _, m := range p.Recent {
 		if m.To != "" {
 			fmt.Fprintf(c.Stdout, "  moved   %s (%s) to %s as %s in %.1fs, %d MB shipped\n", m.Env, m.Function, m.To, m.NewEnv, m.Seconds, m.Bytes>>20)
@@ -272,7 +272,7 @@ func (c *CLI) printCluster(st api.ClusterStatus) {
 	for _, h := range st.Hosts {
 		if h.Drain != nil {
 			fmt.Fprintf(c.Stdout, "%s drained: %s\n", h.Node, drainLine(h.Drain))
-			c.printMoves(h.Node, h.Drain)
+			c.printMoves(h.Drain)
 		}
 	}
 }

@@ -66,6 +66,7 @@ const (
 	offerTimeout  = 15 * time.Second
 	adoptTimeout  = 10 * time.Minute
 	recentMoves   = 20
+	maxReason     = 1000
 	maxManifestMB = 1
 	// maxTmpMB is Lambda's largest ephemeral storage.
 	maxTmpMB = 10240
@@ -394,6 +395,9 @@ func (m *mover) moveOne(ctx context.Context, se scheduler.SuspendedEnv, targets 
 		}
 	}()
 	drop := func(reason string) {
+		if len(reason) > maxReason {
+			reason = reason[:maxReason] + "…" // it travels in every heartbeat
+		}
 		m.mu.Lock()
 		m.dropped[se.ID] = true
 		m.mu.Unlock()
