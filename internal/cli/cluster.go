@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -101,33 +102,110 @@ func (c *CLI) clusterStatusCmd() *cobra.Command {
 }
 
 func (c *CLI) clusterDrainCmd() *cobra.Command {
-	var undo bool
+	var (
+		undo    bool
+		wait    bool
+		timeout time.Duration
+	)
 	cmd := &cobra.Command{
-		Use:   "drain NODE [--undo]",
-		Short: "Make a host take no new work (--undo: take work again)",
+		Use:   "drain NODE [--undo] [--wait]",
+		Short: "Make a host take no new work and move its suspended environments (--undo: take work again)",
 		Long: `Sets the host's drain flag in the cluster; the host obeys it within a
 heartbeat: it starts no new environment (new work goes to the other hosts)
 and serves only from the environments it has. Its suspended environments
-stay on it (moving them is to come): they are lost if the host is then
-removed.`,
+move to the other live hosts whose QEMU version, machine type, CPU model,
+kernel and agent match the snapshot's; one no host can take is dropped —
+it stays on the drained host, and is lost when that host is removed. Idle
+environments that suspend later move too, while the drain holds.
+--wait follows the moves until none is left to try.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			node := args[0]
 			body, _ := json.Marshal(api.DrainRequest{Draining: &[]bool{!undo}[0]})
-			st, _, err := c.clusterGet(cmd, http.MethodPost, "/cluster/hosts/"+url.PathEscape(args[0])+"/drain", body)
+			st, _, err := c.clusterGet(cmd, http.MethodPost, "/cluster/hosts/"+url.PathEscape(node)+"/drain", body)
 			if err != nil {
 				return err
 			}
 			if undo {
-				fmt.Fprintf(c.Stdout, "%s: drain cleared; it takes new work again\n", args[0])
-			} else {
-				fmt.Fprintf(c.Stdout, "%s: drained; it takes no new work once it sees the flag (DRAIN shows obeyed)\n", args[0])
+				fmt.Fprintf(c.Stdout, "%s: drain cleared; it takes new work again\n", node)
+				c.printCluster(st)
+				return nil
 			}
-			c.printCluster(st)
-			return nil
+			fmt.Fprintf(c.Stdout, "%s: drained; it takes no new work once it sees the flag (DRAIN shows obeyed), and moves its suspended environments to the other hosts\n", node)
+			if !wait {
+				c.printCluster(st)
+				return nil
+			}
+			return c.waitDrain(cmd, node, st.Time, timeout)
 		},
 	}
 	cmd.Flags().BoolVar(&undo, "undo", false, "clear the drain")
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the moves of the host's suspended environments until none is left to try")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, how long to follow")
 	return cmd
+}
+
+// waitDrain follows a drained host's moves until it has looked for
+// environments to move after since (the drain's request, by the cluster's
+// clock) and found none left to try; then it prints what moved and what
+// was dropped.
+func (c *CLI) waitDrain(cmd *cobra.Command, node string, since time.Time, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		st, _, err := c.clusterGet(cmd, http.MethodGet, "/cluster", nil)
+		if err != nil {
+			return err
+		}
+		var h *cluster.HostStatus
+		for i := range st.Hosts {
+			if st.Hosts[i].Node == node {
+				h = &st.Hosts[i]
+			}
+		}
+		switch {
+		case h == nil:
+			return &exitError{code: ExitHostError, err: fmt.Errorf("%s is no longer in the cluster's status", node)}
+		case h.State != cluster.StateUp:
+			return &exitError{code: ExitHostError, err: fmt.Errorf("%s is %s: its suspended environments stay on it, and are lost if it does not come back", node, h.State)}
+		case h.Drain != nil:
+			p := h.Drain
+			if line := drainLine(p); line != last {
+				fmt.Fprintf(c.Stdout, "%s: %s\n", node, line)
+				last = line
+			}
+			if p.State == cluster.DrainDone && p.Checked.After(since) {
+				c.printMoves(p)
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return &exitError{code: ExitHostError, err: fmt.Errorf("%s: the moves did not end within %s (hearth cluster status shows them)", node, timeout)}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// drainLine is a drain's progress in a line.
+func drainLine(p *cluster.DrainProgress) string {
+	line := fmt.Sprintf("%s: %d moved, %d dropped, %d left", p.State, p.Moved, p.Dropped, p.Pending)
+	if p.Failed > 0 {
+		line += fmt.Sprintf(", %d failed attempts (last: %s)", p.Failed, p.LastError)
+	} else if p.State == cluster.DrainWaiting && p.LastError != "" {
+		line += " (" + p.LastError + ")"
+	}
+	return line
+}
+
+// printMoves lists a drain's recent moves and drops.
+func (c *CLI) printMoves(p *cluster.DrainProgress) {
+	for _, m := range p.Recent {
+		if m.To != "" {
+			fmt.Fprintf(c.Stdout, "  moved   %s (%s) to %s as %s in %.1fs, %d MB shipped\n", m.Env, m.Function, m.To, m.NewEnv, m.Seconds, m.Bytes>>20)
+		} else {
+			fmt.Fprintf(c.Stdout, "  dropped %s (%s): %s\n", m.Env, m.Function, m.Reason)
+		}
+	}
 }
 
 // clusterGet calls the cluster API and decodes its status.
@@ -190,6 +268,12 @@ func (c *CLI) printCluster(st api.ClusterStatus) {
 	}
 	if len(down) > 0 {
 		fmt.Fprintf(c.Stdout, "down: %s (no heartbeat; their suspended environments are lost unless they come back)\n", strings.Join(down, ", "))
+	}
+	for _, h := range st.Hosts {
+		if h.Drain != nil {
+			fmt.Fprintf(c.Stdout, "%s drained: %s\n", h.Node, drainLine(h.Drain))
+			c.printMoves(h.Drain)
+		}
 	}
 }
 

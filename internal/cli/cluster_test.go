@@ -154,6 +154,13 @@ func TestClusterCommands(t *testing.T) {
 	if out, _ = c.hearth(t, ExitOK, "cluster", "status"); !strings.Contains(out, "obeyed") {
 		t.Errorf("status table does not show the drain:\n%s", out)
 	}
+	// Nothing suspended on b: its moves are done at once.
+	if out, _ = a.hearth(t, ExitOK, "cluster", "drain", "b", "--wait", "--timeout", "20s"); !strings.Contains(out, "b: done: 0 moved, 0 dropped, 0 left") {
+		t.Errorf("drain --wait: %s", out)
+	}
+	if out, _ = c.hearth(t, ExitOK, "cluster", "status"); !strings.Contains(out, "b drained: done: 0 moved") {
+		t.Errorf("status does not show b's moves:\n%s", out)
+	}
 	_, errOut := a.hearth(t, ExitBadInput, "cluster", "drain", "nope")
 	if !strings.Contains(errOut, "no host nope") {
 		t.Errorf("drain of an unknown host: %s", errOut)

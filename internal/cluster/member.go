@@ -103,6 +103,9 @@ type Host struct {
 	Load        Load     `json:"load"`
 	// Draining is set while the host obeys a drain (takes no new work).
 	Draining bool `json:"draining"`
+	// Drain is how its move of suspended environments goes, while it
+	// obeys a drain.
+	Drain *DrainProgress `json:"drain,omitempty"`
 	// Stopped is the last record of a host shut down cleanly.
 	Stopped bool      `json:"stopped,omitempty"`
 	Started time.Time `json:"started"`
@@ -137,6 +140,8 @@ type Config struct {
 	Protocol, MinProtocol int
 	Load                  LoadSource
 	Gate                  Gate
+	// Progress is a drain's, told in the heartbeats (progress.go).
+	Progress ProgressSource
 	// Interval is the heartbeats'; DownAfter how old a host's last one is
 	// when it is reported down.
 	Interval, DownAfter time.Duration
@@ -399,6 +404,9 @@ func (m *Member) beat(ctx context.Context) error {
 		h.Load = m.cfg.Load.Load()
 	}
 	h.Draining = m.Draining()
+	if m.cfg.Progress != nil && h.Draining {
+		h.Drain = m.cfg.Progress.DrainProgress()
+	}
 	h.Beat = time.Now().UTC()
 	b, err := json.Marshal(h)
 	if err != nil {

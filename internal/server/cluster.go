@@ -70,8 +70,9 @@ func (s *Server) joinCluster(ctx context.Context) error {
 	}
 	s.drain = &drainGate{}
 	s.load = &hostLoad{sched: s.sched}
+	s.moves = newMover(s, o.Node)
 	m, err := cluster.Join(ctx, cluster.Config{JetStream: s.broker.JetStream(), Replicas: s.broker.Replicas(), Cluster: name, Node: o.Node,
-		Load: s.load, Gate: s.drain, Interval: o.Interval, DownAfter: o.DownAfter, Log: s.log})
+		Load: s.load, Gate: s.drain, Progress: s.moves, Interval: o.Interval, DownAfter: o.DownAfter, Log: s.log})
 	if err != nil {
 		return err
 	}
@@ -111,9 +112,18 @@ func (s *Server) Member() *cluster.Member { return s.member }
 // scheduler (through drainingScheduler) starts no new environment, so
 // this host serves only from the environments it has (warm, paused or
 // suspended) and other hosts take the new work.
-type drainGate struct{ on atomic.Bool }
+type drainGate struct {
+	on atomic.Bool
+	// gen counts the changes, so that the mover tells a new drain from
+	// the one before even when it missed the undo between.
+	gen atomic.Uint64
+}
 
-func (g *drainGate) SetDraining(d bool) { g.on.Store(d) }
+func (g *drainGate) SetDraining(d bool) {
+	if g.on.Swap(d) != d {
+		g.gen.Add(1)
+	}
+}
 
 func (g *drainGate) draining() bool { return g != nil && g.on.Load() }
 

@@ -140,6 +140,7 @@ type Server struct {
 	router    *router
 	configLog *configlog.Log
 	sync      *configSync
+	moves     *mover // drain.go
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -434,6 +435,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.announce()
 	s.adopt(ctx)
+	if err := s.startMoves(ctx); err != nil {
+		ln.Close()
+		return err
+	}
 	s.microvms.Start(ctx)
 	// Workers live until Shutdown stops them, whatever ctx does.
 	s.startAsync(context.WithoutCancel(ctx))
@@ -514,6 +519,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Attempts running end (or are left to the next daemon) before the
 	// environments and the broker go.
 	s.stopAsync(ctx)
+	s.stopMoves()
 	s.sched.Shutdown(ctx)
 	s.closeBroker(ctx)
 	if s.nets != nil {
