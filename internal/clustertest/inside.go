@@ -29,7 +29,7 @@ func (h *Host) SQS() *sqs.Client {
 func (h *Host) LambdaInside() *lambda.Client {
 	tr := &http.Transport{DialContext: h.dialInside, DisableKeepAlives: true}
 	return lambda.New(lambda.Options{BaseEndpoint: aws.String(h.API), Region: "local", RetryMaxAttempts: 1,
-		HTTPClient: &http.Client{Transport: tr},
+		HTTPClient:  &http.Client{Transport: tr},
 		Credentials: credentials.NewStaticCredentialsProvider(h.Keys.AccessKeyID, h.Keys.SecretAccessKey, "")})
 }
 
