@@ -358,8 +358,14 @@ func (h *Host) end(sig syscall.Signal, grace time.Duration) error {
 		select {
 		case err = <-done:
 		case <-time.After(grace):
-			_ = cmd.Process.Kill()
-			err = <-done
+			// Its goroutines into its log first, to show where it hangs.
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case err = <-done:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				err = <-done
+			}
 			err = fmt.Errorf("host %s did not stop in %s: killed (%v)", h.Node, grace, err)
 		}
 	} else {
@@ -474,6 +480,11 @@ func (c *Cluster) teardown(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if err := h.Stop(); err != nil {
+				// Its log outlives the test's folder, for a look.
+				keep := filepath.Join(os.TempDir(), fmt.Sprintf("clustertest-%s-%s.log", c.id, h.Node))
+				if b, rerr := os.ReadFile(h.LogPath); rerr == nil && os.WriteFile(keep, b, 0o600) == nil {
+					t.Logf("host %s's log: %s\n%s", h.Node, keep, tail(h.LogPath, 30))
+				}
 				t.Errorf("stopping host %s: %v", h.Node, err)
 			}
 			if h.Data != "" {
