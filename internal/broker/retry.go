@@ -49,6 +49,7 @@ const LeaderWait = 15 * time.Second
 func Publish(ctx context.Context, js jetstream.JetStream, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	ctx, cancel := context.WithTimeout(ctx, LeaderWait)
 	defer cancel()
-	opts = append([]jetstream.PublishOpt{jetstream.WithRetryAttempts(-1), jetstream.WithRetryWait(250 * time.Millisecond)}, opts...)
+	const wait = 250 * time.Millisecond
+	opts = append([]jetstream.PublishOpt{jetstream.WithRetryAttempts(int(LeaderWait / wait)), jetstream.WithRetryWait(wait)}, opts...)
 	return js.PublishMsg(ctx, m, opts...)
 }
