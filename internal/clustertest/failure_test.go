@@ -180,7 +180,7 @@ func TestKillHostUnderLoad(t *testing.T) {
 	if err := victim.Kill(); err != nil {
 		t.Errorf("kill %s: %v", victim.Node, err)
 	}
-	t.Logf("killed %s (pid gone) %s after the load started", victim.Node, time.Since(killed))
+	t.Logf("killed %s -9 five seconds into the load (reaped in %s)", victim.Node, time.Since(killed).Round(time.Millisecond))
 
 	// The others report it down.
 	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
