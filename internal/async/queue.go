@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hearthdev/hearth/internal/broker"
@@ -163,7 +164,7 @@ func (q *Queue) publish(ctx context.Context, e *Event) error {
 	if err != nil {
 		return err
 	}
-	if _, err := q.cfg.JetStream.Publish(ctx, subjectPrefix+e.Function, b); err != nil {
+	if _, err := broker.Publish(ctx, q.cfg.JetStream, &nats.Msg{Subject: subjectPrefix + e.Function, Data: b}); err != nil {
 		return fmt.Errorf("async: storing an event: %w", err)
 	}
 	return nil

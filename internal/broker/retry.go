@@ -3,6 +3,9 @@ package broker
 import (
 	"context"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // In a cluster that is still forming, or electing a stream's leader, making
@@ -31,4 +34,22 @@ func Retry(ctx context.Context, f func(context.Context) error) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// LeaderWait bounds how long a publish waits for a stream without a
+// leader: when the host that led it dies, its other replicas elect one
+// within JetStream's election timeout (up to about 10 s).
+const LeaderWait = 15 * time.Second
+
+// Publish publishes m to its stream and waits for the ack; a stream that
+// does not answer (no leader: "no responders") is tried again every 250 ms
+// until it does, ctx ends, or LeaderWait has passed, rather than failing
+// at once. A publish no stream answered stored nothing, so sending it
+// again makes no duplicate.
+func Publish(ctx context.Context, js jetstream.JetStream, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ctx, cancel := context.WithTimeout(ctx, LeaderWait)
+	defer cancel()
+	const wait = 250 * time.Millisecond
+	opts = append([]jetstream.PublishOpt{jetstream.WithRetryAttempts(int(LeaderWait / wait)), jetstream.WithRetryWait(wait)}, opts...)
+	return js.PublishMsg(ctx, m, opts...)
 }

@@ -663,6 +663,9 @@ func (m *Member) Status() Status {
 	return st
 }
 
+// leaveWait bounds Leave's record of the stop.
+const leaveWait = 3 * time.Second
+
 // Leave stops heartbeating and watching, and records that this host
 // stopped cleanly (so it shows as stopped, not down).
 func (m *Member) Leave(ctx context.Context) {
@@ -673,6 +676,11 @@ func (m *Member) Leave(ctx context.Context) {
 	m.mu.Unlock()
 	h.Stopped, h.Beat = true, time.Now().UTC()
 	h.Draining = m.Draining()
+	// Best effort, and short: with the bucket's quorum gone (the other
+	// hosts stopping too) the write would hold the daemon's whole
+	// shutdown; without it the host shows as down, not stopped.
+	ctx, cancel := context.WithTimeout(ctx, leaveWait)
+	defer cancel()
 	if b, err := json.Marshal(h); err == nil {
 		if _, err := m.hosts.Put(ctx, m.cfg.Node, b); err != nil {
 			m.cfg.Log.Warn("recording this host's stop", "err", err)

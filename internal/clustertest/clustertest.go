@@ -176,7 +176,7 @@ func Start(t *testing.T, o Options) *Cluster {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, h := range c.Hosts {
-				t.Logf("--- %s's log (last 40 lines) ---\n%s", h.Node, tail(h.LogPath, 40))
+				t.Logf("--- %s's log (last 40 lines; all of it in %s) ---\n%s", h.Node, c.keepLog(h), tail(h.LogPath, 40))
 			}
 		}
 	})
@@ -358,8 +358,14 @@ func (h *Host) end(sig syscall.Signal, grace time.Duration) error {
 		select {
 		case err = <-done:
 		case <-time.After(grace):
-			_ = cmd.Process.Kill()
-			err = <-done
+			// Its goroutines into its log first, to show where it hangs.
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case err = <-done:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				err = <-done
+			}
 			err = fmt.Errorf("host %s did not stop in %s: killed (%v)", h.Node, grace, err)
 		}
 	} else {
@@ -474,6 +480,7 @@ func (c *Cluster) teardown(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if err := h.Stop(); err != nil {
+				t.Logf("host %s's log: %s\n%s", h.Node, c.keepLog(h), tail(h.LogPath, 30))
 				t.Errorf("stopping host %s: %v", h.Node, err)
 			}
 			if h.Data != "" {
@@ -576,6 +583,20 @@ func qemuChildren(pid int) []int {
 		}
 	}
 	return out
+}
+
+// keepLog copies h's log out of the test's folder (removed at its end)
+// into the temp folder, for a look after a failure, and says where.
+func (c *Cluster) keepLog(h *Host) string {
+	keep := filepath.Join(os.TempDir(), fmt.Sprintf("clustertest-%s-%s.log", c.id, h.Node))
+	b, err := os.ReadFile(h.LogPath)
+	if err == nil {
+		err = os.WriteFile(keep, b, 0o600)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return keep
 }
 
 // tail is the last n lines of a file.

@@ -14,6 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hearthdev/hearth/internal/broker"
 )
 
 // The headers a message carries in JetStream besides its body.
@@ -61,7 +63,7 @@ func (s *Service) Send(ctx context.Context, name string, m Message) (Sent, error
 		msg.Header.Set("Nats-Schedule", "@at "+now.Add(time.Duration(delay)*time.Second).UTC().Format(time.RFC3339Nano))
 		msg.Header.Set("Nats-Schedule-Target", readySubject(st.rec.ID))
 	}
-	if _, err := s.cfg.JetStream.PublishMsg(ctx, msg); err != nil {
+	if _, err := broker.Publish(ctx, s.cfg.JetStream, msg); err != nil {
 		return Sent{}, fmt.Errorf("queue %s: send: %w", name, err)
 	}
 	return Sent{MessageID: id, MD5OfBody: MD5OfBody(m.Body)}, nil
@@ -324,7 +326,7 @@ func (s *Service) redrive(ctx context.Context, st *state, p *RedrivePolicy, m *n
 			moved.Header.Set(h, v)
 		}
 	}
-	if _, err := s.cfg.JetStream.PublishMsg(ctx, moved); err != nil {
+	if _, err := broker.Publish(ctx, s.cfg.JetStream, moved); err != nil {
 		return err
 	}
 	if _, err := s.cfg.Conn.RequestWithContext(ctx, m.Reply, []byte("+ACK")); err != nil {
