@@ -670,7 +670,18 @@ const leaveWait = 3 * time.Second
 // stopped cleanly (so it shows as stopped, not down).
 func (m *Member) Leave(ctx context.Context) {
 	m.cancel()
-	m.wg.Wait()
+	// Bounded too: a watcher's Stop deletes its consumer with a request
+	// that, with the quorum gone, waits on nats.go's own timeouts.
+	stopped := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(leaveWait):
+		m.cfg.Log.Warn("membership: heartbeats and watchers did not stop in time; leaving without them")
+	}
 	m.mu.Lock()
 	h := m.self
 	m.mu.Unlock()
