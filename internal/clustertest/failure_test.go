@@ -426,7 +426,7 @@ func TestPartitionedHostRejoins(t *testing.T) {
 		}},
 	}
 	for _, w := range writes {
-		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		start := time.Now()
 		err := w.do(wctx)
 		cancel()
@@ -495,9 +495,9 @@ func TestPartitionedHostRejoins(t *testing.T) {
 	t.Logf("every host reads the same configuration %s after the heal", time.Since(healed).Round(100*time.Millisecond))
 	// A refused write that was still pending somewhere must not land
 	// late: the same some seconds on.
-	time.Sleep(10 * time.Second)
+	time.Sleep(5 * time.Second)
 	if err := check(); err != nil {
-		t.Errorf("10 s later: %v", err)
+		t.Errorf("5 s later: %v", err)
 	}
 	// The healed host takes writes again, and the others see them.
 	retry("update cfg through b after the heal", func(ctx context.Context) error {
