@@ -20,7 +20,12 @@ const (
 // ends, or a minute has passed; it returns f's last error. It is for the
 // daemon's start, where waiting for the cluster beats failing.
 func Retry(ctx context.Context, f func(context.Context) error) error {
-	deadline := time.Now().Add(retryTimeout)
+	return RetryFor(ctx, retryTimeout, f)
+}
+
+// RetryFor is Retry for at most total.
+func RetryFor(ctx context.Context, total time.Duration, f func(context.Context) error) error {
+	deadline := time.Now().Add(total)
 	for {
 		tctx, cancel := context.WithTimeout(ctx, tryTimeout)
 		err := f(tctx)

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hearthdev/hearth/internal/broker"
 	"log/slog"
 	"runtime/debug"
 	"slices"
@@ -268,30 +269,14 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	return m, nil
 }
 
-// Bounds on Join's JetStream calls: a request that met a leader
+// joinTimeout bounds Join's JetStream calls: a request that met a leader
 // election is lost, not failed, and is tried again.
-const (
-	tryTimeout  = 5 * time.Second
-	joinTimeout = 30 * time.Second
-)
+const joinTimeout = 30 * time.Second
 
-// retry runs f with a bounded context until it succeeds, ctx ends, or
+// retry runs f, each try bounded, until it succeeds, ctx ends, or
 // joinTimeout passes.
 func retry(ctx context.Context, f func(context.Context) error) error {
-	deadline := time.Now().Add(joinTimeout)
-	for {
-		tctx, cancel := context.WithTimeout(ctx, tryTimeout)
-		err := f(tctx)
-		cancel()
-		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	return broker.RetryFor(ctx, joinTimeout, f)
 }
 
 // admit refuses to join when a live host's protocol range and this one's
