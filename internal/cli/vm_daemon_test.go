@@ -35,9 +35,11 @@ import (
 // auto-resume), exec, files, suspend/resume, list, cost and top, shell
 // without a terminal, and terminate (twice). No QEMU outlives the test.
 func TestVMCommandsAgainstADaemon(t *testing.T) {
-	noQEMULeft(t)
+	var dataDir string // the daemon's, once it runs
+	noQEMULeft(t, &dataDir)
 	uri := pushToRegistry(t, "agent:v1", testvm.MicroVMImage(t))
 	d := startVMDaemon(t)
+	dataDir = d.data
 	hearth := func(wantCode int, args ...string) (string, string) {
 		t.Helper()
 		return d.hearth(t, wantCode, args...)
@@ -312,20 +314,20 @@ func pushToRegistry(t *testing.T, repo string, img v1.Image) string {
 	return uri
 }
 
-// noQEMULeft fails the test if a QEMU started during it still runs when
-// it has cleaned up (registered first, so it runs last).
-func noQEMULeft(t *testing.T) {
+// noQEMULeft fails the test if a QEMU of the daemon whose data folder
+// *data names (one holding a file there open: its memory, a template's)
+// still runs when the test has cleaned up (registered first, so it runs
+// last). Other packages' tests run QEMUs at the same time: only this
+// daemon's count.
+func noQEMULeft(t *testing.T, data *string) {
 	t.Helper()
-	before := qemuPIDs()
 	t.Cleanup(func() {
+		if *data == "" {
+			return
+		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			var left []int
-			for pid := range qemuPIDs() {
-				if !before[pid] {
-					left = append(left, pid)
-				}
-			}
+			left := qemuPIDsUsing(*data)
 			if len(left) == 0 {
 				return
 			}
@@ -338,16 +340,25 @@ func noQEMULeft(t *testing.T) {
 	})
 }
 
-func qemuPIDs() map[int]bool {
-	out := map[int]bool{}
+// qemuPIDsUsing lists the QEMU processes with a file under dir open.
+func qemuPIDsUsing(dir string) []int {
+	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); err == nil && strings.HasPrefix(string(comm), "qemu-system") {
-			out[pid] = true
+		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil || !strings.HasPrefix(string(comm), "qemu-system") {
+			continue
+		}
+		fds, _ := os.ReadDir(filepath.Join("/proc", e.Name(), "fd"))
+		for _, fd := range fds {
+			if target, err := os.Readlink(filepath.Join("/proc", e.Name(), "fd", fd.Name())); err == nil && strings.HasPrefix(target, dir+"/") {
+				out = append(out, pid)
+				break
+			}
 		}
 	}
 	return out
