@@ -33,6 +33,9 @@ type Record struct {
 	GBSeconds  float64 `json:"gbSeconds"`
 	MaxMemMB   int     `json:"maxMemoryUsedMB"`
 	Error      bool    `json:"error"`
+	// Host is the host of a cluster that made the record, when another
+	// host did ("" is this one); it is not part of what is stored.
+	Host string `json:"host,omitempty"`
 }
 
 // Bill fills BilledMs and GBSeconds from the durations and the memory, by
@@ -92,6 +95,7 @@ type EnvSpan struct {
 	MemoryMB int
 	Start    time.Time
 	End      time.Time // zero while it lives
+	Host     string    // another host's of a cluster; "" is this one
 }
 
 // Suspension is a period an environment spent suspended.
@@ -101,6 +105,7 @@ type Suspension struct {
 	Bytes    int64
 	Start    time.Time
 	End      time.Time // zero while suspended
+	Host     string    // another host's of a cluster; "" is this one
 }
 
 // FunctionCost is one function's usage and costs over a period.

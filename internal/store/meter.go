@@ -13,6 +13,7 @@ import (
 // JSON, so a field added to meter.Record needs no migration: older rows read
 // with it zero (see meter.Record for what that means for each field).
 func (s *Store) AddRecord(ctx context.Context, r meter.Record) error {
+	r.Host = "" // the column says whose it is
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -25,7 +26,7 @@ func (s *Store) AddRecord(ctx context.Context, r meter.Record) error {
 // callers that need less filter on Record.Time), of one function or
 // ("" ) of all.
 func (s *Store) Records(ctx context.Context, function string, since, until time.Time) ([]meter.Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT record FROM meter_records WHERE time >= ? AND time <= ? AND (? = '' OR function = ?) ORDER BY time`,
+	rows, err := s.db.QueryContext(ctx, `SELECT record, host FROM meter_records WHERE time >= ? AND time <= ? AND (? = '' OR function = ?) ORDER BY time`,
 		since.UnixMilli(), until.UnixMilli(), function, function)
 	if err != nil {
 		return nil, err
@@ -33,14 +34,15 @@ func (s *Store) Records(ctx context.Context, function string, since, until time.
 	defer rows.Close()
 	var out []meter.Record
 	for rows.Next() {
-		var b string
+		var b, host string
 		var r meter.Record
-		if err := rows.Scan(&b); err != nil {
+		if err := rows.Scan(&b, &host); err != nil {
 			return nil, err
 		}
 		if err := json.Unmarshal([]byte(b), &r); err != nil {
 			return nil, err
 		}
+		r.Host = host
 		out = append(out, r)
 	}
 	return out, rows.Err()
@@ -85,7 +87,7 @@ func msTime(ms sql.NullInt64) time.Time {
 // [since, ∞).
 func (s *Store) Usage(ctx context.Context, since time.Time) ([]meter.EnvSpan, []meter.Suspension, error) {
 	var spans []meter.EnvSpan
-	rows, err := s.db.QueryContext(ctx, `SELECT id, function, memory_mb, start, end FROM meter_envs WHERE end IS NULL OR end >= ?`, since.UnixMilli())
+	rows, err := s.db.QueryContext(ctx, `SELECT id, function, memory_mb, start, end, host FROM meter_envs WHERE end IS NULL OR end >= ?`, since.UnixMilli())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -93,7 +95,7 @@ func (s *Store) Usage(ctx context.Context, since time.Time) ([]meter.EnvSpan, []
 		var sp meter.EnvSpan
 		var start int64
 		var end sql.NullInt64
-		if err := rows.Scan(&sp.EnvID, &sp.Function, &sp.MemoryMB, &start, &end); err != nil {
+		if err := rows.Scan(&sp.EnvID, &sp.Function, &sp.MemoryMB, &start, &end, &sp.Host); err != nil {
 			rows.Close()
 			return nil, nil, err
 		}
@@ -102,7 +104,7 @@ func (s *Store) Usage(ctx context.Context, since time.Time) ([]meter.EnvSpan, []
 	}
 	rows.Close()
 	var susp []meter.Suspension
-	rows, err = s.db.QueryContext(ctx, `SELECT env, function, bytes, start, end FROM meter_suspensions WHERE end IS NULL OR end >= ?`, since.UnixMilli())
+	rows, err = s.db.QueryContext(ctx, `SELECT env, function, bytes, start, end, host FROM meter_suspensions WHERE end IS NULL OR end >= ?`, since.UnixMilli())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -111,7 +113,7 @@ func (s *Store) Usage(ctx context.Context, since time.Time) ([]meter.EnvSpan, []
 		var su meter.Suspension
 		var start int64
 		var end sql.NullInt64
-		if err := rows.Scan(&su.EnvID, &su.Function, &su.Bytes, &start, &end); err != nil {
+		if err := rows.Scan(&su.EnvID, &su.Function, &su.Bytes, &start, &end, &su.Host); err != nil {
 			return nil, nil, err
 		}
 		su.Start, su.End = time.UnixMilli(start).UTC(), msTime(end)

@@ -160,6 +160,10 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("store: schema: %w", err)
 	}
 	s := &Store{db: db, codeDir: codeDir, layerDir: layerDir}
+	if err := s.migrateMeter(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: meter: %w", err)
+	}
 	// Deleted layer versions whose last function went since the last
 	// prune go now.
 	if err := s.PruneLayers(ctx); err != nil {
