@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS meter_followed (
 );
 `
 
-// The triggers that fill the outbox with the local writes (host ''),
+// The triggers that fill the outbox with the local writes (host ”),
 // made when the host first publishes (EnableMeterOutbox) and kept after:
 // a host of a cluster restarted alone keeps its writes for the next time
 // it joins.
@@ -423,7 +423,7 @@ func (s *Store) applyMeterEvent(ctx context.Context, tx *sql.Tx, host string, da
 		if err := checkRecord(r); err != nil {
 			return false, err
 		}
-		r.Host = "" // the column says whose it is
+		r.Host = ""               // the column says whose it is
 		b, err := json.Marshal(r) // what the record says, and nothing else
 		if err != nil {
 			return false, err
