@@ -60,6 +60,7 @@ type Config struct {
 // Log publishes this host's meter and applies the others'.
 type Log struct {
 	cfg    Config
+	epoch  string // this host's outbox's
 	nudge  chan struct{}
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -111,7 +112,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("meterlog: %w", err)
 	}
 	cfg.Log.Info("meter records go to the cluster", "stream", cfg.Stream, "node", cfg.Node, "epoch", epoch, "replicas", cfg.Replicas)
-	l := &Log{cfg: cfg, nudge: make(chan struct{}, 1)}
+	l := &Log{cfg: cfg, epoch: epoch, nudge: make(chan struct{}, 1)}
 	// The loops live until Close, whatever ctx (the daemon's start) does.
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.cancel = cancel
@@ -261,6 +262,15 @@ func (l *Log) publish(ctx context.Context) {
 	}
 }
 
+// own reports whether data is an event of this host's outbox (not of an
+// earlier data folder of a host with the same node).
+func (l *Log) own(data []byte) bool {
+	var e struct {
+		Epoch string `json:"epoch"`
+	}
+	return json.Unmarshal(data, &e) == nil && e.Epoch == l.epoch
+}
+
 func nextBackoff(d time.Duration) time.Duration {
 	switch {
 	case d <= 0:
@@ -330,6 +340,12 @@ func (l *Log) followOnce(ctx context.Context) error {
 			return fmt.Errorf("meterlog: follow: %w", err)
 		}
 		host := strings.TrimPrefix(msg.Subject(), SubjectPrefix)
+		if host == l.cfg.Node && l.own(msg.Data()) {
+			// This host's own: nothing to apply, and no write to the
+			// store for it (the cursor moves with the next other
+			// host's event; a restart reads these again, and skips them).
+			continue
+		}
 		changed, err := l.cfg.Store.ApplyMeterEvent(ctx, md.Sequence.Stream, host, msg.Data())
 		switch {
 		case errors.Is(err, store.ErrBadMeterEvent):

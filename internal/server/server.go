@@ -28,6 +28,7 @@ import (
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/meter"
+	"github.com/hearthdev/hearth/internal/meterlog"
 	"github.com/hearthdev/hearth/internal/microvm"
 	"github.com/hearthdev/hearth/internal/network"
 	"github.com/hearthdev/hearth/internal/queue"
@@ -133,8 +134,11 @@ type Server struct {
 
 	// Several hosts (cluster.go): nil standalone.
 	member *cluster.Member
-	drain  *drainGate
-	load   *hostLoad
+	// meterLog carries the meter across the hosts (meterlog.go); nil
+	// standalone.
+	meterLog *meterlog.Log
+	drain    *drainGate
+	load     *hostLoad
 	// router forwards invocations to the host best placed (route.go);
 	// configLog is the configuration the hosts share.
 	router    *router
