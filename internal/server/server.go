@@ -134,17 +134,18 @@ type Server struct {
 
 	// Several hosts (cluster.go): nil standalone.
 	member *cluster.Member
-	// meterLog carries the meter across the hosts (meterlog.go); nil
-	// standalone.
-	meterLog *meterlog.Log
-	drain    *drainGate
-	load     *hostLoad
+	drain  *drainGate
+	load   *hostLoad
 	// router forwards invocations to the host best placed (route.go);
 	// configLog is the configuration the hosts share.
 	router    *router
 	configLog *configlog.Log
 	sync      *configSync
 	moves     *mover // drain.go
+
+	// meterLog carries the meter across the hosts (meterlog.go); nil
+	// standalone.
+	meterLog *meterlog.Log
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
