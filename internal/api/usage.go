@@ -117,7 +117,67 @@ func (a *API) cost(w http.ResponseWriter, r *http.Request) {
 		}
 		since = first
 	}
+	if r.URL.Query().Get("by") == "host" {
+		writeJSON(w, http.StatusOK, a.costByHost(since, now, recs, spans, susp, runs, memory))
+		return
+	}
 	writeJSON(w, http.StatusOK, meter.PriceWithRuns(a.cfg.Prices, since, now, recs, spans, susp, runs, memory))
+}
+
+// HostCosts is GET /hearth/v1/cost?by=host's answer: the report of each
+// host of a cluster (a standalone daemon's alone, as "local").
+type HostCosts struct {
+	Since  time.Time    `json:"since"`
+	Until  time.Time    `json:"until"`
+	Prices meter.Prices `json:"prices"`
+	Hosts  []HostCost   `json:"hosts"`
+}
+
+// HostCost is one host's functions and total.
+type HostCost struct {
+	Host      string               `json:"host"`
+	Functions []meter.FunctionCost `json:"functions"`
+	Total     meter.FunctionCost   `json:"total"`
+}
+
+// costByHost prices each host's share of the meter apart (rows another
+// host of a cluster made carry its name; this host's none).
+func (a *API) costByHost(since, until time.Time, recs []meter.Record, spans []meter.EnvSpan, susp []meter.Suspension, runs []meter.EnvSpan, memory map[string]int) HostCosts {
+	self := "local"
+	if a.cfg.Cluster != nil {
+		self = a.cfg.Cluster.Status().Node
+	}
+	name := func(h string) string {
+		if h == "" {
+			return self
+		}
+		return h
+	}
+	seen := map[string]bool{}
+	for _, x := range recs {
+		seen[name(x.Host)] = true
+	}
+	for _, x := range spans {
+		seen[name(x.Host)] = true
+	}
+	for _, x := range runs {
+		seen[name(x.Host)] = true
+	}
+	hosts := make([]string, 0, len(seen))
+	for h := range seen {
+		hosts = append(hosts, h)
+	}
+	slices.Sort(hosts)
+	out := HostCosts{Since: since, Until: until, Prices: a.cfg.Prices}
+	for _, h := range hosts {
+		rep := meter.PriceWithRuns(a.cfg.Prices, since, until,
+			filter(recs, func(x meter.Record) bool { return name(x.Host) == h }),
+			filter(spans, func(x meter.EnvSpan) bool { return name(x.Host) == h }),
+			filter(susp, func(x meter.Suspension) bool { return name(x.Host) == h }),
+			filter(runs, func(x meter.EnvSpan) bool { return name(x.Host) == h }), memory)
+		out.Hosts = append(out.Hosts, HostCost{Host: h, Functions: rep.Functions, Total: rep.Total})
+	}
+	return out
 }
 
 func filter[T any](xs []T, keep func(T) bool) []T {

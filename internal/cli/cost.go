@@ -14,11 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/meter"
 )
 
 func (c *CLI) costCmd() *cobra.Command {
-	var since, output string
+	var since, output, by string
 	cmd := &cobra.Command{
 		Use:   "cost [FUNCTION]",
 		Short: "Requests, GB-seconds and cost per function, beside what the same load would cost always-on and without suspend",
@@ -30,6 +31,13 @@ func (c *CLI) costCmd() *cobra.Command {
 			}
 			if len(args) == 1 {
 				q.Set("function", args[0])
+			}
+			switch by {
+			case "function":
+			case "host":
+				q.Set("by", "host")
+			default:
+				return fmt.Errorf("--by is function or host, not %q", by)
 			}
 			resp, err := c.hearthRequest(cmd, "GET", "/cost?"+q.Encode(), nil)
 			if err != nil {
@@ -44,6 +52,13 @@ func (c *CLI) costCmd() *cobra.Command {
 				fmt.Fprint(c.Stdout, string(b))
 				return nil
 			}
+			if by == "host" {
+				var hc api.HostCosts
+				if err := json.Unmarshal(b, &hc); err != nil {
+					return err
+				}
+				return writeHostCosts(c.Stdout, hc)
+			}
 			var rep meter.Report
 			if err := json.Unmarshal(b, &rep); err != nil {
 				return err
@@ -51,6 +66,7 @@ func (c *CLI) costCmd() *cobra.Command {
 			return writeCost(c.Stdout, rep)
 		},
 	}
+	cmd.Flags().StringVar(&by, "by", "function", "function, or host: each host of a cluster's share apart (its always-on column is that host's)")
 	cmd.Flags().StringVar(&since, "since", "", "the period: a duration back from now (1h, 24h) or an RFC 3339 time (default: everything)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
@@ -78,6 +94,23 @@ func writeCost(w io.Writer, rep meter.Report) error {
 	}
 	row(rep.Total, "")
 	return tw.Flush()
+}
+
+// writeHostCosts prints one cost table per host.
+func writeHostCosts(w io.Writer, hc api.HostCosts) error {
+	for i, h := range hc.Hosts {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "host %s\n", h.Host)
+		if err := writeCost(w, meter.Report{Since: hc.Since, Until: hc.Until, Prices: hc.Prices, Functions: h.Functions, Total: h.Total}); err != nil {
+			return err
+		}
+	}
+	if len(hc.Hosts) == 0 {
+		fmt.Fprintln(w, "nothing metered")
+	}
+	return nil
 }
 
 type statusView struct {

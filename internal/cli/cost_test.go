@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/meter"
 )
 
@@ -31,6 +32,33 @@ func TestWriteCost(t *testing.T) {
 		for _, w := range want {
 			if !strings.Contains(out, w) {
 				t.Errorf("%s: output lacks %q:\n%s", tt.name, w, out)
+			}
+		}
+	}
+}
+
+// By host, each host's table comes under its name.
+func TestWriteHostCosts(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		hosts []api.HostCost
+		want  []string
+	}{
+		{"two hosts", []api.HostCost{
+			{Host: "a", Functions: []meter.FunctionCost{{Name: "f", Requests: 3}}, Total: meter.FunctionCost{Name: "total", Requests: 3}},
+			{Host: "b", Functions: []meter.FunctionCost{{Name: "g", Requests: 7}}, Total: meter.FunctionCost{Name: "total", Requests: 7}},
+		}, []string{"host a\n", "host b\n", " f ", " g "}},
+		{"none", nil, []string{"nothing metered"}},
+	}
+	for _, tt := range tests {
+		var b strings.Builder
+		if err := writeHostCosts(&b, api.HostCosts{Since: t0, Until: t0.Add(time.Hour), Prices: meter.LambdaPrices, Hosts: tt.hosts}); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s: output lacks %q:\n%s", tt.name, w, b.String())
 			}
 		}
 	}

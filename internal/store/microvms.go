@@ -317,7 +317,7 @@ func (s *Store) MicroVMRunEnded(ctx context.Context, id string, at time.Time) er
 // MicroVMRuns returns the MicroVMs' running periods that reach into
 // [since, ∞).
 func (s *Store) MicroVMRuns(ctx context.Context, since time.Time) ([]meter.EnvSpan, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, memory_mb, start, end FROM meter_microvm_runs WHERE end IS NULL OR end >= ?`, since.UnixMilli())
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, memory_mb, start, end, host FROM meter_microvm_runs WHERE end IS NULL OR end >= ?`, since.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +327,7 @@ func (s *Store) MicroVMRuns(ctx context.Context, since time.Time) ([]meter.EnvSp
 		var sp meter.EnvSpan
 		var start int64
 		var end sql.NullInt64
-		if err := rows.Scan(&sp.EnvID, &sp.Function, &sp.MemoryMB, &start, &end); err != nil {
+		if err := rows.Scan(&sp.EnvID, &sp.Function, &sp.MemoryMB, &start, &end, &sp.Host); err != nil {
 			return nil, err
 		}
 		sp.Start, sp.End = time.UnixMilli(start).UTC(), msTime(end)
