@@ -317,3 +317,29 @@ func TestApplyMeterEventRefused(t *testing.T) {
 		t.Fatalf("a good event after: changed %v, %v", changed, err)
 	}
 }
+
+// What the outbox adds to writing a record (the invocation path's write).
+func BenchmarkAddRecord(b *testing.B) {
+	for _, outbox := range []bool{false, true} {
+		b.Run(fmt.Sprintf("outbox=%v", outbox), func(b *testing.B) {
+			ctx := context.Background()
+			s, err := Open(ctx, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if outbox {
+				if _, err := s.EnableMeterOutbox(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			r := meter.Record{Time: time.Now(), Function: "f", StartType: "warm", DurationMs: 3, MemoryMB: 128}
+			r.Bill(meter.Prices{})
+			for b.Loop() {
+				if err := s.AddRecord(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
