@@ -77,7 +77,7 @@ func (s *Server) joinCluster(ctx context.Context) error {
 		return err
 	}
 	s.member = m
-	return nil
+	return s.openSlots(ctx)
 }
 
 // announce tells the other hosts this one's addresses, once it listens.
@@ -90,6 +90,7 @@ func (s *Server) announce() {
 
 // leaveCluster records a clean stop, before the broker goes.
 func (s *Server) leaveCluster(ctx context.Context) {
+	s.closeSlots(ctx)
 	if s.member != nil {
 		s.member.Leave(ctx)
 		s.member = nil

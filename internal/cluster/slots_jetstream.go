@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -21,7 +23,7 @@ func OpenSlots(ctx context.Context, m *Member) (*Slots, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: slots bucket: %w", err)
 	}
-	s := NewSlots(SlotsConfig{KV: JetStreamSlots(kv), Node: m.cfg.Node, Hosts: memberView{m}, Beats: m,
+	s := NewSlots(SlotsConfig{KV: JetStreamSlots(m.cfg.JetStream, kv), Node: m.cfg.Node, Hosts: memberView{m}, Beats: m,
 		FenceAfter: m.cfg.DownAfter - m.cfg.Interval, Grace: 2 * m.cfg.Interval, Tick: m.cfg.Interval,
 		Log: m.cfg.Log.With(slog.String("part", "slots"))})
 	s.Start(ctx)
@@ -29,19 +31,52 @@ func OpenSlots(ctx context.Context, m *Member) (*Slots, error) {
 }
 
 // JetStreamSlots is a JetStream key-value bucket as the slots' store.
-func JetStreamSlots(kv jetstream.KeyValue) SlotsKV { return jsSlots{kv} }
+func JetStreamSlots(js jetstream.JetStream, kv jetstream.KeyValue) SlotsKV {
+	prefix := js.Options().APIPrefix
+	if prefix == "" {
+		prefix = jetstream.DefaultAPIPrefix
+	}
+	return jsSlots{kv: kv, nc: js.Conn(), get: prefix + "STREAM.MSG.GET.KV_" + kv.Bucket(), subject: "$KV." + kv.Bucket() + "."}
+}
 
-type jsSlots struct{ kv jetstream.KeyValue }
+type jsSlots struct {
+	kv           jetstream.KeyValue
+	nc           *nats.Conn
+	get, subject string
+}
 
+// Get reads through the stream's leader, not a replica: a bucket's own
+// Get may be answered by any replica (direct get), one a little behind,
+// and a slot value read stale could make a host believe it gave back
+// what the bucket still says it holds.
 func (j jsSlots) Get(ctx context.Context, key string) ([]byte, uint64, error) {
-	e, err := j.kv.Get(ctx, key)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil, 0, nil
-	case err != nil:
+	req, err := json.Marshal(map[string]string{"last_by_subj": j.subject + key})
+	if err != nil {
 		return nil, 0, err
 	}
-	return e.Value(), e.Revision(), nil
+	msg, err := j.nc.RequestWithContext(ctx, j.get, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Sequence uint64 `json:"seq"`
+			Data     []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, 0, fmt.Errorf("slot %s: %w", key, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, 0, nil
+	case resp.Error != nil:
+		return nil, 0, resp.Error
+	case resp.Message == nil:
+		return nil, 0, fmt.Errorf("slot %s: an empty answer", key)
+	}
+	return resp.Message.Data, resp.Message.Sequence, nil
 }
 
 func (j jsSlots) Put(ctx context.Context, key string, value []byte, rev uint64) error {
