@@ -168,6 +168,10 @@ type Member struct {
 	seen     map[string]seen
 	drained  map[string]bool // drain flags, by node
 	draining bool            // this host obeys a drain
+	// beatLast is when the last heartbeat written was begun; beatSince
+	// when the first of the unbroken run of written ones was (zero after
+	// a failed one). Slots fence on them.
+	beatLast, beatSince time.Time
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -246,9 +250,11 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 		return nil, fmt.Errorf("cluster: drain flag: %w", err)
 	}
 	m.obey(m.drained[cfg.Node])
+	begun := time.Now()
 	if err := retry(ctx, m.beat); err != nil {
 		return nil, fmt.Errorf("cluster: first heartbeat: %w", err)
 	}
+	m.beaten(begun, nil)
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	hw, err := hosts.WatchAll(wctx)
@@ -413,7 +419,9 @@ func (m *Member) heartbeat(ctx context.Context) {
 		case <-t.C:
 		}
 		bctx, cancel := context.WithTimeout(ctx, m.cfg.Interval*2)
+		begun := time.Now()
 		err := m.beat(bctx)
+		m.beaten(begun, err)
 		m.refresh(bctx)
 		cancel()
 		switch {
@@ -427,6 +435,40 @@ func (m *Member) heartbeat(ctx context.Context) {
 			failing = false
 		}
 	}
+}
+
+// beaten notes a heartbeat begun at begun, written unless err.
+func (m *Member) beaten(begun time.Time, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.beatSince = time.Time{}
+		return
+	}
+	if m.beatSince.IsZero() {
+		m.beatSince = begun
+	}
+	m.beatLast = begun
+}
+
+// Heartbeats returns when the last heartbeat this host wrote was begun,
+// and when the first of the unbroken run of written heartbeats ending
+// with it was: the others receive each after it was begun, so a host
+// whose last one is DownAfter old knows they may call it down.
+func (m *Member) Heartbeats() (last, since time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.beatLast, m.beatSince
+}
+
+// host is one host's status as this member sees it.
+func (m *Member) host(node string) (HostStatus, bool) {
+	for _, h := range m.Status().Hosts {
+		if h.Node == node {
+			return h, true
+		}
+	}
+	return HostStatus{}, false
 }
 
 // refresh reads the known hosts' records directly (any replica answers):

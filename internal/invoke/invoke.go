@@ -125,6 +125,11 @@ type Config struct {
 	// event or a queue message taken by this host's workers) runs a
 	// function created on another host a moment ago instead of failing.
 	Sync ConfigSync
+	// Slots, when set (a host of a cluster), hold reserved and account
+	// concurrency across the hosts (admission.go); AccountConcurrency is
+	// the account's limit there (DefaultAccountConcurrency when zero).
+	Slots              Slots
+	AccountConcurrency int
 	// Node names this host in a cluster: Result.Node of what it runs.
 	Node string
 	Log  *slog.Logger
@@ -144,6 +149,7 @@ type Service struct {
 	// layerDigests).
 	layerDigests sync.Map
 	resolved     resolvedCache
+	unres        unreservedCache
 }
 
 // New returns the invocation path.
@@ -291,6 +297,13 @@ func (s *Service) run(ctx context.Context, fn scheduler.Function, requestID stri
 		}
 	}()
 	log := s.logs(fn.Name)
+	// The cluster's admission first: the host that serves the call holds
+	// its slot, until the call ends.
+	release, err := s.admit(ctx, fn)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	lease, err := s.cfg.Scheduler.Acquire(ctx, fn)
 	if err != nil {
 		var ie *sandbox.InitError

@@ -77,6 +77,9 @@ func (s *Server) joinCluster(ctx context.Context) error {
 		return err
 	}
 	s.member = m
+	if err := s.openSlots(ctx); err != nil {
+		return err
+	}
 	return s.openMeterLog(ctx)
 }
 
@@ -90,6 +93,7 @@ func (s *Server) announce() {
 
 // leaveCluster records a clean stop, before the broker goes.
 func (s *Server) leaveCluster(ctx context.Context) {
+	s.closeSlots(ctx)
 	s.closeMeterLog()
 	if s.member != nil {
 		s.member.Leave(ctx)

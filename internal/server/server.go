@@ -134,6 +134,7 @@ type Server struct {
 
 	// Several hosts (cluster.go): nil standalone.
 	member *cluster.Member
+	slots  *cluster.Slots // cluster-wide concurrency (slots.go)
 	drain  *drainGate
 	load   *hostLoad
 	// router forwards invocations to the host best placed (route.go);
@@ -251,7 +252,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.openRouter()
 	s.invoke = invoke.New(invoke.Config{Functions: st, Scheduler: s.invokeScheduler(), Meter: usage, Observer: s.metrics, Logs: logs, Async: s.async,
 		Region: cfg.Region, SnapStart: cfg.SnapStart, KeepPaused: cfg.KeepPaused, CacheDir: cfg.Host.CacheDir, Services: s.buckets,
-		Forwarder: s.forwarder(), Sync: s.configSync(), Node: s.cfg.Cluster.Node, Log: cfg.Log})
+		Forwarder: s.forwarder(), Sync: s.configSync(), Node: s.cfg.Cluster.Node, Log: cfg.Log,
+		Slots: s.invokeSlots(), AccountConcurrency: cfg.MaxConcurrency})
 	idle := store.IdlePolicy{KeepWarmSeconds: int(cfg.KeepWarm.Seconds()), KeepSuspendedHours: int(cfg.KeepSuspended.Hours())}
 	s.metrics.watch(s.sched)
 	if cfg.URLDomain == "" {
