@@ -40,6 +40,7 @@ import (
 	"github.com/hearthdev/hearth/internal/store"
 	"github.com/hearthdev/hearth/internal/vmboot"
 	"github.com/hearthdev/hearth/internal/vmproxy"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Config is the daemon's configuration.
@@ -141,6 +142,11 @@ type Server struct {
 	configLog *configlog.Log
 	sync      *configSync
 	moves     *mover // drain.go
+	// The cluster's keys (keys_cluster.go) and MicroVM owners
+	// (microvm_route.go).
+	keysKV      jetstream.KeyValue
+	clusterKeys *clusterKeys
+	mvmOwners   *microVMOwners
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -237,6 +243,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.openEvents(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("events: %w", err)
+	}
+	if err := s.openClusterKeys(ctx, creds); err != nil {
+		s.closeBroker(ctx)
+		st.Close()
+		return nil, err
 	}
 	if err := s.openAsync(ctx); err != nil {
 		s.closeBroker(ctx)
@@ -520,6 +531,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// environments and the broker go.
 	s.stopAsync(ctx)
 	s.stopMoves()
+	s.clusterKeys.stop()
 	s.sched.Shutdown(ctx)
 	s.closeBroker(ctx)
 	if s.nets != nil {
