@@ -147,6 +147,7 @@ type Server struct {
 	keysKV      jetstream.KeyValue
 	clusterKeys *clusterKeys
 	mvmOwners   *microVMOwners
+	mvmForward  *microVMForwarder
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -275,8 +276,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	if err := s.openMicroVMRoutes(ctx); err != nil {
+		s.closeBroker(ctx)
+		st.Close()
+		return nil, err
+	}
 	s.openEventSources(s.esmQueues())
-	s.api = api.New(api.Config{DefaultKeepPaused: s.invoke.DefaultKeepPaused(), Cluster: s.clusterAPI(), HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microvms, EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.api = api.New(api.Config{DefaultKeepPaused: s.invoke.DefaultKeepPaused(), Cluster: s.clusterAPI(), HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microVMsAPI(), EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
 		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms, s}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
@@ -390,7 +396,7 @@ func (s *Server) startURLs() error {
 	fe := funcurl.New(funcurl.Config{URLs: urlConfigs{st: s.store, sync: s.configSync(), log: s.log}, Invoker: s.invoke, Verifier: s.verifier.InRegion(s.cfg.Region), Log: s.log})
 	// A MicroVM's endpoint shares the listeners: its host name (or the
 	// /microvm/<id>/ path) picks it.
-	h := vmproxy.New(vmproxy.Config{Backends: s.microvms, Domain: s.cfg.URLDomain, Log: s.log}).Route(fe)
+	h := s.routeMicroVMEndpoint(vmproxy.New(vmproxy.Config{Backends: s.microvms, Domain: s.cfg.URLDomain, Log: s.log}), fe)
 	limits := defaultHTTPLimits()
 	if s.cfg.URLListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.URLListen)
@@ -460,7 +466,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// call it makes for data with the keys its user gives it.
 	mux.Handle("GET "+console.Path, console.Handler())
 	mux.Handle("GET /console", console.Handler())
-	mux.Handle("/", s.withSQS(s.api))
+	mux.Handle("/", s.withSQS(s.routeMicroVMAPI(s.api)))
 	limits := defaultHTTPLimits()
 	s.http = limits.server(mux)
 	go func() {
