@@ -13,14 +13,14 @@ func (c *CLI) keysCmd() *cobra.Command {
 	var revoke bool
 	rotate := &cobra.Command{
 		Use:   "rotate",
-		Short: "Make a new access key; the old one stays valid as profile \"previous\" until the next rotation",
+		Short: "Make a new access key; the old one stays valid as profile \"previous\" until the next rotation (in a cluster: on every host)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := server.RotateKeys(c.dataDir(cmd), revoke)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.Stdout, "new access key %s in %s (the running daemon takes it at once)\n", p.AccessKeyID, server.CredentialsFile(c.dataDir(cmd)))
+			fmt.Fprintf(c.Stdout, "new access key %s in %s (the running daemon takes it at once; in a cluster it carries the change to every host)\n", p.AccessKeyID, server.CredentialsFile(c.dataDir(cmd)))
 			return nil
 		},
 	}

@@ -149,7 +149,8 @@ func Start(t *testing.T, o Options) *Cluster {
 	}
 	logs := work
 	// The same keys on every host, as an operator copies the credentials
-	// file (keys are not shared through the cluster).
+	// file (each host publishes it to the cluster; one key for all keeps
+	// the clients simple).
 	keys := server.Profile{Name: "default", AccessKeyID: "AKIACLUSTERTEST" + strings.ToUpper(randomHex(t, 2))[:1], SecretAccessKey: randomHex(t, 20)}
 	for i, h := range c.Hosts {
 		h.Data = datas[i]

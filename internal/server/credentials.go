@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hearthdev/hearth/internal/atomicfile"
@@ -23,11 +24,18 @@ type credentials struct {
 	mu      sync.Mutex
 	modTime time.Time
 	keys    map[string]string // access key id → secret
+
+	// cluster, in a cluster, holds the keys every host accepts
+	// (keys_cluster.go); the file is then its mirror.
+	cluster atomic.Pointer[clusterKeys]
 }
 
 // Secret returns the secret of an access key. The file is read again when
 // it changed, so a rotation takes effect without a restart.
 func (c *credentials) Secret(id string) (string, bool) {
+	if ck := c.cluster.Load(); ck != nil {
+		return ck.Secret(id)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if fi, err := os.Stat(c.path); err == nil && !fi.ModTime().Equal(c.modTime) {
@@ -67,9 +75,11 @@ func writeProfiles(path string, ps []Profile) error {
 	return atomicfile.Write(path, []byte(b.String()), 0o600)
 }
 
-// RotateKeys makes a new default key. The one it replaces stays valid as
-// profile "previous" until the next rotation, so clients can move over,
-// unless revoke is set.
+// RotateKeys makes a new default key. The ones it replaces (profile
+// default, and in a cluster the other current-* keys) stay valid as
+// profiles previous, previous-2, … until the next rotation, so clients
+// can move over, unless revoke is set; the previous ones go. In a cluster
+// the running daemon carries the change to every host (keys_cluster.go).
 func RotateKeys(dataDir string, revoke bool) (Profile, error) {
 	path := CredentialsFile(dataDir)
 	old, err := ReadCredentials(path)
@@ -78,12 +88,20 @@ func RotateKeys(dataDir string, revoke bool) (Profile, error) {
 	}
 	next := []Profile{newKey()}
 	for _, p := range old {
-		if p.Name == "default" && !revoke {
-			p.Name = "previous"
+		if profileState(p.Name) == keyCurrent && !revoke {
+			p.Name = previousName(len(next))
 			next = append(next, p)
 		}
 	}
 	return next[0], writeProfiles(path, next)
+}
+
+// previousName is the name of the n-th (from 1) previous key's profile.
+func previousName(n int) string {
+	if n == 1 {
+		return "previous"
+	}
+	return fmt.Sprintf("previous-%d", n)
 }
 
 func randomString(alphabet string, n int) string {

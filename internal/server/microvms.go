@@ -23,6 +23,9 @@ func MicroVMTokenKeyFile(dataDir string) string { return filepath.Join(dataDir, 
 // which the environments' recovery leaves alone), the agent-only image
 // (a MicroVM's code is its root disk), the daemon's networks and roots.
 func (s *Server) openMicroVMs(ctx context.Context, roots *rootfs.Builder) error {
+	if err := s.syncTokenKey(ctx, MicroVMTokenKeyFile(s.cfg.DataDir)); err != nil {
+		return fmt.Errorf("microvm tokens: %w", err)
+	}
 	tokens, err := vmproxy.LoadTokens(MicroVMTokenKeyFile(s.cfg.DataDir))
 	if err != nil {
 		return fmt.Errorf("microvm tokens: %w", err)

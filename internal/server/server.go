@@ -41,6 +41,7 @@ import (
 	"github.com/hearthdev/hearth/internal/store"
 	"github.com/hearthdev/hearth/internal/vmboot"
 	"github.com/hearthdev/hearth/internal/vmproxy"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Config is the daemon's configuration.
@@ -147,6 +148,13 @@ type Server struct {
 	// meterLog carries the meter across the hosts (meterlog.go); nil
 	// standalone.
 	meterLog *meterlog.Log
+
+	// The cluster's keys (keys_cluster.go) and MicroVM owners
+	// (microvm_route.go).
+	keysKV      jetstream.KeyValue
+	clusterKeys *clusterKeys
+	mvmOwners   *microVMOwners
+	mvmForward  *microVMForwarder
 }
 
 // CredentialsFile is where the daemon's access keys are, in dataDir.
@@ -244,6 +252,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("events: %w", err)
 	}
+	if err := s.openClusterKeys(ctx, creds); err != nil {
+		s.closeBroker(ctx)
+		st.Close()
+		return nil, err
+	}
 	if err := s.openAsync(ctx); err != nil {
 		s.closeBroker(ctx)
 		st.Close()
@@ -271,8 +284,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	if err := s.openMicroVMRoutes(ctx); err != nil {
+		s.closeBroker(ctx)
+		st.Close()
+		return nil, err
+	}
 	s.openEventSources(s.esmQueues())
-	s.api = api.New(api.Config{DefaultKeepPaused: s.invoke.DefaultKeepPaused(), Cluster: s.clusterAPI(), HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microvms, EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.api = api.New(api.Config{DefaultKeepPaused: s.invoke.DefaultKeepPaused(), Cluster: s.clusterAPI(), HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microVMsAPI(), EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
 		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms, s}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
@@ -386,7 +404,7 @@ func (s *Server) startURLs() error {
 	fe := funcurl.New(funcurl.Config{URLs: urlConfigs{st: s.store, sync: s.configSync(), log: s.log}, Invoker: s.invoke, Verifier: s.verifier.InRegion(s.cfg.Region), Log: s.log})
 	// A MicroVM's endpoint shares the listeners: its host name (or the
 	// /microvm/<id>/ path) picks it.
-	h := vmproxy.New(vmproxy.Config{Backends: s.microvms, Domain: s.cfg.URLDomain, Log: s.log}).Route(fe)
+	h := s.routeMicroVMEndpoint(vmproxy.New(vmproxy.Config{Backends: s.microvms, Domain: s.cfg.URLDomain, Log: s.log}), fe)
 	limits := defaultHTTPLimits()
 	if s.cfg.URLListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.URLListen)
@@ -456,7 +474,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// call it makes for data with the keys its user gives it.
 	mux.Handle("GET "+console.Path, console.Handler())
 	mux.Handle("GET /console", console.Handler())
-	mux.Handle("/", s.withSQS(s.api))
+	mux.Handle("/", s.withSQS(s.routeMicroVMAPI(s.api)))
 	limits := defaultHTTPLimits()
 	s.http = limits.server(mux)
 	go func() {
@@ -527,6 +545,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// environments and the broker go.
 	s.stopAsync(ctx)
 	s.stopMoves()
+	s.clusterKeys.stop()
 	s.sched.Shutdown(ctx)
 	s.closeBroker(ctx)
 	if s.nets != nil {

@@ -112,6 +112,13 @@ func (h *Handler) Match(r *http.Request) bool {
 	return ok
 }
 
+// MicroVMID is the MicroVM r is for, when it is for one (see Match); the
+// id is not checked (ServeHTTP does).
+func (h *Handler) MicroVMID(r *http.Request) (string, bool) {
+	id, _, ok := h.route(r)
+	return id, ok
+}
+
 // Route sends MicroVMs' requests to h and the others to next.
 func (h *Handler) Route(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
