@@ -95,6 +95,8 @@ func (s *Server) announce() {
 func (s *Server) leaveCluster(ctx context.Context) {
 	s.closeSlots(ctx)
 	s.closeMeterLog()
+	// Also on New's failure paths, which end in closeBroker too.
+	s.clusterKeys.stop()
 	if s.member != nil {
 		s.member.Leave(ctx)
 		s.member = nil

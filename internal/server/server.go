@@ -545,7 +545,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// environments and the broker go.
 	s.stopAsync(ctx)
 	s.stopMoves()
-	s.clusterKeys.stop()
 	s.sched.Shutdown(ctx)
 	s.closeBroker(ctx)
 	if s.nets != nil {
