@@ -109,6 +109,8 @@ type MicroVMItem struct {
 	ImageARN     string     `json:"imageArn"`
 	ImageVersion string     `json:"imageVersion"`
 	StartedAt    *Timestamp `json:"startedAt,omitempty"`
+	// Node is the host that runs it, in a cluster (Hearth's own field).
+	Node string `json:"node,omitempty"`
 }
 
 // ListInput filters and pages ListMicrovms.

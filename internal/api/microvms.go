@@ -272,7 +272,7 @@ func (a *API) listMicrovms(r *http.Request, m MicroVMs) (any, error) {
 	out := wire.ListOutput{Items: make([]wire.MicroVMItem, 0, len(vms)), NextToken: next}
 	for _, vm := range vms {
 		out.Items = append(out.Items, wire.MicroVMItem{MicrovmID: vm.ID, State: string(vm.State), ImageARN: vm.ImageARN,
-			ImageVersion: vm.ImageVersion, StartedAt: wire.NewTimestamp(vm.StartedAt)})
+			ImageVersion: vm.ImageVersion, StartedAt: wire.NewTimestamp(vm.StartedAt), Node: vm.Node})
 	}
 	return out, nil
 }

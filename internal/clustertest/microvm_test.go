@@ -91,8 +91,8 @@ func TestMicroVMThroughAnyHost(t *testing.T) {
 		t.Fatalf("GetMicrovm through b: %+v %v", got, err)
 	}
 	items, err := viaB.ListAll(ctx, mvc.ListInput{})
-	if err != nil || len(items) != 1 || items[0].MicrovmID != vm.MicrovmID {
-		t.Fatalf("ListMicrovms through b: %+v %v", items, err)
+	if err != nil || len(items) != 1 || items[0].MicrovmID != vm.MicrovmID || items[0].Node != a.Node {
+		t.Fatalf("ListMicrovms through b (one item, run by a): %+v %v", items, err)
 	}
 	token, err := viaB.AuthToken(ctx, vm.MicrovmID, 10*time.Minute, mvc.Port(8080))
 	if err != nil {

@@ -138,6 +138,9 @@ type MicroVM struct {
 	TerminatedAt             time.Time   `json:"terminatedAt,omitzero"`
 	// LastActivity is the last inbound request, outbound packet or exec.
 	LastActivity time.Time `json:"lastActivity,omitzero"`
+	// Node is the host that runs it, in a cluster's lists (empty
+	// standalone).
+	Node string `json:"node,omitempty"`
 }
 
 // ListInput filters and pages ListMicrovms.

@@ -314,8 +314,9 @@ type listReply struct {
 // listWait bounds a host's answer to a list.
 const listWait = 5 * time.Second
 
-// allLocal is every MicroVM of this host that the filter picks.
-func allLocal(ctx context.Context, m *microvm.Manager, q listRequest) ([]microvm.MicroVM, error) {
+// allLocal is every MicroVM of this host (node) that the filter picks,
+// each marked with node.
+func allLocal(ctx context.Context, m *microvm.Manager, node string, q listRequest) ([]microvm.MicroVM, error) {
 	var out []microvm.MicroVM
 	in := microvm.ListInput{ImageIdentifier: q.Image, ImageVersion: q.Version, MaxResults: 50}
 	for {
@@ -323,7 +324,10 @@ func allLocal(ctx context.Context, m *microvm.Manager, q listRequest) ([]microvm
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, page...)
+		for _, vm := range page {
+			vm.Node = node
+			out = append(out, vm)
+		}
 		if next == "" {
 			return out, nil
 		}
@@ -338,7 +342,7 @@ func serveList(nc *nats.Conn, node string, m *microvm.Manager) (*nats.Subscripti
 		var rep listReply
 		if err := json.Unmarshal(msg.Data, &q); err != nil {
 			rep.Error = err.Error()
-		} else if rep.Items, err = allLocal(context.Background(), m, q); err != nil {
+		} else if rep.Items, err = allLocal(context.Background(), m, node, q); err != nil {
 			rep.Error = err.Error()
 		}
 		b, _ := json.Marshal(rep)
@@ -356,7 +360,7 @@ func (c *clusterMicroVMs) List(ctx context.Context, in microvm.ListInput) ([]mic
 		return nil, "", err
 	}
 	q := listRequest{Image: in.ImageIdentifier, Version: in.ImageVersion}
-	all, err := allLocal(ctx, c.Manager, q)
+	all, err := allLocal(ctx, c.Manager, c.node, q)
 	if err != nil {
 		return nil, "", err
 	}
@@ -421,7 +425,7 @@ func (s *Server) openMicroVMRoutes(ctx context.Context) error {
 	s.mvmOwners = owners
 	// The MicroVMs this host ran before (standalone, or before a
 	// restart) are its own.
-	vms, err := allLocal(ctx, s.microvms, listRequest{})
+	vms, err := allLocal(ctx, s.microvms, s.cfg.Cluster.Node, listRequest{})
 	if err != nil {
 		return err
 	}
