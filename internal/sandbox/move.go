@@ -148,6 +148,9 @@ type ImportOptions struct {
 	// MemoryBase is this host's copy of the template memory a clone's
 	// delta is over.
 	MemoryBase string
+	// RootDisk is this host's copy of the function's root disk (the same
+	// disk: its size is checked), for a function that has one.
+	RootDisk string
 }
 
 // Import makes the environment shipped into dir (named by its new id) this
@@ -172,9 +175,14 @@ func Import(ctx context.Context, cfg Config, dir string, opts ImportOptions) err
 		return fmt.Errorf("%w: agent digest %s here, %s in the snapshot", ErrIncompatible, short(opts.Image.AgentDigest), short(m.AgentDigest))
 	}
 	if m.Function.Root != nil {
-		// Its root disk is in the sender's image cache: this host would
-		// have to build the very same disk first.
-		return errors.New("a function with a container image does not move yet")
+		// Its root disk is in the sender's cache: this host's copy of
+		// the very same disk takes its place.
+		if opts.RootDisk == "" {
+			return errors.New("import: a function with a root disk, and no copy of it here")
+		}
+		root := *m.Function.Root
+		root.Disk = opts.RootDisk
+		m.Function.Root = &root
 	}
 	m.ID, m.PID = id, 0
 	m.Kernel, m.Initrd, m.ACPI = refOf(opts.Image.Kernel.Path), refOf(opts.Image.Initrd), opts.Image.Kernel.ACPI

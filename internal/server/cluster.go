@@ -164,7 +164,8 @@ func (s *Server) invokeScheduler() invoke.Scheduler {
 	if s.drain == nil {
 		return s.sched
 	}
-	return drainingScheduler{Scheduler: s.sched, gate: s.drain}
+	// An image function's root is this host's copy (roots_cluster.go).
+	return rootsScheduler{Scheduler: drainingScheduler{Scheduler: s.sched, gate: s.drain}, s: s}
 }
 
 // hostLoad is this host's load for its heartbeats, which start before

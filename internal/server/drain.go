@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hearthdev/hearth/internal/broker"
 	"github.com/hearthdev/hearth/internal/cluster"
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/sandbox"
@@ -93,6 +92,10 @@ type moveOffer struct {
 	// Move/base when the receiver lacks it); empty for none.
 	Base    string `json:"base,omitempty"`
 	Network bool   `json:"network,omitempty"`
+	// Root is the function's root disk (a container image's, or a
+	// managed runtime's): its digest and size; the receiver uses its own
+	// copy, an image's fetched from hearth_roots.
+	Root *sandbox.Root `json:"root,omitempty"`
 }
 
 // moveAnswer is a receiver's.
@@ -127,7 +130,7 @@ type mover struct {
 	s    *Server
 	node string
 	plat hostPlatform
-	obs  jetstream.ObjectStore
+	objs *lazyObjects
 
 	mu      sync.Mutex
 	prog    *cluster.DrainProgress // nil while not drained
@@ -144,7 +147,9 @@ type mover struct {
 
 // newMover reads this host's platform.
 func newMover(s *Server, node string) *mover {
-	m := &mover{s: s, node: node, dropped: map[string]bool{}, digests: map[string]string{}, adopting: make(chan struct{}, 1)}
+	m := &mover{s: s, node: node, dropped: map[string]bool{}, digests: map[string]string{}, adopting: make(chan struct{}, 1),
+		objs: &lazyObjects{js: s.broker.JetStream(), cfg: jetstream.ObjectStoreConfig{Bucket: movesBucket,
+			Description: "Hearth: suspended environments moving between hosts", TTL: movesTTL, Storage: jetstream.FileStorage, Replicas: 1}}}
 	m.plat = hostPlatform{QEMU: qemuVersion(s.cfg.Host.QEMU), Agent: s.host.AgentDigest, ACPI: s.host.Kernel.ACPI, Accel: s.host.Accel,
 		cpu: map[vmm.Accel]string{vmm.AccelTCG: "tcg (emulated, as Hearth sets it)", vmm.AccelKVM: hostCPU()}}
 	if d, err := m.kernelDigest(s.host.Kernel.Path); err == nil {
@@ -265,23 +270,10 @@ func (m *mover) stop() {
 
 // objects is the moves' object store, made on first use.
 func (m *mover) objects(ctx context.Context) (jetstream.ObjectStore, error) {
-	m.mu.Lock()
-	obs := m.obs
-	m.mu.Unlock()
-	if obs != nil {
-		return obs, nil
-	}
-	err := broker.Retry(ctx, func(ctx context.Context) (err error) {
-		obs, err = m.s.broker.JetStream().CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: movesBucket,
-			Description: "Hearth: suspended environments moving between hosts", TTL: movesTTL, Storage: jetstream.FileStorage, Replicas: 1})
-		return err
-	})
+	obs, err := m.objs.get(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("drain: the moves' object store: %w", err)
+		return nil, fmt.Errorf("drain: the moves' %w", err)
 	}
-	m.mu.Lock()
-	m.obs = obs
-	m.mu.Unlock()
 	return obs, nil
 }
 
@@ -409,10 +401,6 @@ func (m *mover) moveOne(ctx context.Context, se scheduler.SuspendedEnv, targets 
 		drop(err.Error())
 		return
 	}
-	if mv.Function.Root != nil {
-		drop("a function with a container image does not move yet")
-		return
-	}
 	fn := se.Function
 	// This host's VMM made the snapshot; the folder tells the rest.
 	plat := mv.Platform
@@ -422,6 +410,26 @@ func (m *mover) moveOne(ctx context.Context, se scheduler.SuspendedEnv, targets 
 		Platform: plat, Files: mv.Files, Network: mv.Network}
 	if mv.MemoryBase != "" {
 		o.Base = baseKey(m.node, mv.MemoryBase)
+	}
+	if r := mv.Function.Root; r != nil {
+		o.Root = &sandbox.Root{Digest: r.Digest, Size: r.Size}
+		if imageRoot(r) && m.s.roots == nil {
+			drop("this host shares no container images")
+			return
+		}
+		if imageRoot(r) {
+			// The receiver fetches the root by its digest: the store must
+			// have it (normally shared since the function was created).
+			root, ok := m.s.roots.b.Lookup(r.Digest)
+			if !ok {
+				drop(fmt.Sprintf("its image's root %s is no longer in this host's cache", r.Digest))
+				return
+			}
+			if err := m.s.roots.Share(ctx, root); err != nil {
+				m.failed(fmt.Errorf("sharing the root of %s: %w", se.ID, err))
+				return
+			}
+		}
 	}
 	var (
 		reasons  []string
@@ -464,7 +472,7 @@ func (m *mover) moveOne(ctx context.Context, se scheduler.SuspendedEnv, targets 
 			if name == "base" {
 				path = mv.MemoryBase
 			}
-			n, err := m.put(ctx, obs, o.Move+"/"+name, path)
+			n, err := putSparse(ctx, obs, jetstream.ObjectMeta{Name: o.Move + "/" + name}, path)
 			shipped[name] = true
 			if err != nil {
 				m.failed(fmt.Errorf("shipping %s of %s: %w", name, se.ID, err))
@@ -537,9 +545,10 @@ func (m *mover) failed(err error) {
 	})
 }
 
-// put ships the file at path as a sparse stream under name; it returns
-// the data carried.
-func (m *mover) put(ctx context.Context, obs jetstream.ObjectStore, name, path string) (int64, error) {
+// putSparse puts the file at path in obs as a sparse stream (holes and
+// zero blocks skipped), under meta; it returns the data carried. Nothing
+// holds the whole file in memory.
+func putSparse(ctx context.Context, obs jetstream.ObjectStore, meta jetstream.ObjectMeta, path string) (int64, error) {
 	pr, pw := io.Pipe()
 	sent := make(chan int64, 1)
 	go func() {
@@ -547,7 +556,7 @@ func (m *mover) put(ctx context.Context, obs jetstream.ObjectStore, name, path s
 		sent <- n
 		pw.CloseWithError(err)
 	}()
-	_, err := obs.Put(ctx, jetstream.ObjectMeta{Name: name}, pr)
+	_, err := obs.Put(ctx, meta, pr)
 	pr.CloseWithError(errors.New("put ended")) // the writer ends if Put stopped reading
 	n := <-sent
 	return n, err
@@ -604,6 +613,11 @@ func (m *mover) check(ctx context.Context, o moveOffer) moveAnswer {
 	}
 	if o.Network && m.s.nets == nil {
 		return moveAnswer{Refused: true, Reason: "its machine has a network card and this host gives no network"}
+	}
+	if o.Root != nil {
+		if _, refused, err := m.s.moveRoot(ctx, o.Root, false); err != nil {
+			return moveAnswer{Refused: refused, Reason: err.Error()}
+		}
 	}
 	f, err := m.s.store.Resolve(ctx, o.Function, o.Version)
 	if err != nil {
@@ -669,7 +683,7 @@ func (m *mover) adopt(ctx context.Context, o moveOffer) moveAnswer {
 			_ = os.RemoveAll(dir)
 			return fail(fmt.Errorf("a file %q in the offer", name))
 		}
-		if err := m.get(ctx, obs, o.Move+"/"+name, filepath.Join(dir, name), maxFileBytes(name, o.MemoryMB)); err != nil {
+		if err := getSparse(ctx, obs, o.Move+"/"+name, filepath.Join(dir, name), maxFileBytes(name, o.MemoryMB)); err != nil {
 			_ = os.RemoveAll(dir)
 			return fail(fmt.Errorf("receiving %s: %w", name, err))
 		}
@@ -684,7 +698,7 @@ func (m *mover) adopt(ctx context.Context, o moveOffer) moveAnswer {
 			}
 			part := base + ".part"
 			_ = os.Remove(part)
-			err := m.get(ctx, obs, o.Move+"/base", part, int64(o.MemoryMB)<<20)
+			err := getSparse(ctx, obs, o.Move+"/base", part, int64(o.MemoryMB)<<20)
 			if err == nil {
 				err = os.Rename(part, base)
 			}
@@ -699,7 +713,19 @@ func (m *mover) adopt(ctx context.Context, o moveOffer) moveAnswer {
 		_ = os.RemoveAll(dir)
 		return fail(fmt.Errorf("the function's image: %w", err))
 	}
-	if err := sandbox.Import(ctx, sbx, dir, sandbox.ImportOptions{Image: img, MemoryBase: base}); err != nil {
+	var rootDisk string
+	if o.Root != nil {
+		// Before it is adopted: the disk must be here to resume on.
+		disk, refused, err := m.s.moveRoot(ctx, o.Root, true)
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			a := fail(err)
+			a.Refused = a.Refused || refused
+			return a
+		}
+		rootDisk = disk
+	}
+	if err := sandbox.Import(ctx, sbx, dir, sandbox.ImportOptions{Image: img, MemoryBase: base, RootDisk: rootDisk}); err != nil {
 		_ = os.RemoveAll(dir)
 		return fail(err)
 	}
@@ -735,8 +761,9 @@ func maxFileBytes(name string, memoryMB int) int64 {
 	return maxManifestMB << 20
 }
 
-// get writes the object name, a sparse stream, into a new file at path.
-func (m *mover) get(ctx context.Context, obs jetstream.ObjectStore, name, path string, maxSize int64) error {
+// getSparse writes the object name, a sparse stream, into a new file at
+// path, bounded by maxSize.
+func getSparse(ctx context.Context, obs jetstream.ObjectStore, name, path string, maxSize int64) error {
 	r, err := obs.Get(ctx, name)
 	if err != nil {
 		return err

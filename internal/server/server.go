@@ -143,7 +143,8 @@ type Server struct {
 	router    *router
 	configLog *configlog.Log
 	sync      *configSync
-	moves     *mover // drain.go
+	moves     *mover        // drain.go
+	roots     *clusterRoots // roots_cluster.go
 
 	// meterLog carries the meter across the hosts (meterlog.go); nil
 	// standalone.
@@ -290,7 +291,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.openEventSources(s.esmQueues())
-	s.api = api.New(api.Config{DefaultKeepPaused: s.invoke.DefaultKeepPaused(), Cluster: s.clusterAPI(), HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microVMsAPI(), EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: roots, Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.api = api.New(api.Config{DefaultKeepPaused: s.invoke.DefaultKeepPaused(), Cluster: s.clusterAPI(), HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microVMsAPI(), EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: s.openRoots(roots), Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
 		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms, s}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
@@ -460,6 +461,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.announce()
 	s.adopt(ctx)
+	s.startRoots(ctx)
 	if err := s.startMoves(ctx); err != nil {
 		ln.Close()
 		return err
@@ -545,6 +547,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// environments and the broker go.
 	s.stopAsync(ctx)
 	s.stopMoves()
+	s.stopRoots()
 	s.sched.Shutdown(ctx)
 	s.closeBroker(ctx)
 	if s.nets != nil {
