@@ -3,6 +3,7 @@ package clustertest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -33,52 +34,60 @@ func (h *Host) LambdaInside() *lambda.Client {
 		Credentials: credentials.NewStaticCredentialsProvider(h.Keys.AccessKeyID, h.Keys.SecretAccessKey, "")})
 }
 
-// dialInside makes the socket on a thread switched into h's namespace (a
-// socket stays in the namespace it was made in), then switches back; a
-// thread that cannot switch back is left locked, so Go ends it.
+// dialInside makes the connection from inside h's namespace.
 func (h *Host) dialInside(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
+	var c net.Conn
+	err := h.inside(func() (io.Closer, error) {
+		// Connecting to h's own address inside its namespace does not
+		// wait on the network: a short bound is enough.
+		d := net.Dialer{Timeout: 5 * time.Second}
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return c, err
+	})
+	if err != nil {
+		return nil, err
 	}
-	done := make(chan result, 1)
+	return c, nil
+}
+
+// inside runs open on a thread switched into h's network namespace (a
+// socket stays in the namespace it was made in), then switches back; a
+// thread that cannot switch back is left locked, so Go ends it with its
+// goroutine, and what open made is closed.
+func (h *Host) inside(open func() (io.Closer, error)) error {
+	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		self, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
 			runtime.UnlockOSThread()
-			done <- result{nil, err}
+			done <- err
 			return
 		}
 		defer self.Close()
 		target, err := os.Open("/run/netns/" + h.Netns)
 		if err != nil {
 			runtime.UnlockOSThread()
-			done <- result{nil, err}
+			done <- err
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			done <- result{nil, fmt.Errorf("entering %s: %w", h.Netns, err)}
+			done <- fmt.Errorf("entering %s: %w", h.Netns, err)
 			return
 		}
-		// Connecting to h's own address inside its namespace does not
-		// wait on the network: a short bound is enough.
-		d := net.Dialer{Timeout: 5 * time.Second}
-		c, err := d.DialContext(ctx, network, addr)
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-			// This thread stays in h's namespace: let it die with the
-			// goroutine (no UnlockOSThread).
-			if c != nil {
-				c.Close()
+		made, err := open()
+		if serr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); serr != nil {
+			if err == nil {
+				made.Close()
 			}
-			done <- result{nil, fmt.Errorf("leaving %s: %w", h.Netns, err)}
+			done <- fmt.Errorf("leaving %s: %w", h.Netns, serr)
 			return
 		}
 		runtime.UnlockOSThread()
-		done <- result{c, err}
+		done <- err
 	}()
-	r := <-done
-	return r.c, r.err
+	return <-done
 }
