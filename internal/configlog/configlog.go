@@ -142,39 +142,9 @@ func (l *Log) Last(ctx context.Context) (uint64, error) {
 // ordered consumer (it starts again by itself where it was after a
 // server or a leader goes).
 func (l *Log) Follow(ctx context.Context, after uint64, apply func(seq uint64, entry []byte) error) error {
-	cons, err := l.js.OrderedConsumer(ctx, l.name, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{l.subject},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    after + 1,
-		// Unlimited, a consumer re-made while the cluster has no quorum
-		// retries for ever and ignores ctx (nats.go holds its lock): a few
-		// tries, then Follow returns and its caller decides.
-		MaxResetAttempts: 3,
+	return broker.Follow(ctx, l.js, l.name, l.subject, after, func(seq uint64, msg jetstream.Msg) error {
+		return apply(seq, msg.Data())
 	})
-	if err != nil {
-		return fmt.Errorf("configlog: follow: %w", err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("configlog: follow: %w", err)
-	}
-	defer it.Stop()
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			return fmt.Errorf("configlog: follow: %w", err)
-		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("configlog: follow: %w", err)
-		}
-		if err := apply(md.Sequence.Stream, msg.Data()); err != nil {
-			return err
-		}
-	}
 }
 
 // PutBlob stores a zip under name, unless it is there already (names are

@@ -311,50 +311,24 @@ func (l *Log) followOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cons, err := l.cfg.JetStream.OrderedConsumer(ctx, l.cfg.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{SubjectPrefix + ">"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    after + 1,
-		// A few tries, then followOnce returns and follow decides (an
-		// unlimited consumer re-made without a quorum ignores ctx).
-		MaxResetAttempts: 3,
-	})
-	if err != nil {
-		return fmt.Errorf("meterlog: follow: %w", err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("meterlog: follow: %w", err)
-	}
-	defer it.Stop()
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			return fmt.Errorf("meterlog: follow: %w", err)
-		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("meterlog: follow: %w", err)
-		}
+	return broker.Follow(ctx, l.cfg.JetStream, l.cfg.Stream, SubjectPrefix+">", after, func(seq uint64, msg jetstream.Msg) error {
 		host := strings.TrimPrefix(msg.Subject(), SubjectPrefix)
 		if host == l.cfg.Node && l.own(msg.Data()) {
 			// This host's own: nothing to apply, and no write to the
 			// store for it (the cursor moves with the next other
 			// host's event; a restart reads these again, and skips them).
-			continue
+			return nil
 		}
-		changed, err := l.cfg.Store.ApplyMeterEvent(ctx, md.Sequence.Stream, host, msg.Data())
+		changed, err := l.cfg.Store.ApplyMeterEvent(ctx, seq, host, msg.Data())
 		switch {
 		case errors.Is(err, store.ErrBadMeterEvent):
 			l.count(func(s *Stats) { s.Refused++ })
-			l.cfg.Log.Warn("meter log: an event refused", "host", host, "seq", md.Sequence.Stream, "err", err)
+			l.cfg.Log.Warn("meter log: an event refused", "host", host, "seq", seq, "err", err)
 		case err != nil:
 			return err
 		case changed:
 			l.count(func(s *Stats) { s.Applied++ })
 		}
-	}
+		return nil
+	})
 }
