@@ -82,6 +82,13 @@ type Load struct {
 	// Functions counts the environments of each function the host has
 	// any of, for placement: a warm one here beats a cold start there.
 	Functions map[string]FunctionLoad `json:"functions,omitempty"`
+	// Ready is what the host has ready for a cold start (ready.go): a
+	// host that must fetch and build a function's code or root first
+	// starts it seconds later.
+	Ready *Ready `json:"ready,omitempty"`
+	// CPU is the share of the host's CPU time that was busy lately (0 to
+	// 1, all its cores together); 0 when unknown.
+	CPU float64 `json:"cpu,omitempty"`
 }
 
 // FunctionLoad is a host's environments of one function, by state.

@@ -69,7 +69,7 @@ func (s *Server) joinCluster(ctx context.Context) error {
 		name = "external"
 	}
 	s.drain = &drainGate{}
-	s.load = &hostLoad{sched: s.sched}
+	s.load = &hostLoad{sched: s.sched, ready: &cluster.ReadySet{}, cpu: &cpuMeter{}}
 	s.moves = newMover(s, o.Node)
 	m, err := cluster.Join(ctx, cluster.Config{JetStream: s.broker.JetStream(), Replicas: s.broker.Replicas(), Cluster: name, Node: o.Node,
 		Load: s.load, Gate: s.drain, Progress: s.moves, Interval: o.Interval, DownAfter: o.DownAfter, Log: s.log})
@@ -173,6 +173,9 @@ func (s *Server) invokeScheduler() invoke.Scheduler {
 type hostLoad struct {
 	sched    *scheduler.Scheduler
 	microvms atomic.Pointer[microvm.Manager]
+	// What it has ready for a cold start, and its CPU (placement.go).
+	ready *cluster.ReadySet
+	cpu   *cpuMeter
 }
 
 func (h *hostLoad) Load() cluster.Load {
@@ -183,6 +186,7 @@ func (h *hostLoad) Load() cluster.Load {
 	l.InFlight = st.Busy
 	l.MemoryMB, l.MemoryLimitMB = u.MemoryMB, u.Limits.MaxMemoryMB
 	l.Functions = functionLoads(h.sched.StatsByFunction())
+	l.Ready, l.CPU = h.ready.Ready(), h.cpu.Share()
 	if mv := h.microvms.Load(); mv != nil {
 		for _, ms := range mv.StatsByImage() {
 			l.MicroVMs += ms.Running

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/api"
 	"github.com/hearthdev/hearth/internal/broker"
+	"github.com/hearthdev/hearth/internal/cluster"
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
@@ -76,6 +77,8 @@ type clusterRoots struct {
 	objs *lazyObjects
 	node string
 	log  *slog.Logger
+	// ready records the roots this host has, for placement.
+	ready *cluster.ReadySet
 
 	mu        sync.Mutex
 	published map[string]bool // digests known to be in the store
@@ -105,6 +108,7 @@ func (s *Server) openRoots(b *rootfs.Builder) api.ImageBuilder {
 		return b
 	}
 	s.roots = newClusterRoots(b, s.broker.JetStream(), s.broker.Replicas(), s.cfg.Cluster.Node, s.log)
+	s.roots.ready = s.readySet()
 	return s.roots
 }
 
@@ -159,6 +163,7 @@ func (c *clusterRoots) shareCache(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		c.ready.HasRoot(cluster.RootKey(d))
 		c.mu.Lock()
 		done := c.published[d]
 		c.mu.Unlock()
@@ -182,6 +187,7 @@ func (c *clusterRoots) Pull(ctx context.Context, uri string) (*rootfs.Root, erro
 	if err != nil {
 		return nil, err
 	}
+	c.ready.UsedRoot(cluster.RootKey(root.Digest))
 	if err := c.Share(ctx, root); err != nil {
 		return nil, fmt.Errorf("sharing the root of %s with the other hosts: %w", uri, err)
 	}
@@ -296,13 +302,18 @@ func (c *clusterRoots) markShared(digest string) {
 // *rootfs.Error with code NotFound (the function's ImageDeleted).
 func (c *clusterRoots) Fetch(ctx context.Context, digest string) (*rootfs.Root, error) {
 	if root, ok := c.b.Lookup(digest); ok {
+		c.ready.UsedRoot(cluster.RootKey(digest))
 		return root, nil
 	}
-	return c.flight(ctx, "fetch "+digest, func() (*rootfs.Root, error) {
+	root, err := c.flight(ctx, "fetch "+digest, func() (*rootfs.Root, error) {
 		fctx, cancel := context.WithTimeout(context.Background(), rootFetchTimeout)
 		defer cancel()
 		return c.fetch(fctx, digest)
 	})
+	if err == nil {
+		c.ready.UsedRoot(cluster.RootKey(digest))
+	}
+	return root, err
 }
 
 func (c *clusterRoots) fetch(ctx context.Context, digest string) (*rootfs.Root, error) {

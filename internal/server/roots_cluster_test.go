@@ -18,6 +18,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/broker"
 	"github.com/hearthdev/hearth/internal/broker/brokertest"
+	"github.com/hearthdev/hearth/internal/cluster"
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/ociimage"
@@ -43,7 +44,9 @@ func rootsHosts(t *testing.T, bs []*broker.Broker) []rootsHost {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs = append(hs, rootsHost{dir: dir, b: b, roots: newClusterRoots(b, br.JetStream(), br.Replicas(), string(rune('a'+i)), log)})
+		r := newClusterRoots(b, br.JetStream(), br.Replicas(), string(rune('a'+i)), log)
+		r.ready = &cluster.ReadySet{}
+		hs = append(hs, rootsHost{dir: dir, b: b, roots: r})
 	}
 	return hs
 }
@@ -110,6 +113,11 @@ func TestRootsSharedByDigest(t *testing.T) {
 	t0 := time.Now()
 	a.roots.shareCache(ctx)
 	shared := time.Since(t0)
+	// What placement reads in the heartbeats: a has the root, b not yet.
+	key := cluster.RootKey(root.Digest)
+	if !a.roots.ready.Ready().HasRoot(key) || b.roots.ready.Ready().HasRoot(key) {
+		t.Errorf("ready roots: a %+v, b %+v; want the root on a only", a.roots.ready.Ready(), b.roots.ready.Ready())
+	}
 	obs, err := a.roots.objs.get(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +148,9 @@ func TestRootsSharedByDigest(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("fetch %d: %v", i, errs[i])
 		}
+	}
+	if !b.roots.ready.Ready().HasRoot(key) {
+		t.Errorf("b fetched the root; its ready roots %+v lack it", b.roots.ready.Ready())
 	}
 	if got[0].Path != got[1].Path || got[0].Size != root.Size || got[0].Path == root.Path {
 		t.Fatalf("fetched %+v and %+v of %+v", got[0], got[1], root)
@@ -184,6 +195,9 @@ func TestRootsSharedByDigest(t *testing.T) {
 			t.Errorf("fetch of a forged disk: %v", err)
 		}
 		checkNothingCached(t, b, forged.Digest)
+		if b.roots.ready.Ready().HasRoot(cluster.RootKey(forged.Digest)) {
+			t.Error("a root refused is told ready")
+		}
 	})
 
 	t.Run("entry of another image", func(t *testing.T) {

@@ -248,8 +248,12 @@ type router struct {
 	hosts   hostsView
 	local   localView
 	applied func() uint64 // the configuration log entry this host applied
-	invoke  func(context.Context, invoke.Request) (*invoke.Result, error)
-	log     *slog.Logger
+	// ready and cpu are this host's, as its heartbeats tell them
+	// (placement.go); nil knows nothing.
+	ready  *cluster.ReadySet
+	cpu    *cpuMeter
+	invoke func(context.Context, invoke.Request) (*invoke.Result, error)
+	log    *slog.Logger
 
 	mu sync.Mutex
 	// sent counts the calls this host has forwarded to each host and not
@@ -287,7 +291,7 @@ func (r *router) Forward(ctx context.Context, fn scheduler.Function, requestID s
 		return nil, false, nil // the best there is: here, warm
 	}
 	hosts := r.view(live)
-	target := place(r.node, hosts, fn.Name, fn.MemoryMB)
+	target := place(r.node, hosts, coldStart(fn))
 	if target == r.node || target == "" {
 		return nil, false, nil
 	}
@@ -306,7 +310,7 @@ func (r *router) liveSelf(function string) cluster.HostStatus {
 	u := r.local.Usage()
 	return cluster.HostStatus{Host: cluster.Host{Node: r.node, Protocol: cluster.Protocol, Load: cluster.Load{
 		Busy: all.Busy, Warm: all.Warm, Paused: all.Paused, Suspended: all.Suspended, InFlight: all.Busy,
-		MemoryMB: u.MemoryMB, MemoryLimitMB: u.Limits.MaxMemoryMB,
+		MemoryMB: u.MemoryMB, MemoryLimitMB: u.Limits.MaxMemoryMB, Ready: r.ready.Ready(), CPU: r.cpu.Share(),
 		Functions: map[string]cluster.FunctionLoad{function: {Busy: st.Busy, Warm: st.Warm, Paused: st.Paused, Suspended: st.Suspended}}}},
 		State: cluster.StateUp, Compatible: true}
 }
@@ -329,16 +333,60 @@ func (r *router) view(self cluster.HostStatus) []cluster.HostStatus {
 	return append(out, self)
 }
 
-// place picks the host to run an invocation of function on: one with an
-// idle warm environment of it, then one with a paused, then one running
+// want is what placement knows of an invocation.
+type want struct {
+	Function string
+	MemoryMB int
+	// Code and Root name what its cold start needs ready on a host
+	// (cluster.CodeKey, cluster.RootKey): "" when every host has it.
+	Code, Root string
+}
+
+// coldStart is what placing an invocation of fn needs.
+func coldStart(fn scheduler.Function) want {
+	w := want{Function: fn.Name, MemoryMB: fn.MemoryMB, Code: cluster.CodeKey(fn.CodeDigest, fn.LayerDigests)}
+	if fn.Root != nil {
+		w.Root = cluster.RootKey(fn.Root.Digest)
+	}
+	return w
+}
+
+// ready reports whether h has what a cold start of w needs ready.
+func (w want) ready(h cluster.HostStatus) bool {
+	return (w.Code == "" || h.Load.Ready.HasCode(w.Code)) && (w.Root == "" || h.Load.Ready.HasRoot(w.Root))
+}
+
+// The tolerances of a cold start's placement. A host with the function's
+// code image built (and root cached, for a container image) starts it
+// without fetching and building first (measured in README: seconds here),
+// so it takes the cold start unless it is clearly more loaded than the
+// least loaded host: more than readySlack invocations more in flight, or
+// its guest memory over memoryHigh of its bound with this one while the
+// other's is not, or its CPU saturated while the other's is not.
+const (
+	readySlack = 2
+	memoryHigh = 0.85
+	// cpuSaturated is a CPU busy enough that a boot there crawls; the
+	// CPU decides only against a host with cpuSpare to spare (two hosts
+	// measured a moment apart differ by less).
+	cpuSaturated = 0.9
+	cpuSpare     = 0.3
+)
+
+// place picks the host to run an invocation on: one with an idle warm
+// environment of the function, then one with a paused, then one running
 // it, then one with a suspended one (this host first within a tier: no
-// hop), then for a cold start the
-// least loaded (fewest invocations in flight, then the least guest memory
-// committed for its bound) among those with room for memoryMB, this host
-// on a tie. Never a host that is down, stopped, drained, of another
-// protocol or that does not take forwarded calls; a drained self serves
-// only from the environments it has.
-func place(self string, hosts []cluster.HostStatus, function string, memoryMB int) string {
+// hop), then for a cold start, among the hosts with room for its memory,
+// the least loaded of those that have its code (and root) ready unless
+// it is clearly more loaded than the least loaded of all (the
+// tolerances above), else the least loaded of all: least loaded is a CPU
+// not saturated, then the fewest invocations in flight, then the least
+// guest memory committed for its bound, this host on a tie. Never a host
+// that is down, stopped, drained, of another protocol or that does not
+// take forwarded calls; a drained self serves only from the environments
+// it has.
+func place(self string, hosts []cluster.HostStatus, w want) string {
+	function, memoryMB := w.Function, w.MemoryMB
 	var me *cluster.HostStatus
 	var cands []cluster.HostStatus
 	for i, h := range hosts {
@@ -399,17 +447,47 @@ func place(self string, hosts []cluster.HostStatus, function string, memoryMB in
 	if len(room) > 0 {
 		cold = room
 	}
-	var best *cluster.HostStatus
-	for i := range cold {
-		h := &cold[i]
-		if best == nil || before(*h, *best, self) {
-			best = h
-		}
-	}
+	best := leastLoaded(cold, self, func(cluster.HostStatus) bool { return true })
 	if best == nil {
 		return self // nowhere else: here, whatever it answers
 	}
+	if r := leastLoaded(cold, self, w.ready); r != nil && !clearlyMoreLoaded(*r, *best, memoryMB) {
+		return r.Node
+	}
 	return best.Node
+}
+
+// leastLoaded is the best placed of the hosts that ok takes (before);
+// nil when it takes none.
+func leastLoaded(hosts []cluster.HostStatus, self string, ok func(cluster.HostStatus) bool) *cluster.HostStatus {
+	var best *cluster.HostStatus
+	for i := range hosts {
+		h := &hosts[i]
+		if ok(*h) && (best == nil || before(*h, *best, self)) {
+			best = h
+		}
+	}
+	return best
+}
+
+// clearlyMoreLoaded reports whether a host a, with the cold start's code
+// ready, is too loaded to take it from b, the least loaded (the
+// tolerances above).
+func clearlyMoreLoaded(a, b cluster.HostStatus, memoryMB int) bool {
+	after := func(l cluster.Load) float64 {
+		if l.MemoryLimitMB <= 0 {
+			return 0
+		}
+		return float64(l.MemoryMB+memoryMB) / float64(l.MemoryLimitMB)
+	}
+	return a.Load.InFlight > b.Load.InFlight+readySlack ||
+		(after(a.Load) > memoryHigh && after(b.Load) <= memoryHigh) ||
+		cpuBusier(a.Load, b.Load)
+}
+
+// cpuBusier reports whether a's CPU is saturated and b's has room.
+func cpuBusier(a, b cluster.Load) bool {
+	return a.CPU >= cpuSaturated && b.CPU <= a.CPU-cpuSpare
 }
 
 // before reports whether a is better placed than b: less loaded, or as
@@ -425,9 +503,16 @@ func before(a, b cluster.HostStatus, self string) bool {
 	return a.Node < b.Node
 }
 
-// lessLoaded orders hosts by invocations in flight, then by the share of
+// lessLoaded orders hosts by whether their CPU is saturated (when the
+// other's has room), then by invocations in flight, then by the share of
 // their guest memory bound committed (an unbounded host as empty).
 func lessLoaded(a, b cluster.HostStatus) int {
+	switch {
+	case cpuBusier(a.Load, b.Load):
+		return 1
+	case cpuBusier(b.Load, a.Load):
+		return -1
+	}
 	if c := cmp.Compare(a.Load.InFlight, b.Load.InFlight); c != 0 {
 		return c
 	}
@@ -717,7 +802,10 @@ func (s *Server) openRouter() {
 		return
 	}
 	s.router = &router{node: s.cfg.Cluster.Node, nc: s.broker.Conn(), hosts: s.member, local: s.sched,
-		applied: s.store.AppliedSequence, log: s.log.With("part", "route")}
+		applied: s.store.AppliedSequence, ready: s.readySet(), log: s.log.With("part", "route")}
+	if s.load != nil {
+		s.router.cpu = s.load.cpu
+	}
 }
 
 // forwarder is the invocation path's Forwarder: nil standalone (a nil

@@ -97,7 +97,7 @@ func TestPlace(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := place("a", tt.hosts, "f", 128); got != tt.want {
+			if got := place("a", tt.hosts, want{Function: "f", MemoryMB: 128, Code: "c0de"}); got != tt.want {
 				t.Errorf("placed on %q, want %q", got, tt.want)
 			}
 		})

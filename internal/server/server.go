@@ -370,7 +370,11 @@ func (s *Server) Image(ctx context.Context, digest string, layerDigests []string
 	if err != nil {
 		return sandbox.Image{}, err
 	}
-	return s.host.CodeImage(ctx, filepath.Join(s.cfg.DataDir, "images"), digest, code, layers...)
+	img, err := s.host.CodeImage(ctx, filepath.Join(s.cfg.DataDir, "images"), digest, code, layers...)
+	if err == nil {
+		s.readySet().UsedCode(cluster.CodeKey(digest, layerDigests)) // for placement
+	}
+	return img, err
 }
 
 // urlBase is a function URL's address, on the plain HTTP listener (or the
