@@ -56,19 +56,25 @@ func TestCostCoversTheCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// hello2's code is another (counter ignores its payload), so that no
+	// host has it ready when it cold-starts.
+	counter, err := os.ReadFile(testvm.FunctionZip(t, "./examples/counter"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := clustertest.Start(t, clustertest.Options{})
 	a, b, cc := c.Host("a"), c.Host("b"), c.Host("c")
 	ctx := context.Background()
-	for _, fn := range []string{"hello", "hello2"} {
+	for fn, code := range map[string][]byte{"hello": zip, "hello2": counter} {
 		if _, err := a.Lambda().CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String(fn), Runtime: types.RuntimeProvidedal2023,
-			Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: zip}, Timeout: aws.Int32(60)}); err != nil {
+			Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: code}, Timeout: aws.Int32(60)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ran := map[string]int{}
 	// hello through b runs there (cold, then warm); hello2 through a
-	// cold-starts on a host with no environment: a or c, never b, the
-	// most loaded.
+	// cold-starts on a host with no environment and its code ready
+	// nowhere: a or c, never b, the most loaded.
 	for range 2 {
 		ran[invokeVia(t, b, "hello", []byte(`{"name":"b"}`)).node]++
 	}
