@@ -27,6 +27,18 @@ func (s *Store) putBlob(ctx context.Context, name string, data []byte) error {
 	if s.rep == nil || s.rep.blobs == nil {
 		return nil
 	}
+	// The upload may rightly take long (a big zip, three copies); a
+	// host cut off from the quorum would wait it out: the log's last
+	// sequence first, which it cannot read then.
+	lctx, cancel := context.WithTimeout(ctx, appendWait)
+	_, err := s.rep.log.Last(lctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("store: %s: %w", name, err)
+		}
+		return fmt.Errorf("store: %s: %w: %w", name, ErrUnreachable, err)
+	}
 	return s.rep.blobs.PutBlob(ctx, name, data)
 }
 
