@@ -94,6 +94,10 @@ func TestWriteCutOffFromTheLogFailsFastAndClearly(t *testing.T) {
 			_, _, err := s.PutCode([]byte("zip of another function"))
 			return err
 		}},
+		{"create: the log answers (a cut-off leader, for a while), the zip upload hangs", "hang", "", true, func(ctx context.Context, s *Store) error {
+			_, _, err := s.PutCode([]byte("zip of another function"))
+			return err
+		}},
 		{"delete", "hang", "hang", false, func(ctx context.Context, s *Store) error { return s.DeleteFunction(ctx, "f") }},
 	}
 	for _, tt := range tests {
