@@ -471,8 +471,21 @@ func (s *Store) write(ctx context.Context, op string, fn func(w *writeTx) error)
 		if attempt == maxWriteAttempts {
 			return fmt.Errorf("store: %s: %d attempts lost to other hosts' writes: %w", op, attempt+1, err)
 		}
-		if err := s.catchUp(ctx); err != nil {
-			return fmt.Errorf("store: %s: %w", op, err)
+		cctx, cancel := context.WithTimeout(ctx, confirmWait)
+		cerr := s.catchUp(cctx)
+		if cerr == nil && s.AppliedSequence() <= after {
+			// The log's leader counts an entry after ours that this
+			// host cannot read: a leader cut off from the quorum
+			// counts its own proposals, which never commit. Trying
+			// again at once would lose again: wait for that entry.
+			cerr = s.waitApplied(cctx, after+1)
+		}
+		cancel()
+		if cerr != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("store: %s: %w", op, cerr)
+			}
+			return fmt.Errorf("store: %s: %w: %w", op, ErrUnreachable, cerr)
 		}
 	}
 }

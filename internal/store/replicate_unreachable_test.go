@@ -11,12 +11,13 @@ import (
 )
 
 // cutLog is a memLog that can be cut off, as a host is from the
-// cluster's quorum: its requests then hang until their context ends, or
-// fail at once (no responders), as nats.go's do.
+// cluster's quorum: its requests then hang until their context ends, fail
+// at once (no responders), as nats.go's do, or (appends) say the log moved
+// on, as a cut-off leader does.
 type cutLog struct {
 	*memLog
 	mu sync.Mutex
-	// appendCut and lastCut: "" works, "hang" or "fail".
+	// appendCut and lastCut: "" works, "hang", "fail" or "moved".
 	appendCut, lastCut string
 	// blobsHang makes PutBlob hang.
 	blobsHang bool
@@ -29,6 +30,8 @@ func (l *cutLog) cut(how string, ctx context.Context) error {
 		return ctx.Err()
 	case "fail":
 		return errors.New("nats: no responders available for request")
+	case "moved":
+		return ErrLogMoved
 	}
 	return nil
 }
@@ -98,6 +101,9 @@ func TestWriteCutOffFromTheLogFailsFastAndClearly(t *testing.T) {
 			_, _, err := s.PutCode([]byte("zip of another function"))
 			return err
 		}},
+		// A leader cut off counts its own proposals that never commit:
+		// every append "lost" to an entry no one can read.
+		{"the cut-off leader: every append lost to an entry never seen", "moved", "", false, updateDescription},
 		{"delete", "hang", "hang", false, func(ctx context.Context, s *Store) error { return s.DeleteFunction(ctx, "f") }},
 	}
 	for _, tt := range tests {
