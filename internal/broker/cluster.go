@@ -48,21 +48,6 @@ const MaxReplicas = 3
 // is not set: the first host started waits for another.
 const clusterReadyTimeout = 2 * time.Minute
 
-// A route pings the other host every routePingInterval when idle and is
-// closed after routeMaxPingsOut pings go unanswered: a host cut off is
-// dropped from the routes in about 3 s (NATS's default: pings every 30 s,
-// two missed, a minute), and once the network heals the route is dialled
-// again within a second, rather than waiting on the old TCP connection's
-// retransmission backoff. Measured with the partition test: every host
-// read the same configuration 6.0, 6.2 and 11.1 s after the heal, against
-// 11.0–23.9 s (five runs) with NATS's defaults; the majority's writes
-// resumed 6 s after the cut either way (JetStream's elections, whose
-// 4–9 s timeouts the embedded server does not let one change).
-const (
-	routePingInterval = time.Second
-	routeMaxPingsOut  = 2
-)
-
 // routeUser is the user name routes authenticate as when a Secret is set.
 const routeUser = "hearth"
 
@@ -179,9 +164,7 @@ func startClustered(ctx context.Context, cfg Config) (*Broker, error) {
 			Name: c.Name, Host: host, Port: port,
 			// The client listener is this process's: never tell
 			// clients elsewhere about it.
-			NoAdvertise:  true,
-			PingInterval: routePingInterval,
-			MaxPingsOut:  routeMaxPingsOut,
+			NoAdvertise: true,
 		},
 		Routes: routes,
 	}
