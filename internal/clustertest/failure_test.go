@@ -357,7 +357,7 @@ func TestPartitionedHostRejoins(t *testing.T) {
 	// The host cut off is the configuration log's leader, the worst case
 	// (the majority's writes wait for JetStream to elect another): b from
 	// here on, whichever host it is; a and third the majority.
-	b := streamLeader(t, c, "HEARTH_CONFIG")
+	b, _ := streamLeader(t, c, "HEARTH_CONFIG")
 	var rest []*clustertest.Host
 	for _, h := range c.Hosts {
 		if h != b {
@@ -417,6 +417,13 @@ func TestPartitionedHostRejoins(t *testing.T) {
 		return err
 	})
 
+	// When the majority elected the log's new leader (its writes above
+	// resume only at their next try, a second after a 503).
+	if h, at := streamLeader(t, c, "HEARTH_CONFIG"); h != b {
+		t.Logf("%s leads the configuration log %s after the cut", h.Node, at.Sub(cut).Round(100*time.Millisecond))
+	} else {
+		t.Errorf("%s, cut off, is still the last host to have led the configuration log", b.Node)
+	}
 	// The cut-off host: its writes must not succeed.
 	bl := b.LambdaInside()
 	if g, err := bl.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("cfg")}); err == nil {
@@ -554,8 +561,8 @@ func sorted(m map[string]fnView) []string {
 }
 
 // streamLeader is the host whose embedded NATS last became the leader of
-// stream (it logs "new stream leader" when it does).
-func streamLeader(t *testing.T, c *clustertest.Cluster, stream string) *clustertest.Host {
+// stream (it logs "new stream leader" when it does), and when.
+func streamLeader(t *testing.T, c *clustertest.Cluster, stream string) (*clustertest.Host, time.Time) {
 	t.Helper()
 	mark := "new stream leader for '$G > " + stream + "'"
 	var leader *clustertest.Host
@@ -579,5 +586,9 @@ func streamLeader(t *testing.T, c *clustertest.Cluster, stream string) *clustert
 	if leader == nil {
 		t.Fatalf("no host logged that it leads %s", stream)
 	}
-	return leader
+	when, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		t.Fatalf("the time of %s's line %q: %v", leader.Node, at, err)
+	}
+	return leader, when
 }
