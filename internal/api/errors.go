@@ -36,6 +36,9 @@ func (a *API) writeError(w http.ResponseWriter, err error) {
 		body["Reason"] = th.Reason
 		w.Header().Set("Retry-After", strconv.Itoa(1))
 	case errors.As(err, &le):
+	case errors.Is(err, store.ErrUnreachable):
+		a.cfg.Log.Warn("api: configuration write refused: no quorum", "request_id", requestID, "err", err)
+		le = lambdaerr.NoQuorum()
 	case errors.Is(err, store.ErrNotFound):
 		le = lambdaerr.ResourceNotFound("%s", err.Error())
 	case errors.Is(err, store.ErrExists):
@@ -43,6 +46,9 @@ func (a *API) writeError(w http.ResponseWriter, err error) {
 	default:
 		a.cfg.Log.Error("api: internal error", "request_id", requestID, "err", err)
 		le = lambdaerr.Service("An internal error occurred. Request ID: %s", requestID)
+	}
+	if le.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(1))
 	}
 	body["message"] = le.Message
 	body["Type"] = "User"

@@ -1,13 +1,23 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/store"
@@ -31,6 +41,7 @@ func TestWriteErrorShapes(t *testing.T) {
 		{"store conflict", fmt.Errorf("alias: %w", store.ErrExists), 409, "ResourceConflictException", "User", false},
 		{"throttled", lambdaerr.TooManyRequests("ConcurrentInvocationLimitExceeded", "slow down"), 429, "TooManyRequestsException", "User", true},
 		{"anything else", errors.New("disk full"), 500, "ServiceException", "Service", false},
+		{"cut off from the quorum", fmt.Errorf("store: UpdateFunction: %w: %w", store.ErrUnreachable, errors.New("nats: timeout")), 503, "ServiceException", "Service", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,5 +160,36 @@ func TestWriteErrorHidesInternalErrors(t *testing.T) {
 				t.Errorf("the log does not hold the error under its request id:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+// A configuration write refused for want of the quorum reaches an SDK
+// caller as a ServiceException with the message, which the SDK's
+// standard retryer retries (a generic 500 it would retry too, but gave no
+// reason; the store's own error used to be hidden behind it).
+func TestNoQuorumReadBySDK(t *testing.T) {
+	a := &API{cfg: Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		a.writeError(w, fmt.Errorf("store: DeleteFunction: %w: %w", store.ErrUnreachable, context.DeadlineExceeded))
+	}))
+	defer srv.Close()
+	cl := lambda.New(lambda.Options{BaseEndpoint: aws.String(srv.URL), Region: "local",
+		Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		// The standard retryer, without its waits.
+		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
+			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
+		})})
+	_, err := cl.DeleteFunction(context.Background(), &lambda.DeleteFunctionInput{FunctionName: aws.String("f")})
+	var se *types.ServiceException
+	if !errors.As(err, &se) {
+		t.Fatalf("SDK error %v, want a ServiceException", err)
+	}
+	if !strings.Contains(se.ErrorMessage(), "cannot reach the cluster's quorum") {
+		t.Errorf("message %q does not say why", se.ErrorMessage())
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("the SDK sent %d requests, want 3 (its standard retryer retries the 503)", n)
 	}
 }

@@ -40,20 +40,31 @@ type benchClusterFlags struct {
 	n         int
 	endpoints []string
 	json      bool
+	// deadRounds and drain are the failure half (bench_cluster_failover.go).
+	deadRounds int
+	drain      int
+	hearth     string
 }
 
 func (c *CLI) benchClusterCmd() *cobra.Command {
 	var f benchClusterFlags
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "An invocation forwarded to the host with the warm environment vs served where it arrives (p50/p99)",
+		Short: "An invocation forwarded vs served locally (p50/p99); time to report a dead host down; time to drain N suspended envs",
 		Long: `Creates a function through the first host, warms one environment of it
 there, then invokes it N times through that host (served locally) and N times
 through each other host (forwarded to the first over NATS), alternating, and
 reports each path's latency. Without --endpoints it starts three hosts as one
 cluster on loopback in this process; with --endpoints it uses an existing
 cluster (the same access keys on every host: profile default of
-AWS_SHARED_CREDENTIALS_FILE or the data folder's).`,
+AWS_SHARED_CREDENTIALS_FILE or the data folder's).
+
+Then, on the loopback cluster only: --dead-rounds times, one more host
+(a ` + "`hearth serve`" + ` process) joins, is killed -9, and the time until every
+other host reports it down is taken; and with --drain N, N environments of
+a function cold-started on the first host suspend once idle, the host is
+drained, and the time until all are moved (and each move's) is taken. The
+drain boots microVMs: on a shared machine, hold the VM lock.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return c.benchCluster(cmd, f) },
 	}
@@ -62,6 +73,9 @@ AWS_SHARED_CREDENTIALS_FILE or the data folder's).`,
 	cmd.Flags().IntVarP(&f.n, "count", "n", 200, "invocations per path")
 	cmd.Flags().StringSliceVar(&f.endpoints, "endpoints", nil, "the API endpoints of an existing cluster's hosts (http://host:9000, comma-separated; at least two)")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON object")
+	cmd.Flags().IntVar(&f.deadRounds, "dead-rounds", 3, "rounds of killing a host -9 and timing until the others report it down (loopback cluster only; 0: none)")
+	cmd.Flags().IntVar(&f.drain, "drain", 0, "suspended environments to drain from the first host, timed (loopback cluster only; 0: none)")
+	cmd.Flags().StringVar(&f.hearth, "hearth", "", "the hearth binary the killed host runs (default: this one)")
 	return cmd
 }
 
@@ -86,6 +100,9 @@ type benchClusterResult struct {
 	// OverheadP50 is forwarded's p50 less local's: the hop's cost.
 	OverheadP50 float64 `json:"forward_overhead_p50_ms"`
 	OverheadP99 float64 `json:"forward_overhead_p99_ms"`
+	// DeadHost and Drain are the failure half, when asked for.
+	DeadHost *deadHostResult `json:"dead_host,omitempty"`
+	Drain    *drainResult    `json:"drain,omitempty"`
 }
 
 // clusterHost is one host as the bench calls it.
@@ -133,8 +150,16 @@ func (c *CLI) benchCluster(cmd *cobra.Command, f benchClusterFlags) error {
 	if err != nil {
 		return &exitError{code: ExitBadInput, err: err}
 	}
+	if f.deadRounds < 0 || f.drain < 0 {
+		return &exitError{code: ExitBadInput, err: errors.New("--dead-rounds and --drain: 0 or more")}
+	}
 	var hosts []clusterHost
+	var lc *loopbackCluster
 	if len(f.endpoints) > 0 {
+		if f.drain > 0 || cmd.Flags().Changed("dead-rounds") && f.deadRounds > 0 {
+			return &exitError{code: ExitBadInput, err: errors.New("--dead-rounds and --drain kill and drain hosts: the loopback cluster only, not --endpoints")}
+		}
+		f.deadRounds = 0
 		if len(f.endpoints) < 2 {
 			return &exitError{code: ExitBadInput, err: errors.New("--endpoints: at least two hosts")}
 		}
@@ -147,7 +172,13 @@ func (c *CLI) benchCluster(cmd *cobra.Command, f benchClusterFlags) error {
 			hosts = append(hosts, clusterHost{endpoint: e, id: id, secret: secret, client: benchLambda(e, id, secret)})
 		}
 	} else {
-		lc, err := c.startLoopbackCluster(cmd, f.host, 3)
+		// The drain's environments suspend once idle a few seconds
+		// (the forwarded one is never idle that long meanwhile).
+		keepWarm := time.Hour
+		if f.drain > 0 {
+			keepWarm = 5 * time.Second
+		}
+		lc, err = c.startLoopbackCluster(cmd, f.host, 3, keepWarm)
 		if err != nil {
 			return err
 		}
@@ -217,6 +248,21 @@ func (c *CLI) benchCluster(cmd *cobra.Command, f benchClusterFlags) error {
 	}
 	res.OverheadP50 = round2(res.Forwarded.P50 - res.Local.P50)
 	res.OverheadP99 = round2(res.Forwarded.P99 - res.Local.P99)
+	// Its environment goes before the failure half (a drain would move
+	// it too, once suspended).
+	if _, err := first.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String(fn)}); err != nil {
+		return apiError(err)
+	}
+	if f.deadRounds > 0 {
+		if res.DeadHost, err = c.benchDeadHost(ctx, lc, f); err != nil {
+			return fmt.Errorf("dead host: %w", err)
+		}
+	}
+	if f.drain > 0 {
+		if res.Drain, err = c.benchDrain(ctx, hosts, zip, f.drain); err != nil {
+			return fmt.Errorf("drain: %w", err)
+		}
+	}
 	if f.json {
 		return json.NewEncoder(c.Stdout).Encode(res)
 	}
@@ -229,6 +275,14 @@ func (c *CLI) benchCluster(cmd *cobra.Command, f benchClusterFlags) error {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "forwarding adds %.2f ms at p50, %.2f ms at p99 (%d hosts)\n", res.OverheadP50, res.OverheadP99, res.Hosts)
+	if d := res.DeadHost; d != nil {
+		fmt.Fprintf(c.Stdout, "a host killed -9 is reported down by every other in %.2f s at p50, %.2f s at most (first: %.2f s at p50; %d rounds: %v s)\n",
+			d.P50, d.Max, d.FirstP50, d.Rounds, d.AllDown)
+	}
+	if d := res.Drain; d != nil {
+		fmt.Fprintf(c.Stdout, "drain of %d suspended environments: %d moved, %d dropped, %.2f s from the request to the last; each move %.2f s at p50, %.2f s at most; %.1f MB shipped; the next call ran on %s (%s)\n",
+			d.Envs, d.Moved, d.Dropped, d.Total, d.PerEnvP50, d.PerEnvMax, d.MB, d.ThenRanOn, d.ThenStart)
+	}
 	return nil
 }
 
@@ -282,9 +336,11 @@ func benchLambda(endpoint, id, secret string) *lambda.Client {
 // loopbackCluster is hosts started in this process as one cluster on
 // loopback, for the bench.
 type loopbackCluster struct {
-	srvs  []*server.Server
-	dirs  []string
-	hosts []clusterHost
+	srvs   []*server.Server
+	dirs   []string
+	hosts  []clusterHost
+	name   string
+	routes []string
 }
 
 func (l *loopbackCluster) close() {
@@ -308,7 +364,7 @@ func (l *loopbackCluster) close() {
 
 // startLoopbackCluster starts n hosts (a, b, …) in this process, routed
 // to each other on loopback ports, with the same keys.
-func (c *CLI) startLoopbackCluster(cmd *cobra.Command, hf hostFlags, n int) (*loopbackCluster, error) {
+func (c *CLI) startLoopbackCluster(cmd *cobra.Command, hf hostFlags, n int, keepWarm time.Duration) (*loopbackCluster, error) {
 	ctx := cmd.Context()
 	var ports []int
 	for range n {
@@ -324,7 +380,7 @@ func (c *CLI) startLoopbackCluster(cmd *cobra.Command, hf hostFlags, n int) (*lo
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
 	}
-	l := &loopbackCluster{srvs: make([]*server.Server, n)}
+	l := &loopbackCluster{srvs: make([]*server.Server, n), name: "bench", routes: routes}
 	for range n {
 		d, err := os.MkdirTemp("", "hearth-bench-cluster-")
 		if err != nil {
@@ -353,9 +409,9 @@ func (c *CLI) startLoopbackCluster(cmd *cobra.Command, hf hostFlags, n int) (*lo
 		go func() {
 			defer wg.Done()
 			node := string(rune('a' + i))
-			srv, err := server.New(ctx, server.Config{DataDir: l.dirs[i], Listen: "127.0.0.1:0", KeepWarm: time.Hour, Log: c.logger(cmd),
+			srv, err := server.New(ctx, server.Config{DataDir: l.dirs[i], Listen: "127.0.0.1:0", KeepWarm: keepWarm, KeepPaused: -1, Log: c.logger(cmd),
 				Host:    vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir()},
-				Cluster: server.ClusterOptions{Name: "bench", Node: node, Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}})
+				Cluster: server.ClusterOptions{Name: l.name, Node: node, Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}})
 			if err != nil {
 				errs[i] = fmt.Errorf("host %s: %w", node, err)
 				return
@@ -376,9 +432,9 @@ func (c *CLI) startLoopbackCluster(cmd *cobra.Command, hf hostFlags, n int) (*lo
 		l.close()
 		return nil, fmt.Errorf("the bench's keys: %v", err)
 	}
-	for _, s := range l.srvs {
+	for i, s := range l.srvs {
 		p := profiles[0]
-		l.hosts = append(l.hosts, clusterHost{endpoint: "http://" + s.Addr(), id: p.AccessKeyID, secret: p.SecretAccessKey,
+		l.hosts = append(l.hosts, clusterHost{node: string(rune('a' + i)), endpoint: "http://" + s.Addr(), id: p.AccessKeyID, secret: p.SecretAccessKey,
 			client: benchLambda("http://"+s.Addr(), p.AccessKeyID, p.SecretAccessKey)})
 	}
 	return l, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -341,8 +342,9 @@ func TestPartitionedHostRejoins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := clustertest.Start(t, clustertest.Options{})
-	a, b := c.Host("a"), c.Host("b")
+	// --debug: the broker's notices (which host leads which stream).
+	c := clustertest.Start(t, clustertest.Options{Args: []string{"--debug"}})
+	a := c.Host("a")
 	ctx := context.Background()
 	create := func(ctx context.Context, lc *lambda.Client, name, desc string) error {
 		_, err := lc.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String(name), Runtime: types.RuntimeProvidedal2023,
@@ -352,6 +354,18 @@ func TestPartitionedHostRejoins(t *testing.T) {
 	if err := create(ctx, a.Lambda(), "cfg", "v1"); err != nil {
 		t.Fatal(err)
 	}
+	// The host cut off is the configuration log's leader, the worst case
+	// (the majority's writes wait for JetStream to elect another): b from
+	// here on, whichever host it is; a and third the majority.
+	b, _ := streamLeader(t, c, "HEARTH_CONFIG")
+	var rest []*clustertest.Host
+	for _, h := range c.Hosts {
+		if h != b {
+			rest = append(rest, h)
+		}
+	}
+	a, third := rest[0], rest[1]
+	t.Logf("cutting off %s, the configuration log's leader; %s and %s are the majority", b.Node, a.Node, third.Node)
 	// b has it before the cut.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -389,13 +403,13 @@ func TestPartitionedHostRejoins(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 	}
-	retry("update cfg through a", func(ctx context.Context) error {
+	retry("update cfg through "+a.Node, func(ctx context.Context) error {
 		_, err := a.Lambda().UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("cfg"),
 			Description: aws.String("v2"), Timeout: aws.Int32(42)})
 		return err
 	})
-	retry("create majority through c", func(ctx context.Context) error {
-		err := create(ctx, c.Host("c").Lambda(), "majority", "from the majority")
+	retry("create majority through "+third.Node, func(ctx context.Context) error {
+		err := create(ctx, third.Lambda(), "majority", "from the majority")
 		var exists *types.ResourceConflictException
 		if errors.As(err, &exists) {
 			return nil // an earlier try that timed out made it
@@ -403,6 +417,13 @@ func TestPartitionedHostRejoins(t *testing.T) {
 		return err
 	})
 
+	// When the majority elected the log's new leader (its writes above
+	// resume only at their next try, a second after a 503).
+	if h, at := streamLeader(t, c, "HEARTH_CONFIG"); h != b {
+		t.Logf("%s leads the configuration log %s after the cut", h.Node, at.Sub(cut).Round(100*time.Millisecond))
+	} else {
+		t.Errorf("%s, cut off, is still the last host to have led the configuration log", b.Node)
+	}
 	// The cut-off host: its writes must not succeed.
 	bl := b.LambdaInside()
 	if g, err := bl.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("cfg")}); err == nil {
@@ -414,13 +435,13 @@ func TestPartitionedHostRejoins(t *testing.T) {
 		what string
 		do   func(context.Context) error
 	}{
-		{"update cfg through b", func(ctx context.Context) error {
+		{"update cfg through " + b.Node, func(ctx context.Context) error {
 			_, err := bl.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("cfg"),
 				Description: aws.String("from the partition"), Timeout: aws.Int32(7)})
 			return err
 		}},
-		{"create orphan through b", func(ctx context.Context) error { return create(ctx, bl, "orphan", "from the partition") }},
-		{"delete cfg through b", func(ctx context.Context) error {
+		{"create orphan through " + b.Node, func(ctx context.Context) error { return create(ctx, bl, "orphan", "from the partition") }},
+		{"delete cfg through " + b.Node, func(ctx context.Context) error {
 			_, err := bl.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String("cfg")})
 			return err
 		}},
@@ -430,10 +451,22 @@ func TestPartitionedHostRejoins(t *testing.T) {
 		start := time.Now()
 		err := w.do(wctx)
 		cancel()
+		took := time.Since(start)
 		if err == nil {
 			t.Errorf("%s while cut off succeeded", w.what)
-		} else {
-			t.Logf("%s while cut off: failed after %s: %v", w.what, time.Since(start).Round(100*time.Millisecond), err)
+			continue
+		}
+		t.Logf("%s while cut off: failed after %s: %v", w.what, took.Round(100*time.Millisecond), err)
+		// Fast and clear: a retryable 503 ServiceException that says
+		// why, within the store's bound (3 s to append, 2 to confirm).
+		var se *types.ServiceException
+		var re *smithyhttp.ResponseError
+		if !errors.As(err, &se) || !strings.Contains(se.ErrorMessage(), "cannot reach the cluster's quorum") ||
+			!errors.As(err, &re) || re.HTTPStatusCode() != http.StatusServiceUnavailable {
+			t.Errorf("%s while cut off: %v, want a 503 ServiceException saying the quorum is out of reach", w.what, err)
+		}
+		if took > 7*time.Second {
+			t.Errorf("%s while cut off answered after %s, want within 7 s", w.what, took)
 		}
 	}
 
@@ -500,7 +533,7 @@ func TestPartitionedHostRejoins(t *testing.T) {
 		t.Errorf("5 s later: %v", err)
 	}
 	// The healed host takes writes again, and the others see them.
-	retry("update cfg through b after the heal", func(ctx context.Context) error {
+	retry("update cfg through "+b.Node+" after the heal", func(ctx context.Context) error {
 		_, err := b.Lambda().UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("cfg"),
 			Description: aws.String("v3")})
 		return err
@@ -525,4 +558,37 @@ func sorted(m map[string]fnView) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// streamLeader is the host whose embedded NATS last became the leader of
+// stream (it logs "new stream leader" when it does), and when.
+func streamLeader(t *testing.T, c *clustertest.Cluster, stream string) (*clustertest.Host, time.Time) {
+	t.Helper()
+	mark := "new stream leader for '$G > " + stream + "'"
+	var leader *clustertest.Host
+	var at string
+	for _, h := range c.Hosts {
+		b, err := os.ReadFile(h.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, mark) {
+				continue
+			}
+			// slog's text lines start time=<RFC 3339, fixed width>.
+			ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+			if ts >= at {
+				leader, at = h, ts
+			}
+		}
+	}
+	if leader == nil {
+		t.Fatalf("no host logged that it leads %s", stream)
+	}
+	when, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		t.Fatalf("the time of %s's line %q: %v", leader.Node, at, err)
+	}
+	return leader, when
 }

@@ -66,6 +66,21 @@ func Service(format string, args ...any) *Error {
 	return newf("ServiceException", http.StatusInternalServerError, format, args...)
 }
 
+// Unavailable is a ServiceException answered 503: the host cannot do it
+// now, and a retry (later, or through another host) may. The SDKs read
+// the type from the error's name and retry on 503; the API adds
+// Retry-After.
+func Unavailable(format string, args ...any) *Error {
+	return newf("ServiceException", http.StatusServiceUnavailable, format, args...)
+}
+
+// NoQuorum is the answer to a configuration write on a host that cannot
+// reach the cluster's quorum (cut off from the other hosts, or while the
+// configuration log's leader is being elected).
+func NoQuorum() *Error {
+	return Unavailable("this host cannot reach the cluster's quorum; the configuration cannot be changed here now (retry later, or through another host)")
+}
+
 // ResourceConflict is Lambda's ResourceConflictException (409).
 func ResourceConflict(format string, args ...any) *Error {
 	return newf("ResourceConflictException", http.StatusConflict, format, args...)

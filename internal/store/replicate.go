@@ -59,6 +59,24 @@ type Blobs interface {
 // the log's last entry.
 var ErrLogMoved = errors.New("the configuration log has moved on")
 
+// ErrUnreachable is a replicated write's failure when this host cannot
+// reach the log (or the blobs) within appendWait: cut off from the
+// cluster's quorum, or the log's leader still being elected. Nothing was
+// written, unless the entry was in flight when the wait ended and lands
+// later (a retry then finds it: a create answers that the function
+// exists).
+var ErrUnreachable = errors.New("the cluster's configuration log cannot be reached from this host")
+
+// appendWait bounds a write's append to the log; confirmWait bounds the
+// look, after an append that failed, for whether the entry is in the log
+// all the same. A healthy log answers in milliseconds; a host cut off
+// from the quorum answers a write within their sum instead of after
+// nats.go's timeouts (or never: the zips' upload).
+const (
+	appendWait  = 3 * time.Second
+	confirmWait = 2 * time.Second
+)
+
 // Replication is what Replicate needs.
 type Replication struct {
 	Log   Log
@@ -453,8 +471,21 @@ func (s *Store) write(ctx context.Context, op string, fn func(w *writeTx) error)
 		if attempt == maxWriteAttempts {
 			return fmt.Errorf("store: %s: %d attempts lost to other hosts' writes: %w", op, attempt+1, err)
 		}
-		if err := s.catchUp(ctx); err != nil {
-			return fmt.Errorf("store: %s: %w", op, err)
+		cctx, cancel := context.WithTimeout(ctx, confirmWait)
+		cerr := s.catchUp(cctx)
+		if cerr == nil && s.AppliedSequence() <= after {
+			// The log's leader counts an entry after ours that this
+			// host cannot read: a leader cut off from the quorum
+			// counts its own proposals, which never commit. Trying
+			// again at once would lose again: wait for that entry.
+			cerr = s.waitApplied(cctx, after+1)
+		}
+		cancel()
+		if cerr != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("store: %s: %w", op, cerr)
+			}
+			return fmt.Errorf("store: %s: %w: %w", op, ErrUnreachable, cerr)
 		}
 	}
 }
@@ -499,21 +530,31 @@ func (s *Store) propose(ctx context.Context, op string, after uint64, stmts []st
 		delete(rep.waiting, e.ID)
 		rep.mu.Unlock()
 	}()
-	seq, err := rep.log.Append(ctx, after, e.ID, data)
+	actx, cancel := context.WithTimeout(ctx, appendWait)
+	seq, err := rep.log.Append(actx, after, e.ID, data)
+	cancel()
 	if errors.Is(err, ErrLogMoved) {
 		return err
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("store: %s: %w", op, err) // the caller gave up
+		}
 		// The entry may be in the log all the same (its
 		// acknowledgement lost): once caught up, this host knows.
-		if cerr := s.catchUp(ctx); cerr != nil {
-			return fmt.Errorf("store: %s: %w", op, err)
+		cctx, cancel := context.WithTimeout(ctx, confirmWait)
+		cerr := s.catchUp(cctx)
+		cancel()
+		if cerr != nil {
+			return fmt.Errorf("store: %s: %w: %w", op, ErrUnreachable, err)
 		}
 		rep.mu.Lock()
 		seq = o.seq
 		rep.mu.Unlock()
 		if seq == 0 {
-			return fmt.Errorf("store: %s: %w", op, err)
+			// The log answers but did not take the entry (no
+			// leader for it yet).
+			return fmt.Errorf("store: %s: %w: %w", op, ErrUnreachable, err)
 		}
 	}
 	if err := s.waitApplied(ctx, seq); err != nil {

@@ -22,12 +22,40 @@ func layerBlob(hexSum string) string { return "layer/" + hexSum }
 // context.
 const blobPutTimeout = 2 * time.Minute
 
+// blobMinPace is the slowest upload (bytes a second) a put of a zip
+// waits out before it takes the hosts' store for out of reach: 2 MiB/s,
+// a 50 MB zip 28 s (three copies on loopback go at tens of MB/s).
+const blobMinPace = 2 << 20
+
 // putBlob puts a zip in the hosts' store; nothing when standalone.
 func (s *Store) putBlob(ctx context.Context, name string, data []byte) error {
 	if s.rep == nil || s.rep.blobs == nil {
 		return nil
 	}
-	return s.rep.blobs.PutBlob(ctx, name, data)
+	// The upload may rightly take long (a big zip, three copies); a
+	// host cut off from the quorum would wait it out: the log's last
+	// sequence first, which it cannot read then.
+	lctx, cancel := context.WithTimeout(ctx, appendWait)
+	_, err := s.rep.log.Last(lctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("store: %s: %w", name, err)
+		}
+		return fmt.Errorf("store: %s: %w: %w", name, ErrUnreachable, err)
+	}
+	// A cut-off host may still read the log (it led the stream, and
+	// learns it no longer does only after a while): the upload is bound
+	// too, by its size at a pace any healthy cluster beats.
+	bctx, cancel := context.WithTimeout(ctx, appendWait+time.Duration(len(data))*time.Second/blobMinPace)
+	defer cancel()
+	if err := s.rep.blobs.PutBlob(bctx, name, data); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("store: %s: %w", name, err)
+		}
+		return fmt.Errorf("store: %s: %w: %w", name, ErrUnreachable, err)
+	}
+	return nil
 }
 
 // FetchCode returns the path of the code zip with this hex digest,
