@@ -161,12 +161,24 @@ func (l *Log) PutBlob(ctx context.Context, name string, data []byte) error {
 
 // GetBlob reads the zip stored under name.
 func (l *Log) GetBlob(ctx context.Context, name string) ([]byte, error) {
-	data, err := l.zips.GetBytes(ctx, name)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, fmt.Errorf("configlog: %s: %w", name, store.ErrNotFound)
+	// When the host that led the zips' stream dies, its other replicas
+	// elect another within seconds: a get meanwhile is tried again, as
+	// broker.Publish does, rather than failing the cold start it serves.
+	deadline := time.Now().Add(broker.LeaderWait)
+	for {
+		data, err := l.zips.GetBytes(ctx, name)
+		switch {
+		case err == nil:
+			return data, nil
+		case errors.Is(err, jetstream.ErrObjectNotFound):
+			return nil, fmt.Errorf("configlog: %s: %w", name, store.ErrNotFound)
+		case ctx.Err() != nil || time.Now().After(deadline):
+			return nil, fmt.Errorf("configlog: get %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("configlog: get %s: %w", name, err)
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("configlog: get %s: %w", name, err)
-	}
-	return data, nil
 }
