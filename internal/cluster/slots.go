@@ -101,6 +101,12 @@ type SlotsConfig struct {
 	// Tick paces giving back and clearing gone hosts' slots (1 s when
 	// zero).
 	Tick time.Duration
+	// LeaderWait is how long a take that needs the bucket waits for it
+	// to answer again: when the host that led it dies, its other
+	// replicas elect another within seconds, and a call meanwhile should
+	// wait rather than be throttled. Zero: no wait. A host cut off stops
+	// waiting as soon as it is fenced.
+	LeaderWait time.Duration
 	// Now is the clock (time.Now when nil; tests set their own).
 	Now func() time.Time
 	Log *slog.Logger
@@ -203,22 +209,41 @@ func (s *Slots) Take(ctx context.Context, key string, limit int) (func(), error)
 	}
 	s.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), slotTimeout)
-	defer cancel()
 	k.op.Lock()
 	defer k.op.Unlock()
-	for range slotTries {
-		ok, err := s.takeOnce(ctx, key, k, limit)
+	deadline := time.Now().Add(s.cfg.LeaderWait)
+	for lost := 0; ; {
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), slotTimeout)
+		ok, err := s.takeOnce(tctx, key, k, limit)
+		cancel()
 		switch {
 		case ok:
 			return s.releaser(k), nil
 		case errors.Is(err, errConflict):
+			if lost++; lost >= slotTries {
+				return nil, fmt.Errorf("cluster: slot %s: %d compare-and-sets lost in a row: %w", key, slotTries, ErrNoSlot)
+			}
 			continue
-		default:
+		case errors.Is(err, ErrNoSlot), errors.Is(err, ErrCutOff):
 			return nil, err
 		}
+		// The bucket did not answer: wait for it (a leader being
+		// elected), unless this host is cut off or the wait is over.
+		s.mu.Lock()
+		fenced := s.fenced()
+		s.mu.Unlock()
+		if fenced {
+			return nil, ErrCutOff
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return nil, fmt.Errorf("cluster: slot %s: %d compare-and-sets lost in a row: %w", key, slotTries, ErrNoSlot)
 }
 
 // takeOnce reads the key and takes what this host lacks for one more

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hearthdev/hearth/internal/broker"
 	"log/slog"
 
 	"github.com/nats-io/nats.go"
@@ -24,7 +25,7 @@ func OpenSlots(ctx context.Context, m *Member) (*Slots, error) {
 		return nil, fmt.Errorf("cluster: slots bucket: %w", err)
 	}
 	s := NewSlots(SlotsConfig{KV: JetStreamSlots(m.cfg.JetStream, kv), Node: m.cfg.Node, Hosts: memberView{m}, Beats: m,
-		FenceAfter: m.cfg.DownAfter - m.cfg.Interval, Grace: 2 * m.cfg.Interval, Tick: m.cfg.Interval,
+		FenceAfter: m.cfg.DownAfter - m.cfg.Interval, Grace: 2 * m.cfg.Interval, Tick: m.cfg.Interval, LeaderWait: broker.LeaderWait,
 		Log: m.cfg.Log.With(slog.String("part", "slots"))})
 	s.Start(ctx)
 	return s, nil

@@ -519,3 +519,44 @@ func TestSlotsBucketUnreachable(t *testing.T) {
 		t.Fatalf("got %v, want the bucket's error", err)
 	}
 }
+
+// A bucket that stops answering for a moment (its leader re-elected after
+// the host that led it died) is waited for, up to LeaderWait; a host cut
+// off meanwhile stops waiting.
+func TestSlotsWaitForTheBucket(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		wait    time.Duration
+		cut     bool
+		want    error
+		wantErr bool
+	}{
+		{name: "back within the wait", wait: 5 * time.Second},
+		{name: "no wait", wait: 0, want: errFakeDown, wantErr: true},
+		{name: "cut off meanwhile", wait: 5 * time.Second, cut: true, want: ErrCutOff, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld("a")
+			w.slots["a"].cfg.LeaderWait = tc.wait
+			w.kv.fail.Store(true)
+			if tc.cut {
+				// Cut off while it waits: its heartbeats stop.
+				cut := time.AfterFunc(300*time.Millisecond, func() { w.tick(4*time.Second, "a") })
+				defer cut.Stop()
+			}
+			back := time.AfterFunc(1200*time.Millisecond, func() { w.kv.fail.Store(false) })
+			defer back.Stop()
+			done, err := w.slots["a"].Take(context.Background(), "fn.f", 5)
+			if !tc.wantErr {
+				if err != nil {
+					t.Fatalf("take while the bucket came back: %v", err)
+				}
+				done()
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
