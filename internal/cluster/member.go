@@ -139,8 +139,16 @@ type Config struct {
 	// MinProtocol are the constants when zero (tests set others).
 	Version               string
 	Protocol, MinProtocol int
-	Load                  LoadSource
-	Gate                  Gate
+	// Ahead, when not zero, makes this host act as a release Ahead
+	// protocol versions newer than this binary (older when negative): it
+	// speaks Protocol+Ahead, reads from the version before that, and
+	// reports its version with "+ahead<N>". A testing aid only (hearth
+	// serve's hidden --test-protocol-ahead): a rolling upgrade, and a
+	// host refused for being two versions apart, are tested end to end
+	// without a second binary. Protocol and MinProtocol, when set, win.
+	Ahead int
+	Load  LoadSource
+	Gate  Gate
 	// Progress is a drain's, told in the heartbeats (progress.go).
 	Progress ProgressSource
 	// Interval is the heartbeats'; DownAfter how old a host's last one is
@@ -195,12 +203,18 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	}
 	if cfg.Protocol == 0 {
 		cfg.Protocol, cfg.MinProtocol = Protocol, MinProtocol
+		if cfg.Ahead != 0 {
+			cfg.Protocol, cfg.MinProtocol = max(1, Protocol+cfg.Ahead), max(1, Protocol+cfg.Ahead-1)
+		}
 	}
 	if cfg.MinProtocol == 0 || cfg.MinProtocol > cfg.Protocol {
 		cfg.MinProtocol = cfg.Protocol
 	}
 	if cfg.Version == "" {
 		cfg.Version = BinaryVersion()
+		if cfg.Ahead != 0 {
+			cfg.Version += fmt.Sprintf("+ahead%d", cfg.Ahead)
+		}
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

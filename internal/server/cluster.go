@@ -34,6 +34,10 @@ type ClusterOptions struct {
 	// Interval and DownAfter pace the heartbeats (cluster's defaults when
 	// zero).
 	Interval, DownAfter time.Duration
+	// ProtocolAhead makes the host act as a release that many protocol
+	// versions newer (cluster.Config.Ahead): a testing aid for rolling
+	// upgrades, never for production.
+	ProtocolAhead int
 }
 
 // enabled reports whether the daemon runs as a host of a cluster.
@@ -72,7 +76,7 @@ func (s *Server) joinCluster(ctx context.Context) error {
 	s.load = &hostLoad{sched: s.sched}
 	s.moves = newMover(s, o.Node)
 	m, err := cluster.Join(ctx, cluster.Config{JetStream: s.broker.JetStream(), Replicas: s.broker.Replicas(), Cluster: name, Node: o.Node,
-		Load: s.load, Gate: s.drain, Progress: s.moves, Interval: o.Interval, DownAfter: o.DownAfter, Log: s.log})
+		Load: s.load, Gate: s.drain, Progress: s.moves, Ahead: o.ProtocolAhead, Interval: o.Interval, DownAfter: o.DownAfter, Log: s.log})
 	if err != nil {
 		return err
 	}
