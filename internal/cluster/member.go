@@ -107,6 +107,10 @@ type Host struct {
 	// Drain is how its move of suspended environments goes, while it
 	// obeys a drain.
 	Drain *DrainProgress `json:"drain,omitempty"`
+	// Stopping is set from the start of a clean shutdown: the host
+	// finishes what it has (invocations in flight, forwarded ones
+	// included) and should be sent nothing new.
+	Stopping bool `json:"stopping,omitempty"`
 	// Stopped is the last record of a host shut down cleanly.
 	Stopped bool      `json:"stopped,omitempty"`
 	Started time.Time `json:"started"`
@@ -661,6 +665,9 @@ const (
 	StateUp      = "up"
 	StateDown    = "down"
 	StateStopped = "stopped"
+	// StateStopping: shutting down cleanly; it finishes what it has but
+	// takes nothing new (routers and load balancers leave it out).
+	StateStopping = "stopping"
 	// StateUnknown: this member's own heartbeats have not come back for
 	// DownAfter; it cannot tell the others' state.
 	StateUnknown = "unknown"
@@ -692,16 +699,35 @@ func (m *Member) Status() Status {
 		switch {
 		case s.host.Stopped:
 			hs.State = StateStopped
+		case node == m.cfg.Node && m.self.Stopping:
+			hs.State = StateStopping
 		case node == m.cfg.Node:
 		case lag > m.cfg.DownAfter:
 			hs.State = StateUnknown
 		case age-lag > m.cfg.DownAfter:
 			hs.State = StateDown
+		case s.host.Stopping:
+			hs.State = StateStopping
 		}
 		st.Hosts = append(st.Hosts, hs)
 	}
 	slices.SortFunc(st.Hosts, func(a, b HostStatus) int { return strings.Compare(a.Node, b.Node) })
 	return st
+}
+
+// Stopping tells the other hosts that this one is shutting down cleanly,
+// at once (not at the next heartbeat): they show it stopping and send it
+// no new invocation, while it finishes those it has. Heartbeats go on
+// (with the flag) until Leave.
+func (m *Member) Stopping(ctx context.Context) {
+	m.mu.Lock()
+	m.self.Stopping = true
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, leaveWait)
+	defer cancel()
+	if err := m.beat(ctx); err != nil {
+		m.cfg.Log.Warn("telling the cluster this host stops", "err", err)
+	}
 }
 
 // leaveWait bounds Leave's record of the stop.

@@ -320,3 +320,40 @@ func TestAheadActsAsANewerRelease(t *testing.T) {
 		})
 	}
 }
+
+// A host that begins a clean stop is reported stopping by the others at
+// once (not at its next heartbeat), and by itself; it stays stopping while
+// it keeps beating, and is stopped after Leave.
+func TestStoppingHost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bs := brokertest.Cluster(t, ctx, 3)
+	// Heartbeats slower than the poll below: the others see the stop
+	// from Stopping's own write.
+	slow := func(c *Config) { c.Interval, c.DownAfter = 10*time.Second, 40*time.Second }
+	a, err := join(t, ctx, bs[0], "a", slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := join(t, ctx, bs[1], "b", slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "a sees b up", func() bool {
+		h, ok := hostState(a, "b")
+		return ok && h.State == StateUp
+	})
+	b.Stopping(ctx)
+	if h, _ := hostState(b, "b"); h.State != StateStopping {
+		t.Errorf("b sees itself %s, want stopping", h.State)
+	}
+	poll(t, 3*time.Second, "a reports b stopping", func() bool {
+		h, _ := hostState(a, "b")
+		return h.State == StateStopping && h.Stopping
+	})
+	b.Leave(ctx)
+	poll(t, 5*time.Second, "a reports b stopped", func() bool {
+		h, _ := hostState(a, "b")
+		return h.State == StateStopped
+	})
+}

@@ -95,6 +95,28 @@ func (s *Server) announce() {
 	}
 }
 
+// stopping begins a clean stop in a cluster: the other hosts are told at
+// once (they route nothing new here, and `hearth cluster status` shows the
+// host stopping), and the host keeps serving a grace of two heartbeats so
+// that the others' routers and clients that follow the cluster's status
+// (a load balancer) turn away before its listeners close. Without it a
+// call sent in that moment is refused, or lost on a keep-alive
+// connection the server closes as idle.
+func (s *Server) stopping(ctx context.Context) {
+	if s.member == nil {
+		return
+	}
+	s.member.Stopping(ctx)
+	grace := 2 * s.cfg.Cluster.Interval
+	if grace <= 0 {
+		grace = 2 * cluster.DefaultInterval
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(grace):
+	}
+}
+
 // leaveCluster records a clean stop, before the broker goes.
 func (s *Server) leaveCluster(ctx context.Context) {
 	s.closeSlots(ctx)
