@@ -424,7 +424,7 @@ func TestRollingUpgrade(t *testing.T) {
 		t.Errorf("a call (async %v) through %s at %s failed: %v", cl.async, cl.via, phase(cl.start, steps), cl.err)
 	}
 	t.Logf("the upgrade of 3 hosts took %s; %d calls made (by host %v), %d refused at connect by a stopping host (allowed), "+
-		"%d in flight at a host's SIGINT, %d of them forwarded to it; %d ran on a host of the other release than the one they came through; "+
+		"%d in flight through a host at its SIGINT, %d forwarded to a host and in flight there at its SIGINT; %d ran on a host of the other release than the one they came through; "+
 		"%d throttles tried again; slowest call %s",
 		total.Round(100*time.Millisecond), made, perVia, failedAllowed, inFlight, forwardedInFlight, crossVersion, throttles, slowest.Round(time.Millisecond))
 	if inFlight == 0 {
