@@ -22,6 +22,7 @@ import (
 type clusterFlags struct {
 	name, node, listen, nats, secretFile string
 	routes                               []string
+	ahead                                int
 }
 
 func (f *clusterFlags) register(cmd *cobra.Command) {
@@ -32,13 +33,17 @@ func (f *clusterFlags) register(cmd *cobra.Command) {
 	fl.StringSliceVar(&f.routes, "routes", nil, "the other hosts' route URLs (nats://host:port, comma-separated; this host's own may be listed)")
 	fl.StringVar(&f.secretFile, "cluster-secret-file", "", "a file holding a secret every host's routes authenticate with (the same on every host)")
 	fl.StringVar(&f.nats, "nats", "", "use this existing NATS (with JetStream) instead of an embedded one (nats://…); implies cluster mode")
+	// Hidden: it lets a test run one binary as the next release (and as
+	// one two versions apart, which the cluster must refuse).
+	fl.IntVar(&f.ahead, "test-protocol-ahead", 0, "TESTING AID, never in production: act as a release this many cluster protocol versions newer (speak protocol+N, read protocol+N-1, version suffixed +aheadN)")
+	_ = fl.MarkHidden("test-protocol-ahead")
 }
 
 // options turns the flags into the server's, checking what they need.
 func (f *clusterFlags) options() (server.ClusterOptions, error) {
-	o := server.ClusterOptions{Name: f.name, Node: f.node, Listen: f.listen, Routes: f.routes, NATS: f.nats}
+	o := server.ClusterOptions{Name: f.name, Node: f.node, Listen: f.listen, Routes: f.routes, NATS: f.nats, ProtocolAhead: f.ahead}
 	if f.name == "" && f.nats == "" {
-		if f.listen != "" || len(f.routes) > 0 || f.node != "" || f.secretFile != "" {
+		if f.listen != "" || len(f.routes) > 0 || f.node != "" || f.secretFile != "" || f.ahead != 0 {
 			return o, &exitError{code: ExitBadInput, err: fmt.Errorf("--node, --cluster-listen, --routes and --cluster-secret-file need --cluster-name (or --nats)")}
 		}
 		return o, nil

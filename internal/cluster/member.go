@@ -114,6 +114,10 @@ type Host struct {
 	// Drain is how its move of suspended environments goes, while it
 	// obeys a drain.
 	Drain *DrainProgress `json:"drain,omitempty"`
+	// Stopping is set from the start of a clean shutdown: the host
+	// finishes what it has (invocations in flight, forwarded ones
+	// included) and should be sent nothing new.
+	Stopping bool `json:"stopping,omitempty"`
 	// Stopped is the last record of a host shut down cleanly.
 	Stopped bool      `json:"stopped,omitempty"`
 	Started time.Time `json:"started"`
@@ -146,8 +150,16 @@ type Config struct {
 	// MinProtocol are the constants when zero (tests set others).
 	Version               string
 	Protocol, MinProtocol int
-	Load                  LoadSource
-	Gate                  Gate
+	// Ahead, when not zero, makes this host act as a release Ahead
+	// protocol versions newer than this binary (older when negative): it
+	// speaks Protocol+Ahead, reads from the version before that, and
+	// reports its version with "+ahead<N>". A testing aid only (hearth
+	// serve's hidden --test-protocol-ahead): a rolling upgrade, and a
+	// host refused for being two versions apart, are tested end to end
+	// without a second binary. Protocol and MinProtocol, when set, win.
+	Ahead int
+	Load  LoadSource
+	Gate  Gate
 	// Progress is a drain's, told in the heartbeats (progress.go).
 	Progress ProgressSource
 	// Interval is the heartbeats'; DownAfter how old a host's last one is
@@ -202,12 +214,18 @@ func Join(ctx context.Context, cfg Config) (*Member, error) {
 	}
 	if cfg.Protocol == 0 {
 		cfg.Protocol, cfg.MinProtocol = Protocol, MinProtocol
+		if cfg.Ahead != 0 {
+			cfg.Protocol, cfg.MinProtocol = max(1, Protocol+cfg.Ahead), max(1, Protocol+cfg.Ahead-1)
+		}
 	}
 	if cfg.MinProtocol == 0 || cfg.MinProtocol > cfg.Protocol {
 		cfg.MinProtocol = cfg.Protocol
 	}
 	if cfg.Version == "" {
 		cfg.Version = BinaryVersion()
+		if cfg.Ahead != 0 {
+			cfg.Version += fmt.Sprintf("+ahead%d", cfg.Ahead)
+		}
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -654,6 +672,9 @@ const (
 	StateUp      = "up"
 	StateDown    = "down"
 	StateStopped = "stopped"
+	// StateStopping: shutting down cleanly; it finishes what it has but
+	// takes nothing new (routers and load balancers leave it out).
+	StateStopping = "stopping"
 	// StateUnknown: this member's own heartbeats have not come back for
 	// DownAfter; it cannot tell the others' state.
 	StateUnknown = "unknown"
@@ -685,16 +706,35 @@ func (m *Member) Status() Status {
 		switch {
 		case s.host.Stopped:
 			hs.State = StateStopped
+		case node == m.cfg.Node && m.self.Stopping:
+			hs.State = StateStopping
 		case node == m.cfg.Node:
 		case lag > m.cfg.DownAfter:
 			hs.State = StateUnknown
 		case age-lag > m.cfg.DownAfter:
 			hs.State = StateDown
+		case s.host.Stopping:
+			hs.State = StateStopping
 		}
 		st.Hosts = append(st.Hosts, hs)
 	}
 	slices.SortFunc(st.Hosts, func(a, b HostStatus) int { return strings.Compare(a.Node, b.Node) })
 	return st
+}
+
+// Stopping tells the other hosts that this one is shutting down cleanly,
+// at once (not at the next heartbeat): they show it stopping and send it
+// no new invocation, while it finishes those it has. Heartbeats go on
+// (with the flag) until Leave.
+func (m *Member) Stopping(ctx context.Context) {
+	m.mu.Lock()
+	m.self.Stopping = true
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, leaveWait)
+	defer cancel()
+	if err := m.beat(ctx); err != nil {
+		m.cfg.Log.Warn("telling the cluster this host stops", "err", err)
+	}
 }
 
 // leaveWait bounds Leave's record of the stop.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -268,5 +269,91 @@ func TestNodeNameTaken(t *testing.T) {
 			t.Fatalf("the dead host's name is still in use: %v", err)
 		}
 		return err == nil
+	})
+}
+
+// Ahead (hearth serve's hidden --test-protocol-ahead) makes a host act as
+// a newer release: one step ahead joins today's hosts and they call it
+// compatible; two or more steps ahead is refused, naming both ranges.
+func TestAheadActsAsANewerRelease(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bs := brokertest.Cluster(t, ctx, 3)
+	short := func(c *Config) { c.Interval, c.DownAfter = 100*time.Millisecond, 500*time.Millisecond }
+	today, err := join(t, ctx, bs[0], "today", short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name          string
+		ahead         int
+		wantErr       error
+		protocol, min int
+	}{
+		{"the next release", 1, nil, Protocol + 1, Protocol},
+		{"two ahead", 2, ErrIncompatible, 0, 0},
+		{"three ahead", 3, ErrIncompatible, 0, 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			node := fmt.Sprintf("ahead%d", i)
+			m, err := join(t, ctx, bs[1+i%2], node, func(c *Config) { short(c); c.Ahead = tt.ahead })
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("join: %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				if want := fmt.Sprintf("this one (%s+ahead%d) %d..%d", BinaryVersion(), tt.ahead, Protocol+tt.ahead-1, Protocol+tt.ahead); !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+				return
+			}
+			defer m.Leave(ctx)
+			poll(t, 10*time.Second, "today's host sees "+node, func() bool {
+				for _, h := range today.Status().Hosts {
+					if h.Node == node {
+						return h.Protocol == tt.protocol && h.MinProtocol == tt.min && h.Compatible &&
+							h.Version == BinaryVersion()+fmt.Sprintf("+ahead%d", tt.ahead)
+					}
+				}
+				return false
+			})
+		})
+	}
+}
+
+// A host that begins a clean stop is reported stopping by the others at
+// once (not at its next heartbeat), and by itself; it stays stopping while
+// it keeps beating, and is stopped after Leave.
+func TestStoppingHost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bs := brokertest.Cluster(t, ctx, 3)
+	// Heartbeats slower than the poll below: the others see the stop
+	// from Stopping's own write.
+	slow := func(c *Config) { c.Interval, c.DownAfter = 10*time.Second, 40*time.Second }
+	a, err := join(t, ctx, bs[0], "a", slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := join(t, ctx, bs[1], "b", slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "a sees b up", func() bool {
+		h, ok := hostState(a, "b")
+		return ok && h.State == StateUp
+	})
+	b.Stopping(ctx)
+	if h, _ := hostState(b, "b"); h.State != StateStopping {
+		t.Errorf("b sees itself %s, want stopping", h.State)
+	}
+	poll(t, 3*time.Second, "a reports b stopping", func() bool {
+		h, _ := hostState(a, "b")
+		return h.State == StateStopping && h.Stopping
+	})
+	b.Leave(ctx)
+	poll(t, 5*time.Second, "a reports b stopped", func() bool {
+		h, _ := hostState(a, "b")
+		return h.State == StateStopped
 	})
 }

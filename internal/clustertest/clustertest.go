@@ -77,8 +77,10 @@ type Host struct {
 	LogPath string
 
 	args []string
-	hb   string // the binary
-	link string // its veth's end on the bridge
+	// extra are flags added to args from the next Start on (SetArgs).
+	extra []string
+	hb    string // the binary
+	link  string // its veth's end on the bridge
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -271,7 +273,8 @@ func (h *Host) Start() error {
 	// as `ip netns exec` would), so the environments' namespaces the
 	// daemon names stay visible to the test's cleanup; it execs the
 	// daemon, so the PID is the daemon's.
-	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.Netns, "--", h.hb}, h.args...)...)
+	args := append(append([]string{"--net=/run/netns/" + h.Netns, "--", h.hb}, h.args...), h.extra...)
+	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("host %s: %w", h.Node, err)
@@ -279,6 +282,46 @@ func (h *Host) Start() error {
 	h.cmd = cmd
 	go h.watchVMs(cmd)
 	return nil
+}
+
+// SetArgs sets flags added to the host's `hearth serve` from its next
+// Start on (replacing those set before): a restart as another release.
+func (h *Host) SetArgs(extra ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.extra = extra
+}
+
+// WaitExit waits up to d for a daemon that ends on its own (one refused at
+// start) and returns its exit code; one still running after d is killed
+// and reported as an error.
+func (h *Host) WaitExit(d time.Duration) (int, error) {
+	h.mu.Lock()
+	cmd := h.cmd
+	h.mu.Unlock()
+	if cmd == nil {
+		return 0, fmt.Errorf("host %s does not run", h.Node)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		h.mu.Lock()
+		h.cmd = nil
+		h.mu.Unlock()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), nil
+		}
+		return 0, err
+	case <-time.After(d):
+		_ = cmd.Process.Kill()
+		<-done
+		h.mu.Lock()
+		h.cmd = nil
+		h.mu.Unlock()
+		return 0, fmt.Errorf("host %s still ran after %s: killed", h.Node, d)
+	}
 }
 
 // PID is the daemon's process id (0 when it does not run).

@@ -34,6 +34,10 @@ type ClusterOptions struct {
 	// Interval and DownAfter pace the heartbeats (cluster's defaults when
 	// zero).
 	Interval, DownAfter time.Duration
+	// ProtocolAhead makes the host act as a release that many protocol
+	// versions newer (cluster.Config.Ahead): a testing aid for rolling
+	// upgrades, never for production.
+	ProtocolAhead int
 }
 
 // enabled reports whether the daemon runs as a host of a cluster.
@@ -72,7 +76,7 @@ func (s *Server) joinCluster(ctx context.Context) error {
 	s.load = &hostLoad{sched: s.sched, ready: &cluster.ReadySet{}, cpu: &cpuMeter{}}
 	s.moves = newMover(s, o.Node)
 	m, err := cluster.Join(ctx, cluster.Config{JetStream: s.broker.JetStream(), Replicas: s.broker.Replicas(), Cluster: name, Node: o.Node,
-		Load: s.load, Gate: s.drain, Progress: s.moves, Interval: o.Interval, DownAfter: o.DownAfter, Log: s.log})
+		Load: s.load, Gate: s.drain, Progress: s.moves, Ahead: o.ProtocolAhead, Interval: o.Interval, DownAfter: o.DownAfter, Log: s.log})
 	if err != nil {
 		return err
 	}
@@ -88,6 +92,28 @@ func (s *Server) announce() {
 	if s.member != nil {
 		s.load.microvms.Store(s.microvms)
 		s.member.SetAddrs(s.Addr(), s.urlAddrs)
+	}
+}
+
+// stopping begins a clean stop in a cluster: the other hosts are told at
+// once (they route nothing new here, and `hearth cluster status` shows the
+// host stopping), and the host keeps serving a grace of two heartbeats so
+// that the others' routers and clients that follow the cluster's status
+// (a load balancer) turn away before its listeners close. Without it a
+// call sent in that moment is refused, or lost on a keep-alive
+// connection the server closes as idle.
+func (s *Server) stopping(ctx context.Context) {
+	if s.member == nil {
+		return
+	}
+	s.member.Stopping(ctx)
+	grace := 2 * s.cfg.Cluster.Interval
+	if grace <= 0 {
+		grace = 2 * cluster.DefaultInterval
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(grace):
 	}
 }
 

@@ -632,7 +632,8 @@ func (r *router) call(ctx context.Context, node string, fn scheduler.Function, r
 func (r *router) up(node string) bool {
 	for _, h := range r.hosts.Status().Hosts {
 		if h.Node == node {
-			return h.State == cluster.StateUp && !h.Stopped
+			// A stopping host finishes the calls it has.
+			return (h.State == cluster.StateUp || h.State == cluster.StateStopping) && !h.Stopped
 		}
 	}
 	return false

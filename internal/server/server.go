@@ -532,6 +532,7 @@ func (s *Server) Scheduler() *scheduler.Scheduler { return s.sched }
 // and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
+	s.stopping(ctx)
 	s.stopRouter()
 	for _, u := range s.urls {
 		_ = u.Shutdown(ctx)
