@@ -36,8 +36,9 @@ type drainHost struct {
 }
 
 // startDrainCluster starts n daemons as one cluster on loopback, whose idle
-// environments suspend after keepWarm; snapStart makes templates.
-func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bool) []*drainHost {
+// environments suspend after keepWarm; snapStart makes templates; opts
+// change each daemon's configuration.
+func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bool, opts ...func(*Config)) []*drainHost {
 	t.Helper()
 	testvm.Driver(t)
 	agent := testvm.Agent(t)
@@ -59,11 +60,15 @@ func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bo
 			if os.Getenv("HEARTH_TEST_LOG") != "" {
 				log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", node)
 			}
-			srv, err := New(context.Background(), Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: keepWarm, KeepPaused: -1, MaxConcurrency: 4, SnapStart: snapStart,
+			cfg := Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: keepWarm, KeepPaused: -1, MaxConcurrency: 4, SnapStart: snapStart,
 				Host: vmboot.Options{Agent: agent, Accel: "tcg", CacheDir: testvm.CacheDir()},
 				Cluster: ClusterOptions{Name: "test", Node: node, Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
 					Interval: 200 * time.Millisecond, DownAfter: time.Second},
-				Log: log})
+				Log: log}
+			for _, o := range opts {
+				o(&cfg)
+			}
+			srv, err := New(context.Background(), cfg)
 			if err != nil {
 				errs[i] = err
 				return
@@ -81,6 +86,7 @@ func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bo
 			if h != nil {
 				_ = h.srv.Shutdown(context.Background())
 				_ = network.RemoveEnvNetworks(filepath.Join(h.data, "envs"))
+				_ = network.RemoveEnvNetworks(filepath.Join(h.data, "microvms"))
 			}
 		}
 	})
