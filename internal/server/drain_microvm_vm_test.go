@@ -119,22 +119,6 @@ func TestDrainMovesAMicroVM(t *testing.T) {
 		t.Fatalf("second GET: %+v after %+v", again, first)
 	}
 
-	drain := func(on bool) {
-		t.Helper()
-		if err := a.srv.member.Drain(ctx, "a", on); err != nil {
-			t.Fatal(err)
-		}
-		waitUntil(t, 10*time.Second, "a obeys", func() bool { return a.srv.drain.draining() == on })
-	}
-	progress := func(what string, done func(p *cluster.DrainProgress) bool) *cluster.DrainProgress {
-		t.Helper()
-		var p *cluster.DrainProgress
-		waitUntil(t, 3*time.Minute, what, func() bool {
-			p = a.srv.moves.DrainProgress()
-			return p != nil && done(p)
-		})
-		return p
-	}
 	reasons := func(p *cluster.DrainProgress) map[string]string {
 		out := map[string]string{}
 		for _, mv := range p.Recent {
@@ -151,8 +135,8 @@ func TestDrainMovesAMicroVM(t *testing.T) {
 	for _, h := range hs[1:] {
 		h.srv.moves.plat.Kernel = strings.Repeat("0", 64)
 	}
-	drain(true)
-	p := progress("both MicroVMs dropped", func(p *cluster.DrainProgress) bool { return p.State == cluster.DrainDone })
+	a.drain(t, "a", true)
+	p := a.progress(t, 3*time.Minute, "both MicroVMs dropped", func(p *cluster.DrainProgress) bool { return p.State == cluster.DrainDone })
 	if p.Dropped != 2 || p.Moved != 0 {
 		t.Fatalf("progress %+v, want two dropped", p)
 	}
@@ -170,15 +154,15 @@ func TestDrainMovesAMicroVM(t *testing.T) {
 	if v, err := a.srv.microvms.Get(ctx, stays.MicrovmID); err != nil || v.State != microvm.StateRunning {
 		t.Fatalf("the MicroVM with no idle policy on a: %+v %v; want it RUNNING", v, err)
 	}
-	drain(false)
+	a.drain(t, "a", false)
 
 	// The same kernel everywhere: it moves.
 	for _, h := range hs[1:] {
 		h.srv.moves.plat.Kernel = kernel
 	}
 	t0 := time.Now()
-	drain(true)
-	p = progress("the MicroVM moved", func(p *cluster.DrainProgress) bool { return p.Moved == 1 && p.State == cluster.DrainDone })
+	a.drain(t, "a", true)
+	p = a.progress(t, 3*time.Minute, "the MicroVM moved", func(p *cluster.DrainProgress) bool { return p.Moved == 1 && p.State == cluster.DrainDone })
 	took := time.Since(t0)
 	var mv cluster.DrainMove
 	for _, m := range p.Recent {

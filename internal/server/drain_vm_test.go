@@ -106,6 +106,26 @@ func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bo
 	return hs
 }
 
+// drain turns the drain of h (node) on or off and waits until it obeys.
+func (h *drainHost) drain(t *testing.T, node string, on bool) {
+	t.Helper()
+	if err := h.srv.member.Drain(context.Background(), node, on); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, node+" obeys", func() bool { return h.srv.drain.draining() == on })
+}
+
+// progress waits until h's drain progress is done.
+func (h *drainHost) progress(t *testing.T, within time.Duration, what string, done func(p *cluster.DrainProgress) bool) *cluster.DrainProgress {
+	t.Helper()
+	var p *cluster.DrainProgress
+	waitUntil(t, within, what, func() bool {
+		p = h.srv.moves.DrainProgress()
+		return p != nil && done(p)
+	})
+	return p
+}
+
 func waitUntil(t *testing.T, within time.Duration, what string, f func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -165,30 +185,13 @@ func TestDrainMovesASuspendedEnv(t *testing.T) {
 	waitUntil(t, 30*time.Second, "a's env suspended", func() bool { return a.srv.sched.Stats().Suspended == 1 })
 	oldDir := a.srv.sched.SuspendedEnvs()[0].Dir
 
-	drain := func(on bool) {
-		t.Helper()
-		if err := a.srv.member.Drain(ctx, "a", on); err != nil {
-			t.Fatal(err)
-		}
-		waitUntil(t, 10*time.Second, "a obeys", func() bool { return a.srv.drain.draining() == on })
-	}
-	progress := func(what string, done func(p *cluster.DrainProgress) bool) *cluster.DrainProgress {
-		t.Helper()
-		var p *cluster.DrainProgress
-		waitUntil(t, 2*time.Minute, what, func() bool {
-			p = a.srv.moves.DrainProgress()
-			return p != nil && done(p)
-		})
-		return p
-	}
-
 	// b and c run another kernel (forged): a's env is dropped.
 	kernel := a.srv.moves.plat.Kernel
 	for _, h := range hs[1:] {
 		h.srv.moves.plat.Kernel = strings.Repeat("0", 64)
 	}
-	drain(true)
-	p := progress("the env dropped", func(p *cluster.DrainProgress) bool { return p.State == cluster.DrainDone })
+	a.drain(t, "a", true)
+	p := a.progress(t, 2*time.Minute, "the env dropped", func(p *cluster.DrainProgress) bool { return p.State == cluster.DrainDone })
 	if p.Dropped != 1 || p.Moved != 0 || len(p.Recent) != 1 {
 		t.Fatalf("progress %+v, want one dropped", p)
 	}
@@ -207,15 +210,15 @@ func TestDrainMovesASuspendedEnv(t *testing.T) {
 		}
 		return false
 	})
-	drain(false)
+	a.drain(t, "a", false)
 
 	// The same kernel everywhere: the env moves.
 	for _, h := range hs[1:] {
 		h.srv.moves.plat.Kernel = kernel
 	}
 	t0 := time.Now()
-	drain(true)
-	p = progress("the env moved", func(p *cluster.DrainProgress) bool { return p.Moved == 1 && p.State == cluster.DrainDone })
+	a.drain(t, "a", true)
+	p = a.progress(t, 2*time.Minute, "the env moved", func(p *cluster.DrainProgress) bool { return p.Moved == 1 && p.State == cluster.DrainDone })
 	took := time.Since(t0)
 	mv := p.Recent[len(p.Recent)-1]
 	t.Logf("moved %s to %s as %s: %.2fs in the mover, %.2fs from the drain request, %d MB shipped", mv.Env, mv.To, mv.NewEnv, mv.Seconds, took.Seconds(), mv.Bytes>>20)
