@@ -93,7 +93,12 @@ func TestDrainMovesAMicroVM(t *testing.T) {
 	defer cancel()
 	ca := a.mvClient(t)
 
-	img, err := ca.CreateImage(ctx, mvc.ImageInput{Name: "agent", ImageURI: uri, Resources: []mvc.Resources{{MinimumMemoryInMiB: 256}}})
+	// The ready hook: the template is taken once the app listens. The
+	// suspend and resume hooks travel with the MicroVM.
+	on := mvc.HookEnabled
+	img, err := ca.CreateImage(ctx, mvc.ImageInput{Name: "agent", ImageURI: uri, Resources: []mvc.Resources{{MinimumMemoryInMiB: 256}},
+		Hooks: &mvc.Hooks{Port: testvm.MicroVMHookPort, MicrovmImageHooks: &mvc.ImageHooks{Ready: on},
+			MicrovmHooks: &mvc.MicroVMHooks{Suspend: on, Resume: on}}})
 	if err != nil {
 		t.Fatal(err)
 	}
