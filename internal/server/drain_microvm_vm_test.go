@@ -146,6 +146,11 @@ func TestDrainMovesAMicroVM(t *testing.T) {
 		t.Fatalf("progress %+v, want two dropped", p)
 	}
 	r := reasons(p)
+	for _, mv := range p.Recent {
+		if mv.Env == moving.MicrovmID {
+			t.Logf("the running MicroVM suspended for the move and refused by both hosts in %.2fs", mv.Seconds)
+		}
+	}
 	if !strings.Contains(r[moving.MicrovmID], "kernel digest 000000000000 here") || !strings.Contains(r[moving.MicrovmID], "b: ") ||
 		!strings.Contains(r[moving.MicrovmID], "c: ") {
 		t.Errorf("drop reason %q: want both hosts' kernel digests", r[moving.MicrovmID])
