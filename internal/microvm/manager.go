@@ -218,6 +218,10 @@ func (m *Manager) recover(ctx context.Context) error {
 		}
 		if v.env != nil {
 			keep[filepath.Clean(v.env.Dir())] = true
+			// A moved MicroVM's template memory (MovedBasePath).
+			if f, err := sandbox.ReadFolder(v.env.Dir()); err == nil && f.MemoryBase != "" {
+				keep[filepath.Dir(filepath.Clean(f.MemoryBase))] = true
+			}
 		}
 		m.vms[r.ID] = v
 	}

@@ -22,11 +22,13 @@ import (
 
 	"github.com/hearthdev/hearth/internal/cluster"
 	"github.com/hearthdev/hearth/internal/guestimage"
+	"github.com/hearthdev/hearth/internal/microvm"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/scheduler"
 	"github.com/hearthdev/hearth/internal/store"
 	"github.com/hearthdev/hearth/internal/vmm"
 	"github.com/hearthdev/hearth/internal/vmm/qemu"
+	"github.com/hearthdev/hearth/internal/vmproxy"
 )
 
 // A drained host moves its suspended environments to the other hosts.
@@ -96,6 +98,9 @@ type moveOffer struct {
 	// managed runtime's): its digest and size; the receiver uses its own
 	// copy, an image's fetched from hearth_roots.
 	Root *sandbox.Root `json:"root,omitempty"`
+	// MicroVM is set for a MicroVM (Env is then its id, which it keeps,
+	// and Function "microvm:<image>"); nil for a function's environment.
+	MicroVM *microvm.Moved `json:"microvm,omitempty"`
 }
 
 // moveAnswer is a receiver's.
@@ -317,14 +322,26 @@ func (m *mover) pending() []scheduler.SuspendedEnv {
 	return slices.DeleteFunc(envs, func(e scheduler.SuspendedEnv) bool { return m.dropped[e.ID] })
 }
 
-// pass moves what it can of the suspended environments.
+// pendingMicroVMs are the MicroVMs left to move (running or suspended).
+func (m *mover) pendingMicroVMs() []string {
+	if m.s.microvms == nil {
+		return nil
+	}
+	ids := m.s.microvms.MoveCandidates()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.DeleteFunc(ids, func(id string) bool { return m.dropped[id] })
+}
+
+// pass moves what it can of the suspended environments and MicroVMs.
 func (m *mover) pass(ctx context.Context) {
-	envs := m.pending()
+	envs, vms := m.pending(), m.pendingMicroVMs()
+	n := len(envs) + len(vms)
 	targets := m.targets()
 	m.update(func(p *cluster.DrainProgress) {
-		p.Pending, p.Checked = len(envs), time.Now().UTC()
+		p.Pending, p.Checked = n, time.Now().UTC()
 		switch {
-		case len(envs) == 0:
+		case n == 0:
 			p.State = cluster.DrainDone
 		case len(targets) == 0:
 			p.State, p.LastError = cluster.DrainWaiting, "no other live host that is not drained to move to"
@@ -332,7 +349,7 @@ func (m *mover) pass(ctx context.Context) {
 			p.State = cluster.DrainMoving
 		}
 	})
-	if len(envs) == 0 || len(targets) == 0 {
+	if n == 0 || len(targets) == 0 {
 		return
 	}
 	for _, e := range envs {
@@ -341,11 +358,17 @@ func (m *mover) pass(ctx context.Context) {
 		}
 		m.moveOne(ctx, e, targets)
 	}
-	left := m.pending()
+	for _, id := range vms {
+		if ctx.Err() != nil || !m.s.drain.draining() {
+			return
+		}
+		m.moveMicroVM(ctx, id, targets)
+	}
+	left := len(m.pending()) + len(m.pendingMicroVMs())
 	m.update(func(p *cluster.DrainProgress) {
-		p.Pending, p.Checked = len(left), time.Now().UTC()
+		p.Pending, p.Checked = left, time.Now().UTC()
 		p.State = cluster.DrainDone
-		if len(left) > 0 {
+		if left > 0 {
 			p.State = cluster.DrainWaiting
 		}
 	})
@@ -386,51 +409,138 @@ func (m *mover) moveOne(ctx context.Context, se scheduler.SuspendedEnv, targets 
 			tk.Return()
 		}
 	}()
-	drop := func(reason string) {
-		if len(reason) > maxReason {
-			reason = reason[:maxReason] + "…" // it travels in every heartbeat
-		}
-		m.mu.Lock()
-		m.dropped[se.ID] = true
-		m.mu.Unlock()
-		m.record(cluster.DrainMove{Env: se.ID, Function: se.Function.Name, Reason: reason, Seconds: time.Since(t0).Seconds(), At: time.Now().UTC()})
-		m.s.log.Warn("drain: a suspended environment cannot move; it stays here", "env", se.ID, "function", se.Function.Name, "reason", reason)
-	}
-	mv, err := sandbox.ReadMovable(se.Dir, m.kernelDigest)
-	if err != nil {
-		drop(err.Error())
+	fn := se.Function
+	o, mv, drop := m.prepare(ctx, se.ID, se.Dir)
+	if drop != "" {
+		m.drop(se.ID, fn.Name, drop, t0)
 		return
 	}
-	fn := se.Function
+	if mv == nil {
+		return // failed, and tried again
+	}
+	o.Function, o.Version, o.Revision, o.CodeDigest, o.Layers, o.MemoryMB = fn.Name, fn.Version, fn.Revision, fn.CodeDigest, fn.LayerDigests, fn.MemoryMB
+	to, a, bytes, drop := m.ship(ctx, o, se.Dir, *mv, targets)
+	switch {
+	case drop != "":
+		m.drop(se.ID, fn.Name, drop, t0)
+		return
+	case to == "":
+		return
+	}
+	moved = true
+	tk.Moved()
+	took := time.Since(t0)
+	m.record(cluster.DrainMove{Env: se.ID, Function: fn.Name, To: to, NewEnv: a.Env, Seconds: took.Seconds(), Bytes: bytes, At: time.Now().UTC()})
+	m.s.log.Info("drain: moved a suspended environment", "env", se.ID, "function", fn.Name, "to", to, "as", a.Env,
+		"bytes", bytes, "took", took)
+}
+
+// moveMicroVM moves one MicroVM as moveOne moves an environment: taken
+// out (a running one suspended first, when its idle policy allows it),
+// offered, shipped and adopted under its id, then forgotten here. One
+// that cannot be suspended stays, dropped with the reason; one in use is
+// tried again at the next pass.
+func (m *mover) moveMicroVM(ctx context.Context, id string, targets []cluster.HostStatus) {
+	t0 := time.Now()
+	out, err := m.s.microvms.TakeForMove(ctx, id)
+	switch {
+	case errors.Is(err, microvm.ErrStays):
+		m.drop(id, "microvm", err.Error(), t0)
+		return
+	case err != nil:
+		m.update(func(p *cluster.DrainProgress) { p.LastError = fmt.Sprintf("MicroVM %s: %v", id, err) })
+		return // in use, or gone meanwhile: the next pass sees
+	}
+	moved := false
+	defer func() {
+		if !moved {
+			out.Return()
+		}
+	}()
+	rec := out.Export.Record
+	name := "microvm:" + rec.Image
+	o, mv, drop := m.prepare(ctx, id, out.Dir)
+	if drop != "" {
+		m.drop(id, name, drop, t0)
+		return
+	}
+	if mv == nil {
+		return
+	}
+	exp := out.Export
+	exp.Record.EnvDir = "" // the sender's; nothing of the receiver's
+	o.Function, o.MemoryMB, o.MicroVM = name, rec.MemoryMiB, &exp
+	to, _, bytes, drop := m.ship(ctx, o, out.Dir, *mv, targets)
+	switch {
+	case drop != "":
+		m.drop(id, name, drop, t0)
+		return
+	case to == "":
+		return
+	}
+	moved = true
+	out.Moved(ctx, to)
+	took := time.Since(t0)
+	m.record(cluster.DrainMove{Env: id, Function: name, To: to, NewEnv: id, Seconds: took.Seconds(), Bytes: bytes, At: time.Now().UTC()})
+	m.s.log.Info("drain: moved a MicroVM", "microvm", id, "image", rec.Image, "to", to, "bytes", bytes, "took", took)
+}
+
+// drop records that what id names (an environment or a MicroVM) cannot
+// move: it stays on this host, for this drain.
+func (m *mover) drop(id, name, reason string, t0 time.Time) {
+	if len(reason) > maxReason {
+		reason = reason[:maxReason] + "…" // it travels in every heartbeat
+	}
+	m.mu.Lock()
+	m.dropped[id] = true
+	m.mu.Unlock()
+	m.record(cluster.DrainMove{Env: id, Function: name, Reason: reason, Seconds: time.Since(t0).Seconds(), At: time.Now().UTC()})
+	m.s.log.Warn("drain: a suspended environment cannot move; it stays here", "env", id, "function", name, "reason", reason)
+}
+
+// prepare reads the suspended folder dir of id for a move: the offer's
+// platform, files, template memory and root (an image's root shared in
+// hearth_roots, where the receiver fetches it). A reason is returned when
+// it can never move; a nil Movable and no reason when this try failed.
+func (m *mover) prepare(ctx context.Context, id, dir string) (moveOffer, *sandbox.Movable, string) {
+	mv, err := sandbox.ReadMovable(dir, m.kernelDigest)
+	if err != nil {
+		return moveOffer{}, nil, err.Error()
+	}
 	// This host's VMM made the snapshot; the folder tells the rest.
 	plat := mv.Platform
 	plat.QEMU, plat.CPU = m.plat.QEMU, m.plat.cpu[vmm.Accel(mv.Accel)]
-	o := moveOffer{Move: m.node + "-" + se.ID + "-" + randomHex(4), From: m.node, Env: se.ID, Function: fn.Name, Version: fn.Version,
-		Revision: fn.Revision, CodeDigest: fn.CodeDigest, Layers: fn.LayerDigests, MemoryMB: fn.MemoryMB,
-		Platform: plat, Files: mv.Files, Network: mv.Network}
+	o := moveOffer{Move: m.node + "-" + id + "-" + randomHex(4), From: m.node, Env: id, Platform: plat, Files: mv.Files, Network: mv.Network}
 	if mv.MemoryBase != "" {
 		o.Base = baseKey(m.node, mv.MemoryBase)
 	}
 	if r := mv.Function.Root; r != nil {
 		o.Root = &sandbox.Root{Digest: r.Digest, Size: r.Size}
 		if imageRoot(r) && m.s.roots == nil {
-			drop("this host shares no container images")
-			return
+			return o, nil, "this host shares no container images"
 		}
 		if imageRoot(r) {
 			// The receiver fetches the root by its digest: the store must
-			// have it (normally shared since the function was created).
+			// have it (normally shared since the image was built).
 			root, ok := m.s.roots.b.Lookup(r.Digest)
 			if !ok {
-				drop(fmt.Sprintf("its image's root %s is no longer in this host's cache", r.Digest))
-				return
+				return o, nil, fmt.Sprintf("its image's root %s is no longer in this host's cache", r.Digest)
 			}
 			if err := m.s.roots.Share(ctx, root); err != nil {
-				m.failed(fmt.Errorf("sharing the root of %s: %w", se.ID, err))
-				return
+				m.failed(fmt.Errorf("sharing the root of %s: %w", id, err))
+				return o, nil, ""
 			}
 		}
 	}
+	return o, &mv, ""
+}
+
+// ship offers o (the folder dir, read as mv) to the targets in turn;
+// the first that takes it gets the files through the moves' object store
+// and is asked to adopt it. It returns the adopting host and its answer;
+// no host and a reason when every target refused (it can never move
+// there); no host and no reason when this try failed (recorded).
+func (m *mover) ship(ctx context.Context, o moveOffer, dir string, mv sandbox.Movable, targets []cluster.HostStatus) (string, moveAnswer, int64, string) {
 	var (
 		reasons  []string
 		refusals int
@@ -440,7 +550,7 @@ func (m *mover) moveOne(ctx context.Context, se scheduler.SuspendedEnv, targets 
 	obs, err := m.objects(ctx)
 	if err != nil {
 		m.failed(err)
-		return
+		return "", moveAnswer{}, 0, ""
 	}
 	defer func() {
 		for name := range shipped {
@@ -468,15 +578,15 @@ func (m *mover) moveOne(ctx context.Context, se scheduler.SuspendedEnv, targets 
 			if shipped[name] {
 				continue
 			}
-			path := filepath.Join(se.Dir, name)
+			path := filepath.Join(dir, name)
 			if name == "base" {
 				path = mv.MemoryBase
 			}
 			n, err := putSparse(ctx, obs, jetstream.ObjectMeta{Name: o.Move + "/" + name}, path)
 			shipped[name] = true
 			if err != nil {
-				m.failed(fmt.Errorf("shipping %s of %s: %w", name, se.ID, err))
-				return
+				m.failed(fmt.Errorf("shipping %s of %s: %w", name, o.Env, err))
+				return "", moveAnswer{}, 0, ""
 			}
 			bytes += n
 		}
@@ -491,19 +601,13 @@ func (m *mover) moveOne(ctx context.Context, se scheduler.SuspendedEnv, targets 
 			}
 			continue
 		}
-		moved = true
-		tk.Moved()
-		took := time.Since(t0)
-		m.record(cluster.DrainMove{Env: se.ID, Function: fn.Name, To: h.Node, NewEnv: a.Env, Seconds: took.Seconds(), Bytes: bytes, At: time.Now().UTC()})
-		m.s.log.Info("drain: moved a suspended environment", "env", se.ID, "function", fn.Name, "to", h.Node, "as", a.Env,
-			"bytes", bytes, "took", took)
-		return
+		return h.Node, a, bytes, ""
 	}
 	if refusals == len(targets) {
-		drop("refused by every host: " + strings.Join(reasons, "; "))
-		return
+		return "", moveAnswer{}, 0, "refused by every host: " + strings.Join(reasons, "; ")
 	}
-	m.failed(fmt.Errorf("%s: %s", se.ID, strings.Join(reasons, "; ")))
+	m.failed(fmt.Errorf("%s: %s", o.Env, strings.Join(reasons, "; ")))
+	return "", moveAnswer{}, 0, ""
 }
 
 // baseKey names a template's memory file as one host has it.
@@ -619,26 +723,41 @@ func (m *mover) check(ctx context.Context, o moveOffer) moveAnswer {
 			return moveAnswer{Refused: refused, Reason: err.Error()}
 		}
 	}
-	f, err := m.s.store.Resolve(ctx, o.Function, o.Version)
-	if err != nil {
-		return moveAnswer{Reason: fmt.Sprintf("function %s:%s here: %v", o.Function, o.Version, err)}
-	}
-	if f.RevisionID != o.Revision {
-		return moveAnswer{Reason: fmt.Sprintf("function %s here is at revision %s, the environment runs %s (the configuration log behind?)", o.Function, f.RevisionID, o.Revision)}
+	if o.MicroVM != nil {
+		switch {
+		case m.s.microvms == nil:
+			return moveAnswer{Refused: true, Reason: "this host runs no MicroVMs"}
+		case o.MicroVM.Record.ID != o.Env || !vmproxy.ValidID(o.Env):
+			return moveAnswer{Refused: true, Reason: fmt.Sprintf("a MicroVM id %q in the offer", o.MicroVM.Record.ID)}
+		}
+		if err := m.s.microvms.CanAdopt(o.Env); err != nil {
+			return moveAnswer{Refused: true, Reason: err.Error()}
+		}
+	} else {
+		f, err := m.s.store.Resolve(ctx, o.Function, o.Version)
+		if err != nil {
+			return moveAnswer{Reason: fmt.Sprintf("function %s:%s here: %v", o.Function, o.Version, err)}
+		}
+		if f.RevisionID != o.Revision {
+			return moveAnswer{Reason: fmt.Sprintf("function %s here is at revision %s, the environment runs %s (the configuration log behind?)", o.Function, f.RevisionID, o.Revision)}
+		}
 	}
 	a := moveAnswer{OK: true}
 	if o.Base != "" {
-		_, err := os.Stat(m.basePath(o.Base))
+		_, err := os.Stat(m.basePath(o))
 		a.NeedBase = err != nil
 	}
 	return a
 }
 
 // basePath is where this host keeps a moved clone's template memory:
-// among the templates, whose sweep at start keeps those an adopted
-// clone needs.
-func (m *mover) basePath(key string) string {
-	return filepath.Join(templatesDir(m.s.cfg.DataDir), "moved-"+key, "memory")
+// among the templates (the functions' or the MicroVMs'), whose sweep at
+// start keeps those an adopted clone needs.
+func (m *mover) basePath(o moveOffer) string {
+	if o.MicroVM != nil {
+		return m.s.microvms.MovedBasePath(o.Base)
+	}
+	return filepath.Join(templatesDir(m.s.cfg.DataDir), "moved-"+o.Base, "memory")
 }
 
 // sandboxConfig is the environments' (the scheduler's) configuration.
@@ -650,8 +769,8 @@ func (m *mover) sandboxConfig() sandbox.Config {
 	return cfg
 }
 
-// adopt receives an environment into a folder of this host's and adopts
-// it.
+// adopt receives an environment (or a MicroVM) into a folder of this
+// host's and adopts it.
 func (m *mover) adopt(ctx context.Context, o moveOffer) moveAnswer {
 	select {
 	case m.adopting <- struct{}{}:
@@ -672,58 +791,29 @@ func (m *mover) adopt(ctx context.Context, o moveOffer) moveAnswer {
 	if err != nil {
 		return fail(err)
 	}
+	if o.MicroVM != nil {
+		return m.adoptMicroVM(ctx, obs, o, fail)
+	}
 	sbx := m.sandboxConfig()
 	id := sandbox.NewEnvID()
 	dir := filepath.Join(sbx.Dir, id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fail(err)
 	}
-	for _, name := range o.Files {
-		if !sandbox.MovableFile(name) {
-			_ = os.RemoveAll(dir)
-			return fail(fmt.Errorf("a file %q in the offer", name))
-		}
-		if err := getSparse(ctx, obs, o.Move+"/"+name, filepath.Join(dir, name), maxFileBytes(name, o.MemoryMB)); err != nil {
-			_ = os.RemoveAll(dir)
-			return fail(fmt.Errorf("receiving %s: %w", name, err))
-		}
-	}
-	var base string
-	if o.Base != "" {
-		base = m.basePath(o.Base)
-		if _, err := os.Stat(base); err != nil {
-			if err := os.MkdirAll(filepath.Dir(base), 0o700); err != nil {
-				_ = os.RemoveAll(dir)
-				return fail(err)
-			}
-			part := base + ".part"
-			_ = os.Remove(part)
-			err := getSparse(ctx, obs, o.Move+"/base", part, int64(o.MemoryMB)<<20)
-			if err == nil {
-				err = os.Rename(part, base)
-			}
-			if err != nil {
-				_ = os.RemoveAll(dir)
-				return fail(fmt.Errorf("receiving the template's memory: %w", err))
-			}
-		}
+	base, err := m.receive(ctx, obs, o, dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return fail(err)
 	}
 	img, err := m.s.Image(ctx, o.CodeDigest, o.Layers)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return fail(fmt.Errorf("the function's image: %w", err))
 	}
-	var rootDisk string
-	if o.Root != nil {
-		// Before it is adopted: the disk must be here to resume on.
-		disk, refused, err := m.s.moveRoot(ctx, o.Root, true)
-		if err != nil {
-			_ = os.RemoveAll(dir)
-			a := fail(err)
-			a.Refused = a.Refused || refused
-			return a
-		}
-		rootDisk = disk
+	rootDisk, a, ok := m.rootDisk(ctx, o, fail)
+	if !ok {
+		_ = os.RemoveAll(dir)
+		return a
 	}
 	if err := sandbox.Import(ctx, sbx, dir, sandbox.ImportOptions{Image: img, MemoryBase: base, RootDisk: rootDisk}); err != nil {
 		_ = os.RemoveAll(dir)
@@ -745,6 +835,89 @@ func (m *mover) adopt(ctx context.Context, o moveOffer) moveAnswer {
 	m.s.usage.Suspended(id, o.Function, vmm.DiskBytes(filepath.Join(dir, "memory"))+vmm.DiskBytes(filepath.Join(dir, "state")), 0)
 	m.s.log.Info("drain: adopted a moved environment", "from", o.From, "env", o.Env, "as", id, "function", o.Function)
 	return moveAnswer{OK: true, Env: id}
+}
+
+// adoptMicroVM receives a MicroVM into a folder among this host's
+// MicroVMs, adopts it under its id (SUSPENDED; it resumes here on its next
+// request) and records this host as its owner, so that every host sends
+// its API and endpoint here.
+func (m *mover) adoptMicroVM(ctx context.Context, obs jetstream.ObjectStore, o moveOffer, fail func(error) moveAnswer) moveAnswer {
+	dir, err := m.s.microvms.MoveDir()
+	if err != nil {
+		return fail(err)
+	}
+	base, err := m.receive(ctx, obs, o, dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return fail(err)
+	}
+	rootDisk, a, ok := m.rootDisk(ctx, o, fail)
+	if !ok {
+		_ = os.RemoveAll(dir)
+		return a
+	}
+	if err := m.s.microvms.Adopt(ctx, *o.MicroVM, dir, base, rootDisk, o.From); err != nil {
+		return fail(err)
+	}
+	if m.s.mvmOwners != nil {
+		if err := m.s.mvmOwners.Set(ctx, o.Env, m.node); err != nil {
+			// Nobody would find it here: the sender keeps it.
+			m.s.microvms.Unadopt(ctx, o.Env)
+			return fail(fmt.Errorf("recording this host as MicroVM %s's: %w", o.Env, err))
+		}
+	}
+	m.s.log.Info("drain: adopted a moved MicroVM", "from", o.From, "microvm", o.Env)
+	return moveAnswer{OK: true, Env: o.Env}
+}
+
+// receive writes the offer's files into dir, and the template memory its
+// snapshot is over where basePath keeps it (unless it is there already);
+// it returns that memory's path ("" for none).
+func (m *mover) receive(ctx context.Context, obs jetstream.ObjectStore, o moveOffer, dir string) (string, error) {
+	for _, name := range o.Files {
+		if !sandbox.MovableFile(name) {
+			return "", fmt.Errorf("a file %q in the offer", name)
+		}
+		if err := getSparse(ctx, obs, o.Move+"/"+name, filepath.Join(dir, name), maxFileBytes(name, o.MemoryMB)); err != nil {
+			return "", fmt.Errorf("receiving %s: %w", name, err)
+		}
+	}
+	if o.Base == "" {
+		return "", nil
+	}
+	base := m.basePath(o)
+	if _, err := os.Stat(base); err == nil {
+		return base, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(base), 0o700); err != nil {
+		return "", err
+	}
+	part := base + ".part"
+	_ = os.Remove(part)
+	err := getSparse(ctx, obs, o.Move+"/base", part, int64(o.MemoryMB)<<20)
+	if err == nil {
+		err = os.Rename(part, base)
+	}
+	if err != nil {
+		return "", fmt.Errorf("receiving the template's memory: %w", err)
+	}
+	return base, nil
+}
+
+// rootDisk is this host's copy of the offer's root disk (fetched by its
+// digest if need be), before the adoption: the disk must be here to
+// resume on. ok is false with the answer to give when it is not.
+func (m *mover) rootDisk(ctx context.Context, o moveOffer, fail func(error) moveAnswer) (string, moveAnswer, bool) {
+	if o.Root == nil {
+		return "", moveAnswer{}, true
+	}
+	disk, refused, err := m.s.moveRoot(ctx, o.Root, true)
+	if err != nil {
+		a := fail(err)
+		a.Refused = a.Refused || refused
+		return "", a, false
+	}
+	return disk, moveAnswer{}, true
 }
 
 // maxFileBytes bounds what a moved file may be.

@@ -36,8 +36,9 @@ type drainHost struct {
 }
 
 // startDrainCluster starts n daemons as one cluster on loopback, whose idle
-// environments suspend after keepWarm; snapStart makes templates.
-func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bool) []*drainHost {
+// environments suspend after keepWarm; snapStart makes templates; opts
+// change each daemon's configuration.
+func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bool, opts ...func(*Config)) []*drainHost {
 	t.Helper()
 	testvm.Driver(t)
 	agent := testvm.Agent(t)
@@ -59,11 +60,15 @@ func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bo
 			if os.Getenv("HEARTH_TEST_LOG") != "" {
 				log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", node)
 			}
-			srv, err := New(context.Background(), Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: keepWarm, KeepPaused: -1, MaxConcurrency: 4, SnapStart: snapStart,
+			cfg := Config{DataDir: data, Listen: "127.0.0.1:0", KeepWarm: keepWarm, KeepPaused: -1, MaxConcurrency: 4, SnapStart: snapStart,
 				Host: vmboot.Options{Agent: agent, Accel: "tcg", CacheDir: testvm.CacheDir()},
 				Cluster: ClusterOptions{Name: "test", Node: node, Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
 					Interval: 200 * time.Millisecond, DownAfter: time.Second},
-				Log: log})
+				Log: log}
+			for _, o := range opts {
+				o(&cfg)
+			}
+			srv, err := New(context.Background(), cfg)
 			if err != nil {
 				errs[i] = err
 				return
@@ -81,6 +86,7 @@ func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bo
 			if h != nil {
 				_ = h.srv.Shutdown(context.Background())
 				_ = network.RemoveEnvNetworks(filepath.Join(h.data, "envs"))
+				_ = network.RemoveEnvNetworks(filepath.Join(h.data, "microvms"))
 			}
 		}
 	})
@@ -98,6 +104,26 @@ func startDrainCluster(t *testing.T, n int, keepWarm time.Duration, snapStart bo
 			Credentials: awscreds.NewStaticCredentialsProvider(profiles[0].AccessKeyID, profiles[0].SecretAccessKey, "")})
 	}
 	return hs
+}
+
+// drain turns the drain of h (node) on or off and waits until it obeys.
+func (h *drainHost) drain(t *testing.T, node string, on bool) {
+	t.Helper()
+	if err := h.srv.member.Drain(context.Background(), node, on); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, node+" obeys", func() bool { return h.srv.drain.draining() == on })
+}
+
+// progress waits until h's drain progress is done.
+func (h *drainHost) progress(t *testing.T, within time.Duration, what string, done func(p *cluster.DrainProgress) bool) *cluster.DrainProgress {
+	t.Helper()
+	var p *cluster.DrainProgress
+	waitUntil(t, within, what, func() bool {
+		p = h.srv.moves.DrainProgress()
+		return p != nil && done(p)
+	})
+	return p
 }
 
 func waitUntil(t *testing.T, within time.Duration, what string, f func() bool) {
@@ -159,30 +185,13 @@ func TestDrainMovesASuspendedEnv(t *testing.T) {
 	waitUntil(t, 30*time.Second, "a's env suspended", func() bool { return a.srv.sched.Stats().Suspended == 1 })
 	oldDir := a.srv.sched.SuspendedEnvs()[0].Dir
 
-	drain := func(on bool) {
-		t.Helper()
-		if err := a.srv.member.Drain(ctx, "a", on); err != nil {
-			t.Fatal(err)
-		}
-		waitUntil(t, 10*time.Second, "a obeys", func() bool { return a.srv.drain.draining() == on })
-	}
-	progress := func(what string, done func(p *cluster.DrainProgress) bool) *cluster.DrainProgress {
-		t.Helper()
-		var p *cluster.DrainProgress
-		waitUntil(t, 2*time.Minute, what, func() bool {
-			p = a.srv.moves.DrainProgress()
-			return p != nil && done(p)
-		})
-		return p
-	}
-
 	// b and c run another kernel (forged): a's env is dropped.
 	kernel := a.srv.moves.plat.Kernel
 	for _, h := range hs[1:] {
 		h.srv.moves.plat.Kernel = strings.Repeat("0", 64)
 	}
-	drain(true)
-	p := progress("the env dropped", func(p *cluster.DrainProgress) bool { return p.State == cluster.DrainDone })
+	a.drain(t, "a", true)
+	p := a.progress(t, 2*time.Minute, "the env dropped", func(p *cluster.DrainProgress) bool { return p.State == cluster.DrainDone })
 	if p.Dropped != 1 || p.Moved != 0 || len(p.Recent) != 1 {
 		t.Fatalf("progress %+v, want one dropped", p)
 	}
@@ -201,15 +210,15 @@ func TestDrainMovesASuspendedEnv(t *testing.T) {
 		}
 		return false
 	})
-	drain(false)
+	a.drain(t, "a", false)
 
 	// The same kernel everywhere: the env moves.
 	for _, h := range hs[1:] {
 		h.srv.moves.plat.Kernel = kernel
 	}
 	t0 := time.Now()
-	drain(true)
-	p = progress("the env moved", func(p *cluster.DrainProgress) bool { return p.Moved == 1 && p.State == cluster.DrainDone })
+	a.drain(t, "a", true)
+	p = a.progress(t, 2*time.Minute, "the env moved", func(p *cluster.DrainProgress) bool { return p.Moved == 1 && p.State == cluster.DrainDone })
 	took := time.Since(t0)
 	mv := p.Recent[len(p.Recent)-1]
 	t.Logf("moved %s to %s as %s: %.2fs in the mover, %.2fs from the drain request, %d MB shipped", mv.Env, mv.To, mv.NewEnv, mv.Seconds, took.Seconds(), mv.Bytes>>20)

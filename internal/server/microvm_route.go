@@ -23,7 +23,9 @@ import (
 )
 
 // A MicroVM runs on the host that created it (its disk, memory and
-// snapshots are there); in a cluster any host serves its API and its
+// snapshots are there), or on the one a drain moved it to (drain.go: the
+// receiver records itself as the owner once it adopted it, before the
+// sender forgets it); in a cluster any host serves its API and its
 // endpoint. The replicated bucket OwnersBucket says which host runs each
 // MicroVM; a host asked about one it does not run sends the request on,
 // as it came, to the owner's API or URL listener (an HTTP reverse proxy:
