@@ -56,8 +56,11 @@ type lifecycle struct {
 	paused                      []float64 // unpause and a call
 	// A resume's two parts: the restore (VMM spawned, state loaded, the
 	// agent's answer) and the first invocation's time in the guest.
-	resumeHost, resumeGuest        []float64
-	pausedRSSKiB                   int64
+	resumeHost, resumeGuest []float64
+	pausedRSSKiB            int64
+	// pausedWorkingSetKiB is the guest memory the last pause found mapped
+	// and the unpause read back ahead.
+	pausedWorkingSetKiB            int64
 	runningRSSKiB, suspendedRSSKiB int64
 	suspendedProcesses             int
 	pageCacheKiB                   int64
@@ -84,6 +87,7 @@ func (l *lifecycle) summary() map[string]any {
 		"cold_over_resume": ratio(l.cold, l.resume), "cold_over_clone": ratio(l.cold, l.clone),
 		"cold_over_paused":         ratio(l.cold, l.paused),
 		"paused_host_rss_kib":      l.pausedRSSKiB,
+		"paused_working_set_kib":   l.pausedWorkingSetKiB,
 		"suspended_processes":      l.suspendedProcesses,
 		"suspended_host_rss_kib":   l.suspendedRSSKiB,
 		"suspended_page_cache_kib": l.pageCacheKiB,
@@ -170,6 +174,7 @@ func (c *CLI) benchLifecycle(cmd *cobra.Command, f benchLifecycleFlags) error {
 		fmt.Fprintf(c.Stdout, "resume: restore %.1f ms (VMM start, state load, the agent's answer) + first call in the guest %.1f ms (p50)\n",
 			s["resume_host_ms_p50"], s["resume_guest_ms_p50"])
 		fmt.Fprintf(c.Stdout, "cold/resume %.1fx, cold/clone %.1fx, cold/paused %.1fx\n", s["cold_over_resume"], s["cold_over_clone"], s["cold_over_paused"])
+		fmt.Fprintf(c.Stdout, "paused: %d KiB of guest memory read back ahead at unpause\n", l.pausedWorkingSetKiB)
 		fmt.Fprintf(c.Stdout, "host memory: running %d KiB; paused %d KiB RSS; suspended %d processes, %d KiB RSS, %d KiB page cache\n",
 			l.runningRSSKiB, l.pausedRSSKiB, l.suspendedProcesses, l.suspendedRSSKiB, l.pageCacheKiB)
 		fmt.Fprintf(c.Stdout, "snapshot on disk: %d bytes (device state %d bytes)\n", l.snapshotDiskBytes, l.stateBytes)
@@ -221,9 +226,11 @@ func measureLifecycle(ctx context.Context, cfg sandbox.Config, fn sandbox.Functi
 	// Pause (vCPUs stopped, guest memory pushed out of host RAM), look at
 	// the VMM's RSS, unpause with an invocation; n times.
 	for i := 0; i < n; i++ {
-		if _, err := env.Pause(ctx); err != nil {
+		info, err := env.Pause(ctx)
+		if err != nil {
 			return nil, err
 		}
+		l.pausedWorkingSetKiB = info.WorkingSetBytes >> 10
 		if i == 0 {
 			l.pausedRSSKiB = vmm.ProcessRSSKiB(env.PID())
 		}

@@ -2,6 +2,10 @@ package sandbox_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,8 +44,8 @@ func TestPauseUnpauseCounter(t *testing.T) {
 	}
 	pausedRSS := vmm.ProcessVmRSSKiB(pid)
 	cached, _ := vmm.CachedBytes(env.Dir() + "/memory")
-	t.Logf("QEMU VmRSS warm %d KiB (guest RAM in it %d KiB), paused %d KiB; memory file page cache after %d KiB",
-		warmRSS, guestKiB, pausedRSS, cached>>10)
+	t.Logf("QEMU VmRSS warm %d KiB (guest RAM in it %d KiB), paused %d KiB; memory file page cache after %d KiB; working set %d KiB",
+		warmRSS, guestKiB, pausedRSS, cached>>10, info.WorkingSetBytes>>10)
 	// What stays is QEMU's own: its translation cache (kept on purpose),
 	// heap and binary. The guest's RAM, and the kernel and initramfs QEMU
 	// maps, must go.
@@ -49,12 +53,28 @@ func TestPauseUnpauseCounter(t *testing.T) {
 		t.Errorf("paused RSS %d KiB against %d KiB warm, guest RAM %d KiB, %d bytes cached (paged out %v): want the guest's RAM gone and under 60%% of warm",
 			pausedRSS, warmRSS, guestKiB, cached, info.PagedOut)
 	}
+	if info.WorkingSetBytes <= 0 || info.WorkingSetBytes > guestKiB<<10 {
+		t.Errorf("working set %d bytes, want some of the %d KiB of guest RAM", info.WorkingSetBytes, guestKiB)
+	}
+	// The unpause reads the working set back ahead, before the guest
+	// faults on it: the first call's faults find it in the page cache
+	// (minor faults) instead of each waiting for a read from the disk
+	// (measured: 9–12 major faults without, 3–5 with).
+	majBefore := majorFaults(t, pid)
 	start := time.Now()
+	if err := env.Unpause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	res := invoke(t, env, `{}`)
 	unpaused, unpause := time.Since(start), res.Restore
 	got := decode[counterResp](t, res)
 	if got.Count != 5 || got.InitedAt != first.InitedAt {
 		t.Fatalf("after unpause: %+v, want count 5 and the same init", got)
+	}
+	if maj := majorFaults(t, pid) - majBefore; maj > 7 {
+		t.Errorf("%d major faults in QEMU for unpause and a call, want the working set read back ahead (at most 7)", maj)
+	} else {
+		t.Logf("%d major faults for unpause and a call", maj)
 	}
 	if res.StartType != sandbox.StartPaused || res.Restore <= 0 {
 		t.Errorf("start %s unpause %v, want paused with a time", res.StartType, res.Restore)
@@ -77,4 +97,22 @@ func TestPauseUnpauseCounter(t *testing.T) {
 	}
 	t.Logf("warm call %v; unpause + first call %v (unpause %v); resume + first call %v (restore %v)",
 		warm, unpaused, unpause, resumed, res.Restore)
+}
+
+// majorFaults is a process's count of major page faults (/proc/<pid>/stat).
+func majorFaults(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// After "pid (comm) ": state ppid pgrp session tty tpgid flags minflt
+	// cminflt majflt.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	n, err := strconv.ParseInt(fields[9], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

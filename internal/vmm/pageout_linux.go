@@ -1,7 +1,6 @@
 package vmm
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strconv"
@@ -116,45 +115,15 @@ type remoteIovec struct {
 
 // fileMappings lists the [start, end) of a process's mappings of the file st.
 func fileMappings(pid int, st unix.Stat_t) ([][2]uint64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := fileMappingsAt(pid, st)
 	if err != nil {
 		return nil, fmt.Errorf("page out: %w", err)
 	}
-	defer f.Close()
-	var out [][2]uint64
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		// start-end perms offset major:minor inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		inode, err := strconv.ParseUint(fields[4], 10, 64)
-		if err != nil || inode != st.Ino {
-			continue
-		}
-		maj, min, ok := strings.Cut(fields[3], ":")
-		if !ok {
-			continue
-		}
-		ma, err1 := strconv.ParseUint(maj, 16, 32)
-		mi, err2 := strconv.ParseUint(min, 16, 32)
-		if err1 != nil || err2 != nil || unix.Mkdev(uint32(ma), uint32(mi)) != st.Dev {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		s, err1 := strconv.ParseUint(lo, 16, 64)
-		e, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		out = append(out, [2]uint64{s, e})
+	out := make([][2]uint64, 0, len(maps))
+	for _, m := range maps {
+		out = append(out, [2]uint64{m.start, m.end})
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // ProcessVmRSSKiB is a process's VmRSS from /proc/<pid>/status, 0 if it

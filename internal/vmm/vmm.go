@@ -163,6 +163,9 @@ type PauseInfo struct {
 	PagedOut bool
 	// AdvisedBytes is how much of the guest-RAM mapping was paged out.
 	AdvisedBytes int64
+	// WorkingSetBytes is how much guest memory was mapped at the pause:
+	// what Unpause reads back ahead.
+	WorkingSetBytes int64
 }
 
 // Driver boots machines.

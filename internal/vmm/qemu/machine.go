@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -29,12 +30,17 @@ type machine struct {
 	agent        net.Conn
 	done         chan struct{}
 	consoleLimit int64
+	log          *slog.Logger
 
 	mu          sync.Mutex
 	console     net.Conn
 	consoleDone chan struct{} // closed when the console's copy has ended
 
 	stopOnce sync.Once
+
+	// workingSet is the guest memory the last pause found mapped (what the
+	// guest touched since the pause before): Unpause reads it back ahead.
+	workingSet []vmm.FileRun
 }
 
 var timeZero time.Time
@@ -89,7 +95,7 @@ func (d *Driver) start(ctx context.Context, spec vmm.MachineSpec, extra ...strin
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", d.bin, err)
 	}
-	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit}
+	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit, log: d.log}
 	cgs, err := d.limitProcess(spec.ID, m.pid, limitsFor(spec, imageBytes(files[:2])))
 	if err != nil {
 		d.warnOnce.Do(func() { d.log.Warn("VMs run without some cgroup limits", "err", err) })
@@ -291,7 +297,7 @@ func (d *Driver) Attach(ctx context.Context, spec vmm.MachineSpec, pid int) (vmm
 		unix.Close(pidfd)
 		return nil, err
 	}
-	m := &machine{spec: spec, pid: pid, proc: proc, done: make(chan struct{}), consoleLimit: d.consoleLimit}
+	m := &machine{spec: spec, pid: pid, proc: proc, done: make(chan struct{}), consoleLimit: d.consoleLimit, log: d.log}
 	exited := make(chan struct{})
 	go m.finish(exited)
 	go func() {
@@ -387,6 +393,18 @@ func (m *machine) Pause(ctx context.Context) (vmm.PauseInfo, error) {
 		return info, fmt.Errorf("pause: %w", err)
 	}
 	if !m.spec.MemoryPrivate {
+		// Recorded before the page-out empties the page tables. Without
+		// it, each fault of the first call after would read the file's
+		// read-ahead window (8 MiB on this host's disk) around it: 72 MiB
+		// for hello's ~12 MiB.
+		ws, err := vmm.MappedRuns(m.pid, m.spec.MemoryFile(), prefetchMergeGap)
+		if err != nil {
+			m.log.Debug("pause: working set not recorded", "id", m.spec.ID, "err", err)
+		}
+		m.workingSet = ws
+		for _, r := range ws {
+			info.WorkingSetBytes += r.Len
+		}
 		n, err := vmm.PageOutFile(m.pid, m.spec.MemoryFile(), m.spec.Kernel, m.spec.Initrd)
 		info.AdvisedBytes = n
 		if err != nil {
@@ -399,8 +417,19 @@ func (m *machine) Pause(ctx context.Context) (vmm.PauseInfo, error) {
 	return info, nil
 }
 
-// Unpause runs the vCPUs again.
+// prefetchMergeGap joins working-set runs this close: a few pages read for
+// nothing cost less than another request to the disk.
+const prefetchMergeGap = 64 << 10
+
+// Unpause runs the vCPUs again, once the reads of the guest memory the last
+// pause recorded are queued: the first faults then find it in the page cache.
 func (m *machine) Unpause(ctx context.Context) error {
+	if ws := m.workingSet; len(ws) > 0 {
+		m.workingSet = nil
+		if _, err := vmm.Prefetch(m.spec.MemoryFile(), ws); err != nil {
+			m.log.Debug("unpause: prefetch", "id", m.spec.ID, "err", err)
+		}
+	}
 	if _, err := m.qmp.execute(ctx, "cont", nil); err != nil {
 		return fmt.Errorf("unpause: %w", err)
 	}

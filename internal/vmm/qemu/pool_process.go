@@ -204,7 +204,7 @@ func (d *Driver) startIdle(ctx context.Context, key poolKey) (p *pooled, err err
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", d.bin, err)
 	}
-	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit}
+	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit, log: d.log}
 	p.m = m
 	p.cgs, _ = d.limitProcess(id, m.pid, limitsFor(spec, 0))
 	exited := make(chan struct{})
