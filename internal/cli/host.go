@@ -11,6 +11,7 @@ import (
 	"github.com/hearthdev/hearth/internal/guestimage"
 	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/vmboot"
+	"github.com/hearthdev/hearth/internal/vmm/qemu"
 )
 
 // hostFlags are the flags that choose how VMs are run.
@@ -19,6 +20,8 @@ type hostFlags struct {
 	agent  string
 	accel  string
 	pool   int
+	// tcgCache is the VMs' translated-code cache under emulation, MiB.
+	tcgCache int
 }
 
 func (h *hostFlags) register(cmd *cobra.Command) {
@@ -26,6 +29,7 @@ func (h *hostFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&h.agent, "agent", "", "hearth-agent binary; default: next to hearth")
 	cmd.Flags().StringVar(&h.accel, "accel", "auto", "auto, kvm or tcg; auto probes once whether KVM runs a guest")
 	cmd.Flags().IntVar(&h.pool, "vmm-pool", 0, "QEMU processes kept started ahead per machine shape, so that a boot, resume or clone skips the process's start (0: off)")
+	cmd.Flags().IntVar(&h.tcgCache, "tcg-cache-mib", qemu.DefaultTCGCacheMiB, "under emulation (tcg), each VM's translated-code cache in MiB: most of what a paused environment holds; smaller holds less and translates again more")
 }
 
 // dataDir is where Hearth keeps environments, templates and images:
@@ -71,7 +75,7 @@ type host = vmboot.Host
 
 func (c *CLI) openHost(hf hostFlags, log *slog.Logger) (*host, error) {
 	return vmboot.Open(vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel,
-		QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir(), Log: log, VMMPool: hf.pool})
+		QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir(), Log: log, VMMPool: hf.pool, TCGCacheMiB: hf.tcgCache})
 }
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -80,7 +80,7 @@ suspended, and the next daemon resumes them.`,
 				S3Listen:  s3Listen,
 				URLListen: urlListen, URLTLSListen: urlTLSListen, URLDomain: urlDomain, TLSCert: tlsCert, TLSKey: tlsKey, Prices: prices,
 				NetworkPolicy: fc.NetworkPolicy, Async: async,
-				Host: vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir(), VMMPool: hf.pool},
+				Host: vmboot.Options{Kernel: hf.kernel, Agent: hf.agent, Accel: hf.accel, QEMU: c.Getenv("HEARTH_QEMU"), CacheDir: c.cacheDir(), VMMPool: hf.pool, TCGCacheMiB: hf.tcgCache},
 			})
 			if err != nil {
 				return err

@@ -30,6 +30,8 @@ type Options struct {
 	// ahead (qemu.Options.Pool); PoolDir where their sockets are.
 	VMMPool int
 	PoolDir string
+	// TCGCacheMiB is qemu.Options.TCGCacheMiB (emulation only).
+	TCGCacheMiB int
 	// CacheDir is Hearth's cache (the minimal kernel, the probe's answer).
 	CacheDir string
 	Log      *slog.Logger
@@ -66,7 +68,7 @@ func Open(opts Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	drv, err := qemu.New(qemu.Options{Binary: opts.QEMU, User: opts.VMMUser, Log: log, Pool: opts.VMMPool, PoolDir: opts.PoolDir})
+	drv, err := qemu.New(qemu.Options{Binary: opts.QEMU, User: opts.VMMUser, Log: log, Pool: opts.VMMPool, PoolDir: opts.PoolDir, TCGCacheMiB: opts.TCGCacheMiB})
 	if err != nil {
 		return nil, err
 	}

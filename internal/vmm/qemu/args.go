@@ -25,7 +25,8 @@ const (
 // not start a shell or regain privileges.
 const sandboxOpts = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
-// tbSizeMiB caps TCG's translated-code cache. QEMU's default (up to 1 GiB)
+// DefaultTCGCacheMiB caps TCG's translated-code cache (Options.TCGCacheMiB
+// sets another). QEMU's default (up to 1 GiB)
 // would let a long-lived emulated guest grow QEMU past its cgroup's memory
 // limit; this one holds a booted Linux and its runtime many times over.
 // It is most of what a paused environment keeps (hello's boot fills ~44
@@ -33,7 +34,7 @@ const sandboxOpts = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resource
 // MiB put a paused hello at 53 MiB RSS instead of 85, and its warm call
 // took 21 ms instead of 4–8 in two runs of three (README, "Speed on the
 // host").
-const tbSizeMiB = 128
+const DefaultTCGCacheMiB = 128
 
 // reportingOrder is the size, as a power of two of pages, of the free blocks
 // the guest reports (see balloonArgs).
@@ -77,7 +78,7 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 	if spec.Accel == vmm.AccelKVM {
 		cpu = "host"
 	} else {
-		accel += fmt.Sprintf(",tb-size=%d", tbSizeMiB)
+		accel += fmt.Sprintf(",tb-size=%d", d.tcgCacheMiB)
 	}
 	// rtc=on: without a CMOS clock the kernel spends 1–2 s polling for one.
 	machine := fmt.Sprintf("microvm,isa-serial=on,rtc=on,acpi=%s,memory-backend=mem", acpi)

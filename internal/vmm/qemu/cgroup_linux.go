@@ -21,10 +21,7 @@ var errNoCgroup = errors.New("no writable cgroup controller")
 // VMM overhead beyond the guest's memory, counted into the memory limit:
 // QEMU's own heap, stacks and device state, and under TCG its
 // translated-code cache (capped by tb-size).
-const (
-	overheadMiB    = 96
-	overheadTCGMiB = overheadMiB + tbSizeMiB
-)
+const overheadMiB = 96
 
 // pidsMax bounds QEMU's tasks (threads: the main loop, RCU, one per vCPU,
 // the I/O worker pool up to 64); spawn=deny already forbids new processes.
@@ -45,10 +42,10 @@ type limits struct {
 // imageBytes is the kernel's and initramfs's size: QEMU keeps a copy of
 // each in its own memory (to reload on reset) besides the one in the
 // guest's, and a function's image can be hundreds of megabytes.
-func limitsFor(spec vmm.MachineSpec, imageBytes int64) limits {
+func limitsFor(spec vmm.MachineSpec, imageBytes int64, tcgCacheMiB int) limits {
 	over := overheadMiB
 	if spec.Accel != vmm.AccelKVM {
-		over = overheadTCGMiB
+		over += tcgCacheMiB
 	}
 	return limits{
 		cpuWeight: min(max(spec.MemoryMiB*100/1769, 1), 10000),

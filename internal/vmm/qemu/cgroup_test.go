@@ -23,9 +23,9 @@ func TestLimitProcess(t *testing.T) {
 		image    int64  // kernel and initramfs bytes
 		memLimit int64
 	}{
-		{128, vmm.AccelTCG, "74", "7", 0, (128 + overheadTCGMiB) << 20},
+		{128, vmm.AccelTCG, "74", "7", 0, (128 + overheadMiB + DefaultTCGCacheMiB) << 20},
 		{1769, vmm.AccelKVM, "1024", "100", 20 << 20, (1769 + overheadMiB + 40) << 20},
-		{3538, vmm.AccelTCG, "2048", "200", 250 << 20, (3538 + overheadTCGMiB + 500) << 20},
+		{3538, vmm.AccelTCG, "2048", "200", 250 << 20, (3538 + overheadMiB + DefaultTCGCacheMiB + 500) << 20},
 	}
 	for _, tt := range tests {
 		cmd := exec.Command("sleep", "30")
@@ -34,7 +34,7 @@ func TestLimitProcess(t *testing.T) {
 		}
 		pid := cmd.Process.Pid
 		id := "test-" + strconv.Itoa(pid)
-		dirs, err := limitProcess(id, pid, limitsFor(vmm.MachineSpec{MemoryMiB: tt.memory, Accel: tt.accel}, tt.image))
+		dirs, err := limitProcess(id, pid, limitsFor(vmm.MachineSpec{MemoryMiB: tt.memory, Accel: tt.accel}, tt.image, DefaultTCGCacheMiB))
 		if errors.Is(err, errNoCgroup) {
 			cmd.Process.Kill()
 			cmd.Wait()

@@ -144,3 +144,36 @@ func TestTCGCPUWithoutFastStrings(t *testing.T) {
 		}
 	}
 }
+
+// The translated-code cache is the driver's (tcg only), and the cgroup's
+// memory limit makes room for exactly it.
+func TestTCGCacheSize(t *testing.T) {
+	for _, tt := range []struct {
+		accel   vmm.Accel
+		mib     int
+		wantArg string // in -accel; "" for none
+	}{
+		{vmm.AccelTCG, DefaultTCGCacheMiB, "tb-size=128"},
+		{vmm.AccelTCG, 16, "tb-size=16"},
+		{vmm.AccelKVM, 16, ""},
+	} {
+		d := &Driver{tcgCacheMiB: tt.mib}
+		spec := vmm.MachineSpec{ID: "t", Dir: t.TempDir(), MemoryMiB: 128, Accel: tt.accel}
+		args := d.args(spec)
+		i := slices.Index(args, "-accel")
+		if i < 0 || i+1 >= len(args) {
+			t.Fatalf("no -accel in %v", args)
+		}
+		has := strings.Contains(args[i+1], "tb-size")
+		if tt.wantArg == "" && has || tt.wantArg != "" && !slices.Contains(strings.Split(args[i+1], ","), tt.wantArg) {
+			t.Errorf("%s, cache %d MiB: -accel %s, want %q", tt.accel, tt.mib, args[i+1], tt.wantArg)
+		}
+		want := int64(128+overheadMiB) << 20
+		if tt.accel == vmm.AccelTCG {
+			want += int64(tt.mib) << 20
+		}
+		if got := limitsFor(spec, 0, tt.mib).memoryBytes; got != want {
+			t.Errorf("%s, cache %d MiB: memory limit %d, want %d", tt.accel, tt.mib, got, want)
+		}
+	}
+}

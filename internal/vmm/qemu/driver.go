@@ -53,7 +53,12 @@ type Options struct {
 	// be on the file system of the machines' folders (sockets are moved,
 	// files linked); empty is a folder under the system's temporary one.
 	PoolDir string
-	Log     *slog.Logger
+	// TCGCacheMiB is TCG's translated-code cache per machine under
+	// emulation (QEMU's tb-size); zero is DefaultTCGCacheMiB. It is most
+	// of what a paused environment keeps: smaller holds less, and
+	// translates again more (README, "Speed on the host").
+	TCGCacheMiB int
+	Log         *slog.Logger
 }
 
 // Driver boots QEMU microvm machines. It implements vmm.Driver.
@@ -62,6 +67,7 @@ type Driver struct {
 	tscKHz       int
 	jail         jail
 	consoleLimit int64
+	tcgCacheMiB  int
 	log          *slog.Logger
 	warnOnce     sync.Once
 
@@ -94,11 +100,14 @@ func New(opts Options) (*Driver, error) {
 	if opts.ConsoleLimit <= 0 {
 		opts.ConsoleLimit = DefaultConsoleLimit
 	}
+	if opts.TCGCacheMiB <= 0 {
+		opts.TCGCacheMiB = DefaultTCGCacheMiB
+	}
 	j, err := resolveJail(opts.User, opts.Log)
 	if err != nil {
 		return nil, err
 	}
-	d := &Driver{bin: path, tscKHz: opts.TSCkHz, jail: j, consoleLimit: opts.ConsoleLimit, log: opts.Log}
+	d := &Driver{bin: path, tscKHz: opts.TSCkHz, jail: j, consoleLimit: opts.ConsoleLimit, tcgCacheMiB: opts.TCGCacheMiB, log: opts.Log}
 	if opts.Pool > 0 {
 		if err := d.enablePool(opts.Pool, opts.PoolDir); err != nil {
 			return nil, err

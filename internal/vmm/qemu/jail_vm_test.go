@@ -106,7 +106,7 @@ func TestMachineIsJailed(t *testing.T) {
 	}
 
 	knobs := qemu.CgroupKnobs(t, m.PID())
-	wantMem := strconv.FormatInt(qemu.MemoryLimit(qemu.LimitsFor(spec, fileSize(t, k.Path)+fileSize(t, initrd))), 10)
+	wantMem := strconv.FormatInt(qemu.MemoryLimit(qemu.LimitsFor(spec, fileSize(t, k.Path)+fileSize(t, initrd), qemu.DefaultTCGCacheMiB)), 10)
 	if v, ok := knobs["memory.max"]; ok {
 		if v != wantMem {
 			t.Errorf("memory.max = %s, want %s", v, wantMem)

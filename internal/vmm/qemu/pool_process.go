@@ -206,7 +206,7 @@ func (d *Driver) startIdle(ctx context.Context, key poolKey) (p *pooled, err err
 	}
 	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit, log: d.log}
 	p.m = m
-	p.cgs, _ = d.limitProcess(id, m.pid, limitsFor(spec, 0))
+	p.cgs, _ = d.limitProcess(id, m.pid, limitsFor(spec, 0, d.tcgCacheMiB))
 	exited := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
@@ -331,7 +331,7 @@ func (d *Driver) bind(ctx context.Context, p *pooled, spec vmm.MachineSpec) (*ma
 		return nil, fmt.Errorf("qemu pool: %w", err)
 	}
 	_ = os.Remove(p.door)
-	setLimits(p.cgs, limitsFor(spec, imageBytes(files[:2])))
+	setLimits(p.cgs, limitsFor(spec, imageBytes(files[:2]), d.tcgCacheMiB))
 	m := p.m
 	m.spec = spec
 	if err := m.connect(ctx, true); err != nil {
