@@ -42,6 +42,9 @@ type Log struct {
 	zips    jetstream.ObjectStore
 	name    string
 	subject string
+	// purgeDenied: the stream was made before compaction, denying
+	// purges, which JetStream does not let a stream's update undo.
+	purgeDenied bool
 }
 
 // Open makes (or keeps) the stream and the object store.
@@ -62,8 +65,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		cfg.Bucket = DefaultBucket
 	}
 	var stream jetstream.Stream
+	sc := streamConfig(cfg)
 	err := broker.Retry(ctx, func(ctx context.Context) (err error) {
-		stream, err = cfg.JetStream.CreateOrUpdateStream(ctx, streamConfig(cfg))
+		if old, err := cfg.JetStream.Stream(ctx, cfg.Stream); err == nil && old.CachedInfo().Config.DenyPurge {
+			sc.DenyPurge = true // an update may not allow purges again
+		}
+		stream, err = cfg.JetStream.CreateOrUpdateStream(ctx, sc)
 		return err
 	})
 	if err != nil {
@@ -82,7 +89,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configlog: object store %s: %w", cfg.Bucket, err)
 	}
-	return &Log{js: cfg.JetStream, stream: stream, zips: zips, name: cfg.Stream, subject: cfg.Subject}, nil
+	return &Log{js: cfg.JetStream, stream: stream, zips: zips, name: cfg.Stream, subject: cfg.Subject, purgeDenied: sc.DenyPurge}, nil
 }
 
 func streamConfig(cfg Config) jetstream.StreamConfig {
@@ -92,14 +99,14 @@ func streamConfig(cfg Config) jetstream.StreamConfig {
 		Subjects:    []string{cfg.Subject},
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
-		// Every entry is kept: a host that applies the log from its start
-		// must find all of it, and one missing would make hosts differ.
+		// Every entry is kept, but for the purge below a checkpoint
+		// (Purge): a host must find every entry after the last
+		// checkpoint, and one missing would make hosts differ.
 		Retention:  jetstream.LimitsPolicy,
 		MaxMsgs:    -1,
 		MaxBytes:   -1,
 		Discard:    jetstream.DiscardNew,
 		DenyDelete: true,
-		DenyPurge:  true,
 		// An Append retried with the same id within this window is stored
 		// once.
 		Duplicates: 2 * time.Minute,
@@ -145,6 +152,23 @@ func (l *Log) Follow(ctx context.Context, after uint64, apply func(seq uint64, e
 	return broker.Follow(ctx, l.js, l.name, l.subject, after, func(seq uint64, msg jetstream.Msg) error {
 		return apply(seq, msg.Data())
 	})
+}
+
+// Purge drops the entries before sequence seq, which the store calls with
+// a checkpoint's: seq and later stay. A follower whose next entry is gone
+// starts at the first one kept (JetStream moves a consumer's start up to
+// the stream's first sequence).
+func (l *Log) Purge(ctx context.Context, seq uint64) error {
+	if l.purgeDenied {
+		return fmt.Errorf("configlog: stream %s was made denying purges (before compaction): it keeps every entry", l.name)
+	}
+	err := broker.RetryFor(ctx, broker.LeaderWait, func(ctx context.Context) error {
+		return l.stream.Purge(ctx, jetstream.WithPurgeSequence(seq))
+	})
+	if err != nil {
+		return fmt.Errorf("configlog: purge below %d: %w", seq, err)
+	}
+	return nil
 }
 
 // PutBlob stores a zip under name, unless it is there already (names are

@@ -21,6 +21,10 @@ type ConfigLog struct {
 	// Replicas is how many servers keep the log and the zips: 1 on a
 	// standalone broker, the cluster's replica count in a cluster.
 	Replicas int
+	// CheckpointEvery is how many entries since the last checkpoint make
+	// a host write one and purge the log below it: 0 is
+	// store.DefaultCheckpointEvery, negative never.
+	CheckpointEvery int
 }
 
 // openConfigLog makes the store follow the configuration log, once the
@@ -46,7 +50,8 @@ func (s *Server) openConfigLog(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.Replicate(ctx, store.Replication{Log: l, Blobs: l, Host: c.Host, Logger: s.log.With("part", "configlog")}); err != nil {
+	if err := s.store.Replicate(ctx, store.Replication{Log: l, Blobs: l, Host: c.Host,
+		CheckpointEvery: c.CheckpointEvery, Logger: s.log.With("part", "configlog")}); err != nil {
 		return fmt.Errorf("configuration log: %w", err)
 	}
 	s.configLog = l

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -84,6 +85,10 @@ type Replication struct {
 	// Host names this host in the entries it writes (for the logs).
 	Host   string
 	Logger *slog.Logger
+	// CheckpointEvery is how many entries since the last checkpoint make
+	// this host write one (replicate_checkpoint.go): 0 is
+	// DefaultCheckpointEvery, a negative count never. Without Blobs, none.
+	CheckpointEvery int
 }
 
 // entryVersion is the entries' format; a host refuses an entry of
@@ -97,6 +102,9 @@ type entry struct {
 	Host  string      `json:"host,omitempty"`
 	Op    string      `json:"op"`
 	Stmts []statement `json:"stmts"`
+	// Checkpoint names the dump a checkpoint entry stands for (it has
+	// no statements).
+	Checkpoint *checkpointRef `json:"checkpoint,omitempty"`
 }
 
 // statement is one of replicatedSQL with its arguments: strings, integers
@@ -122,6 +130,16 @@ type replica struct {
 	// waiting are this host's entries appended (or perhaps appended) and
 	// not yet applied, by id; an applied one gets its outcome.
 	waiting map[string]*outcome
+
+	// ctx ends when the store closes; bg are the checkpoint writes
+	// running in it.
+	ctx context.Context
+	bg  sync.WaitGroup
+	// every is Replication.CheckpointEvery; checkpointSeq the last
+	// checkpoint applied; checkpointing whether a write of one runs.
+	every         int
+	checkpointSeq uint64
+	checkpointing bool
 }
 
 type outcome struct {
@@ -150,12 +168,18 @@ func (s *Store) Replicate(ctx context.Context, r Replication) error {
 	if r.Logger == nil {
 		r.Logger = slog.Default()
 	}
-	if _, err := s.db.ExecContext(ctx, appliedSchema); err != nil {
+	if _, err := s.db.ExecContext(ctx, appliedSchema+checkpointSchema); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	var applied uint64
+	var applied, checkpointSeq uint64
 	if err := s.db.QueryRowContext(ctx, `SELECT seq FROM config_log_applied`).Scan(&applied); err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	if err := s.db.QueryRowContext(ctx, `SELECT seq FROM config_log_checkpoint`).Scan(&checkpointSeq); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if r.CheckpointEvery == 0 {
+		r.CheckpointEvery = DefaultCheckpointEvery
 	}
 	if applied == 0 {
 		own, err := s.hasConfiguration(ctx)
@@ -181,7 +205,8 @@ func (s *Store) Replicate(ctx context.Context, r Replication) error {
 	}
 	fctx, cancel := context.WithCancel(context.Background())
 	rep := &replica{log: r.Log, blobs: r.Blobs, host: r.Host, logger: r.Logger, cancel: cancel, done: make(chan struct{}),
-		applied: applied, changed: make(chan struct{}), waiting: map[string]*outcome{}}
+		applied: applied, changed: make(chan struct{}), waiting: map[string]*outcome{},
+		ctx: fctx, every: r.CheckpointEvery, checkpointSeq: checkpointSeq}
 	s.rep = rep
 	go s.follow(fctx)
 	if err := s.catchUp(ctx); err != nil {
@@ -226,8 +251,14 @@ func (s *Store) stopReplica() {
 		return
 	}
 	s.rep.cancel()
+	stopped := make(chan struct{})
+	go func() {
+		<-s.rep.done
+		s.rep.bg.Wait() // a checkpoint being written
+		close(stopped)
+	}()
 	select {
-	case <-s.rep.done:
+	case <-stopped:
 	case <-time.After(stopReplicaWait):
 		s.rep.logger.Warn("configuration log: the follower did not stop in time; closing without it")
 	}
@@ -273,6 +304,19 @@ func (s *Store) applyEntry(ctx context.Context, seq uint64, data []byte) error {
 		return nil // already applied (a Follow started again)
 	}
 	e, reason := decodeEntry(data)
+	if reason == nil && e.Checkpoint != nil {
+		if err := s.applyCheckpoint(ctx, seq, e); err != nil {
+			return err
+		}
+		s.maybeCheckpoint()
+		return nil
+	}
+	if applied := s.AppliedSequence(); seq != applied+1 {
+		// Entries this host never applied are gone from the log, and
+		// this one is no checkpoint to start again from: applying it
+		// would make this host's rows differ from the others'.
+		return fmt.Errorf("entry %d follows %d: the entries between are missing from the log", seq, applied)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -306,19 +350,27 @@ func (s *Store) applyEntry(ctx context.Context, seq uint64, data []byte) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
+	s.entryApplied(seq, e.ID, reason)
+	s.maybeCheckpoint()
+	return nil
+}
+
+// entryApplied records that the entry id at seq is applied (refused for
+// reason, when not nil): the waits on it end.
+func (s *Store) entryApplied(seq uint64, id string, reason error) {
+	rep := s.rep
 	s.configChanged()
 	rep.mu.Lock()
+	defer rep.mu.Unlock()
 	rep.applied = seq
 	close(rep.changed)
 	rep.changed = make(chan struct{})
-	if o, ok := rep.waiting[e.ID]; ok && e.ID != "" {
+	if o, ok := rep.waiting[id]; ok && id != "" {
 		o.seq = seq
 		if reason != nil {
 			o.err = refused{reason}
 		}
 	}
-	rep.mu.Unlock()
-	return nil
 }
 
 // deterministic is whether a statement's failure comes from the rows and
@@ -349,6 +401,16 @@ func decodeEntry(data []byte) (entry, error) {
 	}
 	if e.V != entryVersion {
 		return e, fmt.Errorf("entry format %d, this host reads %d", e.V, entryVersion)
+	}
+	if e.Checkpoint != nil {
+		if len(e.Stmts) != 0 {
+			return e, errors.New("checkpoint with statements")
+		}
+		if b, err := hex.DecodeString(e.Checkpoint.Digest); err != nil || len(b) != sha256.Size || hex.EncodeToString(b) != e.Checkpoint.Digest ||
+			e.Checkpoint.Blob != checkpointBlob(e.Checkpoint.Digest) {
+			return e, errors.New("checkpoint naming no dump by SHA-256")
+		}
+		return e, nil
 	}
 	if len(e.Stmts) == 0 {
 		return e, errors.New("entry without statements")

@@ -22,6 +22,9 @@ type memLog struct {
 	beforeAppend func()
 	// loseAck makes the next Append store its entry and fail.
 	loseAck bool
+	// first is the sequence of the first entry kept (after a Purge; 0
+	// or 1: all).
+	first uint64
 }
 
 func newMemLog() *memLog { return &memLog{ids: map[string]uint64{}, changed: make(chan struct{})} }
@@ -60,9 +63,26 @@ func (l *memLog) Last(context.Context) (uint64, error) {
 	return uint64(len(l.entries)), nil
 }
 
+// Purge drops the entries before seq, as JetStream's purge with a
+// sequence does.
+func (l *memLog) Purge(_ context.Context, seq uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := uint64(0); i+1 < seq && i < uint64(len(l.entries)); i++ {
+		l.entries[i] = nil
+	}
+	l.first = max(l.first, seq)
+	return nil
+}
+
+// Follow delivers the entries after sequence after; those purged are
+// skipped, as a JetStream consumer starts at the first message kept.
 func (l *memLog) Follow(ctx context.Context, after uint64, apply func(uint64, []byte) error) error {
 	for {
 		l.mu.Lock()
+		if after+1 < l.first {
+			after = l.first - 1
+		}
 		if after < uint64(len(l.entries)) {
 			e := l.entries[after]
 			l.mu.Unlock()
