@@ -32,10 +32,17 @@ import (
 //
 // 2: hosts answer forwarded invocations and tell their load by function;
 // a host of protocol 1 is never sent one (ForwardProtocol).
+// 3: hosts apply the configuration log's checkpoints; none is written
+// while a host of an older protocol is known (CheckpointProtocol).
 const (
-	Protocol    = 2
+	Protocol    = 3
 	MinProtocol = 1
 )
+
+// CheckpointProtocol is the first protocol whose hosts apply checkpoints
+// of the configuration log (a host before it would skip the entries a
+// checkpoint's purge removed).
+const CheckpointProtocol = 3
 
 // ForwardProtocol is the first protocol whose hosts answer invocations
 // forwarded to them.
@@ -183,8 +190,11 @@ type Member struct {
 	drains jetstream.KeyValue
 	self   Host
 
-	mu       sync.Mutex
-	seen     map[string]seen
+	mu   sync.Mutex
+	seen map[string]seen
+	// viewed: the hosts' records as they were at the watch's start are
+	// all in seen.
+	viewed   bool
 	drained  map[string]bool // drain flags, by node
 	draining bool            // this host obeys a drain
 	// beatLast is when the last heartbeat written was begun; beatSince
@@ -553,6 +563,9 @@ func (m *Member) watchHosts(ctx context.Context, w jetstream.KeyWatcher) {
 			}
 			if e == nil {
 				initial = false
+				m.mu.Lock()
+				m.viewed = true
+				m.mu.Unlock()
 				continue
 			}
 			m.mu.Lock()
@@ -789,4 +802,21 @@ func BinaryVersion() string {
 		}
 	}
 	return v
+}
+
+// AllSpeak reports whether every host this one knows of — up, down or
+// stopped, for a stopped host may start again with its old binary — speaks
+// protocol p or later.
+func (m *Member) AllSpeak(p int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.viewed || m.cfg.Protocol < p {
+		return false
+	}
+	for _, s := range m.seen {
+		if s.host.Protocol < p {
+			return false
+		}
+	}
+	return true
 }

@@ -357,3 +357,32 @@ func TestStoppingHost(t *testing.T) {
 		return h.State == StateStopped
 	})
 }
+
+// AllSpeak is false until the hosts' records were read, and then only
+// when every known host, stopped ones included, speaks the protocol.
+func TestAllSpeak(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		viewed bool
+		self   int
+		others []Host
+		want   bool
+	}{
+		{name: "not yet viewed", viewed: false, self: 3, want: false},
+		{name: "alone", viewed: true, self: 3, want: true},
+		{name: "all new", viewed: true, self: 3, others: []Host{{Node: "b", Protocol: 3}, {Node: "c", Protocol: 4}}, want: true},
+		{name: "one old", viewed: true, self: 3, others: []Host{{Node: "b", Protocol: 3}, {Node: "c", Protocol: 2}}, want: false},
+		{name: "one old, stopped", viewed: true, self: 3, others: []Host{{Node: "c", Protocol: 2, Stopped: true}}, want: false},
+		{name: "this one old", viewed: true, self: 2, want: false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &Member{cfg: Config{Protocol: tt.self}, seen: map[string]seen{}, viewed: tt.viewed}
+			for _, h := range tt.others {
+				m.seen[h.Node] = seen{host: h}
+			}
+			if got := m.AllSpeak(3); got != tt.want {
+				t.Errorf("AllSpeak(3) = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"github.com/hearthdev/hearth/internal/cluster"
 
 	"github.com/hearthdev/hearth/internal/configlog"
 	"github.com/hearthdev/hearth/internal/store"
@@ -51,10 +52,16 @@ func (s *Server) openConfigLog(ctx context.Context) error {
 		return err
 	}
 	if err := s.store.Replicate(ctx, store.Replication{Log: l, Blobs: l, Host: c.Host,
-		CheckpointEvery: c.CheckpointEvery, Logger: s.log.With("part", "configlog")}); err != nil {
+		CheckpointEvery: c.CheckpointEvery, MayCheckpoint: s.mayCheckpoint, Logger: s.log.With("part", "configlog")}); err != nil {
 		return fmt.Errorf("configuration log: %w", err)
 	}
 	s.configLog = l
 	s.log.Info("configuration follows the log", "host", c.Host, "replicas", c.Replicas, "applied", s.store.AppliedSequence())
 	return nil
+}
+
+// mayCheckpoint lets the configuration log be checkpointed (and purged)
+// only once every host the cluster knows applies checkpoints.
+func (s *Server) mayCheckpoint() bool {
+	return s.member == nil || s.member.AllSpeak(cluster.CheckpointProtocol)
 }

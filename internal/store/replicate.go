@@ -89,6 +89,11 @@ type Replication struct {
 	// this host write one (replicate_checkpoint.go): 0 is
 	// DefaultCheckpointEvery, a negative count never. Without Blobs, none.
 	CheckpointEvery int
+	// MayCheckpoint, when set, says whether this host may write a
+	// checkpoint now: not while any host that may follow the log is of a
+	// release that does not know checkpoints (it would skip the purged
+	// gap). Nil: always.
+	MayCheckpoint func() bool
 }
 
 // entryVersion is the entries' format; a host refuses an entry of
@@ -138,6 +143,7 @@ type replica struct {
 	// every is Replication.CheckpointEvery; checkpointSeq the last
 	// checkpoint applied; checkpointing whether a write of one runs.
 	every         int
+	mayCheckpoint func() bool
 	checkpointSeq uint64
 	checkpointing bool
 }
@@ -206,7 +212,7 @@ func (s *Store) Replicate(ctx context.Context, r Replication) error {
 	fctx, cancel := context.WithCancel(context.Background())
 	rep := &replica{log: r.Log, blobs: r.Blobs, host: r.Host, logger: r.Logger, cancel: cancel, done: make(chan struct{}),
 		applied: applied, changed: make(chan struct{}), waiting: map[string]*outcome{},
-		ctx: fctx, every: r.CheckpointEvery, checkpointSeq: checkpointSeq}
+		ctx: fctx, every: r.CheckpointEvery, mayCheckpoint: r.MayCheckpoint, checkpointSeq: checkpointSeq}
 	s.rep = rep
 	go s.follow(fctx)
 	if err := s.catchUp(ctx); err != nil {

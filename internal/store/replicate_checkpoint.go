@@ -232,6 +232,9 @@ func (s *Store) maybeCheckpoint() {
 	if rep.every <= 0 || rep.blobs == nil {
 		return
 	}
+	if rep.mayCheckpoint != nil && !rep.mayCheckpoint() {
+		return
+	}
 	rep.mu.Lock()
 	due := rep.applied-rep.checkpointSeq > uint64(rep.every) && !rep.checkpointing
 	if due {

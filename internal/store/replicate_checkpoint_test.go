@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -46,13 +47,19 @@ func (b *memBlobs) GetBlob(_ context.Context, name string) ([]byte, error) {
 // every `every` entries (negative: never).
 func replicatedIn(t *testing.T, dir string, l Log, blobs Blobs, host string, every int) *Store {
 	t.Helper()
+	return replicatedWith(t, dir, Replication{Log: l, Blobs: blobs, Host: host, CheckpointEvery: every})
+}
+
+// replicatedWith opens a store in dir following r.Log.
+func replicatedWith(t *testing.T, dir string, r Replication) *Store {
+	t.Helper()
 	ctx := context.Background()
 	s, err := Open(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Replicate(ctx, Replication{Log: l, Blobs: blobs, Host: host, CheckpointEvery: every,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err != nil {
+	r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := s.Replicate(ctx, r); err != nil {
 		s.Close()
 		t.Fatal(err)
 	}
@@ -340,4 +347,23 @@ func TestEntryAfterAGapIsNotApplied(t *testing.T) {
 	if got := a.AppliedSequence(); got != 1 {
 		t.Errorf("applied %d, want 1", got)
 	}
+}
+
+// No checkpoint while MayCheckpoint says a host of an older release may
+// follow the log (it would skip the purged gap); one once it allows.
+func TestNoCheckpointUntilEveryHostKnowsThem(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, blobs := newMemLog(), newMemBlobs()
+	var may atomic.Bool
+	s := replicatedWith(t, t.TempDir(), Replication{Log: l, Blobs: blobs, Host: "a", CheckpointEvery: 4, MayCheckpoint: may.Load})
+	defer s.Close()
+	someWrites(t, ctx, s, 12)
+	time.Sleep(200 * time.Millisecond)
+	if n, first := l.checkpoints(); n != 0 || first > 1 {
+		t.Fatalf("%d checkpoints, log from %d, while an old host may follow: want none", n, first)
+	}
+	may.Store(true)
+	someWrites(t, ctx, s, 1)
+	waitPurged(t, l)
 }
