@@ -2,6 +2,7 @@ package clustertest_test
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,24 @@ func TestImageImportedOnOneHostRunsOnAnother(t *testing.T) {
 		t.Fatal("b has the root before it needs it")
 	}
 
+	// a has the root ready, so placement would send the cold start there:
+	// a and c drained, b is the one host left to start it.
+	for _, n := range []string{"a", "c"} {
+		if err := hearthCall(ctx, b, http.MethodPost, "/hearth/v1/cluster/hosts/"+n+"/drain", nil, nil); err != nil {
+			t.Fatalf("drain %s: %v", n, err)
+		}
+	}
+	if err := c.WaitFor(ctx, b, "a and c drained", func(st api.ClusterStatus) bool {
+		drained := 0
+		for _, h := range st.Hosts {
+			if (h.Node == "a" || h.Node == "c") && h.Draining {
+				drained++
+			}
+		}
+		return drained == 2
+	}); err != nil {
+		t.Fatal(err)
+	}
 	t0 := time.Now()
 	got := invokeVia(t, b, "imgfn", []byte(`{"action":"argv"}`))
 	took := time.Since(t0)

@@ -1,7 +1,10 @@
 package clustertest_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,14 +26,21 @@ import (
 
 // hearthGet is a signed GET of one of h's /hearth/v1 routes.
 func hearthGet(ctx context.Context, h *clustertest.Host, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.API+path, nil)
+	return hearthCall(ctx, h, http.MethodGet, path, nil, out)
+}
+
+// hearthCall is a signed request to one of h's /hearth/v1 routes; out,
+// when not nil, gets the JSON answer.
+func hearthCall(ctx context.Context, h *clustertest.Host, method, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, h.API+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	const emptySum = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-	req.Header.Set("X-Amz-Content-Sha256", emptySum)
+	sum := sha256.Sum256(body)
+	hexSum := hex.EncodeToString(sum[:])
+	req.Header.Set("X-Amz-Content-Sha256", hexSum)
 	creds := aws.Credentials{AccessKeyID: h.Keys.AccessKeyID, SecretAccessKey: h.Keys.SecretAccessKey}
-	if err := v4.NewSigner().SignHTTP(ctx, creds, req, emptySum, "lambda", "local", time.Now()); err != nil {
+	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hexSum, "lambda", "local", time.Now()); err != nil {
 		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -42,8 +52,11 @@ func hearthGet(ctx context.Context, h *clustertest.Host, path string, out any) e
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %d %s", path, resp.StatusCode, b)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out == nil {
+		return nil
 	}
 	return json.Unmarshal(b, out)
 }

@@ -441,16 +441,8 @@ func TestRollingUpgrade(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	for len(missing) > 0 && time.Now().Before(deadline) {
 		h := live[records%len(live)]
-		out, err := h.SQS().ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: doneQueue, MaxNumberOfMessages: 10, WaitTimeSeconds: 2})
-		if err != nil {
-			// Seen once a run, right after the load: a 200 whose body
-			// the client could not read; the next receive gets the
-			// records (the check is that they all arrive).
-			t.Logf("receive records through %s (tried again): %v", h.Node, err)
-			receiveErrs++
-			if receiveErrs > 5 {
-				t.Fatalf("receive records: %d failures", receiveErrs)
-			}
+		out, ok := receiveOrRetry(ctx, t, h, doneQueue, &receiveErrs)
+		if !ok {
 			records++ // the other host next
 			continue
 		}

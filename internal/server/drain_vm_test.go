@@ -307,8 +307,10 @@ func TestDrainMovesAClone(t *testing.T) {
 	if out, start := a.invoke(t, "tf", `{"action":"tmp","data":"clone-data"}`); start != "clone" || !strings.Contains(string(out), "clone-data") {
 		t.Fatalf("the second call: start %q, %s; want a clone", start, out)
 	}
-	if start := <-slept; start != "warm" {
-		t.Fatalf("the sleeping call: start %q", start)
+	// It ran in the first env: warm, or resumed when a loaded machine
+	// made the template slow enough for that env to idle out first.
+	if start := <-slept; start != "warm" && start != "paused" && start != "resume" {
+		t.Fatalf("the sleeping call: start %q, want the first env's", start)
 	}
 	waitUntil(t, time.Minute, "a's two envs suspended", func() bool { return a.srv.sched.Stats().Suspended == 2 })
 	clones := 0
