@@ -15,6 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/hearthdev/hearth/internal/clustertest"
 )
@@ -35,7 +38,7 @@ func (r *recorder) Do(req *http.Request) (*http.Response, error) {
 }
 
 func s3Through(h *clustertest.Host, rec *recorder) *s3.Client {
-	return s3.New(s3.Options{BaseEndpoint: aws.String(h.S3), Region: "us-east-1", UsePathStyle: true, HTTPClient: rec,
+	return s3.New(s3.Options{BaseEndpoint: aws.String(h.S3), Region: "local", UsePathStyle: true, HTTPClient: rec,
 		Credentials:      credentials.NewStaticCredentialsProvider(h.Keys.AccessKeyID, h.Keys.SecretAccessKey, ""),
 		RetryMaxAttempts: 1})
 }
@@ -125,8 +128,41 @@ func TestBucketsThroughAnyHost(t *testing.T) {
 	if !slices.Equal(keys, []string{"big.bin", "small/a.txt"}) {
 		t.Fatalf("ListObjectsV2 through b: %v", keys)
 	}
-	// The objects are on a's disk, only.
 	if _, err := ca.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("photos"), Key: aws.String("small/a.txt")}); err != nil {
 		t.Fatalf("head on a: %v", err)
+	}
+
+	// Notifications: configured through c, fired on a (the owner) when
+	// an object is put through b, delivered to a queue read through b.
+	q, err := hc.SQS().CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("uploads")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := hc.SQS().GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+	if _, err := cc.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{Bucket: aws.String("photos"),
+		NotificationConfiguration: &s3types.NotificationConfiguration{QueueConfigurations: []s3types.QueueConfiguration{{
+			QueueArn: aws.String(arn), Events: []s3types.Event{s3types.EventS3ObjectCreated}}}}}); err != nil {
+		t.Fatalf("notification configuration through c: %v", err)
+	}
+	if _, err := cb.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("photos"), Key: aws.String("in/new.txt"),
+		Body: strings.NewReader("new")}); err != nil {
+		t.Fatalf("put through b: %v", err)
+	}
+	qb, err := b.SQS().GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("uploads")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := b.SQS().ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: qb.QueueUrl, WaitTimeSeconds: 10, MaxNumberOfMessages: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msg.Messages) != 1 || !strings.Contains(aws.ToString(msg.Messages[0].Body), `"in/new.txt"`) ||
+		!strings.Contains(aws.ToString(msg.Messages[0].Body), "ObjectCreated:Put") {
+		t.Fatalf("the queue got %d messages: %+v", len(msg.Messages), msg.Messages)
 	}
 }
