@@ -88,6 +88,21 @@ func newS3Host(t *testing.T, node string, owners fakeBucketOwners, hosts map[str
 	return &s3Host{objs: objs, srv: srv}
 }
 
+// twoS3Hosts are a, up, which owns bucket on-a, and b.
+func twoS3Hosts(t *testing.T) (a, b *s3Host) {
+	t.Helper()
+	owners := fakeBucketOwners{owners: map[string]string{"on-a": "a"}, addrs: map[string]string{}}
+	hosts := map[string]cluster.HostStatus{}
+	a = newS3Host(t, "a", owners, hosts)
+	b = newS3Host(t, "b", owners, hosts)
+	owners.addrs["a"] = strings.TrimPrefix(a.srv.URL, "http://")
+	hosts["a"] = cluster.HostStatus{Host: cluster.Host{Node: "a"}, State: cluster.StateUp}
+	if err := a.objs.CreateBucket("on-a"); err != nil {
+		t.Fatal(err)
+	}
+	return a, b
+}
+
 func s3ClientAt(url, secret string) *s3.Client {
 	return s3.New(s3.Options{BaseEndpoint: aws.String(url), Region: "local", UsePathStyle: true,
 		Credentials: awscreds.NewStaticCredentialsProvider("ADMIN", secret, ""), RetryMaxAttempts: 1})
@@ -111,15 +126,7 @@ func apiCode(err error) string {
 // by b.
 func TestBucketForwarding(t *testing.T) {
 	ctx := context.Background()
-	owners := fakeBucketOwners{owners: map[string]string{"on-a": "a"}, addrs: map[string]string{}}
-	hosts := map[string]cluster.HostStatus{}
-	a := newS3Host(t, "a", owners, hosts)
-	b := newS3Host(t, "b", owners, hosts)
-	owners.addrs["a"] = strings.TrimPrefix(a.srv.URL, "http://")
-	hosts["a"] = cluster.HostStatus{Host: cluster.Host{Node: "a"}, State: cluster.StateUp}
-	if err := a.objs.CreateBucket("on-a"); err != nil {
-		t.Fatal(err)
-	}
+	a, b := twoS3Hosts(t)
 	cb := s3ClientAt(b.srv.URL, "adminsecret")
 	big := make([]byte, 8<<20)
 	_, _ = rand.Read(big)
@@ -191,15 +198,7 @@ func headerOf(t *testing.T, url string) string {
 // by the host it reached, which checks its signature as any other's, and
 // does not have the other host's bucket.
 func TestBucketForgedForwardHeader(t *testing.T) {
-	owners := fakeBucketOwners{owners: map[string]string{"on-a": "a"}, addrs: map[string]string{}}
-	hosts := map[string]cluster.HostStatus{}
-	a := newS3Host(t, "a", owners, hosts)
-	b := newS3Host(t, "b", owners, hosts)
-	owners.addrs["a"] = strings.TrimPrefix(a.srv.URL, "http://")
-	hosts["a"] = cluster.HostStatus{Host: cluster.Host{Node: "a"}, State: cluster.StateUp}
-	if err := a.objs.CreateBucket("on-a"); err != nil {
-		t.Fatal(err)
-	}
+	a, b := twoS3Hosts(t)
 	forged := func(o *s3.Options) {
 		o.HTTPClient = headerClient{HeaderForwarded, "a"}
 	}
