@@ -4,17 +4,23 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/xml"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -130,8 +136,32 @@ func TestBucketForwarding(t *testing.T) {
 	cb := s3ClientAt(b.srv.URL, "adminsecret")
 	big := make([]byte, 8<<20)
 	_, _ = rand.Read(big)
-	if _, err := cb.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("on-a"), Key: aws.String("big"), Body: bytes.NewReader(big)}); err != nil {
+	// A body the SDK cannot seek goes unhashed, as it is read.
+	var mode string
+	if _, err := cb.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("on-a"), Key: aws.String("big"),
+		Body: struct{ io.Reader }{bytes.NewReader(big)}, ContentLength: aws.Int64(int64(len(big)))},
+		s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware),
+		func(o *s3.Options) { o.HTTPClient = modeClient{&mode} }); err != nil {
 		t.Fatalf("put through b: %v", err)
+	}
+	if mode != "UNSIGNED-PAYLOAD" {
+		t.Fatalf("the put's payload mode: %q", mode)
+	}
+	// aws-chunked frames with a trailing checksum, from a pipe (no
+	// length: chunked on the wire too), pass the hop and are checked on a.
+	putChunked(t, b.srv.URL+"/on-a/chunked", big, true)
+	putChunked(t, b.srv.URL+"/on-a/chunked-bad", big, false)
+	if _, err := a.objs.HeadObject("on-a", "chunked-bad"); err == nil {
+		t.Fatal("a body whose trailing checksum failed was stored")
+	}
+	if obj, err := a.objs.GetObject("on-a", "chunked", nil); err != nil {
+		t.Fatalf("the chunked object is not on a: %v", err)
+	} else {
+		got, _ := io.ReadAll(obj.Contents)
+		obj.Contents.Close()
+		if !bytes.Equal(got, big) {
+			t.Fatalf("a holds %d bytes, not the 8 MiB sent in aws-chunked frames", len(got))
+		}
 	}
 	// The object is on a's disk, not b's.
 	obj, err := a.objs.GetObject("on-a", "big", nil)
@@ -215,6 +245,60 @@ func TestBucketForgedForwardHeader(t *testing.T) {
 	if _, err := a.objs.HeadObject("on-a", "k"); err == nil {
 		t.Fatal("an object reached a")
 	}
+}
+
+// putChunked puts data at url as STREAMING-UNSIGNED-PAYLOAD-TRAILER
+// frames of 64 KiB with a CRC32 trailer (a wrong one unless good), written
+// into a pipe as the request is sent; it checks the answer (200, or 400
+// for a wrong checksum).
+func putChunked(t *testing.T, url string, data []byte, good bool) {
+	t.Helper()
+	sum := crc32.ChecksumIEEE(data)
+	if !good {
+		sum++
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		for rest := data; len(rest) > 0; {
+			n := min(len(rest), 64<<10)
+			fmt.Fprintf(pw, "%x\r\n", n)
+			_, _ = pw.Write(rest[:n])
+			_, _ = io.WriteString(pw, "\r\n")
+			rest = rest[n:]
+		}
+		fmt.Fprintf(pw, "0\r\nx-amz-checksum-crc32:%s\r\n\r\n", base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, sum)))
+		pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPut, url, pr)
+	req.Header.Set("X-Amz-Content-Sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+	req.Header.Set("Content-Encoding", "aws-chunked")
+	req.Header.Set("X-Amz-Trailer", "x-amz-checksum-crc32")
+	req.Header.Set("X-Amz-Decoded-Content-Length", strconv.Itoa(len(data)))
+	if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: "ADMIN", SecretAccessKey: "adminsecret"}, req,
+		"STREAMING-UNSIGNED-PAYLOAD-TRAILER", "s3", "local", time.Now(), func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	want := http.StatusOK
+	if !good {
+		want = http.StatusBadRequest
+	}
+	if res.StatusCode != want || res.Header.Get(HeaderBucketNode) != "a" {
+		t.Fatalf("aws-chunked put (good checksum %v) through b: %d from %q, want %d from a: %s", good, res.StatusCode, res.Header.Get(HeaderBucketNode), want, body)
+	}
+}
+
+// modeClient notes a request's X-Amz-Content-Sha256.
+type modeClient struct{ mode *string }
+
+func (m modeClient) Do(r *http.Request) (*http.Response, error) {
+	*m.mode = r.Header.Get("X-Amz-Content-Sha256")
+	return http.DefaultClient.Do(r)
 }
 
 // headerClient adds a header to each request.
