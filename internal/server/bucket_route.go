@@ -209,25 +209,37 @@ func (o *bucketOwners) claim(ctx context.Context, bucket string, created time.Ti
 		return "", false, 0, gofakes3.ResourceError(gofakes3.ErrInvalidBucketName, bucket)
 	}
 	b, _ := json.Marshal(bucketOwner{Node: o.node, Created: created.UTC()})
-	rev, err = o.kv.Create(ctx, bucketOwnerPrefix+bucket, b)
-	if err == nil {
-		o.mu.Lock()
-		o.owners[bucket] = bucketOwner{Node: o.node, Created: created.UTC()}
-		o.mu.Unlock()
-		return o.node, true, rev, nil
+	for {
+		rev, err = o.kv.Create(ctx, bucketOwnerPrefix+bucket, b)
+		if err == nil {
+			o.mu.Lock()
+			o.owners[bucket] = bucketOwner{Node: o.node, Created: created.UTC()}
+			o.mu.Unlock()
+			return o.node, true, rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", false, 0, err
+		}
+		e, err := o.kv.Get(ctx, bucketOwnerPrefix+bucket)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			// A replica that has not the winner's entry yet (reads may
+			// be served by any), or the bucket was removed since: again.
+			select {
+			case <-ctx.Done():
+				return "", false, 0, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+			continue
+		}
+		if err != nil {
+			return "", false, 0, err
+		}
+		var have bucketOwner
+		if err := json.Unmarshal(e.Value(), &have); err != nil {
+			return "", false, 0, fmt.Errorf("bucket %s's owner: %w", bucket, err)
+		}
+		return have.Node, false, e.Revision(), nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return "", false, 0, err
-	}
-	e, err := o.kv.Get(ctx, bucketOwnerPrefix+bucket)
-	if err != nil {
-		return "", false, 0, err
-	}
-	var have bucketOwner
-	if err := json.Unmarshal(e.Value(), &have); err != nil {
-		return "", false, 0, fmt.Errorf("bucket %s's owner: %w", bucket, err)
-	}
-	return have.Node, false, e.Revision(), nil
 }
 
 // release forgets bucket's owner, when it is this host.
@@ -235,9 +247,27 @@ func (o *bucketOwners) release(ctx context.Context, bucket string) error {
 	if !validKey(bucket) {
 		return nil
 	}
-	e, err := o.kv.Get(ctx, bucketOwnerPrefix+bucket)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
+	o.mu.Lock()
+	cached, mine := o.owners[bucket]
+	o.mu.Unlock()
+	mine = mine && cached.Node == o.node
+	var e jetstream.KeyValueEntry
+	var err error
+	for try := 0; ; try++ {
+		e, err = o.kv.Get(ctx, bucketOwnerPrefix+bucket)
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			break
+		}
+		// Reads may be served by a replica behind the leader: an entry
+		// this host knows it made is looked for a little longer.
+		if !mine || try == 25 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	if err != nil {
 		return err
