@@ -46,6 +46,7 @@ import (
 const (
 	APIPort     = 9000
 	URLPort     = 9080
+	S3Port      = 9001
 	ClusterPort = 6222
 )
 
@@ -71,6 +72,8 @@ type Host struct {
 	// API and URL are the Lambda API's and the function URLs' base
 	// (http://addr:port).
 	API, URL string
+	// S3 is the S3 endpoint's base URL.
+	S3 string
 	// Keys are the host's access keys (the same on every host).
 	Keys server.Profile
 	// LogPath is the daemon's stderr.
@@ -164,9 +167,10 @@ func Start(t *testing.T, o Options) *Cluster {
 		h.hb = o.Hearth
 		h.API = fmt.Sprintf("http://%s:%d", h.Addr, APIPort)
 		h.URL = fmt.Sprintf("http://%s:%d", h.Addr, URLPort)
+		h.S3 = fmt.Sprintf("http://%s:%d", h.Addr, S3Port)
 		h.args = append([]string{"serve", "--data-dir", h.Data, "--accel", "tcg",
 			"--listen", fmt.Sprintf("%s:%d", h.Addr, APIPort),
-			"--url-listen", fmt.Sprintf("%s:%d", h.Addr, URLPort), "--url-tls-listen", "", "--s3-listen", "",
+			"--url-listen", fmt.Sprintf("%s:%d", h.Addr, URLPort), "--url-tls-listen", "", "--s3-listen", fmt.Sprintf("%s:%d", h.Addr, S3Port),
 			"--cluster-name", "ct" + c.id, "--node", h.Node, "--cluster-listen", fmt.Sprintf("%s:%d", h.Addr, ClusterPort),
 			"--routes", strings.Join(routes, ","), "--cluster-secret-file", secret}, o.Args...)
 	}

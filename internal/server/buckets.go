@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/cluster"
 	"github.com/hearthdev/hearth/internal/invoke"
 	"github.com/hearthdev/hearth/internal/lambdaerr"
 	"github.com/hearthdev/hearth/internal/objects"
@@ -49,6 +50,13 @@ type buckets struct {
 	creds   *credentials
 	store   *store.Store
 	objs    *objects.Store
+	backend *bucketBackend
+	domain  string // virtual-host addresses' (s3api.Config.Domain)
+
+	// In a cluster (bucket_route.go): the owners' record and the router
+	// in front of handler.
+	owners *bucketOwners
+	router http.Handler
 
 	srv   *http.Server // on Config.S3Listen, when set
 	addr  string
@@ -59,7 +67,7 @@ type buckets struct {
 // ListBucketSummaries lists the buckets for the API's GET
 // /hearth/v1/buckets (the web console's).
 func (b *buckets) ListBucketSummaries(context.Context) ([]api.BucketSummary, error) {
-	infos, err := b.objs.ListBuckets()
+	infos, err := b.backend.ListBuckets()
 	if err != nil {
 		return nil, err
 	}
@@ -88,9 +96,13 @@ func openBuckets(cfg Config, creds *credentials, st *store.Store, targets s3even
 	if err != nil {
 		return nil, fmt.Errorf("function keys: %w", err)
 	}
-	b := &buckets{fnKeys: fk, creds: creds, store: st, objs: objs, conns: newConnListener()}
-	b.handler = s3api.New(s3api.Config{Backend: objs, Verifier: api.NewS3Verifier(bucketKeys{creds, fk}, cfg.Region),
-		Scopes: b, Domain: cfg.URLDomain, Notifications: notifier, Log: cfg.Log})
+	domain := cfg.URLDomain
+	if domain == "" {
+		domain = "localhost" // s3api's
+	}
+	b := &buckets{fnKeys: fk, creds: creds, store: st, objs: objs, backend: &bucketBackend{Store: objs}, domain: domain, conns: newConnListener()}
+	b.handler = s3api.New(s3api.Config{Backend: b.backend, Verifier: api.NewS3Verifier(bucketKeys{creds, fk}, cfg.Region),
+		Scopes: b, Domain: domain, Notifications: notifier, Log: cfg.Log})
 	return b, nil
 }
 
@@ -192,19 +204,43 @@ func (b *buckets) ServeGuestConn(c net.Conn) {
 	}
 }
 
+// joinCluster makes the endpoint the cluster's (bucket_route.go): before
+// it serves.
+func (b *buckets) joinCluster(owners *bucketOwners, node string, hosts func(string) (cluster.HostStatus, bool)) {
+	up := func(n string) bool {
+		h, ok := hosts(n)
+		return ok && h.State == cluster.StateUp
+	}
+	b.owners, b.backend.owners, b.backend.up = owners, owners, up
+	b.router = &bucketRouter{node: node, domain: b.domain, owners: owners, hosts: hosts, proxy: newHostProxy(node), next: b.handler}
+}
+
+// serving is the endpoint's handler: the router in a cluster.
+func (b *buckets) serving() http.Handler {
+	if b.router != nil {
+		return b.router
+	}
+	return b.handler
+}
+
 // start serves the endpoint: on listen (none when empty) and on the
-// guests' connections.
-func (b *buckets) start(listen string) error {
+// guests' connections; in a cluster it tells the others its address.
+func (b *buckets) start(ctx context.Context, listen string) error {
 	limits := defaultHTTPLimits()
 	if listen != "" {
 		ln, err := net.Listen("tcp", listen)
 		if err != nil {
 			return fmt.Errorf("s3: %w", err)
 		}
-		b.srv, b.addr = limits.server(b.handler), ln.Addr().String()
+		b.srv, b.addr = limits.server(b.serving()), ln.Addr().String()
 		go func() { _ = b.srv.Serve(limits.listen(ln)) }()
+		if b.owners != nil {
+			if err := b.owners.setAddr(ctx, b.addr); err != nil {
+				return fmt.Errorf("s3: telling the cluster this host's address: %w", err)
+			}
+		}
 	}
-	b.guest = limits.server(b.handler)
+	b.guest = limits.server(b.serving())
 	go func() { _ = b.guest.Serve(b.conns) }()
 	return nil
 }
@@ -217,6 +253,7 @@ func (b *buckets) shutdown(ctx context.Context) {
 		_ = b.guest.Shutdown(ctx)
 	}
 	b.conns.Close()
+	b.owners.stop()
 }
 
 // S3Addr is the S3 endpoint's address, empty when it has no listener.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hearthdev/hearth/internal/atomicfile"
 	"github.com/hearthdev/hearth/internal/broker"
+	"github.com/hearthdev/hearth/internal/s3api"
 	"github.com/hearthdev/hearth/internal/vmproxy"
 )
 
@@ -42,6 +43,7 @@ const KeysBucket = "hearth_keys"
 const (
 	accessKeyPrefix = "access."
 	tokenKeyEntry   = "microvm-token"
+	fnKeysEntry     = "function-keys-master"
 )
 
 // A key's states.
@@ -447,23 +449,7 @@ func (k *clusterKeys) stop() {
 // clusterTokenKey is the cluster's MicroVM token key: the bucket's, or
 // this host's (local, KeySize bytes) when it is the first to offer one.
 func clusterTokenKey(ctx context.Context, kv jetstream.KeyValue, local []byte) ([]byte, error) {
-	var key []byte
-	err := broker.Retry(ctx, func(ctx context.Context) error {
-		_, err := kv.Create(ctx, tokenKeyEntry, []byte(base64.StdEncoding.EncodeToString(local)))
-		if err == nil {
-			key = local
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return err
-		}
-		e, err := kv.Get(ctx, tokenKeyEntry)
-		if err != nil {
-			return err
-		}
-		key, err = base64.StdEncoding.DecodeString(string(e.Value()))
-		return err
-	})
+	key, err := clusterSecret(ctx, kv, tokenKeyEntry, local)
 	if err != nil {
 		return nil, fmt.Errorf("the cluster's MicroVM token key: %w", err)
 	}
@@ -471,6 +457,29 @@ func clusterTokenKey(ctx context.Context, kv jetstream.KeyValue, local []byte) (
 		return nil, fmt.Errorf("the cluster's MicroVM token key: %d bytes, want %d", len(key), vmproxy.KeySize)
 	}
 	return key, nil
+}
+
+// clusterSecret is the bucket's secret at entry, or local when this host
+// is the first to offer one (create-if-absent decides a race).
+func clusterSecret(ctx context.Context, kv jetstream.KeyValue, entry string, local []byte) ([]byte, error) {
+	var key []byte
+	err := broker.Retry(ctx, func(ctx context.Context) error {
+		_, err := kv.Create(ctx, entry, []byte(base64.StdEncoding.EncodeToString(local)))
+		if err == nil {
+			key = local
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return err
+		}
+		e, err := kv.Get(ctx, entry)
+		if err != nil {
+			return err
+		}
+		key, err = base64.StdEncoding.DecodeString(string(e.Value()))
+		return err
+	})
+	return key, err
 }
 
 // openClusterKeys makes the daemon's keys the cluster's; standalone it
@@ -516,4 +525,20 @@ func (s *Server) syncTokenKey(ctx context.Context, path string) error {
 	}
 	s.log.Info("MicroVM endpoint tokens: taking the cluster's key")
 	return atomicfile.Write(path, key, 0o600)
+}
+
+// syncFunctionKeys makes the buckets' function keys minted under the
+// cluster's master (this host's own when it is the first to offer one),
+// so that a bucket's owner accepts the keys a function got on any host;
+// keys of this host's own master (environments and snapshots made
+// before it joined) stay accepted here.
+func (s *Server) syncFunctionKeys(ctx context.Context, fk *s3api.FunctionKeys) error {
+	if s.keysKV == nil {
+		return nil
+	}
+	key, err := clusterSecret(ctx, s.keysKV, fnKeysEntry, fk.Master())
+	if err != nil {
+		return fmt.Errorf("the cluster's function keys' master: %w", err)
+	}
+	return fk.UseCluster(key)
 }

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httputil"
 	"slices"
 	"strings"
 	"time"
@@ -40,18 +38,9 @@ import (
 // OwnersBucket maps each MicroVM's id to the node that runs it.
 const OwnersBucket = "hearth_microvm_owners"
 
-// HeaderForwarded marks a request another host forwarded: it is served
-// here, never forwarded again (no loop when the owners' record and the
-// hosts disagree for a moment). Its value names the forwarding host.
-const HeaderForwarded = "X-Hearth-Forwarded-By"
-
 // HeaderMicroVMNode names, on a forwarded answer, the host that runs the
 // MicroVM.
 const HeaderMicroVMNode = "X-Hearth-Microvm-Node"
-
-// forwardTimeout bounds reaching the owner (not the request, which may
-// be a long exec or a WebSocket).
-const forwardTimeout = 10 * time.Second
 
 // microVMOwners is the owners' record.
 type microVMOwners struct {
@@ -112,63 +101,11 @@ type microVMForwarder struct {
 	hosts func(node string) (cluster.HostStatus, bool)
 	// local reports whether this host runs MicroVM id.
 	local func(ctx context.Context, id string) bool
-	proxy *httputil.ReverseProxy
+	proxy *hostProxy
 }
 
 func newMicroVMForwarder(node string, owners ownerLookup, hosts func(string) (cluster.HostStatus, bool), local func(context.Context, string) bool) *microVMForwarder {
-	f := &microVMForwarder{node: node, owners: owners, hosts: hosts, local: local}
-	dial := &net.Dialer{Timeout: forwardTimeout}
-	h1 := &http.Transport{DialContext: dial.DialContext, DisableCompression: true, ResponseHeaderTimeout: 0,
-		MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}
-	var p2 http.Protocols
-	p2.SetUnencryptedHTTP2(true)
-	h2 := &http.Transport{DialContext: dial.DialContext, DisableCompression: true, Protocols: &p2}
-	f.proxy = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			dst := forwardTargetOf(pr.In.Context())
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = dst.addr
-			// The host the client signed (SigV4 signs it) and the
-			// endpoint routes by.
-			pr.Out.Host = pr.In.Host
-			pr.Out.Header.Set(HeaderForwarded, f.node)
-		},
-		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if r.ProtoMajor == 2 {
-				return h2.RoundTrip(r)
-			}
-			return h1.RoundTrip(r)
-		}),
-		FlushInterval: -1,
-		ModifyResponse: func(r *http.Response) error {
-			r.Header.Set(HeaderMicroVMNode, forwardTargetOf(r.Request.Context()).node)
-			return nil
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if r.Context().Err() != nil {
-				return
-			}
-			dst := forwardTargetOf(r.Context())
-			serviceError(w, fmt.Sprintf("MicroVM %s runs on host %s, which did not answer at %s: %v", dst.id, dst.node, dst.addr, err))
-		},
-	}
-	return f
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// forwardTarget rides in a forwarded request's context.
-type forwardTarget struct {
-	id, node, addr string
-}
-
-type forwardKey struct{}
-
-func forwardTargetOf(ctx context.Context) forwardTarget {
-	t, _ := ctx.Value(forwardKey{}).(forwardTarget)
-	return t
+	return &microVMForwarder{node: node, owners: owners, hosts: hosts, local: local, proxy: newHostProxy(node)}
 }
 
 // serviceError answers 502 with a ServiceException-shaped body: the host
@@ -232,8 +169,9 @@ func (f *microVMForwarder) serve(w http.ResponseWriter, r *http.Request, id stri
 		serviceError(w, fmt.Sprintf("MicroVM %s runs on host %s, which has not told its address", id, node))
 		return true
 	}
-	ctx := context.WithValue(r.Context(), forwardKey{}, forwardTarget{id: id, node: node, addr: addr})
-	f.proxy.ServeHTTP(w, r.WithContext(ctx))
+	f.proxy.forward(w, r, hop{node: node, addr: addr, answerHeader: HeaderMicroVMNode, unreachable: func(w http.ResponseWriter, err error) {
+		serviceError(w, fmt.Sprintf("MicroVM %s runs on host %s, which did not answer at %s: %v", id, node, addr, err))
+	}})
 	return true
 }
 

@@ -290,6 +290,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	if err := s.openBucketRoutes(ctx); err != nil {
+		s.closeBroker(ctx)
+		st.Close()
+		return nil, err
+	}
 	s.openEventSources(s.esmQueues())
 	s.api = api.New(api.Config{DefaultKeepPaused: s.invoke.DefaultKeepPaused(), Cluster: s.clusterAPI(), HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microVMsAPI(), EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: s.openRoots(roots), Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
 		NetworkPolicy: cfg.NetworkPolicy,
@@ -455,7 +460,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	if err := s.buckets.start(s.cfg.S3Listen); err != nil {
+	if err := s.buckets.start(ctx, s.cfg.S3Listen); err != nil {
 		ln.Close()
 		return err
 	}
