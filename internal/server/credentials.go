@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hearthdev/hearth/internal/atomicfile"
@@ -82,6 +83,11 @@ func writeProfiles(path string, ps []Profile) error {
 // the running daemon carries the change to every host (keys_cluster.go).
 func RotateKeys(dataDir string, revoke bool) (Profile, error) {
 	path := CredentialsFile(dataDir)
+	unlock, err := lockCredentials(path)
+	if err != nil {
+		return Profile{}, err
+	}
+	defer unlock()
 	old, err := ReadCredentials(path)
 	if err != nil {
 		return Profile{}, fmt.Errorf("no keys to rotate in %s: %w", path, err)
@@ -162,4 +168,24 @@ func ReadCredentials(path string) ([]Profile, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// lockCredentials holds the lock that orders the credentials file's
+// read-modify-writes across processes (`hearth keys rotate` and, in a
+// cluster, the daemon's mirror of the cluster's keys), so that neither
+// overwrites a change the other has just made. The lock is a file beside
+// it: the credentials file itself is replaced by rename.
+func lockCredentials(path string) (func(), error) {
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("credentials lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("credentials lock: %w", err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }

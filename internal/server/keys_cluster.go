@@ -375,6 +375,7 @@ func (k *clusterKeys) syncFile(ctx context.Context) {
 		// put back whose keys were all revoked) would lock every client
 		// out of every host: the cluster's keys are written back over it.
 		k.log.Warn("the credentials file would leave the cluster no valid key: ignored, and written back from the cluster", "file", k.path)
+		k.last, k.lastContent = now, content
 		k.mirror()
 		return
 	}
@@ -395,9 +396,9 @@ func (k *clusterKeys) syncFile(ctx context.Context) {
 		k.log.Info("access key changed in the cluster", "key", id, "state", e.State)
 	}
 	k.last, k.lastContent = now, content
-	if len(changes) > 0 {
-		k.mirror()
-	}
+	// A mirror skipped while this change was not carried yet is done now
+	// (a no-op when the file already is the cluster's keys).
+	k.mirror()
 }
 
 // anyValid reports whether some key is current or previous once changes
@@ -419,16 +420,30 @@ func anyValid(bucket, changes map[string]keyEntry) bool {
 	return false
 }
 
-// mirror writes the bucket's keys into the file, when they differ.
+// mirror writes the bucket's keys into the file, when they differ, unless
+// the file changed since syncFile last read it (a rotation just made):
+// that change goes to the bucket first, at the next poll, and the mirror
+// after it. The credentials lock keeps a rotation from landing between
+// the check and the write.
 func (k *clusterKeys) mirror() {
 	ps := mirrorProfiles(k.snapshot())
 	if len(ps) == 0 {
 		return // never an empty file: nothing could sign
 	}
 	content := renderProfiles(ps)
-	if cur, err := os.ReadFile(k.path); err == nil && bytes.Equal(cur, content) {
+	unlock, err := lockCredentials(k.path)
+	if err != nil {
+		k.log.Warn("mirroring the cluster's keys into the credentials file", "err", err)
+		return
+	}
+	defer unlock()
+	cur, err := os.ReadFile(k.path)
+	if err == nil && bytes.Equal(cur, content) {
 		k.last, k.lastContent = fileStates(ps), content
 		return
+	}
+	if err == nil && k.lastContent != nil && !bytes.Equal(cur, k.lastContent) {
+		return // changed meanwhile: carried first
 	}
 	if err := atomicfile.Write(k.path, content, 0o600); err != nil {
 		k.log.Warn("mirroring the cluster's keys into the credentials file", "err", err)
