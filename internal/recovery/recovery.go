@@ -25,6 +25,7 @@ import (
 // Records are the daemon's environment records; the store is one.
 type Records interface {
 	Envs(ctx context.Context) ([]store.EnvRecord, error)
+	PutEnv(ctx context.Context, rec store.EnvRecord) error
 	DeleteEnv(ctx context.Context, id string) error
 }
 
@@ -80,6 +81,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			err := cfg.Adopter.Adopt(ctx, rec)
 			if err == nil {
 				cfg.Log.Info("adopted suspended env", "env", rec.ID, "function", rec.Function)
+				if rec.State != string(sandbox.StateSuspended) {
+					// Killed between the suspend and its record: the
+					// record learns what the folder says.
+					rec.State, rec.PID = string(sandbox.StateSuspended), 0
+					if err := cfg.Records.PutEnv(ctx, rec); err != nil {
+						cfg.Log.Warn("recording an adopted env suspended", "env", rec.ID, "err", err)
+					}
+				}
 				rep.Adopted = append(rep.Adopted, rec.ID)
 				kept[filepath.Clean(rec.Dir)] = true
 				if f, err := sandbox.ReadFolder(rec.Dir); err == nil && f.MemoryBase != "" {

@@ -17,7 +17,13 @@ import (
 
 type fakeRecords struct {
 	recs    []store.EnvRecord
+	put     []store.EnvRecord
 	deleted []string
+}
+
+func (f *fakeRecords) PutEnv(_ context.Context, rec store.EnvRecord) error {
+	f.put = append(f.put, rec)
+	return nil
 }
 
 func (f *fakeRecords) Envs(context.Context) ([]store.EnvRecord, error) { return f.recs, nil }
@@ -200,6 +206,9 @@ func TestRun(t *testing.T) {
 	}
 	if want := []string{"env-suspended-refused", "env-busy", "env-busy-reused-pid"}; !slices.Equal(rep.Ended, want) || !slices.Equal(recs.deleted, want) {
 		t.Errorf("ended %v, records deleted %v, want %v", rep.Ended, recs.deleted, want)
+	}
+	if want := []store.EnvRecord{{ID: "env-suspended-unrecorded-state", Dir: env("env-suspended-unrecorded-state"), State: "suspended"}}; !slices.Equal(recs.put, want) {
+		t.Errorf("records written %+v, want only the adopted env whose record was behind its folder, now suspended: %+v", recs.put, want)
 	}
 	if slices.Contains(adopter.tried, "env-busy") {
 		t.Error("adoption tried for an env neither its record nor its folder says is suspended")
