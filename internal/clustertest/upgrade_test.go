@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -20,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/hearthdev/hearth/internal/api"
@@ -150,7 +153,7 @@ func TestRollingUpgrade(t *testing.T) {
 	var (
 		mu       sync.Mutex
 		calls    []call
-		accepted = map[string]string{} // request id → the host that took it
+		accepted = map[string]acceptedEvent{} // by request id
 	)
 	clients := map[string]*lambda.Client{}
 	for _, h := range c.Hosts {
@@ -220,7 +223,7 @@ func TestRollingUpgrade(t *testing.T) {
 				calls = append(calls, cl)
 				if async && cl.err == nil {
 					id, _ := awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
-					accepted[id] = h.Node
+					accepted[id] = acceptedEvent{via: h.Node, at: cl.end}
 				}
 				mu.Unlock()
 				time.Sleep(pause)
@@ -431,23 +434,29 @@ func TestRollingUpgrade(t *testing.T) {
 		t.Errorf("no call was in flight at any SIGINT: the test proves little about a stopping host")
 	}
 
-	// Every accepted event delivered.
-	missing := map[string]string{}
-	for id, via := range accepted {
-		missing[id] = via
+	// Every accepted event delivered. The backlog a loaded machine left
+	// may take a while: the wait ends when records stop coming, not at a
+	// fixed time.
+	missing := map[string]acceptedEvent{}
+	for id, ev := range accepted {
+		missing[id] = ev
 	}
 	records, receiveErrs := 0, 0
 	live := []*clustertest.Host{a, c.Host("b")}
-	deadline := time.Now().Add(90 * time.Second)
-	for len(missing) > 0 && time.Now().Before(deadline) {
-		h := live[records%len(live)]
+	waitStart, lastRecord, lastReport := time.Now(), time.Now(), time.Now()
+	for i := 0; len(missing) > 0 && time.Since(lastRecord) < 60*time.Second && time.Since(waitStart) < 5*time.Minute; i++ {
+		if time.Since(lastReport) >= 15*time.Second {
+			lastReport = time.Now()
+			t.Logf("waiting for deliveries: %d missing after %s; %s", len(missing), time.Since(waitStart).Round(time.Second), backlogOf(ctx, a, doneQueue))
+		}
+		h := live[i%len(live)]
 		out, ok := receiveOrRetry(ctx, t, h, doneQueue, &receiveErrs)
 		if !ok {
-			records++ // the other host next
 			continue
 		}
 		for _, m := range out.Messages {
 			records++
+			lastRecord = time.Now()
 			var rec struct {
 				RequestContext struct {
 					RequestID string `json:"requestId"`
@@ -462,10 +471,44 @@ func TestRollingUpgrade(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("async: %d events accepted, %d OnSuccess records received", len(accepted), records)
+	t.Logf("async: %d events accepted, %d OnSuccess records received in %s", len(accepted), records, time.Since(waitStart).Round(time.Second))
 	if len(missing) > 0 {
-		t.Errorf("%d of %d accepted events never delivered: %v", len(missing), len(accepted), missing)
+		byPhase := map[string][]string{}
+		for id, ev := range missing {
+			p := phase(ev.at, steps)
+			p = p[strings.Index(p, "("):]
+			byPhase[p] = append(byPhase[p], ev.via+":"+id)
+		}
+		t.Errorf("%d of %d accepted events never delivered (%s), by when they were accepted: %v", len(missing), len(accepted), backlogOf(ctx, a, doneQueue), byPhase)
 	}
+}
+
+// acceptedEvent is an async invocation answered 202: through which host,
+// and when.
+type acceptedEvent struct {
+	via string
+	at  time.Time
+}
+
+// backlogOf says what is still queued, as h sees it: async events kept
+// and the records waiting in the destination queue.
+func backlogOf(ctx context.Context, h *clustertest.Host, queue *string) string {
+	events := "?"
+	if resp, err := http.Get(h.API + "/metrics"); err == nil {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "hearth_async_events "); ok {
+				events = v
+			}
+		}
+	}
+	records := "?"
+	if out, err := h.SQS().GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: queue,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}}); err == nil {
+		records = fmt.Sprintf("%s visible, %s in flight", out.Attributes["ApproximateNumberOfMessages"], out.Attributes["ApproximateNumberOfMessagesNotVisible"])
+	}
+	return fmt.Sprintf("async events kept %s; records queued %s", events, records)
 }
 
 func release(upgraded bool) string {
