@@ -2,7 +2,6 @@ package clustertest_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -257,31 +256,10 @@ func TestKillHostUnderLoad(t *testing.T) {
 	for id, via := range accepted {
 		missing[id] = via
 	}
-	records, receiveErrs := 0, 0
-	deadline := time.Now().Add(90 * time.Second)
-	for len(missing) > 0 && time.Now().Before(deadline) {
-		h := live[records%len(live)]
-		out, ok := receiveOrRetry(ctx, t, h, queueURL["done"], &receiveErrs)
-		if !ok {
-			records++ // the other host next
-			continue
-		}
-		for _, m := range out.Messages {
-			records++
-			var rec struct {
-				RequestContext struct {
-					RequestID string `json:"requestId"`
-				} `json:"requestContext"`
-			}
-			if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &rec); err != nil {
-				t.Fatalf("record %s: %v", aws.ToString(m.Body), err)
-			}
-			delete(missing, rec.RequestContext.RequestID)
-			if _, err := h.SQS().DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: queueURL["done"], ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	records := 0
+	drain(ctx, t, live, queueURL["done"], time.Minute,
+		func(body string) { records++; delete(missing, requestIDOf(t, body)) },
+		func() bool { return len(missing) == 0 })
 	byVia := map[string]int{}
 	for _, via := range accepted {
 		byVia[via]++
@@ -297,20 +275,9 @@ func TestKillHostUnderLoad(t *testing.T) {
 	// Every queue message sent before the kill, the victim's held ones
 	// after their visibility timeout.
 	seen := map[string]bool{}
-	deadline = time.Now().Add(60 * time.Second)
-	for i := 0; len(seen) < len(sent) && time.Now().Before(deadline); i++ {
-		h := live[i%len(live)]
-		out, ok := receiveOrRetry(ctx, t, h, queueURL["inbox"], &receiveErrs)
-		if !ok {
-			continue
-		}
-		for _, m := range out.Messages {
-			seen[aws.ToString(m.Body)] = true
-			if _, err := h.SQS().DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: queueURL["inbox"], ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	drain(ctx, t, live, queueURL["inbox"], time.Minute,
+		func(body string) { seen[body] = true },
+		func() bool { return len(seen) >= len(sent) })
 	var lost []string
 	for _, body := range sent {
 		if !seen[body] {
@@ -603,23 +570,4 @@ func streamLeader(t *testing.T, c *clustertest.Cluster, stream string) (*cluster
 		t.Fatalf("the time of %s's line %q: %v", leader.Node, at, err)
 	}
 	return leader, when
-}
-
-// receiveOrRetry receives up to 10 messages of queue through h; false when
-// the receive failed and should be tried again. Seen about once a run
-// under load, right after it: a 200 whose body the client could not read
-// ("use of closed network connection", not traced yet); the next receive
-// gets the messages (the checks are that they all arrive). More than 5
-// such failures in a test fail it.
-func receiveOrRetry(ctx context.Context, t *testing.T, h *clustertest.Host, queue *string, errs *int) (*sqs.ReceiveMessageOutput, bool) {
-	t.Helper()
-	out, err := h.SQS().ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 2})
-	if err == nil {
-		return out, true
-	}
-	t.Logf("receive through %s (tried again): %v", h.Node, err)
-	if *errs++; *errs > 5 {
-		t.Fatalf("receive: %d failures", *errs)
-	}
-	return nil, false
 }

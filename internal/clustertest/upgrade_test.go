@@ -3,11 +3,8 @@ package clustertest_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -22,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/hearthdev/hearth/internal/api"
@@ -434,44 +430,16 @@ func TestRollingUpgrade(t *testing.T) {
 		t.Errorf("no call was in flight at any SIGINT: the test proves little about a stopping host")
 	}
 
-	// Every accepted event delivered. The backlog a loaded machine left
-	// may take a while: the wait ends when records stop coming, not at a
-	// fixed time.
+	// Every accepted event delivered.
 	missing := map[string]acceptedEvent{}
 	for id, ev := range accepted {
 		missing[id] = ev
 	}
-	records, receiveErrs := 0, 0
-	live := []*clustertest.Host{a, c.Host("b")}
-	waitStart, lastRecord, lastReport := time.Now(), time.Now(), time.Now()
-	for i := 0; len(missing) > 0 && time.Since(lastRecord) < 60*time.Second && time.Since(waitStart) < 5*time.Minute; i++ {
-		if time.Since(lastReport) >= 15*time.Second {
-			lastReport = time.Now()
-			t.Logf("waiting for deliveries: %d missing after %s; %s", len(missing), time.Since(waitStart).Round(time.Second), backlogOf(ctx, a, doneQueue))
-		}
-		h := live[i%len(live)]
-		out, ok := receiveOrRetry(ctx, t, h, doneQueue, &receiveErrs)
-		if !ok {
-			continue
-		}
-		for _, m := range out.Messages {
-			records++
-			lastRecord = time.Now()
-			var rec struct {
-				RequestContext struct {
-					RequestID string `json:"requestId"`
-				} `json:"requestContext"`
-			}
-			if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &rec); err != nil {
-				t.Fatalf("record %s: %v", aws.ToString(m.Body), err)
-			}
-			delete(missing, rec.RequestContext.RequestID)
-			if _, err := h.SQS().DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: doneQueue, ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	t.Logf("async: %d events accepted, %d OnSuccess records received in %s", len(accepted), records, time.Since(waitStart).Round(time.Second))
+	records := 0
+	drain(ctx, t, []*clustertest.Host{a, c.Host("b")}, doneQueue, time.Minute,
+		func(body string) { records++; delete(missing, requestIDOf(t, body)) },
+		func() bool { return len(missing) == 0 })
+	t.Logf("async: %d events accepted, %d OnSuccess records received", len(accepted), records)
 	if len(missing) > 0 {
 		byPhase := map[string][]string{}
 		for id, ev := range missing {
@@ -488,27 +456,6 @@ func TestRollingUpgrade(t *testing.T) {
 type acceptedEvent struct {
 	via string
 	at  time.Time
-}
-
-// backlogOf says what is still queued, as h sees it: async events kept
-// and the records waiting in the destination queue.
-func backlogOf(ctx context.Context, h *clustertest.Host, queue *string) string {
-	events := "?"
-	if resp, err := http.Get(h.API + "/metrics"); err == nil {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-		resp.Body.Close()
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "hearth_async_events "); ok {
-				events = v
-			}
-		}
-	}
-	records := "?"
-	if out, err := h.SQS().GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: queue,
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}}); err == nil {
-		records = fmt.Sprintf("%s visible, %s in flight", out.Attributes["ApproximateNumberOfMessages"], out.Attributes["ApproximateNumberOfMessagesNotVisible"])
-	}
-	return fmt.Sprintf("async events kept %s; records queued %s", events, records)
 }
 
 func release(upgraded bool) string {

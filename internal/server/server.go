@@ -537,6 +537,8 @@ func (s *Server) Scheduler() *scheduler.Scheduler { return s.sched }
 // and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
+	t0 := time.Now()
+	phases := shutdownPhases{last: t0}
 	s.stopping(ctx)
 	s.stopRouter()
 	for _, u := range s.urls {
@@ -545,6 +547,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.http != nil {
 		err = s.http.Shutdown(ctx)
 	}
+	phases.mark("requests")
 	s.buckets.shutdown(ctx)
 	// The pollers stop before the queues and the environments they use.
 	s.stopEventSources(ctx)
@@ -553,12 +556,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if merr := s.microvms.Shutdown(ctx); merr != nil {
 		s.log.Warn("suspending the MicroVMs", "err", merr)
 	}
+	phases.mark("microvms")
 	// Attempts running end (or are left to the next daemon) before the
 	// environments and the broker go.
 	s.stopAsync(ctx)
+	phases.mark("async")
 	s.stopMoves()
 	s.stopRoots()
 	s.sched.Shutdown(ctx)
+	phases.mark("environments")
 	s.closeBroker(ctx)
 	if s.nets != nil {
 		s.nets.Close(ctx)
@@ -567,7 +573,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}
+	phases.mark("broker")
+	// A stop that takes long is worth a line at the default level: an
+	// operator upgrading host by host waits on it.
+	level := slog.LevelInfo
+	if time.Since(t0) > 10*time.Second {
+		level = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), level, "stopped", append([]any{"took", time.Since(t0).Round(time.Millisecond)}, phases.attrs()...)...)
 	return err
+}
+
+// shutdownPhases times the steps of a shutdown, each from the end of the
+// one before.
+type shutdownPhases struct {
+	last  time.Time
+	names []string
+	took  []time.Duration
+}
+
+func (p *shutdownPhases) mark(name string) {
+	now := time.Now()
+	p.names = append(p.names, name)
+	p.took = append(p.took, now.Sub(p.last))
+	p.last = now
+}
+
+func (p *shutdownPhases) attrs() []any {
+	var out []any
+	for i, n := range p.names {
+		out = append(out, n, p.took[i].Round(time.Millisecond))
+	}
+	return out
 }
 
 // Records returns every meter record, for tests and tools.
