@@ -178,6 +178,9 @@ func (m *Manager) decide(ctx context.Context, v *vm) {
 			if err := m.cfg.Store.DeleteMicroVM(ctx, v.rec.ID); err != nil {
 				m.log.Warn("forgetting a terminated MicroVM", "microvm", v.rec.ID, "err", err)
 			}
+			if m.cfg.Forgotten != nil {
+				m.cfg.Forgotten(ctx, v.rec.ID)
+			}
 		}
 	case StateRunning:
 		if env == nil || env.State() == sandbox.StateDead {

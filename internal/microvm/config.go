@@ -83,6 +83,10 @@ type Config struct {
 	// KeepTerminated is how long a terminated MicroVM is still listed; 1 h
 	// if zero.
 	KeepTerminated time.Duration
+	// Forgotten is told of each terminated MicroVM forgotten after
+	// KeepTerminated (a cluster drops the record of which host runs it);
+	// nil tells no one.
+	Forgotten func(ctx context.Context, id string)
 	// BuildTimeout bounds an image build; 30 min if zero.
 	BuildTimeout time.Duration
 

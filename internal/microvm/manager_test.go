@@ -282,6 +282,8 @@ func TestValidation(t *testing.T) {
 func TestIdlePolicy(t *testing.T) {
 	ctx := context.Background()
 	fx := newFixture(t)
+	var forgotten []string
+	fx.m.cfg.Forgotten = func(_ context.Context, id string) { forgotten = append(forgotten, id) }
 	fx.image("agent", nil)
 	var traffic uint64
 	fx.m.cfg.traffic = func(*sandbox.Env) (uint64, bool) { return traffic, true }
@@ -345,6 +347,9 @@ func TestIdlePolicy(t *testing.T) {
 	}
 	if recs, _ := fx.st.MicroVMs(ctx); len(recs) != 0 {
 		t.Errorf("records left: %+v", recs)
+	}
+	if !slices.Equal(forgotten, []string{vm.ID}) {
+		t.Errorf("told forgotten %v, want %s once", forgotten, vm.ID)
 	}
 
 	// Without auto-resume a request is refused; the maximum duration ends

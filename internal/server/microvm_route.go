@@ -71,6 +71,28 @@ func (o *microVMOwners) Set(ctx context.Context, id, node string) error {
 	return err
 }
 
+// Forget drops the record of MicroVM id if it still names node: a
+// MicroVM moved since is another host's to forget.
+func (o *microVMOwners) Forget(ctx context.Context, id, node string) error {
+	ctx, cancel := context.WithTimeout(ctx, broker.LeaderWait)
+	defer cancel()
+	e, err := o.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if string(e.Value()) != node {
+		return nil
+	}
+	err = o.kv.Delete(ctx, id, jetstream.LastRevision(e.Revision()))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil // rewritten meanwhile (moved): no longer ours
+	}
+	return err
+}
+
 // Owner is the node that runs MicroVM id; ok is false when none is
 // recorded.
 func (o *microVMOwners) Owner(ctx context.Context, id string) (string, bool, error) {

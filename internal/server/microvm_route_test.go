@@ -18,6 +18,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/hearthdev/hearth/internal/api"
+	"github.com/hearthdev/hearth/internal/broker/brokertest"
 	"github.com/hearthdev/hearth/internal/cluster"
 	"github.com/hearthdev/hearth/internal/microvm"
 )
@@ -259,6 +260,40 @@ func TestMicroVMForwardingUpgrade(t *testing.T) {
 		line, err := br.ReadString('\n')
 		if err != nil || line != "a: "+msg+"\n" {
 			t.Fatalf("%q %v", line, err)
+		}
+	}
+}
+
+// A host forgets only the owner records that still name it: a MicroVM
+// moved to another host meanwhile keeps its record.
+func TestMicroVMOwnersForget(t *testing.T) {
+	ctx := context.Background()
+	bs := brokertest.Cluster(t, ctx, 3)
+	o, err := openMicroVMOwners(ctx, bs[0].JetStream(), bs[0].Replicas())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, node := range map[string]string{"mvm-mine": "a", "mvm-moved": "b"} {
+		if err := o.Set(ctx, id, node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		id       string
+		want     string // the owner after a forgets it; "" none
+		wantSeen bool
+	}{
+		{"mvm-mine", "", false},
+		{"mvm-moved", "b", true},
+		{"mvm-never-recorded", "", false},
+	}
+	for _, c := range cases {
+		if err := o.Forget(ctx, c.id, "a"); err != nil {
+			t.Fatalf("forget %s: %v", c.id, err)
+		}
+		got, ok, err := o.Owner(ctx, c.id)
+		if err != nil || got != c.want || ok != c.wantSeen {
+			t.Errorf("%s after a forgot it: owner %q %v (%v), want %q %v", c.id, got, ok, err, c.want, c.wantSeen)
 		}
 	}
 }

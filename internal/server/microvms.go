@@ -41,12 +41,25 @@ func (s *Server) openMicroVMs(ctx context.Context, roots *rootfs.Builder) error 
 		sbx.Net = s.nets
 	}
 	m, err := microvm.New(ctx, microvm.Config{Store: s.store, Meter: s.store, Sandbox: sbx, Image: img, Images: roots,
-		Tokens: tokens, Endpoint: s.microVMEndpoint, Region: s.cfg.Region, NetworkPolicy: s.cfg.NetworkPolicy, Log: s.log})
+		Tokens: tokens, Endpoint: s.microVMEndpoint, Region: s.cfg.Region, NetworkPolicy: s.cfg.NetworkPolicy, Log: s.log,
+		Forgotten: s.forgetMicroVMOwner})
 	if err != nil {
 		return fmt.Errorf("microvms: %w", err)
 	}
 	s.microvms = m
 	return nil
+}
+
+// forgetMicroVMOwner drops a forgotten MicroVM's owner record in a
+// cluster. The owners' record is opened before the manager starts (and
+// with it the ticks that forget), so reading s.mvmOwners here is safe.
+func (s *Server) forgetMicroVMOwner(ctx context.Context, id string) {
+	if s.mvmOwners == nil {
+		return
+	}
+	if err := s.mvmOwners.Forget(ctx, id, s.cfg.Cluster.Node); err != nil {
+		s.log.Warn("forgetting a MicroVM's owner record", "microvm", id, "err", err)
+	}
 }
 
 // microVMEndpoint is a MicroVM's address on the plain HTTP listener (or
