@@ -1,15 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
@@ -117,26 +113,8 @@ type clusterHost struct {
 // noNetwork turns the function's network off (PUT
 // /hearth/v1/functions/{name}/network-policy).
 func noNetwork(ctx context.Context, h clusterHost, fn string) error {
-	body := []byte(`{"Enabled":false}`)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, h.endpoint+"/hearth/v1/functions/"+fn+"/network-policy", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(body)
-	hash := hex.EncodeToString(sum[:])
-	req.Header.Set("X-Amz-Content-Sha256", hash)
-	req.Header.Set("Content-Type", "application/json")
-	if err := v4.NewSigner().SignHTTP(ctx, aws.Credentials{AccessKeyID: h.id, SecretAccessKey: h.secret}, req, hash, "lambda", "local", time.Now()); err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("turning the function's network off: %d %s", resp.StatusCode, b)
+	if err := hearthCall(ctx, h, http.MethodPut, "/functions/"+fn+"/network-policy", []byte(`{"Enabled":false}`), nil); err != nil {
+		return fmt.Errorf("turning the function's network off: %w", err)
 	}
 	return nil
 }
