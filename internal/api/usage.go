@@ -141,7 +141,9 @@ type HostCost struct {
 }
 
 // costByHost prices each host's share of the meter apart (rows another
-// host of a cluster made carry its name; this host's none).
+// host of a cluster made carry its name; this host's none). A function's
+// always-on memory is split between the hosts it ran on, so that the
+// hosts add up to the cluster.
 func (a *API) costByHost(since, until time.Time, recs []meter.Record, spans []meter.EnvSpan, susp []meter.Suspension, runs []meter.EnvSpan, memory map[string]int) HostCosts {
 	self := "local"
 	if a.cfg.Cluster != nil {
@@ -169,13 +171,17 @@ func (a *API) costByHost(since, until time.Time, recs []meter.Record, spans []me
 	}
 	slices.Sort(hosts)
 	out := HostCosts{Since: since, Until: until, Prices: a.cfg.Prices}
-	for _, h := range hosts {
-		rep := meter.PriceWithRuns(a.cfg.Prices, since, until,
+	reps := make([]meter.Report, len(hosts))
+	for i, h := range hosts {
+		reps[i] = meter.PriceWithRuns(a.cfg.Prices, since, until,
 			filter(recs, func(x meter.Record) bool { return name(x.Host) == h }),
 			filter(spans, func(x meter.EnvSpan) bool { return name(x.Host) == h }),
 			filter(susp, func(x meter.Suspension) bool { return name(x.Host) == h }),
 			filter(runs, func(x meter.EnvSpan) bool { return name(x.Host) == h }), memory)
-		out.Hosts = append(out.Hosts, HostCost{Host: h, Functions: rep.Functions, Total: rep.Total})
+	}
+	meter.ShareAlwaysOn(a.cfg.Prices, reps)
+	for i, h := range hosts {
+		out.Hosts = append(out.Hosts, HostCost{Host: h, Functions: reps[i].Functions, Total: reps[i].Total})
 	}
 	return out
 }

@@ -15,6 +15,7 @@ import (
 func TestCostCoversOtherHosts(t *testing.T) {
 	ctx := context.Background()
 	a := newTestAPI(t)
+	a.cfg.Prices = meter.Prices{PerGBSecond: 1, PerMillionRequests: 1e6}
 	other, err := store.Open(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -74,10 +75,16 @@ func TestCostCoversOtherHosts(t *testing.T) {
 	if len(hc.Hosts) != len(tests) {
 		t.Fatalf("hosts %+v", hc.Hosts)
 	}
+	alwaysOn := 0.0
 	for i, tt := range tests {
 		h := hc.Hosts[i]
+		alwaysOn += h.Total.AlwaysOnCost
 		if h.Host != tt.host || h.Total.Requests != tt.requests || h.Total.GBSeconds != tt.gbSeconds || len(h.Functions) != tt.functions {
 			t.Errorf("host %d: %s, %d requests, %v GB-s, %d functions; want %+v", i, h.Host, h.Total.Requests, h.Total.GBSeconds, len(h.Functions), tt)
 		}
+	}
+	// f ran on both hosts: it is held always-on once, not once per host.
+	if d := alwaysOn - rep.Total.AlwaysOnCost; d > 1e-6*rep.Total.AlwaysOnCost || d < -1e-6*rep.Total.AlwaysOnCost {
+		t.Errorf("the hosts' always-on add up to %v, the cluster's is %v", alwaysOn, rep.Total.AlwaysOnCost)
 	}
 }

@@ -245,3 +245,38 @@ func sortByName(fs []FunctionCost) {
 		}
 	}
 }
+
+// ShareAlwaysOn splits the always-on figure of reports made of parts of
+// one meter (a cluster's hosts, each priced apart) so that they add up to
+// the whole's: a function is held always-on once, not once per host it
+// ran on. Each part keeps its own requests and takes of the held memory
+// its share of the function's GB-seconds (of its requests when none were
+// billed; evenly when it has neither). Totals are summed again.
+func ShareAlwaysOn(p Prices, reports []Report) {
+	gbs, reqs, parts := map[string]float64{}, map[string]int{}, map[string]int{}
+	for _, r := range reports {
+		for _, fc := range r.Functions {
+			gbs[fc.Name] += fc.GBSeconds
+			reqs[fc.Name] += fc.Requests
+			parts[fc.Name]++
+		}
+	}
+	for i := range reports {
+		r := &reports[i]
+		period := r.Until.Sub(r.Since)
+		r.Total.AlwaysOnCost = 0
+		for j := range r.Functions {
+			fc := &r.Functions[j]
+			share := 1 / float64(parts[fc.Name])
+			switch {
+			case gbs[fc.Name] > 0:
+				share = fc.GBSeconds / gbs[fc.Name]
+			case reqs[fc.Name] > 0:
+				share = float64(fc.Requests) / float64(reqs[fc.Name])
+			}
+			requests := float64(fc.Requests) / 1e6 * p.PerMillionRequests
+			fc.AlwaysOnCost = GBSeconds(fc.MemoryMB, period)*p.PerGBSecond*share + requests
+			r.Total.AlwaysOnCost += fc.AlwaysOnCost
+		}
+	}
+}

@@ -124,3 +124,51 @@ func TestPriceMicroVMRuns(t *testing.T) {
 		}
 	}
 }
+
+// Priced host by host, a function is held always-on once: the hosts'
+// always-on figures add up to the cluster's, each host keeping its own
+// requests.
+func TestShareAlwaysOn(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	p := Prices{PerGBSecond: 1, PerMillionRequests: 1e6}
+	mem := map[string]int{"f": 1024, "g": 1024, "h": 1024}
+	recs := map[string][]Record{
+		// f: billed 3 GB-s on a, 1 on b; g: requests only (0 GB-s), 1 on
+		// a, 3 on b; h: on a alone.
+		"a": {{Time: t0, Function: "f", GBSeconds: 3}, {Time: t0, Function: "g"}, {Time: t0, Function: "h", GBSeconds: 1}},
+		"b": {{Time: t0, Function: "f", GBSeconds: 1}, {Time: t0, Function: "g"}, {Time: t0, Function: "g"}, {Time: t0, Function: "g"}},
+	}
+	until := t0.Add(100 * time.Second)
+	var all []Record
+	reports := []Report{}
+	for _, h := range []string{"a", "b"} {
+		all = append(all, recs[h]...)
+		reports = append(reports, Price(p, t0, until, recs[h], nil, nil, mem))
+	}
+	whole := Price(p, t0, until, all, nil, nil, mem)
+	ShareAlwaysOn(p, reports)
+	cases := []struct {
+		host, fn string
+		want     float64 // held 100 GB-s × share, + the host's requests
+	}{
+		{"a", "f", 100*0.75 + 1},
+		{"b", "f", 100*0.25 + 1},
+		{"a", "g", 100*0.25 + 1},
+		{"b", "g", 100*0.75 + 3},
+		{"a", "h", 100 + 1},
+	}
+	for _, c := range cases {
+		r := reports[0]
+		if c.host == "b" {
+			r = reports[1]
+		}
+		for _, fc := range r.Functions {
+			if fc.Name == c.fn && !near(fc.AlwaysOnCost, c.want) {
+				t.Errorf("%s on %s: always-on %v, want %v", c.fn, c.host, fc.AlwaysOnCost, c.want)
+			}
+		}
+	}
+	if sum := reports[0].Total.AlwaysOnCost + reports[1].Total.AlwaysOnCost; !near(sum, whole.Total.AlwaysOnCost) {
+		t.Errorf("hosts' always-on add up to %v, the cluster's is %v", sum, whole.Total.AlwaysOnCost)
+	}
+}
