@@ -133,9 +133,22 @@ func newMicroVMForwarder(node string, owners ownerLookup, hosts func(string) (cl
 // serviceError answers 502 with a ServiceException-shaped body: the host
 // that runs the MicroVM cannot be reached.
 func serviceError(w http.ResponseWriter, msg string) {
+	serviceErrorStatus(w, http.StatusBadGateway, msg)
+}
+
+// ownerAwayRetry is the Retry-After of an answer about a MicroVM whose
+// host is down, stopping or stopped: a restart or upgrade takes seconds.
+const ownerAwayRetry = "5"
+
+// serviceErrorStatus is serviceError with another status (503 when the
+// host is known to be away and expected back).
+func serviceErrorStatus(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Amzn-ErrorType", "ServiceException")
-	w.WriteHeader(http.StatusBadGateway)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", ownerAwayRetry)
+	}
+	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"Type": "Service", "message": msg})
 }
 
@@ -177,7 +190,8 @@ func (f *microVMForwarder) serve(w http.ResponseWriter, r *http.Request, id stri
 		serviceError(w, fmt.Sprintf("MicroVM %s runs on host %s, which is not in the cluster", id, node))
 		return true
 	case h.State != cluster.StateUp:
-		serviceError(w, fmt.Sprintf("MicroVM %s runs on host %s, which is %s: it is back when that host is", id, node, h.State))
+		// Away (down, stopping, stopped), not broken: a client may retry.
+		serviceErrorStatus(w, http.StatusServiceUnavailable, fmt.Sprintf("MicroVM %s runs on host %s, which is %s: it is back when that host is", id, node, h.State))
 		return true
 	}
 	addr := h.API

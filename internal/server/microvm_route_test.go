@@ -127,8 +127,10 @@ func TestMicroVMForwarding(t *testing.T) {
 	hosts := map[string]cluster.HostStatus{
 		"a": {Host: cluster.Host{Node: "a", API: owner.Listener.Addr().String()}, State: cluster.StateUp},
 		"c": {Host: cluster.Host{Node: "c", API: "127.0.0.1:1"}, State: cluster.StateDown},
+		"d": {Host: cluster.Host{Node: "d", API: "127.0.0.1:1"}, State: cluster.StateStopping},
+		"e": {Host: cluster.Host{Node: "e", API: "127.0.0.1:1"}, State: cluster.StateUp},
 	}
-	owners := staticOwners{"mvm-a": "a", "mvm-c": "c", "mvm-b": "b", "mvm-x": "x"}
+	owners := staticOwners{"mvm-a": "a", "mvm-c": "c", "mvm-d": "d", "mvm-e": "e", "mvm-b": "b", "mvm-x": "x"}
 	f := newMicroVMForwarder("b", owners, func(n string) (cluster.HostStatus, bool) { h, ok := hosts[n]; return h, ok },
 		func(_ context.Context, id string) bool { return id == "mvm-b" })
 	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -183,9 +185,15 @@ func TestMicroVMForwarding(t *testing.T) {
 		{"this host's own MicroVM served here", func() *http.Request {
 			return signedFor(t, "GET", bURL+"/2025-09-09/microvms/mvm-b", "")
 		}, 404, "b served"},
-		{"owner down: a clear error", func() *http.Request {
+		{"owner down: a clear error, to retry", func() *http.Request {
 			return signedFor(t, "GET", bURL+"/hearth/v1/microvms/mvm-c/files/list", "")
-		}, 502, "runs on host c, which is down"},
+		}, 503, "runs on host c, which is down"},
+		{"owner stopping (a restart, an upgrade): to retry", func() *http.Request {
+			return signedFor(t, "GET", bURL+"/2025-09-09/microvms/mvm-d", "")
+		}, 503, "runs on host d, which is stopping"},
+		{"owner up but not answering", func() *http.Request {
+			return signedFor(t, "GET", bURL+"/2025-09-09/microvms/mvm-e", "")
+		}, 502, "runs on host e, which did not answer"},
 		{"owner unknown to the membership", func() *http.Request {
 			return signedFor(t, "GET", bURL+"/2025-09-09/microvms/mvm-x", "")
 		}, 502, "not in the cluster"},
@@ -201,8 +209,11 @@ func TestMicroVMForwarding(t *testing.T) {
 		if status != c.status || !strings.Contains(body, c.contains) {
 			t.Errorf("%s: %d %q, want %d with %q", c.name, status, body, c.status, c.contains)
 		}
-		if status == 502 && hdr.Get("X-Amzn-ErrorType") != "ServiceException" {
+		if (status == 502 || status == 503) && hdr.Get("X-Amzn-ErrorType") != "ServiceException" {
 			t.Errorf("%s: error type %q", c.name, hdr.Get("X-Amzn-ErrorType"))
+		}
+		if (status == 503) != (hdr.Get("Retry-After") != "") {
+			t.Errorf("%s: %d with Retry-After %q: only a 503 (host away) says when to retry", c.name, status, hdr.Get("Retry-After"))
 		}
 	}
 }
