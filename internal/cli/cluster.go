@@ -238,7 +238,7 @@ func (c *CLI) printCluster(st api.ClusterStatus) {
 	}
 	fmt.Fprintf(c.Stdout, "cluster %s, seen from %s (protocol %d, %d replicas)\n", st.Cluster, st.Node, st.Protocol, st.Replicas)
 	w := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tSTATE\tDRAIN\tBUSY\tWARM\tPAUSED\tSUSPENDED\tMEMORY MB\tMICROVMS\tVERSION\tPROTOCOL\tAPI\tLAST SEEN")
+	fmt.Fprintln(w, "NODE\tSTATE\tDRAIN\tBUSY\tWARM\tPAUSED\tSUSPENDED\tMEMORY MB\tCPU\tCODE/ROOTS\tMICROVMS\tVERSION\tPROTOCOL\tAPI\tLAST SEEN")
 	for _, h := range st.Hosts {
 		drain := "-"
 		switch {
@@ -261,8 +261,18 @@ func (c *CLI) printCluster(st api.ClusterStatus) {
 		if h.MinProtocol != h.Protocol {
 			proto = fmt.Sprintf("%d..%d", h.MinProtocol, h.Protocol)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%s\t%s\t%.1fs ago\n", h.Node, state, drain,
-			h.Load.Busy, h.Load.Warm, h.Load.Paused, h.Load.Suspended, mem, h.Load.MicroVMs, h.Version, proto, orDash(h.API), h.LastSeenSeconds)
+		cpu := "-" // not measured (yet)
+		if h.Load.CPU > 0 {
+			cpu = fmt.Sprintf("%.0f%%", h.Load.CPU*100)
+		}
+		// What is ready here for a cold start: code images built, image
+		// roots cached (placement prefers such a host).
+		ready := "0/0"
+		if r := h.Load.Ready; r != nil {
+			ready = fmt.Sprintf("%d/%d", len(r.Code), len(r.Roots))
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%.1fs ago\n", h.Node, state, drain,
+			h.Load.Busy, h.Load.Warm, h.Load.Paused, h.Load.Suspended, mem, cpu, ready, h.Load.MicroVMs, h.Version, proto, orDash(h.API), h.LastSeenSeconds)
 	}
 	w.Flush()
 	var down []string

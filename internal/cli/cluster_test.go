@@ -123,7 +123,7 @@ func TestClusterCommands(t *testing.T) {
 		return n == 3 && st.Cluster == "test" && st.Node == "c" && st.Replicas == 3
 	})
 	out, _ := a.hearth(t, ExitOK, "cluster", "status")
-	for _, want := range []string{"cluster test, seen from a", "NODE", "a ", "b ", "c ", b.srv.Addr()} {
+	for _, want := range []string{"cluster test, seen from a", "NODE", "CPU", "CODE/ROOTS", "a ", "b ", "c ", b.srv.Addr()} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status table lacks %q:\n%s", want, out)
 		}
