@@ -266,6 +266,7 @@ func TestRollingUpgrade(t *testing.T) {
 			held <- hc
 		}()
 		time.Sleep(1500 * time.Millisecond)
+		logAt := fileSize(h.LogPath)
 		mu.Lock()
 		s.sigint = time.Now()
 		mu.Unlock()
@@ -318,8 +319,8 @@ func TestRollingUpgrade(t *testing.T) {
 		waitFor(t, 10*time.Second, "the balancer targets "+h.Node+" again", func() bool { return bal.target(h.Node) })
 		s.up = time.Now()
 		upgraded[h.Node] = true
-		t.Logf("%s: stopped in %s, out of the balancer %s after its SIGINT, the next release up and targeted %s after its start",
-			h.Node, stopped.Round(time.Millisecond), s.excluded.Sub(s.sigint).Round(time.Millisecond), s.up.Sub(s.started).Round(time.Millisecond))
+		t.Logf("%s: stopped in %s (%s), out of the balancer %s after its SIGINT, the next release up and targeted %s after its start",
+			h.Node, stopped.Round(time.Millisecond), stopLine(fileFrom(h.LogPath, logAt)), s.excluded.Sub(s.sigint).Round(time.Millisecond), s.up.Sub(s.started).Round(time.Millisecond))
 
 		// Every host reports the versions as they now are.
 		for _, o := range c.Hosts {
@@ -479,6 +480,18 @@ func TestRollingUpgrade(t *testing.T) {
 		}
 		t.Errorf("%d of %d accepted events never delivered (%s), by when they were accepted: %v", len(missing), len(accepted), backlogOf(ctx, a, doneQueue), byPhase)
 	}
+}
+
+// stopLine is the daemon's own account of its stop (how long each step
+// took), from its log.
+func stopLine(log string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "msg=stopped") {
+			_, after, _ := strings.Cut(l, "msg=stopped ")
+			return "the daemon says: " + after
+		}
+	}
+	return "no account of it in the daemon's log"
 }
 
 // heldCall is the answer to a call kept in flight over a SIGINT.
