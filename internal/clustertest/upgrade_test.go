@@ -419,6 +419,7 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	var made, failedAllowed, inFlight, forwardedInFlight, crossVersion, throttles int
 	var slowest time.Duration
+	var slowestCall call
 	perVia := map[string]int{}
 	for _, cl := range calls {
 		made++
@@ -426,7 +427,7 @@ func TestRollingUpgrade(t *testing.T) {
 		throttles += cl.throttled
 		s := stepOf[cl.via]
 		if d := cl.end.Sub(cl.start); d > slowest && cl.err == nil {
-			slowest = d
+			slowest, slowestCall = d, cl
 		}
 		// In flight on a host at its SIGINT, sent to it or run on it.
 		if cl.start.Before(s.sigint) && cl.end.After(s.sigint) {
@@ -458,8 +459,9 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	t.Logf("the upgrade of 3 hosts took %s; %d calls made (by host %v), %d refused at connect by a stopping host (allowed), "+
 		"%d in flight through a host at its SIGINT, %d forwarded to a host and in flight there at its SIGINT; %d ran on a host of the other release than the one they came through; "+
-		"%d throttles tried again; slowest call %s",
-		total.Round(100*time.Millisecond), made, perVia, failedAllowed, inFlight, forwardedInFlight, crossVersion, throttles, slowest.Round(time.Millisecond))
+		"%d throttles tried again; slowest call %s (async %v, through %s, ran on %s, sent at %s)",
+		total.Round(100*time.Millisecond), made, perVia, failedAllowed, inFlight, forwardedInFlight, crossVersion, throttles, slowest.Round(time.Millisecond),
+		slowestCall.async, slowestCall.via, slowestCall.ran, phase(slowestCall.start, steps))
 
 	// Every accepted event delivered.
 	missing := map[string]acceptedEvent{}
