@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -29,7 +30,7 @@ func (h *hostFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&h.agent, "agent", "", "hearth-agent binary; default: next to hearth")
 	cmd.Flags().StringVar(&h.accel, "accel", "auto", "auto, kvm or tcg; auto probes once whether KVM runs a guest")
 	cmd.Flags().IntVar(&h.pool, "vmm-pool", 0, "QEMU processes kept started ahead per machine shape, so that a boot, resume or clone skips the process's start (0: off)")
-	cmd.Flags().IntVar(&h.tcgCache, "tcg-cache-mib", qemu.DefaultTCGCacheMiB, "under emulation (tcg), each VM's translated-code cache in MiB: most of what a paused environment holds; smaller holds less and translates again more")
+	cmd.Flags().IntVar(&h.tcgCache, "tcg-cache-mib", 0, fmt.Sprintf("under emulation (tcg), each VM's translated-code cache in MiB: most of what a paused environment holds; smaller holds less and translates again more (0: %d for a zip's code in the initramfs, %d for code on a root disk)", qemu.InitramfsTCGCacheMiB, qemu.DefaultTCGCacheMiB))
 }
 
 // dataDir is where Hearth keeps environments, templates and images:

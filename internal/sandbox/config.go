@@ -85,6 +85,12 @@ type Config struct {
 	// Dir is the folder under which each environment makes its own.
 	Dir   string
 	Accel vmm.Accel
+	// InitramfsTCGCacheMiB is, under emulation, the translated-code cache
+	// of an environment whose code is in its initramfs (a zip on a
+	// provided runtime: the agent and one static binary, which translate
+	// to far less than an interpreter on a root disk); 0 leaves it the
+	// VMM driver's, as every other environment's.
+	InitramfsTCGCacheMiB int
 	// Logs receives the function's output; nil discards it.
 	Logs io.Writer
 	// Detached lets the VMM outlive this process.

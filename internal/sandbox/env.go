@@ -136,6 +136,9 @@ func newEnv(cfg Config, fn Function, img Image, id, dir string) *Env {
 		ID: id, Dir: dir, MemoryMiB: fn.MemoryMB, VCPUs: VCPUs(fn.MemoryMB),
 		Accel: cfg.Accel, Detached: cfg.Detached, Disks: disks(fn, dir),
 	}
+	if fn.Root == nil && cfg.Accel == vmm.AccelTCG {
+		e.spec.TCGCacheMiB = cfg.InitramfsTCGCacheMiB
+	}
 	if img.Kernel != nil {
 		e.spec.Kernel, e.spec.ACPI = img.Kernel.Path, img.Kernel.ACPI
 	}

@@ -30,7 +30,10 @@ type Options struct {
 	// ahead (qemu.Options.Pool); PoolDir where their sockets are.
 	VMMPool int
 	PoolDir string
-	// TCGCacheMiB is qemu.Options.TCGCacheMiB (emulation only).
+	// TCGCacheMiB is, under emulation, every VM's translated-code cache
+	// (qemu.Options.TCGCacheMiB); 0 sizes it by what the VM runs:
+	// qemu.InitramfsTCGCacheMiB for a function whose code is in its
+	// initramfs, qemu.DefaultTCGCacheMiB for the others.
 	TCGCacheMiB int
 	// CacheDir is Hearth's cache (the minimal kernel, the probe's answer).
 	CacheDir string
@@ -47,6 +50,8 @@ type Host struct {
 	cache       string
 	log         *slog.Logger
 	images      imageCache
+	// initramfsTCG is the sandboxes' InitramfsTCGCacheMiB.
+	initramfsTCG int
 }
 
 // Open finds and checks the host's parts.
@@ -77,7 +82,11 @@ func Open(opts Options) (*Host, error) {
 		return nil, err
 	}
 	log.Debug("host", "kernel", k.Path, "kernel_source", k.Source, "modules", len(k.Modules), "agent", agent)
-	return &Host{Driver: drv, Kernel: k, Agent: agent, AgentDigest: digest, Accel: accel, cache: cache, log: log}, nil
+	h := &Host{Driver: drv, Kernel: k, Agent: agent, AgentDigest: digest, Accel: accel, cache: cache, log: log}
+	if opts.TCGCacheMiB == 0 {
+		h.initramfsTCG = qemu.InitramfsTCGCacheMiB
+	}
+	return h, nil
 }
 
 // ResolveAccel settles auto, probing with img once per host.
@@ -98,5 +107,6 @@ func (h *Host) ResolveAccel(ctx context.Context, img sandbox.Image) error {
 func (h *Host) Close() { h.Driver.Close() }
 
 func (h *Host) SandboxConfig(dir string, logs io.Writer) sandbox.Config {
-	return sandbox.Config{VMM: h.Driver, Dir: dir, Accel: h.Accel, Logs: logs, Log: h.log, AgentDigest: h.AgentDigest}
+	return sandbox.Config{VMM: h.Driver, Dir: dir, Accel: h.Accel, Logs: logs, Log: h.log, AgentDigest: h.AgentDigest,
+		InitramfsTCGCacheMiB: h.initramfsTCG}
 }

@@ -72,6 +72,11 @@ type MachineSpec struct {
 	VCPUs             int
 	// Accel must be kvm or tcg here: a Driver does not probe.
 	Accel Accel
+	// TCGCacheMiB is, under emulation, this machine's translated-code
+	// cache (QEMU's tb-size); 0 takes the driver's. Code that translates
+	// to little (one static binary) needs little, and a paused machine
+	// holds what it has.
+	TCGCacheMiB int `json:",omitempty"`
 	// Detached, when true, lets the VMM outlive the process that started it
 	// (a long-lived environment); otherwise it dies with its parent.
 	Detached bool

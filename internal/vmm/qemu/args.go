@@ -26,15 +26,32 @@ const (
 const sandboxOpts = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 // DefaultTCGCacheMiB caps TCG's translated-code cache (Options.TCGCacheMiB
-// sets another). QEMU's default (up to 1 GiB)
-// would let a long-lived emulated guest grow QEMU past its cgroup's memory
-// limit; this one holds a booted Linux and its runtime many times over.
-// It is most of what a paused environment keeps (hello's boot fills ~44
-// MiB), but a smaller one is flushed and refilled during every boot: 16
-// MiB put a paused hello at 53 MiB RSS instead of 85, and its warm call
-// took 21 ms instead of 4–8 in two runs of three (README, "Speed on the
-// host").
+// sets another, MachineSpec.TCGCacheMiB one machine's). QEMU's default (up
+// to 1 GiB) would let a long-lived emulated guest grow QEMU past its
+// cgroup's memory limit; this one holds a booted Linux and an interpreter
+// many times over. It is most of what a paused environment keeps (hello's
+// boot fills ~44 MiB). A smaller one is flushed and refilled during a
+// boot: fine for one static binary (InitramfsTCGCacheMiB), not for an
+// interpreter: at 20 MiB a Node.js cold start took 8.5 s instead of 4.5.
 const DefaultTCGCacheMiB = 128
+
+// InitramfsTCGCacheMiB is the translated-code cache Hearth gives, under
+// emulation, a function whose code is in its initramfs (a zip on a
+// provided runtime: the agent and one static binary). Measured with hello
+// (README, "Speed on the host"): a paused environment holds 58 MiB of host
+// RSS instead of 85, its warm call, cold start and paused call as at 128
+// MiB within the runs' spread; 16 MiB held 53 but slowed warm calls in some
+// runs.
+const InitramfsTCGCacheMiB = 20
+
+// tcgCache is spec's translated-code cache in MiB: its own, or the
+// driver's.
+func (d *Driver) tcgCache(spec vmm.MachineSpec) int {
+	if spec.TCGCacheMiB > 0 {
+		return spec.TCGCacheMiB
+	}
+	return d.tcgCacheMiB
+}
 
 // reportingOrder is the size, as a power of two of pages, of the free blocks
 // the guest reports (see balloonArgs).
@@ -78,7 +95,7 @@ func (d *Driver) args(spec vmm.MachineSpec) []string {
 	if spec.Accel == vmm.AccelKVM {
 		cpu = "host"
 	} else {
-		accel += fmt.Sprintf(",tb-size=%d", d.tcgCacheMiB)
+		accel += fmt.Sprintf(",tb-size=%d", d.tcgCache(spec))
 	}
 	// rtc=on: without a CMOS clock the kernel spends 1–2 s polling for one.
 	machine := fmt.Sprintf("microvm,isa-serial=on,rtc=on,acpi=%s,memory-backend=mem", acpi)

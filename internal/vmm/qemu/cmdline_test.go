@@ -145,20 +145,27 @@ func TestTCGCPUWithoutFastStrings(t *testing.T) {
 	}
 }
 
-// The translated-code cache is the driver's (tcg only), and the cgroup's
-// memory limit makes room for exactly it.
+// The translated-code cache is the machine's own or the driver's (tcg
+// only), and the cgroup's memory limit makes room for exactly it.
 func TestTCGCacheSize(t *testing.T) {
 	for _, tt := range []struct {
 		accel   vmm.Accel
-		mib     int
+		driver  int    // the driver's size
+		own     int    // the machine's; 0 none
+		mib     int    // the one it gets
 		wantArg string // in -accel; "" for none
 	}{
-		{vmm.AccelTCG, DefaultTCGCacheMiB, "tb-size=128"},
-		{vmm.AccelTCG, 16, "tb-size=16"},
-		{vmm.AccelKVM, 16, ""},
+		{vmm.AccelTCG, DefaultTCGCacheMiB, 0, DefaultTCGCacheMiB, "tb-size=128"},
+		{vmm.AccelTCG, 16, 0, 16, "tb-size=16"},
+		{vmm.AccelTCG, DefaultTCGCacheMiB, 20, 20, "tb-size=20"},
+		{vmm.AccelKVM, 16, 0, 16, ""},
+		{vmm.AccelKVM, 16, 20, 20, ""},
 	} {
-		d := &Driver{tcgCacheMiB: tt.mib}
-		spec := vmm.MachineSpec{ID: "t", Dir: t.TempDir(), MemoryMiB: 128, Accel: tt.accel}
+		d := &Driver{tcgCacheMiB: tt.driver}
+		spec := vmm.MachineSpec{ID: "t", Dir: t.TempDir(), MemoryMiB: 128, Accel: tt.accel, TCGCacheMiB: tt.own}
+		if got := d.tcgCache(spec); got != tt.mib {
+			t.Errorf("%s, driver %d, own %d: cache %d MiB, want %d", tt.accel, tt.driver, tt.own, got, tt.mib)
+		}
 		args := d.args(spec)
 		i := slices.Index(args, "-accel")
 		if i < 0 || i+1 >= len(args) {

@@ -96,7 +96,7 @@ func (d *Driver) start(ctx context.Context, spec vmm.MachineSpec, extra ...strin
 		return nil, fmt.Errorf("start %s: %w", d.bin, err)
 	}
 	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit, log: d.log}
-	cgs, err := d.limitProcess(spec.ID, m.pid, limitsFor(spec, imageBytes(files[:2]), d.tcgCacheMiB))
+	cgs, err := d.limitProcess(spec.ID, m.pid, limitsFor(spec, imageBytes(files[:2]), d.tcgCache(spec)))
 	if err != nil {
 		d.warnOnce.Do(func() { d.log.Warn("VMs run without some cgroup limits", "err", err) })
 	}

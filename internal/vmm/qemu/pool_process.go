@@ -39,6 +39,7 @@ type poolKey struct {
 	mac       string // a NIC with no TAP (a template's), or none
 	disks     string // each disk's serial and read-only flag
 	incoming  bool   // waits for a restore (-incoming defer)
+	tcgCache  int    // the machine's own translated-code cache; 0 the driver's
 }
 
 // poolable says whether spec can be bound to a pre-started process, and
@@ -51,6 +52,9 @@ func poolable(spec vmm.MachineSpec, extra []string) (poolKey, bool) {
 		return poolKey{}, false
 	}
 	k := poolKey{accel: spec.Accel, vcpus: max(spec.VCPUs, 1), memoryMiB: spec.MemoryMiB, incoming: incoming}
+	if spec.Accel == vmm.AccelTCG {
+		k.tcgCache = spec.TCGCacheMiB
+	}
 	if spec.NIC != nil {
 		k.mac = spec.NIC.MAC
 	}
@@ -67,7 +71,7 @@ func poolable(spec vmm.MachineSpec, extra []string) (poolKey, bool) {
 
 // spec is a machine of key's shape, for the command line.
 func (k poolKey) spec(id string) vmm.MachineSpec {
-	s := vmm.MachineSpec{ID: id, Accel: k.accel, VCPUs: k.vcpus, MemoryMiB: k.memoryMiB}
+	s := vmm.MachineSpec{ID: id, Accel: k.accel, VCPUs: k.vcpus, MemoryMiB: k.memoryMiB, TCGCacheMiB: k.tcgCache}
 	if k.mac != "" {
 		s.NIC = &vmm.NIC{MAC: k.mac}
 	}
@@ -206,7 +210,7 @@ func (d *Driver) startIdle(ctx context.Context, key poolKey) (p *pooled, err err
 	}
 	m := &machine{spec: spec, pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{}), consoleLimit: d.consoleLimit, log: d.log}
 	p.m = m
-	p.cgs, _ = d.limitProcess(id, m.pid, limitsFor(spec, 0, d.tcgCacheMiB))
+	p.cgs, _ = d.limitProcess(id, m.pid, limitsFor(spec, 0, d.tcgCache(spec)))
 	exited := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
@@ -331,7 +335,7 @@ func (d *Driver) bind(ctx context.Context, p *pooled, spec vmm.MachineSpec) (*ma
 		return nil, fmt.Errorf("qemu pool: %w", err)
 	}
 	_ = os.Remove(p.door)
-	setLimits(p.cgs, limitsFor(spec, imageBytes(files[:2]), d.tcgCacheMiB))
+	setLimits(p.cgs, limitsFor(spec, imageBytes(files[:2]), d.tcgCache(spec)))
 	m := p.m
 	m.spec = spec
 	if err := m.connect(ctx, true); err != nil {

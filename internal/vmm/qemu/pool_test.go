@@ -136,6 +136,10 @@ func TestPoolable(t *testing.T) {
 		{"bad serial", func(s *vmm.MachineSpec) { s.Disks = []vmm.Disk{{Path: "/x", Serial: "a,b"}} }, nil, false, poolKey{}},
 		{"TAP", func(s *vmm.MachineSpec) { s.NIC = &vmm.NIC{MAC: "m", Tap: "tap0"} }, nil, false, poolKey{}},
 		{"other flags", func(*vmm.MachineSpec) {}, []string{"-loadvm", "x"}, false, poolKey{}},
+		{"own translation cache", func(s *vmm.MachineSpec) { s.TCGCacheMiB = 20 }, nil, true,
+			poolKey{accel: vmm.AccelTCG, vcpus: 1, memoryMiB: 128, tcgCache: 20}},
+		{"own translation cache, kvm: none to size", func(s *vmm.MachineSpec) { s.Accel, s.TCGCacheMiB = vmm.AccelKVM, 20 }, nil, true,
+			poolKey{accel: vmm.AccelKVM, vcpus: 1, memoryMiB: 128}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
