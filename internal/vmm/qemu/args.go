@@ -39,9 +39,9 @@ const DefaultTCGCacheMiB = 128
 // emulation, a function whose code is in its initramfs (a zip on a
 // provided runtime: the agent and one static binary). Measured with hello
 // (README, "Speed on the host"): a paused environment holds 58 MiB of host
-// RSS instead of 85, its warm call, cold start and paused call as at 128
-// MiB within the runs' spread; 16 MiB held 53 but slowed warm calls in some
-// runs.
+// RSS instead of 85, its warm and paused calls as at 128 MiB within the
+// runs' spread, its cold start ~0.1 s slower; 16 MiB held 53 but slowed
+// warm calls in some runs.
 const InitramfsTCGCacheMiB = 20
 
 // tcgCache is spec's translated-code cache in MiB: its own, or the
