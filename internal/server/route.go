@@ -325,6 +325,9 @@ func (r *router) view(self cluster.HostStatus) []cluster.HostStatus {
 	for _, h := range st.Hosts {
 		if h.Node == r.node {
 			self.Draining, self.DrainRequested = h.Draining, h.DrainRequested
+			if h.State == cluster.StateStopping {
+				self.State = cluster.StateStopping
+			}
 			continue
 		}
 		h.Load.InFlight += r.sent[h.Node]
@@ -386,8 +389,9 @@ const (
 // not saturated, then the fewest invocations in flight, then the least
 // guest memory committed for its bound, this host on a tie. Never a host
 // that is down, stopped, drained, of another protocol or that does not
-// take forwarded calls; a drained self serves only from the environments
-// it has.
+// take forwarded calls; a drained or stopping self serves only from the
+// environments it has (a stopping one would boot a machine only to
+// suspend it, and its stop would wait for the boot).
 func place(self string, hosts []cluster.HostStatus, w want) string {
 	function, memoryMB := w.Function, w.MemoryMB
 	var me *cluster.HostStatus
@@ -436,7 +440,7 @@ func place(self string, hosts []cluster.HostStatus, w want) string {
 	// any host has room.
 	var cold []cluster.HostStatus
 	for _, h := range cands {
-		if h.Node == self && me != nil && (me.Draining || me.DrainRequested) {
+		if h.Node == self && me != nil && (me.Draining || me.DrainRequested || me.State == cluster.StateStopping) {
 			continue
 		}
 		cold = append(cold, h)

@@ -94,6 +94,14 @@ func TestPlace(t *testing.T) {
 			host("c", 0, 0, 1000, none), host("b", 0, 0, 1000, none)}, "b"},
 		{"drained here, nowhere else: here", []cluster.HostStatus{
 			with(host("a", 0, 0, 1000, none), func(h *cluster.HostStatus) { h.Draining = true })}, "a"},
+		{"stopping here, a cold start: there", []cluster.HostStatus{
+			with(host("a", 0, 0, 1000, none), func(h *cluster.HostStatus) { h.State = cluster.StateStopping }), host("b", 9, 900, 1000, none)}, "b"},
+		{"stopping here, warm here: here", []cluster.HostStatus{
+			with(host("a", 0, 0, 1000, warm), func(h *cluster.HostStatus) { h.State = cluster.StateStopping }), host("b", 0, 0, 1000, none)}, "a"},
+		{"stopping here, nowhere else: here", []cluster.HostStatus{
+			with(host("a", 0, 0, 1000, none), func(h *cluster.HostStatus) { h.State = cluster.StateStopping })}, "a"},
+		{"stopping there: never", []cluster.HostStatus{host("a", 0, 0, 1000, none),
+			with(host("b", 0, 0, 1000, warm), func(h *cluster.HostStatus) { h.State = cluster.StateStopping })}, "a"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
