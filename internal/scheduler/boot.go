@@ -35,11 +35,20 @@ func (s *Scheduler) start(ctx context.Context, fn Function, p *pool, tpl string)
 	return env, nil
 }
 
+// errHanded ends a boot whose call was handed a released environment
+// while it waited for its turn.
+var errHanded = errors.New("the call took an environment released meanwhile")
+
 // turn waits for a slot among the boots in flight, in order; past the
 // queue's bound it answers a 429.
 func (s *Scheduler) turn(ctx context.Context) (func(), error) {
 	release, err := s.gate.wait(ctx, s.cfg.Limits.BootQueueTimeout)
 	if err == nil {
+		if !s.booting(ctx) {
+			// An environment was handed to the call meanwhile.
+			release()
+			return nil, errHanded
+		}
 		return release, nil
 	}
 	var gt errGateTimeout

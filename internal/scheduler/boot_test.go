@@ -208,3 +208,92 @@ func TestBootQueueBounded(t *testing.T) {
 		t.Errorf("after: %+v, busy %d; want only a's environment", u, fx.s.Stats().Busy)
 	}
 }
+
+// A call that waits for its boot's turn takes an environment released
+// meanwhile, and its boot is given up: a burst is served by the
+// environments there are as they free up, not only by new ones.
+func TestWaitingCallTakesAReleasedEnvironment(t *testing.T) {
+	vm := fakevmm.New()
+	// Room for every boot's start: a failed test's boots never block.
+	h := &heldVMM{VMM: vm, started: make(chan int, 16), proceed: make(chan struct{})}
+	fx := newFixtureWith(t, vm, h, t.TempDir(), func(c *Config) {
+		c.Limits.MaxBootsInFlight = 1
+		c.MaxConcurrency = 64
+	})
+	f := fn("f", 3600)
+	// A failed test still ends: every boot goes, every lease not given
+	// back is, before the fixture shuts the scheduler down.
+	var (
+		mu       sync.Mutex
+		leases   []*Lease
+		released = map[*Lease]bool{}
+		calls    sync.WaitGroup
+	)
+	release := func(l *Lease) {
+		mu.Lock()
+		released[l] = true
+		mu.Unlock()
+		l.Release()
+	}
+	t.Cleanup(func() {
+		close(h.proceed)
+		calls.Wait()
+		for _, l := range leases {
+			if !released[l] {
+				l.Release()
+			}
+		}
+	})
+	acquire := func() chan *Lease {
+		out := make(chan *Lease, 1)
+		calls.Add(1)
+		go func() {
+			defer calls.Done()
+			l, err := fx.s.Acquire(context.Background(), f)
+			if err != nil {
+				t.Error(err)
+			}
+			if l != nil {
+				mu.Lock()
+				leases = append(leases, l)
+				mu.Unlock()
+			}
+			out <- l
+		}()
+		return out
+	}
+	// a: the first environment, booted and busy.
+	aDone := acquire()
+	<-h.started
+	h.proceed <- struct{}{}
+	a := <-aDone
+	// c: no idle environment: its boot takes the one slot (held).
+	cDone := acquire()
+	<-h.started
+	// b: waits for a turn to boot.
+	bDone := acquire()
+	waitFor(t, "b to wait for its turn", func() bool { return fx.s.Usage().BootsWaiting == 1 })
+	release(a)
+	var b *Lease
+	select {
+	case b = <-bDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting call was not handed the released environment")
+	}
+	if b == nil || b.env != a.env {
+		t.Fatalf("b got %v, want a's released environment", b)
+	}
+	if u := fx.s.Usage(); u.Handed != 1 || u.BootsWaiting != 0 || u.Environments != 2 {
+		t.Errorf("after the hand-over: %+v; want 1 handed, none waiting, 2 environments (a's, c's booting)", u)
+	}
+	h.proceed <- struct{}{}
+	c := <-cDone
+	if c == nil || c.env == a.env {
+		t.Fatalf("c got %v, want its own new environment", c)
+	}
+	release(b)
+	release(c)
+	if u, busy := fx.s.Usage(), fx.s.Stats().Busy; u.Environments != 2 || u.MemoryMB != 256 || busy != 0 || vm.Boots.Load() != 2 {
+		t.Errorf("after: %+v, busy %d, %d boots; want 2 environments of 128 MB, none busy, 2 boots", u, busy, vm.Boots.Load())
+	}
+}

@@ -58,6 +58,9 @@ type Usage struct {
 	BootsWaiting  int
 	// BootRetries counts boots tried again after their machine failed.
 	BootRetries int64
+	// Handed counts calls that took an environment released while they
+	// waited for their boot's turn (their boot given up).
+	Handed int64
 	// Suspended counts warm environments suspended to free memory;
 	// Deleted environments ended to free room (the oldest suspended
 	// first).

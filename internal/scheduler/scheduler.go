@@ -134,6 +134,10 @@ type pool struct {
 	key, function string
 	idle          []*entry // warm or paused, most recently used last
 	suspended     []*entry
+	// waiting are the calls whose new environment still waits for its
+	// turn to boot, first come first: an environment released meanwhile
+	// goes to the first of them, whose boot is then given up.
+	waiting []*waiter
 	template      string // folder of the template to clone, if made
 	templateBytes int64  // the disk it holds
 	templating    bool   // a template is being made
@@ -294,13 +298,97 @@ func (s *Scheduler) acquire(ctx context.Context, fn Function) (*sandbox.Env, err
 		s.done(fn)
 		return nil, err
 	}
-	env, err := s.start(ctx, fn, p, tpl)
+	w := &waiter{p: p}
+	bctx, cancel := context.WithCancel(withWaiter(ctx, w))
+	defer cancel()
+	w.cancel = cancel
+	s.mu.Lock()
+	p.waiting = append(p.waiting, w)
+	s.mu.Unlock()
+	env, err := s.start(bctx, fn, p, tpl)
+	s.mu.Lock()
+	handed := w.handed
+	s.withdrawLocked(w)
+	s.mu.Unlock()
+	if handed != nil {
+		// An environment freed while this call waited for its boot's
+		// turn: the call runs there, and the boot was given up.
+		s.unreserve(fn.MemoryMB, true)
+		if env != nil {
+			s.release(fn, env) // a boot that got through anyway: idle
+			s.mu.Lock()
+			s.busy++ // release counted this call done; it is not
+			s.fnBusy[fn.Name]++
+			s.mu.Unlock()
+		}
+		return handed.env, nil
+	}
 	if err != nil {
 		s.unreserve(fn.MemoryMB, true)
 		s.done(fn)
 		return nil, err
 	}
 	return env, nil
+}
+
+// waiter is a call whose new environment waits for its turn to boot.
+type waiter struct {
+	p      *pool
+	cancel context.CancelFunc // gives the boot up
+	// handed is the environment released to it, booting that it started
+	// (both s.mu held): a booting waiter is handed nothing.
+	handed  *entry
+	booting bool
+}
+
+type waiterKey struct{}
+
+func withWaiter(ctx context.Context, w *waiter) context.Context {
+	return context.WithValue(ctx, waiterKey{}, w)
+}
+
+// booting tells a call's waiter, if ctx has one, that its boot has its
+// turn and starts: from now on it takes no released environment. False
+// when one was handed to it first (the boot is then not to start).
+func (s *Scheduler) booting(ctx context.Context) bool {
+	w, _ := ctx.Value(waiterKey{}).(*waiter)
+	if w == nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w.handed != nil {
+		return false
+	}
+	w.booting = true
+	s.withdrawLocked(w)
+	return true
+}
+
+// withdrawLocked takes w off its pool's list; s.mu held.
+func (s *Scheduler) withdrawLocked(w *waiter) {
+	for i, x := range w.p.waiting {
+		if x == w {
+			w.p.waiting = append(w.p.waiting[:i], w.p.waiting[i+1:]...)
+			return
+		}
+	}
+}
+
+// handLocked gives e to the first call of its pool still waiting for its
+// boot's turn, reporting whether there was one; s.mu held.
+func (s *Scheduler) handLocked(e *entry) bool {
+	for len(e.p.waiting) > 0 {
+		w := e.p.waiting[0]
+		e.p.waiting = e.p.waiting[1:]
+		if w.booting || w.handed != nil {
+			continue
+		}
+		w.handed = e
+		w.cancel()
+		return true
+	}
+	return false
 }
 
 // envRecord is the record last written for one environment; its lock
@@ -373,6 +461,11 @@ func (s *Scheduler) release(fn Function, env *sandbox.Env) {
 	if s.closed || e.p == nil {
 		s.mu.Unlock()
 		s.end(e)
+		return
+	}
+	if s.handLocked(e) {
+		s.mu.Unlock()
+		s.count(&s.usage.Handed)
 		return
 	}
 	if fn.KeepPaused > 0 {
