@@ -137,7 +137,7 @@ type pool struct {
 	// waiting are the calls whose new environment still waits for its
 	// turn to boot, first come first: an environment released meanwhile
 	// goes to the first of them, whose boot is then given up.
-	waiting []*waiter
+	waiting       []*waiter
 	template      string // folder of the template to clone, if made
 	templateBytes int64  // the disk it holds
 	templating    bool   // a template is being made
