@@ -137,6 +137,9 @@ func (m *metrics) watch(sched *scheduler.Scheduler) {
 			envs(func(s scheduler.Stats) int { return s.Paused })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hearth_environments_suspended", Help: "Suspended environments: no process, no RAM."},
 			envs(func(s scheduler.Stats) int { return s.Suspended })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hearth_boots_given_up_total",
+			Help: "Calls that took an environment released while they waited for their boot's turn (the boot given up)."},
+			func() float64 { return float64(sched.Usage().Handed) }),
 	)
 }
 
