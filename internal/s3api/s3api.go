@@ -121,7 +121,10 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, e *Error) {
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, e *Error) { WriteError(w, r, e) }
+
+// WriteError answers e in S3's XML shape (headers only to a HEAD).
+func WriteError(w http.ResponseWriter, r *http.Request, e *Error) {
 	w.Header().Set("Content-Type", "application/xml")
 	w.WriteHeader(e.Status)
 	if r.Method == http.MethodHead {

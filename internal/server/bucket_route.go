@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/hearthdev/hearth/internal/broker"
 	"github.com/hearthdev/hearth/internal/cluster"
 	"github.com/hearthdev/hearth/internal/objects"
+	"github.com/hearthdev/hearth/internal/s3api"
 )
 
 // In a cluster a bucket lives on the host that created it (its objects
@@ -458,18 +458,7 @@ func (br *bucketRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // s3Unavailable answers S3's 503 ServiceUnavailable, in its XML shape.
 func s3Unavailable(w http.ResponseWriter, r *http.Request, msg string) {
-	w.Header().Set("Content-Type", "application/xml")
-	w.WriteHeader(http.StatusServiceUnavailable)
-	if r.Method == http.MethodHead {
-		return
-	}
-	_ = xml.NewEncoder(w).Encode(struct {
-		XMLName   xml.Name `xml:"Error"`
-		Code      string
-		Message   string
-		Resource  string
-		RequestID string `xml:"RequestId"`
-	}{Code: "ServiceUnavailable", Message: msg, Resource: r.URL.Path, RequestID: "0"})
+	s3api.WriteError(w, r, &s3api.Error{Status: http.StatusServiceUnavailable, Code: "ServiceUnavailable", Message: msg})
 }
 
 // openBucketRoutes makes the buckets the cluster's: the function keys'
