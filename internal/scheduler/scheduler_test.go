@@ -330,7 +330,20 @@ func TestBrokenEnvironmentsAreNotReused(t *testing.T) {
 		if err != nil || res.Error != nil {
 			t.Fatalf("first call: %+v %v", res, err)
 		}
-		waitFor(t, "the broken env to be ended", func() bool { return fx.vm.Running() == 0 })
+		// Ended: its machine stopped and the sandbox has marked it dead
+		// (the second follows the first by a moment).
+		waitFor(t, "the broken env to be ended", func() bool {
+			fx.s.mu.Lock()
+			defer fx.s.mu.Unlock()
+			for _, p := range fx.s.pools {
+				for _, e := range p.idle {
+					if e.env.State() != sandbox.StateDead {
+						return false
+					}
+				}
+			}
+			return fx.vm.Running() == 0
+		})
 		res, n := call(t, fx.s, f, `{}`)
 		if res.StartType != sandbox.StartCold || n != 1 {
 			t.Errorf("after the break: %s count %d, want a cold new env", res.StartType, n)
