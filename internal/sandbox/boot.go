@@ -103,10 +103,11 @@ func (e *Env) boot(ctx context.Context) error {
 	}
 	// The init phase's output is counted from here, against its own limit.
 	e.logs.reset()
-	initDeadline := time.Now().Add(e.cfg.InitTimeout)
+	initBudget := e.initBudget()
+	initDeadline := time.Now().Add(initBudget)
 	initTimedOut := &InitError{Object: guestproto.ErrorObject{
 		ErrorType:    "Runtime.Unknown",
-		ErrorMessage: fmt.Sprintf("Task timed out after %.2f seconds (init did not finish)", e.cfg.InitTimeout.Seconds()),
+		ErrorMessage: fmt.Sprintf("Task timed out after %.2f seconds (init did not finish)", initBudget.Seconds()),
 	}}
 	if err := c.send(ctx, initDeadline, guestproto.TypeInit, initMsg, entropy()); err != nil {
 		if errors.Is(err, errGuestDeadline) {
@@ -167,4 +168,14 @@ func initError(body []byte) *InitError {
 		ie.Object = guestproto.ErrorObject{ErrorType: "Runtime.Unknown", ErrorMessage: string(body)}
 	}
 	return ie
+}
+
+// initBudget is how long the runtime's init may take. Lambda gives init
+// 10 s and, when that is not enough, runs it again within the first
+// invocation under the function's own timeout; letting the init that is
+// already running go on for that long gives the same answer without
+// throwing its progress away (a heavy runtime on a loaded host can need
+// more than 10 s).
+func (e *Env) initBudget() time.Duration {
+	return e.cfg.InitTimeout + max(e.fn.Timeout, 0)
 }

@@ -98,7 +98,9 @@ type Config struct {
 	// AgentDigest is the agent build this host runs now; snapshots made by
 	// another are refused. Empty skips the check.
 	AgentDigest string
-	// InitTimeout bounds the runtime's init (Lambda's is 10 s); BootTimeout
+	// InitTimeout bounds the runtime's init (Lambda's is 10 s), past which
+	// the function's timeout is added, as Lambda retries init within the
+	// first invocation; BootTimeout
 	// the kernel's boot to the agent, and a restore to the agent's answer.
 	InitTimeout time.Duration
 	BootTimeout time.Duration

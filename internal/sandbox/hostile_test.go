@@ -86,7 +86,7 @@ func (h *hostile) boot(t *testing.T, f sandbox.Function) (*sandbox.Env, error) {
 	t.Helper()
 	var env *sandbox.Env
 	var err error
-	within(t, 3*time.Second, "Boot", func() { env, err = sandbox.Boot(context.Background(), h.cfg, f, h.img) })
+	within(t, 5*time.Second, "Boot", func() { env, err = sandbox.Boot(context.Background(), h.cfg, f, h.img) })
 	if env != nil {
 		t.Cleanup(func() { _ = env.Close(context.Background()) })
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,6 +128,11 @@ func (m *machine) agent() {
 				_ = out.Write(guestproto.TypeInitError, guestproto.ErrorInfo{ErrorType: "Fake.InitError"},
 					[]byte(`{"errorMessage":"init failed","errorType":"Fake.InitError"}`))
 				continue
+			}
+			// FAKE_INIT_MS: an init that takes this long, as a heavy
+			// runtime's does.
+			if ms, err := strconv.Atoi(in.Env["FAKE_INIT_MS"]); err == nil && ms > 0 {
+				time.Sleep(time.Duration(ms) * time.Millisecond)
 			}
 			if !m.misbehave(Mode(in.Env["FAKE_INIT"]), func() error {
 				return out.Write(guestproto.TypeReady, guestproto.Ready{}, nil)
