@@ -310,9 +310,7 @@ func (s *Service) run(ctx context.Context, fn scheduler.Function, requestID stri
 		if !errors.As(err, &ie) {
 			return nil, err
 		}
-		// As Lambda: a failed init is the invocation's function error.
-		sres = &sandbox.Result{RequestID: requestID, Error: &ie.Object, StartType: sandbox.StartCold}
-		sres.Payload, _ = json.Marshal(ie.Object)
+		sres = initFailed(requestID, ie)
 		t := newTranscript(log, requestID, fn.Version)
 		t.end(nil, fn.Function)
 		return s.result(fn, sres, t), nil
@@ -327,6 +325,11 @@ func (s *Service) run(ctx context.Context, fn scheduler.Function, requestID stri
 	rec.Mark(spans.Released)
 	if sres == nil {
 		t.end(nil, fn.Function)
+		// The lease moved the call to a new environment, whose init failed.
+		if ie := (*sandbox.InitError)(nil); errors.As(err, &ie) {
+			sres = initFailed(requestID, ie)
+			return s.result(fn, sres, t), nil
+		}
 		return nil, err
 	}
 	t.end(sres, fn.Function)
@@ -335,6 +338,14 @@ func (s *Service) run(ctx context.Context, fn scheduler.Function, requestID stri
 	}
 	rec.Mark(spans.Metered)
 	return s.result(fn, sres, t), err
+}
+
+// initFailed is a failed init as the invocation's result: as in Lambda, a
+// function error.
+func initFailed(requestID string, ie *sandbox.InitError) *sandbox.Result {
+	res := &sandbox.Result{RequestID: requestID, Error: &ie.Object, StartType: sandbox.StartCold}
+	res.Payload, _ = json.Marshal(ie.Object)
+	return res
 }
 
 func (s *Service) result(fn scheduler.Function, res *sandbox.Result, t *transcript) *Result {

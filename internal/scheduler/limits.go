@@ -61,6 +61,9 @@ type Usage struct {
 	// Handed counts calls that took an environment released while they
 	// waited for their boot's turn (their boot given up).
 	Handed int64
+	// Retaken counts calls moved to another environment because the one
+	// they took had stopped before their event reached it.
+	Retaken int64
 	// Suspended counts warm environments suspended to free memory;
 	// Deleted environments ended to free room (the oldest suspended
 	// first).

@@ -215,13 +215,41 @@ func (s *Scheduler) Acquire(ctx context.Context, fn Function) (*Lease, error) {
 	return &Lease{s: s, fn: fn, env: env}, nil
 }
 
-// Invoke runs one invocation on the leased environment.
+// maxRetakes bounds how many other environments one call may be moved to
+// after the one it held stopped before the event reached it.
+const maxRetakes = 2
+
+// Invoke runs one invocation on the leased environment. An environment
+// whose guest broke its link while idle is seen dead only when it is
+// taken (sandbox.ErrDead: the event never reached it, nothing ran): the
+// call then moves to another environment of its function, as if the dead
+// one had never been handed out. A failed cold start on the way is an
+// *sandbox.InitError, as from Acquire.
 func (l *Lease) Invoke(ctx context.Context, req sandbox.Request) (*sandbox.Result, error) {
-	return l.env.Invoke(ctx, req)
+	for retakes := 0; ; retakes++ {
+		res, err := l.env.Invoke(ctx, req)
+		if res != nil || !errors.Is(err, sandbox.ErrDead) || retakes == maxRetakes || ctx.Err() != nil {
+			return res, err
+		}
+		l.s.cfg.Log.Info("the environment stopped before the call reached it; another serves it",
+			"env", l.env.ID(), "function", l.fn.Name, "err", err)
+		l.s.count(&l.s.usage.Retaken)
+		l.s.release(l.fn, l.env)
+		env, err := l.s.acquire(ctx, l.fn)
+		if err != nil {
+			l.env = nil
+			return nil, err
+		}
+		l.env = env
+	}
 }
 
 // Release gives the environment back; the lease is spent.
-func (l *Lease) Release() { l.s.release(l.fn, l.env) }
+func (l *Lease) Release() {
+	if l.env != nil { // nil: a retake found no environment
+		l.s.release(l.fn, l.env)
+	}
+}
 
 func (s *Scheduler) logs(function string) io.Writer {
 	if s.cfg.Logs == nil {

@@ -349,6 +349,28 @@ func TestBrokenEnvironmentsAreNotReused(t *testing.T) {
 			t.Errorf("after the break: %s count %d, want a cold new env", res.StartType, n)
 		}
 	})
+	t.Run("stopped after it was taken", func(t *testing.T) {
+		// A guest may break its link in the moment between its env being
+		// taken and the event sent: nothing ran, so the call moves on.
+		fx := newFixture(t, nil, t.TempDir(), 8)
+		f := fn("f", 60)
+		call(t, fx.s, f, `{}`)
+		l, err := fx.s.Acquire(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.env.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		res, err := l.Invoke(context.Background(), sandbox.Request{Payload: []byte(`{}`)})
+		l.Release()
+		if err != nil || res.Error != nil || res.StartType != sandbox.StartCold {
+			t.Fatalf("call on a stopped env: %+v %v, want it served cold by another", res, err)
+		}
+		if u, st := fx.s.Usage(), fx.s.Stats(); u.Retaken != 1 || u.Environments != 1 || st.Warm != 1 || st.Busy != 0 {
+			t.Errorf("after: %+v %+v, want one retake and the new env warm", u, st)
+		}
+	})
 	t.Run("resume fails", func(t *testing.T) {
 		fx := newFixture(t, nil, t.TempDir(), 8)
 		fx.s.cfg.Sandbox.BootTimeout = 300 * time.Millisecond // bounds the wait on the silent resume

@@ -140,6 +140,9 @@ func (m *metrics) watch(sched *scheduler.Scheduler) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hearth_boots_given_up_total",
 			Help: "Calls that took an environment released while they waited for their boot's turn (the boot given up)."},
 			func() float64 { return float64(sched.Usage().Handed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hearth_calls_retaken_total",
+			Help: "Calls moved to another environment: the one they took had stopped before their event reached it."},
+			func() float64 { return float64(sched.Usage().Retaken) }),
 	)
 }
 
