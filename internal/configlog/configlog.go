@@ -172,15 +172,56 @@ func (l *Log) Purge(ctx context.Context, seq uint64) error {
 }
 
 // PutBlob stores a zip under name, unless it is there already (names are
-// digests: the same name is the same content).
+// digests: the same name is the same content). One there already is
+// touched instead: its time is what a prune judges its age by, and a zip
+// put again is about to be named again.
 func (l *Log) PutBlob(ctx context.Context, name string, data []byte) error {
 	if info, err := l.zips.GetInfo(ctx, name); err == nil && !info.Deleted {
-		return nil
+		if err := l.zips.UpdateMeta(ctx, name, info.ObjectMeta); err == nil {
+			return nil
+		}
+		// Deleted meanwhile (a prune): stored again below.
 	}
 	if _, err := l.zips.PutBytes(ctx, name, data); err != nil {
 		return fmt.Errorf("configlog: put %s: %w", name, err)
 	}
 	return nil
+}
+
+// ListBlobs lists the zips and dumps stored, with when each was last put.
+func (l *Log) ListBlobs(ctx context.Context) ([]store.BlobInfo, error) {
+	infos, err := l.zips.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("configlog: list: %w", err)
+	}
+	out := make([]store.BlobInfo, 0, len(infos))
+	for _, i := range infos {
+		out = append(out, store.BlobInfo{Name: i.Name, Put: i.ModTime, Size: int64(i.Size)})
+	}
+	return out, nil
+}
+
+// DeleteBlob deletes the blob under name if it was last put before
+// notAfter (read again just before: a put since keeps it); deleted says
+// whether it did.
+func (l *Log) DeleteBlob(ctx context.Context, name string, notAfter time.Time) (deleted bool, err error) {
+	info, err := l.zips.GetInfo(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("configlog: %s: %w", name, err)
+	}
+	if info.ModTime.After(notAfter) {
+		return false, nil
+	}
+	if err := l.zips.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return false, fmt.Errorf("configlog: delete %s: %w", name, err)
+	}
+	return true, nil
 }
 
 // GetBlob reads the zip stored under name.

@@ -99,7 +99,10 @@ type Config struct {
 	// Cluster makes the daemon one host of several (cluster.go); zero is
 	// standalone.
 	Cluster ClusterOptions
-	Log     *slog.Logger
+	// CodeGrace is how long a zip no function names is kept
+	// (retention.go); store.DefaultCodeGrace when zero.
+	CodeGrace time.Duration
+	Log       *slog.Logger
 }
 
 // Server is a running daemon.
@@ -145,6 +148,7 @@ type Server struct {
 	sync      *configSync
 	moves     *mover        // drain.go
 	roots     *clusterRoots // roots_cluster.go
+	retention *retention    // retention.go
 
 	// meterLog carries the meter across the hosts (meterlog.go); nil
 	// standalone.
@@ -471,6 +475,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.announce()
 	s.adopt(ctx)
 	s.startRoots(ctx)
+	s.startRetention(ctx)
 	if err := s.startMoves(ctx); err != nil {
 		ln.Close()
 		return err
@@ -563,6 +568,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	phases.mark("async")
 	s.stopMoves()
 	s.stopRoots()
+	s.stopRetention()
 	s.sched.Shutdown(ctx)
 	phases.mark("environments")
 	s.closeBroker(ctx)

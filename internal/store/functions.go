@@ -224,8 +224,13 @@ func (s *Store) PutCode(zip []byte) (b64, hexSum string, err error) {
 	sum := sha256.Sum256(zip)
 	hexSum = hex.EncodeToString(sum[:])
 	// Durable before the function that names it is stored: a crash must
-	// never leave a function whose code is missing or half written.
-	if err := writeOnce(s.CodePath(hexSum), zip); err != nil {
+	// never leave a function whose code is missing or half written. A
+	// prune's wait for it starts again (see PruneCode).
+	s.codeMu.Lock()
+	err = writeOnce(s.CodePath(hexSum), zip)
+	delete(s.codeUnnamed, hexSum)
+	s.codeMu.Unlock()
+	if err != nil {
 		return "", "", fmt.Errorf("store code: %w", err)
 	}
 	// And in the hosts' store before a function that names it is in the

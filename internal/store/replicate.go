@@ -56,6 +56,23 @@ type Blobs interface {
 	GetBlob(ctx context.Context, name string) ([]byte, error)
 }
 
+// BlobInfo is a blob as a BlobPruner lists it.
+type BlobInfo struct {
+	Name string
+	// Put is when it was last put (a put of a blob there already
+	// renews it).
+	Put  time.Time
+	Size int64
+}
+
+// BlobPruner is Blobs whose blobs can be listed and deleted (see
+// PruneBlobs).
+type BlobPruner interface {
+	ListBlobs(ctx context.Context) ([]BlobInfo, error)
+	// DeleteBlob deletes the blob if it was last put before notAfter.
+	DeleteBlob(ctx context.Context, name string, notAfter time.Time) (bool, error)
+}
+
 // ErrLogMoved is a Log's answer to an Append whose "after" is no longer
 // the log's last entry.
 var ErrLogMoved = errors.New("the configuration log has moved on")

@@ -32,6 +32,10 @@ func (s *Store) putBlob(ctx context.Context, name string, data []byte) error {
 	if s.rep == nil || s.rep.blobs == nil {
 		return nil
 	}
+	// Put again: a prune's wait for it starts again (see PruneBlobs).
+	s.blobMu.Lock()
+	delete(s.blobUnnamed, name)
+	s.blobMu.Unlock()
 	// The upload may rightly take long (a big zip, three copies); a
 	// host cut off from the quorum would wait it out: the log's last
 	// sequence first, which it cannot read then.

@@ -32,6 +32,13 @@ type Store struct {
 	layerDir string
 	// layerMu orders writing a layer's zip against pruning one.
 	layerMu sync.Mutex
+	// codeMu orders writing a function's zip against pruning one, and
+	// guards when each was first seen unnamed (see PruneCode); blobMu
+	// guards the same for the hosts' store (see PruneBlobs).
+	codeMu      sync.Mutex
+	codeUnnamed unnamedSince
+	blobMu      sync.Mutex
+	blobUnnamed unnamedSince
 	// configGen changes after every write that can change what Resolve
 	// or Concurrency answer (see ConfigGeneration).
 	configGen atomic.Uint64
