@@ -157,6 +157,8 @@ type Folder struct {
 	// MemoryBase is, for a suspended clone, its template's memory file:
 	// its state holds only the pages that differ from it.
 	MemoryBase string
+	// Initrd is the initramfs its machine boots or resumes with.
+	Initrd string
 }
 
 // ReadFolder reads the manifest in dir; a folder without one (a boot or a
@@ -166,7 +168,7 @@ func ReadFolder(dir string) (Folder, error) {
 	if err != nil {
 		return Folder{}, err
 	}
-	f := Folder{ID: m.ID, Kind: m.Kind, State: m.State, PID: m.PID, Detached: m.Spec.Detached}
+	f := Folder{ID: m.ID, Kind: m.Kind, State: m.State, PID: m.PID, Detached: m.Spec.Detached, Initrd: m.Initrd.Path}
 	if m.Snapshot != nil {
 		f.MemoryBase = m.Snapshot.MemoryBase
 	}

@@ -89,6 +89,11 @@ func suspendedEnv(t *testing.T, v sandbox.VMM) *sandbox.Env {
 	if _, err := env.Suspend(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Its folder names the initramfs it resumes with: the daemon keeps
+	// that image while the folder is there.
+	if f, err := sandbox.ReadFolder(env.Dir()); err != nil || f.Initrd != img.Initrd || f.State != sandbox.StateSuspended {
+		t.Fatalf("the suspended env's folder: %+v %v, want initrd %s", f, err, img.Initrd)
+	}
 	return env
 }
 

@@ -2,15 +2,20 @@ package server
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/hearthdev/hearth/internal/sandbox"
 	"github.com/hearthdev/hearth/internal/store"
 )
 
 // retention lets go, now and then, of the code zips no function names
 // any more (an update replaced them, or their function was deleted): from
-// this host's code folder and, in a cluster, from the hosts' store.
+// this host's code folder and, in a cluster, from the hosts' store; and
+// of the stored initramfs images unused for days that no environment
+// needs.
 type retention struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -25,6 +30,11 @@ func (s *Server) startRetention(ctx context.Context) {
 	if s.cfg.CodeGrace > 0 {
 		blobGrace = grace // a test's
 	}
+	imagesUnused := s.cfg.ImagesUnusedFor
+	if imagesUnused <= 0 {
+		imagesUnused = DefaultImagesUnusedFor
+	}
+	imagesEvery := min(time.Hour, max(grace/2, time.Second))
 	r := &retention{}
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.wg.Add(1)
@@ -32,15 +42,19 @@ func (s *Server) startRetention(ctx context.Context) {
 		defer r.wg.Done()
 		// A prune removes a zip only once it has seen it unnamed for the
 		// grace: passes half a grace apart keep that within 1.5 graces.
-		t := time.NewTicker(grace / 2)
-		defer t.Stop()
+		code := time.NewTicker(grace / 2)
+		defer code.Stop()
+		images := time.NewTicker(imagesEvery)
+		defer images.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-code.C:
+				s.pruneCode(ctx, grace, blobGrace)
+			case <-images.C:
+				s.pruneImages(imagesUnused)
 			}
-			s.pruneCode(ctx, grace, blobGrace)
 		}
 	}()
 	s.retention = r
@@ -60,6 +74,36 @@ func (s *Server) pruneCode(ctx context.Context, grace, blobGrace time.Duration) 
 	}
 	if len(deleted) > 0 {
 		s.log.Info("code retention: deleted zips no host's configuration names", "blobs", len(deleted))
+	}
+}
+
+// DefaultImagesUnusedFor is how long a stored image may go unused before
+// it is removed (a cold start then builds it again, in about a second).
+const DefaultImagesUnusedFor = 7 * 24 * time.Hour
+
+// pruneImages removes the stored images unused for unusedFor that no
+// environment, template or MicroVM folder names.
+func (s *Server) pruneImages(unusedFor time.Duration) {
+	inUse := map[string]bool{}
+	for _, dir := range []string{filepath.Join(s.cfg.DataDir, "envs"), templatesDir(s.cfg.DataDir), filepath.Join(s.cfg.DataDir, "microvms")} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue // none yet
+		}
+		for _, e := range entries {
+			f, err := sandbox.ReadFolder(filepath.Join(dir, e.Name()))
+			if err != nil {
+				continue // no manifest yet: its image is just marked used
+			}
+			inUse[f.Initrd] = true
+		}
+	}
+	removed, err := s.host.PruneImages(filepath.Join(s.cfg.DataDir, "images"), unusedFor, inUse)
+	if err != nil {
+		s.log.Warn("image retention", "err", err)
+	}
+	if len(removed) > 0 {
+		s.log.Info("image retention: removed images unused for long", "images", len(removed), "unusedFor", unusedFor)
 	}
 }
 

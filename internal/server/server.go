@@ -100,9 +100,12 @@ type Config struct {
 	// standalone.
 	Cluster ClusterOptions
 	// CodeGrace is how long a zip no function names is kept
-	// (retention.go); store.DefaultCodeGrace when zero.
-	CodeGrace time.Duration
-	Log       *slog.Logger
+	// (retention.go); store.DefaultCodeGrace when zero. ImagesUnusedFor
+	// is how long a stored initramfs may go unused before it is removed;
+	// DefaultImagesUnusedFor when zero.
+	CodeGrace       time.Duration
+	ImagesUnusedFor time.Duration
+	Log             *slog.Logger
 }
 
 // Server is a running daemon.

@@ -123,11 +123,15 @@ func imageID(digest string, layers []LayerZip) string {
 // yet.
 func (h *Host) storedImage(ctx context.Context, imagesDir, id string, load func() (guestimage.InitramfsSpec, error)) (sandbox.Image, error) {
 	p := filepath.Join(imagesDir, h.imageKey(id), imageFile)
-	if _, err := os.Stat(p); err == nil {
-		return h.image(p), nil
-	}
 	c := &h.images
 	c.mu.Lock()
+	// Under the lock PruneImages holds: an image found here is marked
+	// used before any prune can judge it unused.
+	if _, err := os.Stat(p); err == nil {
+		markUsed(filepath.Dir(p))
+		c.mu.Unlock()
+		return h.image(p), nil
+	}
 	if b, ok := c.building[p]; ok {
 		c.mu.Unlock()
 		select {
@@ -178,6 +182,7 @@ func (h *Host) buildStored(p string, load func() (guestimage.InitramfsSpec, erro
 	if err != nil {
 		return sandbox.Image{}, fmt.Errorf("initramfs: %w", err)
 	}
+	markUsed(dir)
 	return h.image(p), nil
 }
 
