@@ -19,7 +19,7 @@ func TestReplacedAndDeletedCodeIsLetGo(t *testing.T) {
 	d := startWith(t, server.Config{DataDir: t.TempDir(), KeepWarm: time.Minute, CodeGrace: 200 * time.Millisecond})
 	ctx := context.Background()
 	first := readZip(t, "./examples/hello")
-	second := zipOf(t, map[string]string{"bootstrap": "#!/bin/sh\necho second\n"})
+	second := readZip(t, "./examples/counter")
 	totalCode := func() int64 {
 		t.Helper()
 		s, err := d.client.GetAccountSettings(ctx, &lambda.GetAccountSettingsInput{})
