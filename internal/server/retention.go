@@ -84,27 +84,44 @@ const DefaultImagesUnusedFor = 7 * 24 * time.Hour
 // pruneImages removes the stored images unused for unusedFor that no
 // environment, template or MicroVM folder names.
 func (s *Server) pruneImages(unusedFor time.Duration) {
-	inUse := map[string]bool{}
-	for _, dir := range []string{filepath.Join(s.cfg.DataDir, "envs"), templatesDir(s.cfg.DataDir), filepath.Join(s.cfg.DataDir, "microvms")} {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			continue // none yet
-		}
-		for _, e := range entries {
-			f, err := sandbox.ReadFolder(filepath.Join(dir, e.Name()))
-			if err != nil {
-				continue // no manifest yet: its image is just marked used
-			}
-			inUse[f.Initrd] = true
-		}
-	}
-	removed, err := s.host.PruneImages(filepath.Join(s.cfg.DataDir, "images"), unusedFor, inUse)
+	removed, err := s.host.PruneImages(filepath.Join(s.cfg.DataDir, "images"), unusedFor, imagesNamed(s.cfg.DataDir))
 	if err != nil {
 		s.log.Warn("image retention", "err", err)
 	}
 	if len(removed) > 0 {
 		s.log.Info("image retention: removed images unused for long", "images", len(removed), "unusedFor", unusedFor)
 	}
+}
+
+// imagesNamed is the initramfs paths the environment and template folders
+// under dataDir name, two levels deep: the daemon's environments,
+// SnapStart templates and MicroVMs (their images' templates one level
+// down, in microvms/templates), and `hearth env`'s environments and
+// templates.
+func imagesNamed(dataDir string) map[string]bool {
+	named := map[string]bool{}
+	var visit func(dir string, depth int)
+	visit = func(dir string, depth int) {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return // none yet
+		}
+		for _, e := range entries {
+			if !e.IsDir() {
+				continue
+			}
+			sub := filepath.Join(dir, e.Name())
+			if f, err := sandbox.ReadFolder(sub); err == nil {
+				named[f.Initrd] = true
+			} else if depth > 1 {
+				visit(sub, depth-1) // a folder of folders
+			}
+		}
+	}
+	for _, root := range []string{"envs", "snapstart", "microvms", "templates"} {
+		visit(filepath.Join(dataDir, root), 2)
+	}
+	return named
 }
 
 func (s *Server) stopRetention() {
