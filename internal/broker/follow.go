@@ -3,8 +3,16 @@ package broker
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The pull requests of a follower: each expires after followExpiry, and
+// the server sends a heartbeat every followHeartbeat while it has nothing.
+const (
+	followExpiry    = 5 * time.Second
+	followHeartbeat = time.Second
 )
 
 // Follow delivers the messages of stream on subject after stream sequence
@@ -25,7 +33,11 @@ func Follow(ctx context.Context, js jetstream.JetStream, stream, subject string,
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", stream, err)
 	}
-	it, err := cons.Messages()
+	// Heartbeats every second: an ordered consumer re-makes itself after
+	// two missed ones, so a follower whose consumer went with its server
+	// (a host restarting) is back within seconds, not the default 10 s,
+	// which is as long as a host waits to catch up before it answers.
+	it, err := cons.Messages(jetstream.PullExpiry(followExpiry), jetstream.PullHeartbeat(followHeartbeat))
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", stream, err)
 	}
