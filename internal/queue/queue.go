@@ -102,7 +102,17 @@ type Config struct {
 	// Replicas is how many copies each queue's stream keeps
 	// (broker.Broker.Replicas: 1 standalone, up to 3 in a cluster).
 	Replicas int
-	Log      *slog.Logger
+	// Sync, in a cluster, catches this host up with the shared
+	// configuration: a queue not found is looked for again after it.
+	// Nil standalone.
+	Sync ConfigSync
+	Log  *slog.Logger
+}
+
+// ConfigSync waits until this host has applied the configuration the
+// hosts share, as of now.
+type ConfigSync interface {
+	CatchUp(ctx context.Context) error
 }
 
 // Service is the queues.
@@ -213,15 +223,30 @@ func (s *Service) nameOf(ctx context.Context, arn string) (string, error) {
 
 // state is the queue named name, loaded once.
 func (s *Service) state(ctx context.Context, name string) (*state, error) {
+	st, err := s.load(ctx, name)
+	if errors.Is(err, store.ErrNotFound) && s.cfg.Sync != nil {
+		// Made through another host a moment ago, perhaps: this host
+		// applies the shared configuration shortly after. Once caught up,
+		// a miss is a miss.
+		if cerr := s.cfg.Sync.CatchUp(ctx); cerr != nil {
+			s.log.Warn("queue: catching up with the shared configuration", "queue", name, "err", cerr)
+		}
+		st, err = s.load(ctx, name)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound(name)
+	}
+	return st, err
+}
+
+// load returns the queue's state, loading it from the store on first use.
+func (s *Service) load(ctx context.Context, name string) (*state, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st, ok := s.queues[name]; ok {
 		return st, nil
 	}
 	rec, err := s.cfg.Store.Queue(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound(name)
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ func (s *Server) openEvents(ctx context.Context) error {
 		return err
 	}
 	b := s.broker
-	q, err := queue.New(ctx, queue.Config{Store: s.store, JetStream: b.JetStream(), Replicas: b.Replicas(), Conn: b.Conn(), Region: s.region(), Key: key, Log: s.log})
+	q, err := queue.New(ctx, queue.Config{Store: s.store, JetStream: b.JetStream(), Replicas: b.Replicas(), Conn: b.Conn(), Region: s.region(), Key: key, Sync: s.configSync(), Log: s.log})
 	if err != nil {
 		s.closeBroker(ctx)
 		return err
