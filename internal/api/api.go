@@ -98,7 +98,17 @@ type Config struct {
 	Buckets Buckets
 	// Cluster is this host's membership; nil when it runs standalone.
 	Cluster Cluster
-	Log     *slog.Logger
+	// Sync, in a cluster, catches this host up with the configuration the
+	// hosts share: a function a read does not find is looked for again
+	// after it (made through another host a moment ago). Nil standalone.
+	Sync ConfigSync
+	Log  *slog.Logger
+}
+
+// ConfigSync waits until this host has applied the shared configuration,
+// as of now.
+type ConfigSync interface {
+	CatchUp(ctx context.Context) error
 }
 
 // HostShares observes the host's share of invocations.

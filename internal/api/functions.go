@@ -346,6 +346,14 @@ func (a *API) resolve(r *http.Request) (store.Function, error) {
 		return store.Function{}, err
 	}
 	f, err := a.cfg.Store.Resolve(r.Context(), name, qualifier)
+	if errors.Is(err, store.ErrNotFound) && a.cfg.Sync != nil {
+		// Read through this host right after a write through another:
+		// once caught up with the shared configuration, a miss is a miss.
+		if cerr := a.cfg.Sync.CatchUp(r.Context()); cerr != nil {
+			a.cfg.Log.Warn("catching up with the shared configuration", "function", name, "err", cerr)
+		}
+		f, err = a.cfg.Store.Resolve(r.Context(), name, qualifier)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound) && qualifier != "":
 		return f, lambdaerr.ResourceNotFound("Function not found: %s:%s", a.arn(name), qualifier)

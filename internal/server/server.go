@@ -303,7 +303,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.openEventSources(s.esmQueues())
-	s.api = api.New(api.Config{DefaultKeepPaused: s.invoke.DefaultKeepPaused(), Cluster: s.clusterAPI(), HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microVMsAPI(), EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: s.openRoots(roots), Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs,
+	s.api = api.New(api.Config{DefaultKeepPaused: s.invoke.DefaultKeepPaused(), Cluster: s.clusterAPI(), HostShares: s.metrics, Buckets: s.buckets, MicroVMs: s.microVMsAPI(), EventSources: s.eventSources(), Queues: s.asyncQueues(), Store: st, Images: s.openRoots(roots), Invoker: s.invoke, URLBase: s.urlBase, Keys: creds, Region: cfg.Region, Log: cfg.Log, IdlePolicy: idle, Logs: logs, Sync: s.configSync(),
 		NetworkPolicy: cfg.NetworkPolicy,
 		Prices:        cfg.Prices, Pools: pools{s.sched, s.metrics, s.microvms, s}, ValidateCode: guestimage.ValidateZip, RuntimeRoot: func(name string) error {
 			_, err := runtimes.RootPath(cfg.Host.CacheDir, name)
