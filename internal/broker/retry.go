@@ -41,6 +41,26 @@ func RetryFor(ctx context.Context, total time.Duration, f func(context.Context) 
 	}
 }
 
+// RetryWithin runs f until it succeeds, ctx ends, or total has passed,
+// every 250 ms; it returns f's last error. Unlike Retry it does not bound
+// each try: it is for work that may rightly take long (an upload) but
+// fails at once while a stream has no leader ("no responders"), which
+// JetStream elects within seconds. f must be safe to run again.
+func RetryWithin(ctx context.Context, total time.Duration, f func(context.Context) error) error {
+	deadline := time.Now().Add(total)
+	for {
+		err := f(ctx)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // LeaderWait bounds how long a publish waits for a stream without a
 // leader: when the host that led it dies, its other replicas elect one
 // within JetStream's election timeout (up to about 10 s).

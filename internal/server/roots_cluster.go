@@ -251,7 +251,10 @@ func (c *clusterRoots) Share(ctx context.Context, root *rootfs.Root) error {
 	_, err := c.flight(ctx, "share "+root.Digest, func() (*rootfs.Root, error) {
 		fctx, cancel := context.WithTimeout(context.Background(), rootFetchTimeout)
 		defer cancel()
-		return root, c.share(fctx, root)
+		// The roots' store may have no leader for a moment (made on
+		// first use, or its leader's host gone): tried again, as a put
+		// of the same root replaces what a failed one left.
+		return root, broker.RetryWithin(fctx, broker.LeaderWait, func(ctx context.Context) error { return c.share(ctx, root) })
 	})
 	return err
 }
@@ -321,7 +324,17 @@ func (c *clusterRoots) fetch(ctx context.Context, digest string) (*rootfs.Root, 
 	if err != nil {
 		return nil, err
 	}
-	info, err := obs.GetInfo(ctx, rootKey(digest, rootfs.DiskFile))
+	var info *jetstream.ObjectInfo
+	err = broker.RetryWithin(ctx, broker.LeaderWait, func(ctx context.Context) (err error) {
+		info, err = obs.GetInfo(ctx, rootKey(digest, rootfs.DiskFile))
+		if errors.Is(err, jetstream.ErrObjectNotFound) {
+			return nil // an answer
+		}
+		return err
+	})
+	if err == nil && info == nil {
+		err = jetstream.ErrObjectNotFound
+	}
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, &rootfs.Error{Code: rootfs.NotFound, Err: err,
 			Message: fmt.Sprintf("Source image %s is in no host's image cache: import or pull it again.", digest)}
