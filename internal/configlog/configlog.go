@@ -224,19 +224,30 @@ func (l *Log) DeleteBlob(ctx context.Context, name string, notAfter time.Time) (
 	return true, nil
 }
 
+// blobLagWait is how long a blob not found is looked for again (see
+// GetBlob).
+const blobLagWait = 3 * time.Second
+
 // GetBlob reads the zip stored under name.
 func (l *Log) GetBlob(ctx context.Context, name string) ([]byte, error) {
 	// When the host that led the zips' stream dies, its other replicas
 	// elect another within seconds: a get meanwhile is tried again, as
 	// broker.Publish does, rather than failing the cold start it serves.
-	deadline := time.Now().Add(broker.LeaderWait)
+	//
+	// A zip is asked for because an entry this host applied names it, and
+	// it was put before that entry was appended; but this host's replica
+	// of the zips' stream, which may answer the get, can be a moment
+	// behind: a zip not found is looked for again for blobLagWait.
+	start := time.Now()
+	deadline := start.Add(broker.LeaderWait)
 	for {
 		data, err := l.zips.GetBytes(ctx, name)
 		switch {
 		case err == nil:
 			return data, nil
-		case errors.Is(err, jetstream.ErrObjectNotFound):
+		case errors.Is(err, jetstream.ErrObjectNotFound) && (ctx.Err() != nil || time.Since(start) >= blobLagWait):
 			return nil, fmt.Errorf("configlog: %s: %w", name, store.ErrNotFound)
+		case errors.Is(err, jetstream.ErrObjectNotFound):
 		case ctx.Err() != nil || time.Now().After(deadline):
 			return nil, fmt.Errorf("configlog: get %s: %w", name, err)
 		}
