@@ -254,7 +254,13 @@ func (s *Scheduler) evict(e *entry, kind evictKind) {
 // was retired meanwhile.
 func (s *Scheduler) shelve(e *entry) {
 	s.mu.Lock()
-	if s.closed || s.pools[e.p.key] != e.p {
+	if s.closed {
+		// Suspended as the daemon stops: kept on disk, with its record,
+		// for the next daemon to adopt (ending it would lose it).
+		s.mu.Unlock()
+		return
+	}
+	if s.pools[e.p.key] != e.p {
 		s.mu.Unlock()
 		s.end(e)
 		return

@@ -716,11 +716,14 @@ func (s *Scheduler) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	// Calls end, and suspends and evictions under way (an idle
+	// environment's keep-warm may have just run out) finish, before the
+	// daemon closes the store their records go to.
 	for {
 		s.mu.Lock()
-		busy := s.busy
+		busy, freeing := s.busy, s.freeing
 		s.mu.Unlock()
-		if busy == 0 || ctx.Err() != nil {
+		if (busy == 0 && freeing == 0) || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
