@@ -38,6 +38,18 @@ func TestReservedConcurrencyHoldsAcrossHosts(t *testing.T) {
 		ReservedConcurrentExecutions: aws.Int32(1)}); err != nil {
 		t.Fatal(err)
 	}
+	// The limit is configuration every host applies from the shared log,
+	// a moment after a took it: the calls below start once b has it.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out, err := b.Lambda().GetFunctionConcurrency(ctx, &lambda.GetFunctionConcurrencyInput{FunctionName: aws.String("slow")})
+		if err == nil && aws.ToInt32(out.ReservedConcurrentExecutions) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b does not have the reserved concurrency after 30 s: %+v %v", out, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	noRetry := func(o *lambda.Options) { o.RetryMaxAttempts = 1 }
 	call := func(h *clustertest.Host, ms string) error {
 		out, err := h.Lambda().Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("slow"),
